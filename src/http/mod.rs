@@ -1,0 +1,15 @@
+//! HTTP/1.1 over reassembled streams: bytes to [`Transaction`]s.
+//!
+//! Takes each direction's ordered bytes and gaps from reassembly (or the mirror's plaintext);
+//! gives transactions: a request and its response, paired in order (pipelining included), with
+//! bodies measured and hashed as they pass, never kept whole. It reports what was on the wire
+//! and judges nothing: whether a request is worth an alert is the tracker's business.
+
+pub mod body;
+pub mod canon;
+pub mod session;
+pub mod target;
+pub mod transaction;
+
+pub use session::{Emitter, Session};
+pub use transaction::{Body, Conn, KeyHeader, Request, Response, Transaction};

@@ -1,0 +1,1106 @@
+//! One connection's HTTP/1.1 state: a parser per direction, and the exchanges awaiting their
+//! responses.
+//!
+//! Each direction is either looking for a start line (at the start of a connection picked up
+//! mid-stream, or after a gap or a parse error: it resynchronises on the next request or status
+//! line), reading a head, or reading a body. Responses pair with requests in order (RFC 9112
+//! section 9.3.2, pipelining). After a gap, the ACK numbers decide: a response whose segment
+//! did not acknowledge a request's first byte cannot answer it, and a request after which the
+//! client received new bytes before sending the next one was answered, even if that answer was
+//! lost. So the wrong request is never paired with the wrong response.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
+use super::canon::canonical_sha256;
+use super::target;
+use super::transaction::{Body, Conn, KeyHeader, Request, Response, Transaction};
+use crate::config::{HttpConfig, Limits};
+use crate::decode::Vlans;
+use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
+use crate::stats::{HasStats, Stats};
+use crate::ts::Timestamp;
+
+/// Orders output across flows and workers: the packet that completed an event, then the flow
+/// (by its first packet), then the event's rank within that packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    pub packet_no: u64,
+    pub flow_serial: u64,
+    pub sub: u32,
+}
+
+/// Where sessions put what they finish, with the worker's counters.
+#[derive(Default)]
+pub struct Emitter {
+    pub stats: Stats,
+    pub out: Vec<(OrderKey, Transaction)>,
+    packet_no: u64,
+    sub: u32,
+}
+
+impl Emitter {
+    /// Sets the index of the packet (or tick) being processed.
+    pub fn set_packet(&mut self, packet_no: u64) {
+        if packet_no != self.packet_no {
+            self.packet_no = packet_no;
+            self.sub = 0;
+        }
+    }
+
+    fn push(&mut self, flow_serial: u64, tx: Transaction) {
+        self.stats.http_transactions += 1;
+        let key = OrderKey {
+            packet_no: self.packet_no,
+            flow_serial,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        self.out.push((key, tx));
+    }
+}
+
+impl HasStats for Emitter {
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+}
+
+/// Settings shared by all sessions.
+#[derive(Debug)]
+pub struct SessionSettings {
+    pub http: HttpConfig,
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_pending: usize,
+    pub max_canon_body: usize,
+    pub max_decoded_body: u64,
+    pub max_response_keep: usize,
+}
+
+impl SessionSettings {
+    pub fn new(http: &HttpConfig, limits: &Limits) -> Arc<SessionSettings> {
+        Arc::new(SessionSettings {
+            http: http.clone(),
+            max_head_bytes: limits.max_head_bytes,
+            max_headers: limits.max_headers.max(1),
+            max_pending: limits.max_pending_requests.max(1),
+            max_canon_body: limits.max_canon_body_bytes,
+            max_decoded_body: limits.max_decoded_body_bytes,
+            max_response_keep: limits.max_response_body_bytes,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Unknown,
+    Requests,
+    Responses,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Request(u64),
+    Response(u64),
+}
+
+enum State {
+    /// Looking for the next start line.
+    Sync,
+    /// Reading a head (bytes so far in `buf`).
+    Head,
+    Body(Box<BodyReader>, Owner),
+    /// Not HTTP any more (upgrade, tunnel, unframeable request) or ended.
+    Dead,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    offset: u64,
+    ts: Timestamp,
+    peer_ack: Option<u64>,
+    vlans: Vlans,
+}
+
+struct Half {
+    state: State,
+    buf: Vec<u8>,
+    /// Whether the next byte begins a line (for resynchronisation).
+    line_start: bool,
+    start: Option<Start>,
+    ended: bool,
+}
+
+impl Half {
+    fn new() -> Half {
+        Half {
+            state: State::Sync,
+            buf: Vec::new(),
+            line_start: true,
+            start: None,
+            ended: false,
+        }
+    }
+}
+
+struct Exchange {
+    id: u64,
+    req: Option<Request>,
+    req_done: bool,
+    resp: Option<Response>,
+    resp_started: bool,
+    resp_done: bool,
+    /// The response was lost in a gap: the exchange waits for nothing more from the server.
+    resp_lost: bool,
+    interim: Vec<u16>,
+}
+
+/// HTTP state of one connection.
+pub struct Session {
+    cfg: Arc<SessionSettings>,
+    ends: [crate::reassembly::Endpoint; 2],
+    flow_id: u64,
+    community_id: Arc<str>,
+    file_index: usize,
+    serial: u64,
+    client: Option<Side>,
+    halves: [Half; 2],
+    pending: VecDeque<Exchange>,
+    next_id: u64,
+    /// Bytes were lost since the last response was paired: pair by ACK evidence.
+    desync: bool,
+}
+
+const METHODS: &[&[u8]] = &[
+    b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"OPTIONS", b"CONNECT", b"TRACE",
+    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
+    b"SEARCH", b"PURGE", b"QUERY", b"LINK", b"UNLINK", b"MERGE",
+];
+
+#[derive(Debug, PartialEq, Eq)]
+enum Plausible {
+    Request,
+    Response,
+    /// Too few bytes to tell.
+    Maybe,
+    No,
+}
+
+/// Whether `b` starts like a request line or a status line.
+fn plausible_start(b: &[u8], role: Role) -> Plausible {
+    let mut maybe = false;
+    if role != Role::Responses {
+        for m in METHODS {
+            let n = m.len();
+            if b.len() <= n + 1 {
+                if m.starts_with(b.get(..b.len().min(n)).unwrap_or(&[]))
+                    && (b.len() <= n || b.get(n) == Some(&b' '))
+                {
+                    maybe = true;
+                }
+                continue;
+            }
+            if b.get(..n) == Some(*m) && b.get(n) == Some(&b' ') {
+                let next = b.get(n + 1).copied().unwrap_or(0);
+                if next == b'/' || next == b'*' || next.is_ascii_alphanumeric() {
+                    return Plausible::Request;
+                }
+            }
+        }
+    }
+    if role != Role::Requests {
+        const P: &[u8] = b"HTTP/1.";
+        if b.len() < P.len() + 2 {
+            if P.starts_with(b.get(..b.len().min(P.len())).unwrap_or(&[])) {
+                maybe = true;
+            }
+        } else if b.get(..P.len()) == Some(P)
+            && b.get(P.len()).is_some_and(u8::is_ascii_digit)
+            && b.get(P.len() + 1) == Some(&b' ')
+        {
+            return Plausible::Response;
+        }
+    }
+    if maybe { Plausible::Maybe } else { Plausible::No }
+}
+
+/// End of a head (after the empty line), searching from `from`.
+fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(rel) = memchr::memchr(b'\n', data.get(i..)?) {
+        let nl = i + rel;
+        match data.get(nl + 1) {
+            Some(b'\n') => return Some(nl + 2),
+            Some(b'\r') if data.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
+            _ => {}
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Header lines of interest, collected while parsing a head.
+#[derive(Default)]
+struct Heads {
+    host: Option<String>,
+    content_length: Vec<String>,
+    transfer_encoding: Vec<String>,
+    content_encoding: Option<String>,
+    content_type: Option<String>,
+    keys: Vec<KeyHeader>,
+    authorization: Option<Vec<u8>>,
+    stripe_account: Option<String>,
+    stripe_context: Option<String>,
+    location: Option<String>,
+    replayed: bool,
+}
+
+fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
+    let mut h = Heads::default();
+    for hd in headers {
+        let name = hd.name;
+        let value = || String::from_utf8_lossy(hd.value).trim().to_string();
+        if name.eq_ignore_ascii_case("host") {
+            if h.host.is_none() {
+                h.host = Some(String::from_utf8_lossy(hd.value).into_owned());
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            h.content_length.push(value());
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            h.transfer_encoding.push(value());
+        } else if name.eq_ignore_ascii_case("content-encoding") {
+            h.content_encoding = Some(value());
+        } else if name.eq_ignore_ascii_case("content-type") {
+            h.content_type = Some(value());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            h.authorization = Some(hd.value.to_vec());
+        } else if name.eq_ignore_ascii_case("stripe-account") {
+            h.stripe_account = Some(value());
+        } else if name.eq_ignore_ascii_case("stripe-context") {
+            h.stripe_context = Some(value());
+        } else if name.eq_ignore_ascii_case("location") {
+            h.location = Some(value());
+        } else if name.eq_ignore_ascii_case("idempotent-replayed") {
+            h.replayed = hd.value.trim_ascii().eq_ignore_ascii_case(b"true");
+        } else if key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
+            h.keys.push(KeyHeader {
+                name: name.to_ascii_lowercase(),
+                value: String::from_utf8_lossy(hd.value).into_owned(),
+            });
+        }
+    }
+    h
+}
+
+/// Transfer codings in order, `identity` dropped (RFC 7230 removed it; some stacks still send
+/// "chunked, identity").
+fn transfer_codings(te: &[String]) -> Vec<String> {
+    te.iter()
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect()
+}
+
+/// The Content-Length, when all values agree (RFC 9112 section 6.3: "5, 5" is 5; different
+/// values make the length unknowable).
+fn content_length(values: &[String]) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for v in values.iter().flat_map(|v| v.split(',')) {
+        let v = v.trim();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(());
+        }
+        let n: u64 = v.parse().map_err(|_| ())?;
+        if found.is_some_and(|f| f != n) {
+            return Err(());
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// A stable identity for the credential, never the credential itself: Bearer and Basic hash
+/// the whole credential; AWS SigV4 hashes the access key id only (the signature changes with
+/// every request).
+fn credential_identity(auth: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let text = String::from_utf8_lossy(auth);
+    let t = text.trim();
+    let mut h = Sha256::new();
+    if let Some(rest) = t.strip_prefix("AWS4-HMAC-SHA256") {
+        let akid = rest
+            .split([',', ' '])
+            .find_map(|p| p.trim().strip_prefix("Credential="))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("");
+        h.update(b"sigv4\x00");
+        h.update(akid.as_bytes());
+    } else {
+        let (scheme, cred) = t.split_once(' ').unwrap_or((t, ""));
+        h.update(scheme.to_ascii_lowercase().as_bytes());
+        h.update(b"\x00");
+        h.update(cred.trim().as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Top-level `id` of a JSON object body.
+fn json_id(body: &[u8]) -> Option<String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match v.get("id")? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn body_of(r: &BodyResult, canon: Option<[u8; 32]>) -> Body {
+    Body {
+        len: r.len,
+        sha256: r.sha256,
+        decoded_sha256: r.decoded_sha256,
+        canon_sha256: canon,
+        complete: r.complete,
+        missing: r.missing,
+    }
+}
+
+impl Session {
+    pub fn new(cfg: Arc<SessionSettings>, info: &FlowInfo) -> Session {
+        Session {
+            cfg,
+            ends: info.ends,
+            flow_id: info.flow_id,
+            community_id: Arc::from(info.community_id.as_str()),
+            file_index: info.file_index,
+            serial: info.serial,
+            client: None,
+            halves: [Half::new(), Half::new()],
+            pending: VecDeque::new(),
+            next_id: 0,
+            // Until a handshake is seen, the connection may have been picked up mid-stream.
+            desync: true,
+        }
+    }
+
+    fn role(&self, side: Side) -> Role {
+        match self.client {
+            None => Role::Unknown,
+            Some(c) if c == side => Role::Requests,
+            Some(_) => Role::Responses,
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        let c = self.client.unwrap_or(Side(0));
+        let (client, server) = (self.ends[c.index()], self.ends[c.other().index()]);
+        Conn {
+            client,
+            server,
+            flow_id: self.flow_id,
+            community_id: self.community_id.clone(),
+            file_index: self.file_index,
+        }
+    }
+
+    fn half(&mut self, side: Side) -> &mut Half {
+        let [a, b] = &mut self.halves;
+        if side.index() == 0 { a } else { b }
+    }
+
+    /// Feeds in-order bytes of one direction.
+    fn feed(&mut self, side: Side, chunk: Chunk<'_>, vlans: Vlans, em: &mut Emitter) {
+        let bytes = chunk.bytes;
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let rest = bytes.get(pos..).unwrap_or(&[]);
+            let here = Start {
+                offset: chunk.offset + pos as u64,
+                ts: chunk.ts,
+                peer_ack: chunk.peer_ack,
+                vlans,
+            };
+            let role = self.role(side);
+            let half = self.half(side);
+            match &mut half.state {
+                State::Dead => return,
+                State::Sync => {
+                    pos += self.resync(side, rest, here, em);
+                }
+                State::Head => {
+                    pos += self.read_head(side, rest, here, em);
+                }
+                State::Body(reader, owner) => {
+                    let owner = *owner;
+                    let Fed { used, done } = reader.feed(rest);
+                    pos += used;
+                    if done {
+                        self.end_body(side, owner, chunk.ts, em);
+                        let half = self.half(side);
+                        if !matches!(half.state, State::Dead) {
+                            half.state = State::Head;
+                        }
+                    } else if used == 0 {
+                        // Cannot happen with a live body; avoid spinning on any bug.
+                        return;
+                    }
+                }
+            }
+            let _ = role;
+        }
+    }
+
+    /// Looks for the next start line in `rest`; returns the bytes consumed.
+    fn resync(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Emitter) -> usize {
+        let role = self.role(side);
+        let half = self.half(side);
+        // Bytes carried over from the previous chunk (a possible start line cut short).
+        let carried = half.buf.len();
+        let mut joined;
+        let data: &[u8] = if carried > 0 {
+            joined = std::mem::take(&mut half.buf);
+            joined.extend_from_slice(rest);
+            &joined
+        } else {
+            rest
+        };
+        let mut cand = if half.line_start { Some(0) } else { None };
+        let mut search_from = 0usize;
+        loop {
+            let c = match cand.take() {
+                Some(c) => c,
+                None => match memchr::memchr(b'\n', data.get(search_from..).unwrap_or(&[])) {
+                    Some(rel) => search_from + rel + 1,
+                    None => break,
+                },
+            };
+            search_from = c;
+            let tail = data.get(c..).unwrap_or(&[]);
+            match plausible_start(tail, role) {
+                Plausible::Request | Plausible::Response => {
+                    let kind = plausible_start(tail, role);
+                    if self.client.is_none() {
+                        self.client = Some(if kind == Plausible::Request {
+                            side
+                        } else {
+                            side.other()
+                        });
+                    }
+                    em.stats.http_resync_skipped_bytes += c as u64;
+                    let half = self.half(side);
+                    half.state = State::Head;
+                    half.line_start = true;
+                    // The start line begins at `c` of `data`; offsets count from `rest`.
+                    let start_in_rest = c.saturating_sub(carried);
+                    half.start = Some(Start {
+                        offset: here.offset + start_in_rest as u64,
+                        ..here
+                    });
+                    if c < carried {
+                        // It began in the carried bytes: keep those as the head's start.
+                        half.buf.clear();
+                        half.buf.extend_from_slice(data.get(c..carried).unwrap_or(&[]));
+                        return 0;
+                    }
+                    return start_in_rest;
+                }
+                Plausible::Maybe => {
+                    // Too short to tell: carry it to the next chunk.
+                    let keep = data.get(c..).unwrap_or(&[]).to_vec();
+                    em.stats.http_resync_skipped_bytes += c as u64;
+                    let half = self.half(side);
+                    half.buf = keep;
+                    half.line_start = false;
+                    return rest.len();
+                }
+                Plausible::No => {
+                    if c >= data.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        em.stats.http_resync_skipped_bytes += data.len() as u64;
+        let half = self.half(side);
+        half.line_start = data.last() == Some(&b'\n');
+        rest.len()
+    }
+
+    /// Reads head bytes from `rest`; returns the bytes consumed.
+    fn read_head(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Emitter) -> usize {
+        let max = self.cfg.max_head_bytes;
+        let half = self.half(side);
+        let mut skipped = 0usize;
+        let mut rest = rest;
+        if half.buf.is_empty() {
+            // Empty lines between messages are ignored (RFC 9112 section 2.2).
+            while let Some((&b, r)) = rest.split_first() {
+                if b == b'\r' || b == b'\n' {
+                    rest = r;
+                    skipped += 1;
+                } else {
+                    break;
+                }
+            }
+            if rest.is_empty() {
+                return skipped;
+            }
+            if half.start.is_none_or(|s| s.offset < here.offset + skipped as u64) {
+                half.start = Some(Start {
+                    offset: here.offset + skipped as u64,
+                    ..here
+                });
+            }
+            if let Some(end) = find_head_end(rest, 0) {
+                let head = rest.get(..end).unwrap_or(&[]);
+                let ok = self.on_head(side, head, em);
+                return skipped + if ok { end } else { 1 };
+            }
+        }
+        let half = self.half(side);
+        let before = half.buf.len();
+        let room = max.saturating_sub(before);
+        let take = rest.len().min(room);
+        half.buf
+            .extend_from_slice(rest.get(..take).unwrap_or(&[]));
+        match find_head_end(&half.buf, before.saturating_sub(3)) {
+            Some(end) => {
+                let head = std::mem::take(&mut half.buf);
+                let used_here = end.saturating_sub(before);
+                let ok = self.on_head(side, head.get(..end).unwrap_or(&[]), em);
+                let half = self.half(side);
+                half.buf.clear();
+                skipped + if ok { used_here } else { used_here.max(1) }
+            }
+            None if take < rest.len() || half.buf.len() >= max => {
+                em.stats.http_head_too_large += 1;
+                half.buf.clear();
+                half.state = State::Sync;
+                half.line_start = false;
+                self.desync = true;
+                skipped + take.max(1)
+            }
+            None => skipped + take,
+        }
+    }
+
+    /// Parses a complete head. On failure, switches to resynchronisation and returns false.
+    fn on_head(&mut self, side: Side, head: &[u8], em: &mut Emitter) -> bool {
+        let role = self.role(side);
+        let is_request = match role {
+            Role::Requests => true,
+            Role::Responses => false,
+            Role::Unknown => !head.starts_with(b"HTTP/"),
+        };
+        let n = self.cfg.max_headers;
+        let mut headers = vec![httparse::EMPTY_HEADER; n];
+        let ok = if is_request {
+            let mut req = httparse::Request::new(&mut headers);
+            let parsed = httparse::ParserConfig::default()
+                .allow_multiple_spaces_in_request_line_delimiters(true)
+                .ignore_invalid_headers_in_requests(true)
+                .parse_request(&mut req, head);
+            match parsed {
+                Ok(httparse::Status::Complete(_)) => {
+                    let method = req.method.unwrap_or("").to_string();
+                    let target = req.path.unwrap_or("").to_string();
+                    let hs: Vec<httparse::Header<'_>> = req.headers.to_vec();
+                    if self.client.is_none() {
+                        self.client = Some(side);
+                    }
+                    self.on_request(side, method, target, &hs, em);
+                    true
+                }
+                Ok(httparse::Status::Partial) => false,
+                Err(httparse::Error::TooManyHeaders) => {
+                    em.stats.http_too_many_headers += 1;
+                    false
+                }
+                Err(_) => false,
+            }
+        } else {
+            let mut resp = httparse::Response::new(&mut headers);
+            let parsed = httparse::ParserConfig::default()
+                .allow_spaces_after_header_name_in_responses(true)
+                .allow_obsolete_multiline_headers_in_responses(true)
+                .allow_multiple_spaces_in_response_status_delimiters(true)
+                .ignore_invalid_headers_in_responses(true)
+                .parse_response(&mut resp, head);
+            match parsed {
+                Ok(httparse::Status::Complete(_)) => {
+                    let status = resp.code.unwrap_or(0);
+                    let hs: Vec<httparse::Header<'_>> = resp.headers.to_vec();
+                    if self.client.is_none() {
+                        self.client = Some(side.other());
+                    }
+                    self.on_response(side, status, &hs, em);
+                    true
+                }
+                Ok(httparse::Status::Partial) => false,
+                Err(httparse::Error::TooManyHeaders) => {
+                    em.stats.http_too_many_headers += 1;
+                    false
+                }
+                Err(_) => false,
+            }
+        };
+        if !ok {
+            em.stats.http_parse_errors += 1;
+            self.desync = true;
+            let half = self.half(side);
+            half.state = State::Sync;
+            half.line_start = false;
+            half.buf.clear();
+        }
+        ok
+    }
+
+    fn on_request(
+        &mut self,
+        side: Side,
+        method: String,
+        target_raw: String,
+        headers: &[httparse::Header<'_>],
+        em: &mut Emitter,
+    ) {
+        em.stats.http_requests += 1;
+        let cfg = self.cfg.clone();
+        let h = collect_heads(headers, &cfg.http.key_headers);
+        let start = self.half(side).start.take().unwrap_or(Start {
+            offset: 0,
+            ts: Timestamp::default(),
+            peer_ack: None,
+            vlans: Vlans::default(),
+        });
+        let coding = Coding::from_header(h.content_encoding.as_deref());
+        let request = Request {
+            ts: start.ts,
+            ts_end: start.ts,
+            path: target::redact(&target_raw, &cfg.http.redacted_params),
+            target_identity: target::identity(target_raw.as_bytes()),
+            method,
+            host: h.host,
+            keys: h.keys,
+            credential: h.authorization.as_deref().map(credential_identity),
+            stripe_account: h.stripe_account,
+            stripe_context: h.stripe_context,
+            content_type: h.content_type,
+            content_encoding: h.content_encoding,
+            body: Body::default(),
+            vlans: start.vlans,
+            stream_start: start.offset,
+            stream_end: start.offset,
+            peer_ack_at_start: start.peer_ack,
+        };
+        let te = transfer_codings(&h.transfer_encoding);
+        let cl = content_length(&h.content_length);
+        let framing = if !te.is_empty() {
+            if !h.content_length.is_empty() {
+                em.stats.http_te_and_cl += 1;
+            }
+            if te.last().map(String::as_str) == Some("chunked") {
+                Some(Framing::Chunked)
+            } else {
+                None
+            }
+        } else {
+            match cl {
+                Ok(Some(n)) => Some(Framing::Length(n)),
+                Ok(None) => Some(Framing::Length(0)),
+                Err(()) => None,
+            }
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.push_back(Exchange {
+            id,
+            req: Some(request),
+            req_done: false,
+            resp: None,
+            resp_started: false,
+            resp_done: false,
+            resp_lost: false,
+            interim: Vec::new(),
+        });
+        if self.pending.len() > cfg.max_pending {
+            em.stats.http_pending_overflow += 1;
+            if let Some(mut ex) = self.pending.pop_front() {
+                ex.req_done = true;
+                ex.resp_done = true;
+                let conn = self.conn();
+                em.push(
+                    self.serial,
+                    Transaction {
+                        conn,
+                        request: ex.req,
+                        response: ex.resp,
+                    },
+                );
+            }
+        }
+        let opts = BodyOptions {
+            coding,
+            keep: cfg.max_canon_body,
+            decode_cap: cfg.max_decoded_body,
+        };
+        match framing {
+            Some(f) => {
+                let reader = BodyReader::new(f, opts);
+                if reader.is_done() {
+                    self.end_body_with(Owner::Request(id), reader, start.ts, em);
+                } else {
+                    self.half(side).state = State::Body(Box::new(reader), Owner::Request(id));
+                }
+            }
+            None => {
+                // RFC 9112 section 6.3: the length cannot be determined; the server must
+                // answer 400 and close. Whatever follows is not read as requests, so that a
+                // smuggled request is never invented.
+                em.stats.http_bad_framing += 1;
+                let mut reader = BodyReader::new(Framing::UntilClose, opts);
+                reader.end_of_stream();
+                let mut res = reader.finish();
+                res.complete = false;
+                res.sha256 = None;
+                res.decoded_sha256 = None;
+                if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
+                    if let Some(r) = ex.req.as_mut() {
+                        r.body = body_of(&res, None);
+                        r.body.missing = r.body.missing.max(1);
+                    }
+                    ex.req_done = true;
+                }
+                self.half(side).state = State::Dead;
+            }
+        }
+    }
+
+    /// Index of the exchange a final response answers, or `None` when it answers a request
+    /// that was never seen.
+    fn pair(&mut self, ack: Option<u64>) -> Option<usize> {
+        let mut i = self
+            .pending
+            .iter()
+            .position(|e| e.req.is_some() && !e.resp_started && !e.resp_lost)?;
+        if self.desync {
+            if let Some(a) = ack {
+                // Skip requests that were answered (the client received new bytes before it
+                // sent the next request) by a response that was lost.
+                loop {
+                    let (Some(cur), Some(nxt)) = (self.pending.get(i), self.pending.get(i + 1))
+                    else {
+                        break;
+                    };
+                    let (Some(cr), Some(nr)) = (cur.req.as_ref(), nxt.req.as_ref()) else {
+                        break;
+                    };
+                    match (cr.peer_ack_at_start, nr.peer_ack_at_start) {
+                        (Some(x), Some(y)) if y > x && nr.stream_start < a => {
+                            if let Some(e) = self.pending.get_mut(i) {
+                                e.resp_lost = true;
+                                e.resp_done = true;
+                            }
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            self.desync = false;
+        }
+        let e = self.pending.get(i)?;
+        let start = e.req.as_ref().map_or(0, |r| r.stream_start);
+        match ack {
+            // The server had not received this request's first byte: the response answers an
+            // earlier request that was lost.
+            Some(a) if start >= a => None,
+            _ => Some(i),
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        side: Side,
+        status: u16,
+        headers: &[httparse::Header<'_>],
+        em: &mut Emitter,
+    ) {
+        let cfg = self.cfg.clone();
+        let h = collect_heads(headers, &[]);
+        let start = self.half(side).start.take().unwrap_or(Start {
+            offset: 0,
+            ts: Timestamp::default(),
+            peer_ack: None,
+            vlans: Vlans::default(),
+        });
+        if (100..200).contains(&status) && status != 101 {
+            em.stats.http_interim_responses += 1;
+            if let Some(e) = self
+                .pending
+                .iter_mut()
+                .find(|e| e.req.is_some() && !e.resp_started && !e.resp_lost)
+            {
+                e.interim.push(status);
+            }
+            return;
+        }
+        em.stats.http_responses += 1;
+        let idx = match self.pair(start.peer_ack) {
+            Some(i) => i,
+            None => {
+                em.stats.http_orphan_responses += 1;
+                let id = self.next_id;
+                self.next_id += 1;
+                let at = self
+                    .pending
+                    .iter()
+                    .position(|e| e.req.is_some() && !e.resp_started && !e.resp_lost)
+                    .unwrap_or(self.pending.len());
+                self.pending.insert(
+                    at,
+                    Exchange {
+                        id,
+                        req: None,
+                        req_done: true,
+                        resp: None,
+                        resp_started: false,
+                        resp_done: false,
+                        resp_lost: false,
+                        interim: Vec::new(),
+                    },
+                );
+                at
+            }
+        };
+        let Some(ex) = self.pending.get_mut(idx) else {
+            return;
+        };
+        ex.resp_started = true;
+        let id = ex.id;
+        let method = ex.req.as_ref().map(|r| r.method.clone()).unwrap_or_default();
+        let interim = std::mem::take(&mut ex.interim);
+        ex.resp = Some(Response {
+            ts: start.ts,
+            ts_end: start.ts,
+            status,
+            interim,
+            body: Body::default(),
+            resource_id: h.location.clone(),
+            replayed: h.replayed,
+        });
+        let coding = Coding::from_header(h.content_encoding.as_deref());
+        let json = h.content_type.as_deref().is_none_or(|c| {
+            let c = c.to_ascii_lowercase();
+            c.contains("json")
+        });
+        let opts = BodyOptions {
+            coding,
+            keep: if json { cfg.max_response_keep } else { 0 },
+            decode_cap: cfg.max_decoded_body,
+        };
+        let tunnel = status == 101 || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status));
+        let framing = if tunnel
+            || method.eq_ignore_ascii_case("HEAD")
+            || status == 204
+            || status == 304
+        {
+            Framing::Length(0)
+        } else {
+            let te = transfer_codings(&h.transfer_encoding);
+            if !te.is_empty() {
+                if !h.content_length.is_empty() {
+                    em.stats.http_te_and_cl += 1;
+                }
+                if te.last().map(String::as_str) == Some("chunked") {
+                    Framing::Chunked
+                } else {
+                    Framing::UntilClose
+                }
+            } else {
+                match content_length(&h.content_length) {
+                    Ok(Some(n)) => Framing::Length(n),
+                    Ok(None) => Framing::UntilClose,
+                    Err(()) => {
+                        em.stats.http_bad_framing += 1;
+                        Framing::UntilClose
+                    }
+                }
+            }
+        };
+        let reader = BodyReader::new(framing, opts);
+        if reader.is_done() {
+            self.end_body_with(Owner::Response(id), reader, start.ts, em);
+        } else {
+            self.half(side).state = State::Body(Box::new(reader), Owner::Response(id));
+        }
+        if tunnel {
+            em.stats.http_upgraded += 1;
+            for half in &mut self.halves {
+                half.state = State::Dead;
+            }
+        }
+    }
+
+    /// The body in `side`'s state ended (complete or not).
+    fn end_body(&mut self, side: Side, owner: Owner, ts: Timestamp, em: &mut Emitter) {
+        let half = self.half(side);
+        let state = std::mem::replace(&mut half.state, State::Head);
+        if let State::Body(reader, _) = state {
+            self.end_body_with(owner, *reader, ts, em);
+        }
+    }
+
+    fn end_body_with(&mut self, owner: Owner, reader: BodyReader, ts: Timestamp, em: &mut Emitter) {
+        let res = reader.finish();
+        if !res.complete {
+            em.stats.http_incomplete_bodies += 1;
+        }
+        if res.decode_truncated {
+            em.stats.http_decode_truncated += 1;
+        }
+        if res.decode_failed {
+            em.stats.http_decode_errors += 1;
+        }
+        match owner {
+            Owner::Request(id) => {
+                if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
+                    if let Some(r) = ex.req.as_mut() {
+                        let canon = if !res.complete {
+                            None
+                        } else if let Some(whole) = res.decoded_whole.as_deref() {
+                            Some(canonical_sha256(r.content_type.as_deref(), whole))
+                        } else {
+                            // Over the bound, or a coding we cannot decode: the decoded bytes,
+                            // else the bytes as sent.
+                            res.decoded_sha256.or(res.sha256)
+                        };
+                        r.body = body_of(&res, canon);
+                        r.ts_end = ts;
+                    }
+                    ex.req_done = true;
+                }
+            }
+            Owner::Response(id) => {
+                if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
+                    if let Some(r) = ex.resp.as_mut() {
+                        r.body = body_of(&res, None);
+                        r.ts_end = ts;
+                        if let Some(id) = res.decoded_whole.as_deref().and_then(json_id) {
+                            r.resource_id = Some(id);
+                        }
+                    }
+                    ex.resp_done = true;
+                }
+            }
+        }
+        self.emit_ready(em);
+    }
+
+    /// Writes the exchanges at the front that are finished, in order.
+    fn emit_ready(&mut self, em: &mut Emitter) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|e| e.req_done && e.resp_done)
+        {
+            if let Some(ex) = self.pending.pop_front() {
+                let conn = self.conn();
+                em.push(
+                    self.serial,
+                    Transaction {
+                        conn,
+                        request: ex.req,
+                        response: ex.resp,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Both directions ended: write everything still pending.
+    fn finalize(&mut self, em: &mut Emitter) {
+        while let Some(ex) = self.pending.pop_front() {
+            if ex.req.is_some() && !ex.resp_started {
+                em.stats.http_requests_unanswered += 1;
+            }
+            let conn = self.conn();
+            em.push(
+                self.serial,
+                Transaction {
+                    conn,
+                    request: ex.req,
+                    response: ex.resp,
+                },
+            );
+        }
+    }
+}
+
+impl StreamSink for Session {
+    type Ctx = Emitter;
+
+    fn on_client_side(&mut self, side: Side, _ctx: &mut Emitter) {
+        if self.client.is_none() {
+            self.client = Some(side);
+        }
+        // A handshake was seen: this connection starts at its beginning.
+        if self.pending.is_empty() && self.next_id == 0 {
+            self.desync = false;
+        }
+    }
+
+    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Emitter) {
+        let vlans = chunk.vlans;
+        self.feed(side, chunk, vlans, ctx);
+    }
+
+    fn on_gap(&mut self, side: Side, _offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+        self.desync = true;
+        let half = self.half(side);
+        let state = std::mem::replace(&mut half.state, State::Sync);
+        half.line_start = false;
+        half.buf.clear();
+        half.start = None;
+        match state {
+            State::Dead => self.half(side).state = State::Dead,
+            State::Sync | State::Head => {}
+            State::Body(mut reader, owner) => match reader.gap(len) {
+                GapEffect::Inside => {
+                    self.half(side).state = State::Body(reader, owner);
+                }
+                GapEffect::Ended { rest } => {
+                    self.end_body_with(owner, *reader, ts, ctx);
+                    let half = self.half(side);
+                    if rest == 0 {
+                        half.state = State::Head;
+                        half.line_start = true;
+                    }
+                }
+                GapEffect::FramingLost => {
+                    self.end_body_with(owner, *reader, ts, ctx);
+                }
+            },
+        }
+    }
+
+    fn on_end(&mut self, side: Side, _reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+        let half = self.half(side);
+        half.ended = true;
+        half.buf.clear();
+        let state = std::mem::replace(&mut half.state, State::Dead);
+        if let State::Body(mut reader, owner) = state {
+            reader.end_of_stream();
+            self.end_body_with(owner, *reader, ts, ctx);
+        }
+        if self.halves.iter().all(|h| h.ended) {
+            self.finalize(ctx);
+        }
+    }
+}

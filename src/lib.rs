@@ -1,0 +1,18 @@
+//! idemwatch: finds misuse of the `Idempotency-Key` header in HTTP/1.1 traffic.
+//!
+//! Data flows `source -> decode -> reassembly -> http -> output`; each stage is a module.
+//! Mechanism (what was on the wire) ends at `http`; judging what is worth an alert is the
+//! tracker's, which sees transactions only.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod http;
+pub mod output;
+pub mod pipeline;
+pub mod reassembly;
+pub mod source;
+pub mod stats;
+pub mod ts;

@@ -1,0 +1,155 @@
+//! Serde types of the output events. Field names are the contract (SPEC.md): change them only
+//! compatibly (add, never rename or remove).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::http::{Body, Request, Response, Transaction};
+use crate::stats::Stats;
+use crate::ts::Timestamp;
+
+fn hex(d: &[u8; 32]) -> String {
+    let mut s = String::with_capacity(64);
+    for b in d {
+        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    s
+}
+
+/// A request object, as in alerts (`request`, `original`) and `http` events.
+#[derive(Debug, Serialize)]
+pub struct RequestObj<'a> {
+    pub ts: Timestamp,
+    pub flow_id: u64,
+    pub community_id: &'a str,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dest_ip: IpAddr,
+    pub dest_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<&'a [u16]>,
+    pub method: &'a str,
+    pub host: Option<&'a str>,
+    pub path: &'a str,
+    pub idempotency_key: Option<String>,
+    pub body_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_canon_sha256: Option<String>,
+    pub body_complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_missing_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcap_filename: Option<&'a str>,
+}
+
+/// A response object (`response`, `original_response`).
+#[derive(Debug, Serialize)]
+pub struct ResponseObj<'a> {
+    pub ts: Timestamp,
+    pub status: u16,
+    #[serde(skip_serializing_if = "<[u16]>::is_empty")]
+    pub interim_statuses: &'a [u16],
+    pub body_len: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
+    pub body_complete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_missing_bytes: Option<u64>,
+    pub resource_id: Option<&'a str>,
+    pub replayed: bool,
+}
+
+fn missing(b: &Body) -> Option<u64> {
+    (!b.complete).then_some(b.missing)
+}
+
+impl<'a> RequestObj<'a> {
+    pub fn new(tx: &'a Transaction, req: &'a Request, pcap_filename: Option<&'a str>) -> Self {
+        RequestObj {
+            ts: req.ts,
+            flow_id: tx.conn.flow_id,
+            community_id: &tx.conn.community_id,
+            src_ip: tx.conn.client.ip,
+            src_port: tx.conn.client.port,
+            dest_ip: tx.conn.server.ip,
+            dest_port: tx.conn.server.port,
+            vlan: (!req.vlans.is_empty()).then(|| req.vlans.as_slice()),
+            method: &req.method,
+            host: req.host.as_deref(),
+            path: &req.path,
+            idempotency_key: req.idempotency_key(),
+            body_len: req.body.len,
+            body_sha256: req.body.sha256.as_ref().map(hex),
+            body_canon_sha256: req.body.canon_sha256.as_ref().map(hex),
+            body_complete: req.body.complete,
+            body_missing_bytes: missing(&req.body),
+            pcap_filename,
+        }
+    }
+}
+
+impl<'a> ResponseObj<'a> {
+    pub fn new(resp: &'a Response) -> Self {
+        ResponseObj {
+            ts: resp.ts,
+            status: resp.status,
+            interim_statuses: &resp.interim,
+            body_len: resp.body.len,
+            body_sha256: resp.body.sha256.as_ref().map(hex),
+            body_complete: resp.body.complete,
+            body_missing_bytes: missing(&resp.body),
+            resource_id: resp.resource_id.as_deref(),
+            replayed: resp.replayed,
+        }
+    }
+}
+
+/// `"event_type":"http"`: one per transaction with `--log-requests`.
+#[derive(Debug, Serialize)]
+pub struct HttpEvent<'a> {
+    pub timestamp: Timestamp,
+    pub event_type: &'static str,
+    pub flow_id: u64,
+    pub community_id: &'a str,
+    pub idempotency_key: Option<String>,
+    pub request: Option<RequestObj<'a>>,
+    pub response: Option<ResponseObj<'a>>,
+}
+
+impl<'a> HttpEvent<'a> {
+    pub fn new(tx: &'a Transaction, pcap_filename: Option<&'a str>) -> Self {
+        let request = tx
+            .request
+            .as_ref()
+            .map(|r| RequestObj::new(tx, r, pcap_filename));
+        let response = tx.response.as_ref().map(ResponseObj::new);
+        // The event's time: when the exchange completed.
+        let timestamp = tx
+            .response
+            .as_ref()
+            .map(|r| r.ts_end)
+            .or(tx.request.as_ref().map(|r| r.ts_end))
+            .unwrap_or_default();
+        HttpEvent {
+            timestamp,
+            event_type: "http",
+            flow_id: tx.conn.flow_id,
+            community_id: &tx.conn.community_id,
+            idempotency_key: tx.request.as_ref().and_then(Request::idempotency_key),
+            request,
+            response,
+        }
+    }
+}
+
+/// `"event_type":"stats"`: counters.
+#[derive(Debug, Serialize)]
+pub struct StatsEvent<'a> {
+    pub timestamp: Timestamp,
+    pub event_type: &'static str,
+    pub stats: &'a Stats,
+}

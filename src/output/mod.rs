@@ -1,0 +1,9 @@
+//! Output: the JSON lines of the alert contract (SPEC.md), and where they go.
+//!
+//! Formats what the stages found and never decides anything.
+
+pub mod event;
+pub mod writer;
+
+pub use event::{HttpEvent, RequestObj, ResponseObj, StatsEvent};
+pub use writer::{Output, WriteOutcome};

@@ -1,0 +1,447 @@
+//! One direction of a TCP connection: segments in, ordered bytes out, each byte once.
+//!
+//! Offsets count bytes from the first byte of the stream (the one after the SYN, or the first
+//! byte captured when the connection was already open). Out-of-order segments wait in a bounded
+//! buffer; overlaps keep the copy that arrived first and count differing bytes. A hole becomes a
+//! gap when the peer's ACK proves the bytes were sent, when the buffer is full, or at the end.
+
+use std::collections::BTreeMap;
+
+use super::flow::Side;
+use super::seq::SeqNum;
+use crate::decode::Vlans;
+use crate::stats::{HasStats, Stats};
+use crate::ts::Timestamp;
+
+/// In-order bytes of one direction.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    /// Stream offset of `bytes[0]`.
+    pub offset: u64,
+    pub bytes: &'a [u8],
+    /// Capture time of the segment that carried these bytes.
+    pub ts: Timestamp,
+    /// The ACK that segment carried, as an offset in the opposite stream (what the sender had
+    /// received of its peer's bytes), when both are known.
+    pub peer_ack: Option<u64>,
+    /// VLAN ids of that segment.
+    pub vlans: Vlans,
+}
+
+/// Why a direction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Fin,
+    Rst,
+    IdleTimeout,
+    Evicted,
+    /// The connection's ports were reused by a new SYN.
+    Reused,
+    EndOfInput,
+}
+
+/// Receives the ordered bytes of both directions of a connection.
+pub trait StreamSink {
+    type Ctx: HasStats;
+    /// The handshake showed which side opened the connection.
+    fn on_client_side(&mut self, side: Side, ctx: &mut Self::Ctx);
+    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Self::Ctx);
+    /// `len` bytes starting at `offset` were lost.
+    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Self::Ctx);
+    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Self::Ctx);
+}
+
+/// Bytes further than this from the expected offset are not this connection's (or are garbage).
+const MAX_WINDOW: i64 = 1 << 30;
+
+#[derive(Debug)]
+struct Held {
+    bytes: Vec<u8>,
+    ts: Timestamp,
+    peer_ack: Option<u64>,
+    vlans: Vlans,
+}
+
+/// Reassembly state of one direction.
+#[derive(Debug, Default)]
+pub struct HalfStream {
+    /// Sequence number of offset 0, once known.
+    base: Option<SeqNum>,
+    /// Next offset to deliver.
+    next: u64,
+    ooo: BTreeMap<u64, Held>,
+    ooo_bytes: usize,
+    /// Offset of the FIN, once seen.
+    fin: Option<u64>,
+    /// Highest offset the peer acknowledged.
+    acked: Option<u64>,
+    ended: bool,
+}
+
+/// What travels with a segment's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    ts: Timestamp,
+    peer_ack: Option<u64>,
+    vlans: Vlans,
+}
+
+/// One segment's contribution to a direction.
+#[derive(Debug, Clone, Copy)]
+pub struct SegIn<'a> {
+    pub seq: u32,
+    pub payload: &'a [u8],
+    /// Bytes cut by the snaplen after `payload`.
+    pub missing_tail: u32,
+    pub fin: bool,
+    pub ts: Timestamp,
+    pub peer_ack: Option<u64>,
+    pub vlans: Vlans,
+}
+
+impl HalfStream {
+    /// Sets offset 0 from a SYN's sequence number (data starts one after it).
+    pub fn set_syn(&mut self, syn_seq: u32) {
+        if self.next == 0 && self.ooo.is_empty() {
+            self.base = Some(SeqNum(syn_seq).add(1));
+        }
+    }
+
+    /// Sets offset 0 from the first expected sequence number (e.g. the ACK of a SYN-ACK).
+    pub fn set_first_seq(&mut self, seq: u32) {
+        if self.base.is_none() {
+            self.base = Some(SeqNum(seq));
+        }
+    }
+
+    pub fn base(&self) -> Option<SeqNum> {
+        self.base
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    pub fn has_delivered(&self) -> bool {
+        self.next > 0
+    }
+
+    /// Whether the stream reached its FIN.
+    pub fn is_finished(&self) -> bool {
+        self.fin.is_some_and(|f| self.next >= f)
+    }
+
+    /// Bytes waiting in the out-of-order buffer.
+    pub fn buffered(&self) -> usize {
+        self.ooo_bytes
+    }
+
+    /// Offset of a sequence number in this stream, if the stream is anchored and it is within
+    /// the window.
+    pub fn offset_of(&self, seq: u32) -> Option<u64> {
+        let base = self.base?;
+        let next_seq = base.add(self.next as u32);
+        let d = SeqNum(seq).distance_from(next_seq);
+        if !(-MAX_WINDOW..=MAX_WINDOW).contains(&d) {
+            return None;
+        }
+        u64::try_from(i64::try_from(self.next).ok()?.checked_add(d)?).ok()
+    }
+
+    /// Records that the peer acknowledged up to `ack`; confirms holes the ACK proves lost.
+    pub fn on_peer_ack<S: StreamSink>(
+        &mut self,
+        side: Side,
+        ack: u32,
+        max_ooo: usize,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        if let Some(off) = self.offset_of(ack) {
+            if self.acked.is_none_or(|a| off > a) {
+                self.acked = Some(off);
+            }
+            self.settle(side, max_ooo, sink, ctx);
+        }
+    }
+
+    /// Takes one segment's payload (and FIN).
+    pub fn on_segment<S: StreamSink>(
+        &mut self,
+        side: Side,
+        seg: SegIn<'_>,
+        max_ooo: usize,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        if self.ended {
+            return;
+        }
+        if self.base.is_none() {
+            // Picked up mid-connection: this segment's first byte is offset 0.
+            if seg.payload.is_empty() && seg.missing_tail == 0 {
+                return;
+            }
+            self.base = Some(SeqNum(seg.seq));
+        }
+        let Some(off) = self.offset_of(seg.seq) else {
+            ctx.stats().tcp_segments_out_of_window += 1;
+            return;
+        };
+        let data_end = off + seg.payload.len() as u64;
+        if seg.fin {
+            let f = data_end + u64::from(seg.missing_tail);
+            if self.fin.is_none() {
+                self.fin = Some(f);
+            }
+        }
+        if !seg.payload.is_empty() {
+            self.insert(side, off, seg.payload, Meta { ts: seg.ts, peer_ack: seg.peer_ack, vlans: seg.vlans }, max_ooo, sink, ctx);
+        }
+        if seg.missing_tail > 0 && data_end >= self.next {
+            let hole_end = data_end + u64::from(seg.missing_tail);
+            if data_end == self.next {
+                // The snaplen cut this segment: its tail is a hole right here.
+                let len = hole_end - self.next;
+                self.gap(side, len, seg.ts, sink, ctx);
+                self.drain(side, sink, ctx);
+            }
+        }
+        self.settle(side, max_ooo, sink, ctx);
+        if self.is_finished() && !self.ended {
+            self.ended = true;
+            sink.on_end(side, EndReason::Fin, seg.ts, ctx);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert<S: StreamSink>(
+        &mut self,
+        side: Side,
+        off: u64,
+        payload: &[u8],
+        meta: Meta,
+        max_ooo: usize,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        let end = off + payload.len() as u64;
+        if end <= self.next {
+            ctx.stats().tcp_retransmitted_segments += 1;
+            return;
+        }
+        let (off, payload) = if off < self.next {
+            let skip = (self.next - off) as usize;
+            (self.next, payload.get(skip..).unwrap_or(&[]))
+        } else {
+            (off, payload)
+        };
+        if off == self.next && self.ooo.is_empty() {
+            self.deliver(side, off, payload, meta, sink, ctx);
+            return;
+        }
+        // Keep only the parts no earlier copy covers (first copy wins).
+        let pieces = self.uncovered(off, payload, ctx.stats());
+        if pieces.is_empty() {
+            ctx.stats().tcp_retransmitted_segments += 1;
+            return;
+        }
+        ctx.stats().tcp_out_of_order_segments += u64::from(off != self.next);
+        for (o, range) in pieces {
+            let bytes = payload.get(range).unwrap_or(&[]).to_vec();
+            self.ooo_bytes += bytes.len();
+            self.ooo.insert(
+                o,
+                Held {
+                    bytes,
+                    ts: meta.ts,
+                    peer_ack: meta.peer_ack,
+                    vlans: meta.vlans,
+                },
+            );
+        }
+        self.drain(side, sink, ctx);
+        // Bound the buffer: declare holes until it fits.
+        while self.ooo_bytes > max_ooo {
+            let Some(first) = self.ooo.keys().next().copied() else {
+                break;
+            };
+            if first > self.next {
+                ctx.stats().tcp_reassembly_limit_gaps += 1;
+                let len = first - self.next;
+                self.gap(side, len, meta.ts, sink, ctx);
+            }
+            self.drain(side, sink, ctx);
+        }
+    }
+
+    /// The sub-ranges of `[off, off+len)` not covered by buffered segments, as (offset, range in
+    /// payload); counts overlapping bytes that differ.
+    fn uncovered(
+        &self,
+        off: u64,
+        payload: &[u8],
+        stats: &mut Stats,
+    ) -> Vec<(u64, std::ops::Range<usize>)> {
+        let end = off + payload.len() as u64;
+        let mut out = Vec::new();
+        let mut cursor = off;
+        let start_key = self
+            .ooo
+            .range(..=off)
+            .next_back()
+            .map(|(k, _)| *k)
+            .unwrap_or(off);
+        let mut mismatch = false;
+        for (&o, held) in self.ooo.range(start_key..end) {
+            let h_end = o + held.bytes.len() as u64;
+            if h_end <= cursor {
+                continue;
+            }
+            if o > cursor {
+                out.push((cursor, (cursor - off) as usize..(o - off) as usize));
+            }
+            // Compare the overlap [max(o,cursor), min(h_end,end)).
+            let ov_start = o.max(cursor);
+            let ov_end = h_end.min(end);
+            let new_part = payload.get((ov_start - off) as usize..(ov_end - off) as usize);
+            let old_part = held
+                .bytes
+                .get((ov_start - o) as usize..(ov_end - o) as usize);
+            if new_part != old_part {
+                mismatch = true;
+            }
+            cursor = h_end.max(cursor);
+            if cursor >= end {
+                break;
+            }
+        }
+        if cursor < end {
+            out.push((cursor, (cursor - off) as usize..payload.len()));
+        }
+        if mismatch {
+            stats.tcp_overlap_mismatch += 1;
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn deliver<S: StreamSink>(
+        &mut self,
+        side: Side,
+        off: u64,
+        bytes: &[u8],
+        meta: Meta,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        debug_assert_eq!(off, self.next);
+        self.next += bytes.len() as u64;
+        sink.on_data(
+            side,
+            Chunk {
+                offset: off,
+                bytes,
+                ts: meta.ts,
+                peer_ack: meta.peer_ack,
+                vlans: meta.vlans,
+            },
+            ctx,
+        );
+    }
+
+    /// Delivers buffered segments that are now in order.
+    fn drain<S: StreamSink>(&mut self, side: Side, sink: &mut S, ctx: &mut S::Ctx) {
+        while let Some(entry) = self.ooo.first_entry() {
+            let o = *entry.key();
+            if o > self.next {
+                break;
+            }
+            let held = entry.remove();
+            self.ooo_bytes -= held.bytes.len();
+            let end = o + held.bytes.len() as u64;
+            if end <= self.next {
+                continue;
+            }
+            let skip = (self.next - o) as usize;
+            let bytes = held.bytes.get(skip..).unwrap_or(&[]);
+            let next = self.next;
+            let meta = Meta {
+                ts: held.ts,
+                peer_ack: held.peer_ack,
+                vlans: held.vlans,
+            };
+            self.deliver(side, next, bytes, meta, sink, ctx);
+        }
+    }
+
+    fn gap<S: StreamSink>(
+        &mut self,
+        side: Side,
+        len: u64,
+        ts: Timestamp,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        if len == 0 {
+            return;
+        }
+        let st = ctx.stats();
+        st.tcp_gaps += 1;
+        st.tcp_gap_bytes += len;
+        let off = self.next;
+        self.next += len;
+        sink.on_gap(side, off, len, ts, ctx);
+    }
+
+    /// Declares the holes that the peer's ACK proves lost: a hole is confirmed when data after
+    /// it is buffered and the peer acknowledged past the hole's start.
+    fn settle<S: StreamSink>(
+        &mut self,
+        side: Side,
+        _max_ooo: usize,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        while let (Some(acked), Some((&first, held))) = (self.acked, self.ooo.first_key_value()) {
+            if first <= self.next || acked <= self.next || acked < first {
+                break;
+            }
+            let ts = held.ts;
+            let len = first - self.next;
+            self.gap(side, len, ts, sink, ctx);
+            self.drain(side, sink, ctx);
+        }
+    }
+
+    /// Ends the direction: buffered data is delivered with gaps for the holes, a hole up to
+    /// what the peer acknowledged or up to the FIN is declared, and the sink is told.
+    pub fn finish<S: StreamSink>(
+        &mut self,
+        side: Side,
+        reason: EndReason,
+        ts: Timestamp,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        if self.ended {
+            return;
+        }
+        while let Some(first) = self.ooo.keys().next().copied() {
+            if first > self.next {
+                let len = first - self.next;
+                self.gap(side, len, ts, sink, ctx);
+            }
+            self.drain(side, sink, ctx);
+        }
+        // Bytes the peer acknowledged (or the FIN shows were sent) but never captured. An ACK
+        // of the FIN itself counts one past the data, hence the FIN's offset wins when known.
+        let tail = self.fin.or(self.acked).unwrap_or(0);
+        if tail > self.next && self.base.is_some() {
+            let len = tail - self.next;
+            self.gap(side, len, ts, sink, ctx);
+        }
+        self.ended = true;
+        sink.on_end(side, reason, ts, ctx);
+    }
+}

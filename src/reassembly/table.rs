@@ -1,0 +1,273 @@
+//! The flow table: one entry per TCP connection, bounded, expired in capture time.
+//!
+//! Creates a flow on a SYN, a SYN-ACK or the first payload (connections already open when the
+//! capture starts are picked up), routes each segment to its direction's [`HalfStream`], closes
+//! flows on FIN and RST, and ends them on idle timeout, eviction (table full) or end of input,
+//! always in creation order so output never depends on hash order.
+
+use std::collections::HashMap;
+
+use super::flow::{Endpoint, FlowInfo, FlowKey, Side};
+use super::seq::SeqNum;
+use super::stream::{EndReason, HalfStream, SegIn, StreamSink};
+use crate::config::Limits;
+use crate::decode::Segment;
+use crate::stats::HasStats;
+use crate::ts::Timestamp;
+
+/// A connection being followed.
+pub struct Flow<S> {
+    pub info: FlowInfo,
+    streams: [HalfStream; 2],
+    pub app: S,
+    last_ts: Timestamp,
+    closed: bool,
+}
+
+impl<S: StreamSink> Flow<S> {
+    fn side_of(&self, src: Endpoint) -> Side {
+        if self.info.ends[0] == src {
+            Side(0)
+        } else {
+            Side(1)
+        }
+    }
+
+    fn on_segment(&mut self, side: Side, seg: &Segment<'_>, max_ooo: usize, ctx: &mut S::Ctx) {
+        ctx.stats().tcp_segments += 1;
+        self.last_ts = seg.ts;
+        if let Some(v) = self.info.vlans.get_mut(side.index()) {
+            *v = seg.vlans;
+        }
+        let (mine, theirs) = split_pair(&mut self.streams, side);
+        if seg.flags.syn {
+            mine.set_syn(seg.seq);
+            if seg.flags.ack {
+                theirs.set_first_seq(seg.ack);
+                self.app.on_client_side(side.other(), ctx);
+            } else {
+                self.app.on_client_side(side, ctx);
+            }
+        }
+        if seg.flags.rst {
+            // Whatever the RST carries is not stream data (RFC 9293 section 3.5.3).
+            self.finish(EndReason::Rst, seg.ts, ctx);
+            return;
+        }
+        let peer_ack = if seg.flags.ack {
+            theirs.offset_of(seg.ack)
+        } else {
+            None
+        };
+        let data_seq = if seg.flags.syn {
+            SeqNum(seg.seq).add(1).0
+        } else {
+            seg.seq
+        };
+        mine.on_segment(
+            side,
+            SegIn {
+                seq: data_seq,
+                payload: seg.payload,
+                missing_tail: seg.missing_tail,
+                fin: seg.flags.fin,
+                ts: seg.ts,
+                peer_ack,
+                vlans: seg.vlans,
+            },
+            max_ooo,
+            &mut self.app,
+            ctx,
+        );
+        if seg.flags.ack {
+            theirs.on_peer_ack(side.other(), seg.ack, max_ooo, &mut self.app, ctx);
+        }
+        if self.streams.iter().all(|s| s.is_ended()) {
+            self.closed = true;
+        }
+    }
+
+    /// Ends both directions (delivering what is buffered, with gaps for holes).
+    pub fn finish(&mut self, reason: EndReason, ts: Timestamp, ctx: &mut S::Ctx) {
+        for i in 0..2u8 {
+            let side = Side(i);
+            if let Some(st) = self.streams.get_mut(side.index()) {
+                st.finish(side, reason, ts, &mut self.app, ctx);
+            }
+        }
+        self.closed = true;
+    }
+}
+
+fn split_pair(pair: &mut [HalfStream; 2], side: Side) -> (&mut HalfStream, &mut HalfStream) {
+    let [a, b] = pair;
+    if side.index() == 0 { (a, b) } else { (b, a) }
+}
+
+/// Bounded table of flows.
+pub struct FlowTable<S> {
+    flows: HashMap<FlowKey, Flow<S>>,
+    max_flows: usize,
+    max_ooo: usize,
+    idle_ns: u64,
+}
+
+impl<S: StreamSink> FlowTable<S> {
+    pub fn new(limits: &Limits) -> Self {
+        FlowTable {
+            flows: HashMap::new(),
+            max_flows: limits.max_flows.max(1),
+            max_ooo: limits.max_ooo_bytes_per_flow,
+            idle_ns: u64::try_from(limits.flow_idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// Takes one segment, the `packet_no`th of the input. `new_app` makes the sink of a new
+    /// flow.
+    pub fn on_segment(
+        &mut self,
+        seg: &Segment<'_>,
+        packet_no: u64,
+        file_index: usize,
+        new_app: &mut dyn FnMut(&FlowInfo) -> S,
+        ctx: &mut S::Ctx,
+    ) {
+        let src = Endpoint {
+            ip: seg.src,
+            port: seg.src_port,
+        };
+        let dst = Endpoint {
+            ip: seg.dst,
+            port: seg.dst_port,
+        };
+        let key = FlowKey::new(src, dst);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if seg.flags.syn && !seg.flags.ack && is_new_connection(flow, src, seg.seq) {
+                flow.finish(EndReason::Reused, seg.ts, ctx);
+                self.flows.remove(&key);
+                ctx.stats().flows_closed += 1;
+            }
+        }
+        if !self.flows.contains_key(&key) {
+            if seg.payload.is_empty() && !seg.flags.syn {
+                ctx.stats().tcp_segments_no_flow += 1;
+                return;
+            }
+            if self.flows.len() >= self.max_flows {
+                self.evict(seg.ts, ctx);
+            }
+            // The first packet's index orders flows the same whatever the number of workers.
+            let info = FlowInfo::new(src, dst, seg.ts, packet_no, file_index);
+            let app = new_app(&info);
+            ctx.stats().flows_created += 1;
+            self.flows.insert(
+                key,
+                Flow {
+                    info,
+                    streams: [HalfStream::default(), HalfStream::default()],
+                    app,
+                    last_ts: seg.ts,
+                    closed: false,
+                },
+            );
+        }
+        let max_ooo = self.max_ooo;
+        let closed = match self.flows.get_mut(&key) {
+            Some(flow) => {
+                let side = flow.side_of(src);
+                flow.on_segment(side, seg, max_ooo, ctx);
+                flow.closed
+            }
+            None => false,
+        };
+        if closed {
+            self.flows.remove(&key);
+            ctx.stats().flows_closed += 1;
+        }
+    }
+
+    /// Ends flows idle for longer than the timeout (capture time), in creation order.
+    pub fn sweep(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
+        let idle = self.idle_ns;
+        let mut stale: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.since(f.last_ts) > idle)
+            .map(|(k, f)| (f.info.serial, *k))
+            .collect();
+        stale.sort_unstable_by_key(|(serial, _)| *serial);
+        for (_, key) in stale {
+            if let Some(mut flow) = self.flows.remove(&key) {
+                flow.finish(EndReason::IdleTimeout, now, ctx);
+                ctx.stats().flows_timed_out += 1;
+            }
+        }
+    }
+
+    /// Ends every flow (end of input), in creation order.
+    pub fn finish_all(&mut self, ts: Timestamp, ctx: &mut S::Ctx) {
+        let mut all: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (f.info.serial, *k))
+            .collect();
+        all.sort_unstable_by_key(|(serial, _)| *serial);
+        for (_, key) in all {
+            if let Some(mut flow) = self.flows.remove(&key) {
+                flow.finish(EndReason::EndOfInput, ts, ctx);
+            }
+        }
+    }
+
+    /// Table full: ends the least recently active eighth of the flows, so that a flood costs
+    /// amortised constant time per new flow.
+    fn evict(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
+        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (f.last_ts, f.info.serial, *k))
+            .collect();
+        let n = (by_age.len() / 8).max(1).min(by_age.len());
+        if n == 0 {
+            return;
+        }
+        by_age.select_nth_unstable(n - 1);
+        let mut victims: Vec<(u64, FlowKey)> = by_age
+            .get(..n)
+            .unwrap_or(&[])
+            .iter()
+            .map(|(_, s, k)| (*s, *k))
+            .collect();
+        victims.sort_unstable_by_key(|(s, _)| *s);
+        for (_, key) in victims {
+            if let Some(mut flow) = self.flows.remove(&key) {
+                flow.finish(EndReason::Evicted, now, ctx);
+                ctx.stats().flows_evicted += 1;
+            }
+        }
+    }
+}
+
+/// A SYN for a known flow starts a new connection when its sequence number differs from the
+/// one the flow began with and the old connection already carried or ended data (port reuse);
+/// a retransmitted SYN does not.
+fn is_new_connection<S: StreamSink>(flow: &Flow<S>, src: Endpoint, seq: u32) -> bool {
+    let side = flow.side_of(src);
+    let Some(st) = flow.streams.get(side.index()) else {
+        return false;
+    };
+    let same_isn = st.base() == Some(SeqNum(seq).add(1));
+    let used = flow
+        .streams
+        .iter()
+        .any(|s| s.has_delivered() || s.is_ended());
+    !same_isn && used
+}

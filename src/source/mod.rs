@@ -1,0 +1,8 @@
+//! Where frames come from: capture files (pcap, pcapng, stdin) through libpcap.
+//!
+//! Gives [`Frame`]s in capture-time order, several files merged into one stream. It leaves
+//! out decoding: a frame is bytes, a link type and a time.
+
+pub mod capture;
+
+pub use capture::{CaptureSet, Frame, SourceError};

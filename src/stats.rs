@@ -1,0 +1,125 @@
+//! Every counter of the pipeline, named once.
+//!
+//! Each stage bumps plain `u64` fields of its own worker's `Stats`; workers are merged at the
+//! end (or at each stats interval), so counting costs no atomics on the packet path. The field
+//! names are the stable snake_case names users see in `"event_type":"stats"` lines.
+
+use serde::Serialize;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Counters of one worker, or of the whole run once merged.
+        #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+        pub struct Stats {
+            $( $(#[$doc])* pub $name: u64, )*
+        }
+
+        impl Stats {
+            /// Adds every counter of `other` into `self`.
+            pub fn merge(&mut self, other: &Stats) {
+                $( self.$name = self.$name.saturating_add(other.$name); )*
+            }
+
+            /// Counter names and values, in declaration order.
+            pub fn entries(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name), )* ]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames read from the source.
+    packets,
+    /// Bytes of frames as captured (caplen).
+    bytes,
+    /// Frames whose captured length is shorter than their length on the wire (snaplen).
+    truncated_packets,
+    /// Frames that were not IPv4/IPv6 (ARP, LLDP, ...).
+    non_ip_packets,
+    /// Frames too short or malformed to decode.
+    decode_errors,
+    /// IP packets that are not TCP (UDP, ICMP, ...).
+    non_tcp_packets,
+    /// IPv4 header or TCP checksums that are wrong (often offload on the capturing host).
+    bad_checksums,
+    /// IPv4 fragments seen.
+    ipv4_fragments,
+    /// IPv4 packets rebuilt from fragments.
+    ipv4_reassembled,
+    /// IPv6 fragments seen (not reassembled; counted).
+    ipv6_fragments,
+    /// Fragment sets dropped: timeout, table full, too large or inconsistent.
+    fragments_dropped,
+    /// TCP segments handed to reassembly.
+    tcp_segments,
+    /// Flows created.
+    flows_created,
+    /// Flows closed by FIN or RST.
+    flows_closed,
+    /// Flows ended by the idle timeout (capture time).
+    flows_timed_out,
+    /// Flows evicted because the flow table was full.
+    flows_evicted,
+    /// Segments without payload or SYN for an unknown flow (not worth a flow).
+    tcp_segments_no_flow,
+    /// Segments whose bytes were all delivered before (retransmissions).
+    tcp_retransmitted_segments,
+    /// Overlapping segments whose bytes differ from the copy kept (first copy wins).
+    tcp_overlap_mismatch,
+    /// Segments buffered because they arrived ahead of a hole.
+    tcp_out_of_order_segments,
+    /// Holes declared in a byte stream (lost packets).
+    tcp_gaps,
+    /// Bytes lost in those holes.
+    tcp_gap_bytes,
+    /// Holes forced because the out-of-order buffer of a flow hit its limit.
+    tcp_reassembly_limit_gaps,
+    /// Segments so far from the expected sequence number that they were ignored.
+    tcp_segments_out_of_window,
+    /// Bytes skipped while looking for the next request or status line.
+    http_resync_skipped_bytes,
+    /// Request heads parsed.
+    http_requests,
+    /// Final response heads parsed.
+    http_responses,
+    /// Interim (1xx) responses.
+    http_interim_responses,
+    /// Transactions written (request, response or both).
+    http_transactions,
+    /// Responses whose request was lost.
+    http_orphan_responses,
+    /// Requests that got no response before their connection ended.
+    http_requests_unanswered,
+    /// Message heads over the size limit.
+    http_head_too_large,
+    /// Messages with more header lines than the limit.
+    http_too_many_headers,
+    /// Heads that could not be parsed (resynchronised after).
+    http_parse_errors,
+    /// Messages whose body length cannot be determined safely (RFC 9112 section 6.3).
+    http_bad_framing,
+    /// Messages carrying both Transfer-Encoding and Content-Length.
+    http_te_and_cl,
+    /// Bodies with a capture gap (never compared).
+    http_incomplete_bodies,
+    /// Pending requests dropped because a connection had too many outstanding.
+    http_pending_overflow,
+    /// Connections switched to a non-HTTP protocol (101, CONNECT).
+    http_upgraded,
+    /// Content-decoded request bodies cut at the decoding limit.
+    http_decode_truncated,
+    /// Content decoding failures (corrupt gzip or deflate).
+    http_decode_errors,
+}
+
+/// Gives a stage access to the counters of the worker it runs in.
+pub trait HasStats {
+    fn stats(&mut self) -> &mut Stats;
+}
+
+impl HasStats for Stats {
+    fn stats(&mut self) -> &mut Stats {
+        self
+    }
+}
