@@ -471,7 +471,10 @@ impl Session {
         } else {
             rest
         };
-        let mut cand = if half.line_start { Some(0) } else { None };
+        // Candidates: line starts, the start of each segment (senders start messages on
+        // segment boundaries far more often than a body's bytes happen to look like a head),
+        // and bytes carried over because they were too few to judge.
+        let mut cand = Some(0);
         let mut search_from = 0usize;
         loop {
             let c = match cand.take() {
@@ -1065,7 +1068,8 @@ impl StreamSink for Session {
         self.desync = true;
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
-        half.line_start = false;
+        // Holes often swallow whole messages: the bytes right after one may start the next.
+        half.line_start = true;
         half.buf.clear();
         half.start = None;
         match state {
@@ -1085,6 +1089,7 @@ impl StreamSink for Session {
                 }
                 GapEffect::FramingLost => {
                     self.end_body_with(owner, *reader, ts, ctx);
+                    self.half(side).state = State::Sync;
                 }
             },
         }

@@ -21,8 +21,17 @@ pub struct Flow<S> {
     streams: [HalfStream; 2],
     pub app: S,
     last_ts: Timestamp,
-    closed: bool,
+    /// Both directions ended: the flow lingers a while to absorb retransmissions.
+    closed_at: Option<Timestamp>,
+    /// An RST was seen; the flow ends unless data follows soon (receivers ignore some RSTs,
+    /// e.g. with a bad TCP-MD5 signature, and evasion tools rely on that).
+    reset_at: Option<Timestamp>,
 }
+
+/// How long a reset flow waits for more data before it ends (capture time).
+const RST_LINGER_NS: u64 = 1_000_000_000;
+/// How long a closed flow absorbs retransmissions before it is forgotten (capture time).
+const CLOSED_LINGER_NS: u64 = 10_000_000_000;
 
 impl<S: StreamSink> Flow<S> {
     fn side_of(&self, src: Endpoint) -> Side {
@@ -51,14 +60,30 @@ impl<S: StreamSink> Flow<S> {
         }
         if seg.flags.rst {
             // Whatever the RST carries is not stream data (RFC 9293 section 3.5.3).
-            self.finish(EndReason::Rst, seg.ts, ctx);
+            if self.closed_at.is_none() && self.reset_at.is_none() {
+                self.reset_at = Some(seg.ts);
+            }
             return;
+        }
+        if self.closed_at.is_some() {
+            if !seg.payload.is_empty() {
+                ctx.stats().tcp_retransmitted_segments += 1;
+            }
+            return;
+        }
+        if !seg.payload.is_empty() {
+            self.reset_at = None;
         }
         let peer_ack = if seg.flags.ack {
             theirs.offset_of(seg.ack)
         } else {
             None
         };
+        // The ACK tells what the sender had received before it sent this segment's data:
+        // settle the peer's holes first, so its requests are known before this response.
+        if seg.flags.ack {
+            theirs.on_peer_ack(side.other(), seg.ack, max_ooo, &mut self.app, ctx);
+        }
         let data_seq = if seg.flags.syn {
             SeqNum(seg.seq).add(1).0
         } else {
@@ -79,12 +104,22 @@ impl<S: StreamSink> Flow<S> {
             &mut self.app,
             ctx,
         );
-        if seg.flags.ack {
-            theirs.on_peer_ack(side.other(), seg.ack, max_ooo, &mut self.app, ctx);
-        }
         if self.streams.iter().all(|s| s.is_ended()) {
-            self.closed = true;
+            self.closed_at = Some(seg.ts);
         }
+    }
+
+    /// Whether the flow is done at `now`: closed and lingered, or reset and quiet.
+    fn expired(&self, now: Timestamp, idle_ns: u64) -> Option<EndReason> {
+        if let Some(t) = self.closed_at {
+            return (now.since(t) > CLOSED_LINGER_NS).then_some(EndReason::Fin);
+        }
+        if let Some(t) = self.reset_at {
+            if now.since(t) > RST_LINGER_NS {
+                return Some(EndReason::Rst);
+            }
+        }
+        (now.since(self.last_ts) > idle_ns).then_some(EndReason::IdleTimeout)
     }
 
     /// Ends both directions (delivering what is buffered, with gaps for holes).
@@ -95,7 +130,7 @@ impl<S: StreamSink> Flow<S> {
                 st.finish(side, reason, ts, &mut self.app, ctx);
             }
         }
-        self.closed = true;
+        self.closed_at.get_or_insert(ts);
     }
 }
 
@@ -151,9 +186,11 @@ impl<S: StreamSink> FlowTable<S> {
         let key = FlowKey::new(src, dst);
         if let Some(flow) = self.flows.get_mut(&key) {
             if seg.flags.syn && !seg.flags.ack && is_new_connection(flow, src, seg.seq) {
-                flow.finish(EndReason::Reused, seg.ts, ctx);
+                if flow.closed_at.is_none() {
+                    flow.finish(EndReason::Reused, seg.ts, ctx);
+                    ctx.stats().flows_closed += 1;
+                }
                 self.flows.remove(&key);
-                ctx.stats().flows_closed += 1;
             }
         }
         if !self.flows.contains_key(&key) {
@@ -175,39 +212,41 @@ impl<S: StreamSink> FlowTable<S> {
                     streams: [HalfStream::default(), HalfStream::default()],
                     app,
                     last_ts: seg.ts,
-                    closed: false,
+                    closed_at: None,
+                    reset_at: None,
                 },
             );
         }
         let max_ooo = self.max_ooo;
-        let closed = match self.flows.get_mut(&key) {
-            Some(flow) => {
-                let side = flow.side_of(src);
-                flow.on_segment(side, seg, max_ooo, ctx);
-                flow.closed
+        if let Some(flow) = self.flows.get_mut(&key) {
+            let side = flow.side_of(src);
+            let was_closed = flow.closed_at.is_some();
+            flow.on_segment(side, seg, max_ooo, ctx);
+            if !was_closed && flow.closed_at.is_some() {
+                ctx.stats().flows_closed += 1;
             }
-            None => false,
-        };
-        if closed {
-            self.flows.remove(&key);
-            ctx.stats().flows_closed += 1;
         }
     }
 
-    /// Ends flows idle for longer than the timeout (capture time), in creation order.
+    /// Ends flows that are idle for longer than the timeout, reset and quiet, or closed and
+    /// lingered (capture time), in creation order.
     pub fn sweep(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
         let idle = self.idle_ns;
-        let mut stale: Vec<(u64, FlowKey)> = self
+        let mut done: Vec<(u64, FlowKey, EndReason)> = self
             .flows
             .iter()
-            .filter(|(_, f)| now.since(f.last_ts) > idle)
-            .map(|(k, f)| (f.info.serial, *k))
+            .filter_map(|(k, f)| f.expired(now, idle).map(|r| (f.info.serial, *k, r)))
             .collect();
-        stale.sort_unstable_by_key(|(serial, _)| *serial);
-        for (_, key) in stale {
+        done.sort_unstable_by_key(|(serial, _, _)| *serial);
+        for (_, key, reason) in done {
             if let Some(mut flow) = self.flows.remove(&key) {
-                flow.finish(EndReason::IdleTimeout, now, ctx);
-                ctx.stats().flows_timed_out += 1;
+                if flow.closed_at.is_none() {
+                    flow.finish(reason, now, ctx);
+                    match reason {
+                        EndReason::Rst => ctx.stats().flows_closed += 1,
+                        _ => ctx.stats().flows_timed_out += 1,
+                    }
+                }
             }
         }
     }
@@ -230,10 +269,11 @@ impl<S: StreamSink> FlowTable<S> {
     /// Table full: ends the least recently active eighth of the flows, so that a flood costs
     /// amortised constant time per new flow.
     fn evict(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
-        let mut by_age: Vec<(Timestamp, u64, FlowKey)> = self
+        // Closed flows (only lingering) go first, then the least recently active.
+        let mut by_age: Vec<(bool, Timestamp, u64, FlowKey)> = self
             .flows
             .iter()
-            .map(|(k, f)| (f.last_ts, f.info.serial, *k))
+            .map(|(k, f)| (f.closed_at.is_none(), f.last_ts, f.info.serial, *k))
             .collect();
         let n = (by_age.len() / 8).max(1).min(by_age.len());
         if n == 0 {
@@ -244,13 +284,15 @@ impl<S: StreamSink> FlowTable<S> {
             .get(..n)
             .unwrap_or(&[])
             .iter()
-            .map(|(_, s, k)| (*s, *k))
+            .map(|(_, _, s, k)| (*s, *k))
             .collect();
         victims.sort_unstable_by_key(|(s, _)| *s);
         for (_, key) in victims {
             if let Some(mut flow) = self.flows.remove(&key) {
-                flow.finish(EndReason::Evicted, now, ctx);
-                ctx.stats().flows_evicted += 1;
+                if flow.closed_at.is_none() {
+                    flow.finish(EndReason::Evicted, now, ctx);
+                    ctx.stats().flows_evicted += 1;
+                }
             }
         }
     }
