@@ -73,7 +73,8 @@ impl Worker {
     pub fn frame(&mut self, frame: &crate::source::Frame<'_>, packet_no: u64) {
         self.emitter.set_packet(packet_no);
         let settings = &self.settings;
-        let mut new_session = |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
+        let mut new_session =
+            |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
         if let Decoded::Segment(seg) = self.decoder.decode(
             frame.ts,
             frame.link,
@@ -81,8 +82,13 @@ impl Worker {
             frame.wire_len,
             &mut self.emitter.stats,
         ) {
-            self.table
-                .on_segment(&seg, packet_no, frame.file_index, &mut new_session, &mut self.emitter);
+            self.table.on_segment(
+                &seg,
+                packet_no,
+                frame.file_index,
+                &mut new_session,
+                &mut self.emitter,
+            );
         }
         match self.next_sweep {
             None => self.next_sweep = Some(frame.ts.add_nanos(SWEEP_INTERVAL_NS)),

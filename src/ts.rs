@@ -18,7 +18,10 @@ impl Timestamp {
     }
 
     pub fn add_nanos(self, nanos: u64) -> Timestamp {
-        Timestamp(self.0.saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(nanos).unwrap_or(i64::MAX)),
+        )
     }
 }
 
@@ -55,5 +58,4 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-28T08:00:01.123456Z");
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
     }
-
 }

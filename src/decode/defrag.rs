@@ -174,8 +174,14 @@ mod tests {
     fn out_of_order_fragments_rebuild_the_packet() {
         let mut d = Defragmenter::new(8, 65_535, Duration::from_secs(30));
         let data: Vec<u8> = (0..40u8).collect();
-        assert_eq!(d.add(Timestamp(1), frag(2, true), &data[16..32]), FragOutcome::Pending);
-        assert_eq!(d.add(Timestamp(2), frag(4, false), &data[32..]), FragOutcome::Pending);
+        assert_eq!(
+            d.add(Timestamp(1), frag(2, true), &data[16..32]),
+            FragOutcome::Pending
+        );
+        assert_eq!(
+            d.add(Timestamp(2), frag(4, false), &data[32..]),
+            FragOutcome::Pending
+        );
         assert_eq!(
             d.add(Timestamp(3), frag(0, true), &data[..16]),
             FragOutcome::Complete(data.clone())
@@ -198,7 +204,10 @@ mod tests {
     #[test]
     fn oversized_set_is_dropped() {
         let mut d = Defragmenter::new(2, 64, Duration::from_secs(30));
-        assert_eq!(d.add(Timestamp(0), frag(8, true), &[0; 8]), FragOutcome::Dropped);
+        assert_eq!(
+            d.add(Timestamp(0), frag(8, true), &[0; 8]),
+            FragOutcome::Dropped
+        );
         assert_eq!(d.take_dropped(), 1);
     }
 

@@ -157,8 +157,7 @@ impl Decoder {
                     stats.non_tcp_packets += 1;
                     return Decoded::Skip;
                 }
-                let declared =
-                    usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
+                let declared = usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
                 let missing = declared.saturating_sub(payload.payload.len());
                 tcp_segment(
                     ts,
@@ -185,8 +184,8 @@ impl Decoder {
                     stats.non_tcp_packets += 1;
                     return Decoded::Skip;
                 }
-                let declared = usize::from(h.payload_length())
-                    .saturating_sub(v6.extensions().slice().len());
+                let declared =
+                    usize::from(h.payload_length()).saturating_sub(v6.extensions().slice().len());
                 let missing = declared.saturating_sub(payload.payload.len());
                 tcp_segment(
                     ts,

@@ -114,8 +114,17 @@ mod tests {
 
     #[test]
     fn null_accepts_both_byte_orders() {
-        assert_eq!(net_start(LinkType::Null, &[2, 0, 0, 0]), Some(NetStart::Ip(4)));
-        assert_eq!(net_start(LinkType::Null, &[0, 0, 0, 30]), Some(NetStart::Ip(4)));
-        assert_eq!(net_start(LinkType::Null, &[7, 0, 0, 0]), Some(NetStart::NotIp));
+        assert_eq!(
+            net_start(LinkType::Null, &[2, 0, 0, 0]),
+            Some(NetStart::Ip(4))
+        );
+        assert_eq!(
+            net_start(LinkType::Null, &[0, 0, 0, 30]),
+            Some(NetStart::Ip(4))
+        );
+        assert_eq!(
+            net_start(LinkType::Null, &[7, 0, 0, 0]),
+            Some(NetStart::NotIp)
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use crate::ts::Timestamp;
 
 pub use defrag::Defragmenter;
-pub use ip::{Decoder, Decoded};
+pub use ip::{Decoded, Decoder};
 pub use link::LinkType;
 
 /// TCP flags that reassembly acts upon.

@@ -520,7 +520,13 @@ mod tests {
     #[test]
     fn content_length_body_stops_at_its_length() {
         let mut r = BodyReader::new(Framing::Length(3), opts());
-        assert_eq!(r.feed(b"abcGET"), Fed { used: 3, done: true });
+        assert_eq!(
+            r.feed(b"abcGET"),
+            Fed {
+                used: 3,
+                done: true
+            }
+        );
         assert_eq!(r.finish().sha256, Some(sha(b"abc")));
     }
 

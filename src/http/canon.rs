@@ -14,10 +14,10 @@ pub fn canonical_sha256(content_type: Option<&str>, decoded: &[u8]) -> [u8; 32] 
         || ct.ends_with("+json")
         || (ct.is_empty() && decoded.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
     if looks_json {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(decoded) {
-            if let Ok(c) = serde_json_canonicalizer::to_vec(&v) {
-                return Sha256::digest(&c).into();
-            }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(decoded)
+            && let Ok(c) = serde_json_canonicalizer::to_vec(&v)
+        {
+            return Sha256::digest(&c).into();
         }
     } else if ct == "application/x-www-form-urlencoded" {
         let mut pairs: Vec<(String, String)> = form_urlencoded::parse(decoded)

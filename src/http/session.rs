@@ -174,9 +174,29 @@ pub struct Session {
 }
 
 const METHODS: &[&[u8]] = &[
-    b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"HEAD", b"OPTIONS", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT",
-    b"SEARCH", b"PURGE", b"QUERY", b"LINK", b"UNLINK", b"MERGE",
+    b"GET",
+    b"POST",
+    b"PUT",
+    b"PATCH",
+    b"DELETE",
+    b"HEAD",
+    b"OPTIONS",
+    b"CONNECT",
+    b"TRACE",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"REPORT",
+    b"SEARCH",
+    b"PURGE",
+    b"QUERY",
+    b"LINK",
+    b"UNLINK",
+    b"MERGE",
 ];
 
 #[derive(Debug, PartialEq, Eq)]
@@ -223,7 +243,11 @@ fn plausible_start(b: &[u8], role: Role) -> Plausible {
             return Plausible::Response;
         }
     }
-    if maybe { Plausible::Maybe } else { Plausible::No }
+    if maybe {
+        Plausible::Maybe
+    } else {
+        Plausible::No
+    }
 }
 
 /// End of a head (after the empty line), searching from `from`.
@@ -509,7 +533,8 @@ impl Session {
                     if c < carried {
                         // It began in the carried bytes: keep those as the head's start.
                         half.buf.clear();
-                        half.buf.extend_from_slice(data.get(c..carried).unwrap_or(&[]));
+                        half.buf
+                            .extend_from_slice(data.get(c..carried).unwrap_or(&[]));
                         return 0;
                     }
                     return start_in_rest;
@@ -555,7 +580,10 @@ impl Session {
             if rest.is_empty() {
                 return skipped;
             }
-            if half.start.is_none_or(|s| s.offset < here.offset + skipped as u64) {
+            if half
+                .start
+                .is_none_or(|s| s.offset < here.offset + skipped as u64)
+            {
                 half.start = Some(Start {
                     offset: here.offset + skipped as u64,
                     ..here
@@ -571,8 +599,7 @@ impl Session {
         let before = half.buf.len();
         let room = max.saturating_sub(before);
         let take = rest.len().min(room);
-        half.buf
-            .extend_from_slice(rest.get(..take).unwrap_or(&[]));
+        half.buf.extend_from_slice(rest.get(..take).unwrap_or(&[]));
         match find_head_end(&half.buf, before.saturating_sub(3)) {
             Some(end) => {
                 let head = std::mem::take(&mut half.buf);
@@ -796,11 +823,7 @@ impl Session {
             if let Some(a) = ack {
                 // Skip requests that were answered (the client received new bytes before it
                 // sent the next request) by a response that was lost.
-                loop {
-                    let (Some(cur), Some(nxt)) = (self.pending.get(i), self.pending.get(i + 1))
-                    else {
-                        break;
-                    };
+                while let (Some(cur), Some(nxt)) = (self.pending.get(i), self.pending.get(i + 1)) {
                     let (Some(cr), Some(nr)) = (cur.req.as_ref(), nxt.req.as_ref()) else {
                         break;
                     };
@@ -887,7 +910,11 @@ impl Session {
         };
         ex.resp_started = true;
         let id = ex.id;
-        let method = ex.req.as_ref().map(|r| r.method.clone()).unwrap_or_default();
+        let method = ex
+            .req
+            .as_ref()
+            .map(|r| r.method.clone())
+            .unwrap_or_default();
         let interim = std::mem::take(&mut ex.interim);
         ex.resp = Some(Response {
             ts: start.ts,
@@ -908,35 +935,33 @@ impl Session {
             keep: if json { cfg.max_response_keep } else { 0 },
             decode_cap: cfg.max_decoded_body,
         };
-        let tunnel = status == 101 || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status));
-        let framing = if tunnel
-            || method.eq_ignore_ascii_case("HEAD")
-            || status == 204
-            || status == 304
-        {
-            Framing::Length(0)
-        } else {
-            let te = transfer_codings(&h.transfer_encoding);
-            if !te.is_empty() {
-                if !h.content_length.is_empty() {
-                    em.stats.http_te_and_cl += 1;
-                }
-                if te.last().map(String::as_str) == Some("chunked") {
-                    Framing::Chunked
-                } else {
-                    Framing::UntilClose
-                }
+        let tunnel = status == 101
+            || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status));
+        let framing =
+            if tunnel || method.eq_ignore_ascii_case("HEAD") || status == 204 || status == 304 {
+                Framing::Length(0)
             } else {
-                match content_length(&h.content_length) {
-                    Ok(Some(n)) => Framing::Length(n),
-                    Ok(None) => Framing::UntilClose,
-                    Err(()) => {
-                        em.stats.http_bad_framing += 1;
+                let te = transfer_codings(&h.transfer_encoding);
+                if !te.is_empty() {
+                    if !h.content_length.is_empty() {
+                        em.stats.http_te_and_cl += 1;
+                    }
+                    if te.last().map(String::as_str) == Some("chunked") {
+                        Framing::Chunked
+                    } else {
                         Framing::UntilClose
                     }
+                } else {
+                    match content_length(&h.content_length) {
+                        Ok(Some(n)) => Framing::Length(n),
+                        Ok(None) => Framing::UntilClose,
+                        Err(()) => {
+                            em.stats.http_bad_framing += 1;
+                            Framing::UntilClose
+                        }
+                    }
                 }
-            }
-        };
+            };
         let reader = BodyReader::new(framing, opts);
         if reader.is_done() {
             self.end_body_with(Owner::Response(id), reader, start.ts, em);

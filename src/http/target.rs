@@ -28,7 +28,11 @@ pub fn redact(target: &str, params: &[String]) -> String {
         out.push_str(name);
         if let Some(v) = value {
             out.push('=');
-            out.push_str(if secret && !v.is_empty() { "REDACTED" } else { v });
+            out.push_str(if secret && !v.is_empty() {
+                "REDACTED"
+            } else {
+                v
+            });
         }
     }
     out
@@ -44,7 +48,10 @@ pub fn identity(target: &[u8]) -> [u8; 32] {
         ),
         None => (target, &[][..]),
     };
-    let mut pairs: Vec<&[u8]> = query.split(|b| *b == b'&').filter(|p| !p.is_empty()).collect();
+    let mut pairs: Vec<&[u8]> = query
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .collect();
     pairs.sort_unstable();
     let mut h = Sha256::new();
     h.update(path);
@@ -69,7 +76,10 @@ mod tests {
             redact("/v1/x?api_key=SECRET&a=%20b&Token=t", &params()),
             "/v1/x?api_key=REDACTED&a=%20b&Token=REDACTED"
         );
-        assert_eq!(redact("/v1/x?api%5Fkey=S", &params()), "/v1/x?api%5Fkey=REDACTED");
+        assert_eq!(
+            redact("/v1/x?api%5Fkey=S", &params()),
+            "/v1/x?api%5Fkey=REDACTED"
+        );
         assert_eq!(redact("/plain", &params()), "/plain");
         assert_eq!(redact("/q?flag&api_key=", &params()), "/q?flag&api_key=");
     }

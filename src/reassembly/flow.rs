@@ -177,10 +177,7 @@ mod tests {
         let b = ep("10.0.0.9", 80);
         assert_eq!(FlowKey::new(a, b), FlowKey::new(b, a));
         assert_eq!(community_id(a, b), community_id(b, a));
-        assert_eq!(
-            flow_id(a, b, Timestamp(5)),
-            flow_id(b, a, Timestamp(5))
-        );
+        assert_eq!(flow_id(a, b, Timestamp(5)), flow_id(b, a, Timestamp(5)));
         assert_ne!(flow_id(a, b, Timestamp(5)), flow_id(a, b, Timestamp(6)));
     }
 }

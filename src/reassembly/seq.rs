@@ -7,7 +7,7 @@
 pub struct SeqNum(pub u32);
 
 impl SeqNum {
-    pub fn add(self, n: u32) -> SeqNum {
+    pub fn plus(self, n: u32) -> SeqNum {
         SeqNum(self.0.wrapping_add(n))
     }
 
@@ -25,6 +25,6 @@ mod tests {
     fn distance_crosses_the_wrap() {
         assert_eq!(SeqNum(5).distance_from(SeqNum(u32::MAX - 4)), 10);
         assert_eq!(SeqNum(u32::MAX - 4).distance_from(SeqNum(5)), -10);
-        assert_eq!(SeqNum(0).add(u32::MAX).add(2), SeqNum(1));
+        assert_eq!(SeqNum(0).plus(u32::MAX).plus(2), SeqNum(1));
     }
 }

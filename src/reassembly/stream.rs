@@ -103,7 +103,7 @@ impl HalfStream {
     /// Sets offset 0 from a SYN's sequence number (data starts one after it).
     pub fn set_syn(&mut self, syn_seq: u32) {
         if self.next == 0 && self.ooo.is_empty() {
-            self.base = Some(SeqNum(syn_seq).add(1));
+            self.base = Some(SeqNum(syn_seq).plus(1));
         }
     }
 
@@ -140,7 +140,7 @@ impl HalfStream {
     /// the window.
     pub fn offset_of(&self, seq: u32) -> Option<u64> {
         let base = self.base?;
-        let next_seq = base.add(self.next as u32);
+        let next_seq = base.plus(self.next as u32);
         let d = SeqNum(seq).distance_from(next_seq);
         if !(-MAX_WINDOW..=MAX_WINDOW).contains(&d) {
             return None;
@@ -196,7 +196,19 @@ impl HalfStream {
             }
         }
         if !seg.payload.is_empty() {
-            self.insert(side, off, seg.payload, Meta { ts: seg.ts, peer_ack: seg.peer_ack, vlans: seg.vlans }, max_ooo, sink, ctx);
+            self.insert(
+                side,
+                off,
+                seg.payload,
+                Meta {
+                    ts: seg.ts,
+                    peer_ack: seg.peer_ack,
+                    vlans: seg.vlans,
+                },
+                max_ooo,
+                sink,
+                ctx,
+            );
         }
         if seg.missing_tail > 0 && data_end >= self.next {
             let hole_end = data_end + u64::from(seg.missing_tail);

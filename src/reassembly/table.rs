@@ -85,7 +85,7 @@ impl<S: StreamSink> Flow<S> {
             theirs.on_peer_ack(side.other(), seg.ack, max_ooo, &mut self.app, ctx);
         }
         let data_seq = if seg.flags.syn {
-            SeqNum(seg.seq).add(1).0
+            SeqNum(seg.seq).plus(1).0
         } else {
             seg.seq
         };
@@ -114,10 +114,10 @@ impl<S: StreamSink> Flow<S> {
         if let Some(t) = self.closed_at {
             return (now.since(t) > CLOSED_LINGER_NS).then_some(EndReason::Fin);
         }
-        if let Some(t) = self.reset_at {
-            if now.since(t) > RST_LINGER_NS {
-                return Some(EndReason::Rst);
-            }
+        if let Some(t) = self.reset_at
+            && now.since(t) > RST_LINGER_NS
+        {
+            return Some(EndReason::Rst);
         }
         (now.since(self.last_ts) > idle_ns).then_some(EndReason::IdleTimeout)
     }
@@ -184,14 +184,16 @@ impl<S: StreamSink> FlowTable<S> {
             port: seg.dst_port,
         };
         let key = FlowKey::new(src, dst);
-        if let Some(flow) = self.flows.get_mut(&key) {
-            if seg.flags.syn && !seg.flags.ack && is_new_connection(flow, src, seg.seq) {
-                if flow.closed_at.is_none() {
-                    flow.finish(EndReason::Reused, seg.ts, ctx);
-                    ctx.stats().flows_closed += 1;
-                }
-                self.flows.remove(&key);
+        if let Some(flow) = self.flows.get_mut(&key)
+            && seg.flags.syn
+            && !seg.flags.ack
+            && is_new_connection(flow, src, seg.seq)
+        {
+            if flow.closed_at.is_none() {
+                flow.finish(EndReason::Reused, seg.ts, ctx);
+                ctx.stats().flows_closed += 1;
             }
+            self.flows.remove(&key);
         }
         if !self.flows.contains_key(&key) {
             if seg.payload.is_empty() && !seg.flags.syn {
@@ -239,13 +241,13 @@ impl<S: StreamSink> FlowTable<S> {
             .collect();
         done.sort_unstable_by_key(|(serial, _, _)| *serial);
         for (_, key, reason) in done {
-            if let Some(mut flow) = self.flows.remove(&key) {
-                if flow.closed_at.is_none() {
-                    flow.finish(reason, now, ctx);
-                    match reason {
-                        EndReason::Rst => ctx.stats().flows_closed += 1,
-                        _ => ctx.stats().flows_timed_out += 1,
-                    }
+            if let Some(mut flow) = self.flows.remove(&key)
+                && flow.closed_at.is_none()
+            {
+                flow.finish(reason, now, ctx);
+                match reason {
+                    EndReason::Rst => ctx.stats().flows_closed += 1,
+                    _ => ctx.stats().flows_timed_out += 1,
                 }
             }
         }
@@ -288,11 +290,11 @@ impl<S: StreamSink> FlowTable<S> {
             .collect();
         victims.sort_unstable_by_key(|(s, _)| *s);
         for (_, key) in victims {
-            if let Some(mut flow) = self.flows.remove(&key) {
-                if flow.closed_at.is_none() {
-                    flow.finish(EndReason::Evicted, now, ctx);
-                    ctx.stats().flows_evicted += 1;
-                }
+            if let Some(mut flow) = self.flows.remove(&key)
+                && flow.closed_at.is_none()
+            {
+                flow.finish(EndReason::Evicted, now, ctx);
+                ctx.stats().flows_evicted += 1;
             }
         }
     }
@@ -306,7 +308,7 @@ fn is_new_connection<S: StreamSink>(flow: &Flow<S>, src: Endpoint, seq: u32) -> 
     let Some(st) = flow.streams.get(side.index()) else {
         return false;
     };
-    let same_isn = st.base() == Some(SeqNum(seq).add(1));
+    let same_isn = st.base() == Some(SeqNum(seq).plus(1));
     let used = flow
         .streams
         .iter()

@@ -44,7 +44,9 @@ pub enum SourceError {
         filter: String,
         reason: String,
     },
-    #[error("{file}: {reason} after packet {packet} of this file; the capture is damaged or was cut short")]
+    #[error(
+        "{file}: {reason} after packet {packet} of this file; the capture is damaged or was cut short"
+    )]
     Corrupt {
         file: String,
         packet: u64,
@@ -96,19 +98,18 @@ impl CaptureSet {
         let mut inputs = Vec::with_capacity(paths.len());
         for path in paths {
             let name = display_name(path);
-            let mut cap = Capture::from_file_with_precision(path, Precision::Nano).map_err(
-                |e| SourceError::Open {
-                    file: name.clone(),
-                    reason: open_reason(path, &e),
-                },
-            )?;
+            let mut cap =
+                Capture::from_file_with_precision(path, Precision::Nano).map_err(|e| {
+                    SourceError::Open {
+                        file: name.clone(),
+                        reason: open_reason(path, &e),
+                    }
+                })?;
             let dlt = cap.get_datalink();
             let link = LinkType::from_dlt(dlt.0).ok_or_else(|| SourceError::LinkType {
                 file: name.clone(),
                 dlt: dlt.0,
-                name: dlt
-                    .get_name()
-                    .unwrap_or_else(|_| "unknown".to_string()),
+                name: dlt.get_name().unwrap_or_else(|_| "unknown".to_string()),
             })?;
             if let Some(f) = filter {
                 cap.filter(f, true).map_err(|e| SourceError::Filter {
@@ -173,10 +174,10 @@ impl CaptureSet {
             };
         }
         // Several files: keep one frame of each, hand out the earliest.
-        if let Some(i) = self.taken.take() {
-            if let Some(input) = self.inputs.get_mut(i) {
-                input.head = None;
-            }
+        if let Some(i) = self.taken.take()
+            && let Some(input) = self.inputs.get_mut(i)
+        {
+            input.head = None;
         }
         for input in &mut self.inputs {
             if input.head.is_none() && !input.done {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what idemwatch needs to build and test on Debian/Ubuntu: libpcap's headers (the
+# `pcap` crate links libpcap), pkg-config, and a Rust toolchain when none is installed.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+need=()
+dpkg -s libpcap-dev >/dev/null 2>&1 || need+=(libpcap-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    # Debian's own cargo is too old for this crate (edition 2024): use rustup.
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    echo "setup: Rust installed; run '. \$HOME/.cargo/env' or open a new shell" >&2
+fi
