@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             match run_read(&config, &args.files, filter.as_deref(), &mut out) {
                 Ok(summary) => {
                     if !cli.quiet {
-                        print_summary(&summary, false);
+                        print_summary(&summary);
                     }
                     ExitCode::SUCCESS
                 }

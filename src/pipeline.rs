@@ -170,11 +170,8 @@ pub fn run_read(
     out.flush()?;
     summary.elapsed_secs = started.elapsed().as_secs_f64();
     match failure {
-        Some(e) => {
-            // Keep the summary visible on errors too.
-            print_summary(&summary, true);
-            Err(RunError::Source(e))
-        }
+        // Exactly one line on stderr says what stopped the run (the caller prints it).
+        Some(e) => Err(RunError::Source(e)),
         None => Ok(summary),
     }
 }
@@ -198,7 +195,7 @@ fn write_all(
 }
 
 /// The short human summary on stderr.
-pub fn print_summary(s: &Summary, partial: bool) {
+pub fn print_summary(s: &Summary) {
     let st = &s.stats;
     let mb = st.bytes as f64 / 1e6;
     let rate = if s.elapsed_secs > 0.0 {
@@ -207,8 +204,7 @@ pub fn print_summary(s: &Summary, partial: bool) {
         0.0
     };
     eprintln!(
-        "idemwatch: {}{} file{}: {} packets, {:.1} MB, {} flows, {} transactions ({} requests, {} responses), {} gaps ({} bytes), {} flows evicted, {} fragments dropped, in {:.2} s ({:.1} MB/s)",
-        if partial { "partly read " } else { "read " },
+        "idemwatch: read {} file{}: {} packets, {:.1} MB, {} flows, {} transactions ({} requests, {} responses), {} gaps ({} bytes), {} flows evicted, {} fragments dropped, in {:.2} s ({:.1} MB/s)",
         s.files,
         if s.files == 1 { "" } else { "s" },
         st.packets,

@@ -22,7 +22,19 @@ fn run(file: &PathBuf) -> (String, bool) {
     (String::from_utf8(out.stdout).unwrap(), out.status.success())
 }
 
-type Key = (String, String, String, u64, u64, u64, Option<String>, Option<String>, bool, Vec<u64>, u64);
+type Key = (
+    String,
+    String,
+    String,
+    u64,
+    u64,
+    u64,
+    Option<String>,
+    Option<String>,
+    bool,
+    Vec<u64>,
+    u64,
+);
 
 #[test]
 fn every_recorded_transaction_is_found_with_its_key_and_result() {
@@ -75,7 +87,10 @@ fn every_recorded_transaction_is_found_with_its_key_and_result() {
             );
             *want.entry(k).or_insert(0) += 1;
         }
-        assert_eq!(got, want, "{name}: transactions differ from the server's log");
+        assert_eq!(
+            got, want,
+            "{name}: transactions differ from the server's log"
+        );
     }
 }
 
@@ -121,8 +136,14 @@ fn stdin_reads_like_a_file() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let (from_file, _) = run(&file);
-    let norm = |s: &str| s.replace("\"pcap_filename\":\"-\"", "").replace(&format!("\"pcap_filename\":\"{}\"", file.display()), "");
-    assert_eq!(norm(&String::from_utf8(out.stdout).unwrap()), norm(&from_file));
+    let norm = |s: &str| {
+        s.replace("\"pcap_filename\":\"-\"", "")
+            .replace(&format!("\"pcap_filename\":\"{}\"", file.display()), "")
+    };
+    assert_eq!(
+        norm(&String::from_utf8(out.stdout).unwrap()),
+        norm(&from_file)
+    );
 }
 
 #[test]
@@ -139,10 +160,18 @@ fn several_files_are_merged_in_capture_time_order() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let (one, _) = run(&a);
     let (two, _) = run(&b);
-    assert_eq!(stdout.lines().count(), one.lines().count() + two.lines().count());
+    assert_eq!(
+        stdout.lines().count(),
+        one.lines().count() + two.lines().count()
+    );
     let ts: Vec<String> = stdout
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["timestamp"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["timestamp"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     let mut sorted = ts.clone();
     sorted.sort();

@@ -171,6 +171,14 @@ pub struct Session {
     next_id: u64,
     /// Bytes were lost since the last response was paired: pair by ACK evidence.
     desync: bool,
+    /// Bytes of the client's stream that belong to no known message were lost since the last
+    /// request head.
+    client_lost: bool,
+    /// Offset in the server's stream where the last response paired with a known request
+    /// ended.
+    answered_end: u64,
+    /// A paired response just ended; `answered_end` is set once its end offset is known.
+    answered_unplaced: bool,
 }
 
 const METHODS: &[&[u8]] = &[
@@ -411,6 +419,9 @@ impl Session {
             next_id: 0,
             // Until a handshake is seen, the connection may have been picked up mid-stream.
             desync: true,
+            client_lost: false,
+            answered_end: 0,
+            answered_unplaced: false,
         }
     }
 
@@ -478,6 +489,14 @@ impl Session {
                 }
             }
             let _ = role;
+            self.place_answered(chunk.offset + pos as u64);
+        }
+    }
+
+    /// Records where the response that just ended did end.
+    fn place_answered(&mut self, offset: u64) {
+        if std::mem::take(&mut self.answered_unplaced) {
+            self.answered_end = self.answered_end.max(offset);
         }
     }
 
@@ -728,6 +747,8 @@ impl Session {
             stream_start: start.offset,
             stream_end: start.offset,
             peer_ack_at_start: start.peer_ack,
+            answered_at_start: self.answered_end,
+            lost_before: std::mem::take(&mut self.client_lost),
         };
         let te = transfer_codings(&h.transfer_encoding);
         let cl = content_length(&h.content_length);
@@ -814,7 +835,7 @@ impl Session {
 
     /// Index of the exchange a final response answers, or `None` when it answers a request
     /// that was never seen.
-    fn pair(&mut self, ack: Option<u64>) -> Option<usize> {
+    fn pair(&mut self, ack: Option<u64>, resp_start: u64) -> Option<usize> {
         let mut i = self
             .pending
             .iter()
@@ -841,14 +862,31 @@ impl Session {
             }
             self.desync = false;
         }
-        let e = self.pending.get(i)?;
-        let start = e.req.as_ref().map_or(0, |r| r.stream_start);
-        match ack {
+        let e = self.pending.get_mut(i)?;
+        let Some(r) = e.req.as_mut() else {
+            return Some(i);
+        };
+        if ack.is_some_and(|a| r.stream_start >= a) {
             // The server had not received this request's first byte: the response answers an
             // earlier request that was lost.
-            Some(a) if start >= a => None,
-            _ => Some(i),
+            return None;
         }
+        if r.peer_ack_at_start.is_some_and(|x| resp_start < x) {
+            // The client had received this response before it sent the request.
+            r.lost_before = false;
+            return None;
+        }
+        if r.lost_before {
+            r.lost_before = false;
+            // A request may have been lost just before this one. If, when sending this one,
+            // the client had received server bytes we never captured, the lost request's
+            // answer was among them; otherwise this response is the lost request's.
+            let answered_unseen = r.peer_ack_at_start.is_some_and(|x| x > r.answered_at_start);
+            if !answered_unseen {
+                return None;
+            }
+        }
+        Some(i)
     }
 
     fn on_response(
@@ -878,7 +916,7 @@ impl Session {
             return;
         }
         em.stats.http_responses += 1;
-        let idx = match self.pair(start.peer_ack) {
+        let idx = match self.pair(start.peer_ack, start.offset) {
             Some(i) => i,
             None => {
                 em.stats.http_orphan_responses += 1;
@@ -1017,6 +1055,9 @@ impl Session {
             }
             Owner::Response(id) => {
                 if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
+                    if ex.req.is_some() {
+                        self.answered_unplaced = true;
+                    }
                     if let Some(r) = ex.resp.as_mut() {
                         r.body = body_of(&res, None);
                         r.ts_end = ts;
@@ -1086,37 +1127,50 @@ impl StreamSink for Session {
 
     fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Emitter) {
         let vlans = chunk.vlans;
+
         self.feed(side, chunk, vlans, ctx);
     }
 
-    fn on_gap(&mut self, side: Side, _offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
         self.desync = true;
+        let client = self.role(side) != Role::Responses;
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
         // Holes often swallow whole messages: the bytes right after one may start the next.
         half.line_start = true;
         half.buf.clear();
         half.start = None;
-        match state {
-            State::Dead => self.half(side).state = State::Dead,
-            State::Sync | State::Head => {}
+        // Whether lost bytes may have held a message nobody will see.
+        let unattributed = match state {
+            State::Dead => {
+                self.half(side).state = State::Dead;
+                false
+            }
+            State::Sync | State::Head => true,
             State::Body(mut reader, owner) => match reader.gap(len) {
                 GapEffect::Inside => {
                     self.half(side).state = State::Body(reader, owner);
+                    false
                 }
                 GapEffect::Ended { rest } => {
                     self.end_body_with(owner, *reader, ts, ctx);
+                    self.place_answered(offset + len - rest);
                     let half = self.half(side);
                     if rest == 0 {
                         half.state = State::Head;
                         half.line_start = true;
                     }
+                    rest > 0
                 }
                 GapEffect::FramingLost => {
                     self.end_body_with(owner, *reader, ts, ctx);
                     self.half(side).state = State::Sync;
+                    true
                 }
             },
+        };
+        if client && unattributed {
+            self.client_lost = true;
         }
     }
 

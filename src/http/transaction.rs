@@ -95,6 +95,12 @@ pub struct Request {
     pub stream_end: u64,
     /// What the client had acknowledged of the server's stream when it sent the request.
     pub peer_ack_at_start: Option<u64>,
+    /// Offset in the server's stream where the last response paired with a known request
+    /// ended, when this request started.
+    pub answered_at_start: u64,
+    /// Bytes that belong to no known message were lost in the client's stream just before this
+    /// request: a request may have been lost there.
+    pub lost_before: bool,
 }
 
 impl Request {

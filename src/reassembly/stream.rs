@@ -76,7 +76,13 @@ pub struct HalfStream {
     /// Highest offset the peer acknowledged.
     acked: Option<u64>,
     ended: bool,
+    /// The last bytes delivered and not yet acknowledged, to tell a retransmission from an
+    /// overlap with different bytes. Ends at `next`.
+    recent: Vec<u8>,
 }
+
+/// Unacknowledged bytes kept for overlap checks (amortised: trimmed at twice this).
+const RECENT_KEEP: usize = 2048;
 
 /// What travels with a segment's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +167,10 @@ impl HalfStream {
             if self.acked.is_none_or(|a| off > a) {
                 self.acked = Some(off);
             }
+            if off >= self.next && !self.recent.is_empty() {
+                // The receiver has it all: retransmissions of it are discarded there too.
+                self.recent = Vec::new();
+            }
             self.settle(side, max_ooo, sink, ctx);
         }
     }
@@ -238,6 +248,9 @@ impl HalfStream {
         ctx: &mut S::Ctx,
     ) {
         let end = off + payload.len() as u64;
+        if off < self.next {
+            self.compare_recent(off, payload, ctx.stats());
+        }
         if end <= self.next {
             ctx.stats().tcp_retransmitted_segments += 1;
             return;
@@ -284,6 +297,24 @@ impl HalfStream {
                 self.gap(side, len, meta.ts, sink, ctx);
             }
             self.drain(side, sink, ctx);
+        }
+    }
+
+    /// Counts a mismatch when bytes of a segment that overlap delivered (and still kept) bytes
+    /// differ from them; the delivered copy stands.
+    fn compare_recent(&self, off: u64, payload: &[u8], stats: &mut Stats) {
+        let kept_start = self.next - self.recent.len() as u64;
+        let start = off.max(kept_start);
+        let end = (off + payload.len() as u64).min(self.next);
+        if start >= end {
+            return;
+        }
+        let new = payload.get((start - off) as usize..(end - off) as usize);
+        let old = self
+            .recent
+            .get((start - kept_start) as usize..(end - kept_start) as usize);
+        if new != old {
+            stats.tcp_overlap_mismatch += 1;
         }
     }
 
@@ -349,6 +380,13 @@ impl HalfStream {
     ) {
         debug_assert_eq!(off, self.next);
         self.next += bytes.len() as u64;
+        if self.acked.is_none_or(|a| a < self.next) {
+            self.recent.extend_from_slice(bytes);
+            if self.recent.len() > 2 * RECENT_KEEP {
+                let cut = self.recent.len() - RECENT_KEEP;
+                self.recent.drain(..cut);
+            }
+        }
         sink.on_data(
             side,
             Chunk {
@@ -403,6 +441,7 @@ impl HalfStream {
         st.tcp_gap_bytes += len;
         let off = self.next;
         self.next += len;
+        self.recent.clear();
         sink.on_gap(side, off, len, ts, ctx);
     }
 

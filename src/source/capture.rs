@@ -168,7 +168,7 @@ impl CaptureSet {
                     Err(SourceError::Corrupt {
                         file: input.name.clone(),
                         packet: input.packets,
-                        reason: e.to_string(),
+                        reason: pcap_message(&e),
                     })
                 }
             };
@@ -196,7 +196,7 @@ impl CaptureSet {
                         return Err(SourceError::Corrupt {
                             file: input.name.clone(),
                             packet: input.packets,
-                            reason: e.to_string(),
+                            reason: pcap_message(&e),
                         });
                     }
                 }
@@ -222,6 +222,14 @@ impl CaptureSet {
             wire_len: h.wire_len,
             file_index: i,
         }))
+    }
+}
+
+/// libpcap's own words, without the crate's prefix.
+fn pcap_message(e: &pcap::Error) -> String {
+    match e {
+        pcap::Error::PcapError(m) => m.trim().to_string(),
+        other => other.to_string(),
     }
 }
 
