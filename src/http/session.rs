@@ -454,7 +454,9 @@ impl Session {
     fn feed(&mut self, side: Side, chunk: Chunk<'_>, vlans: Vlans, em: &mut Emitter) {
         let bytes = chunk.bytes;
         let mut pos = 0usize;
+        let mut stalled = 0u8;
         while pos < bytes.len() {
+            let before = pos;
             let rest = bytes.get(pos..).unwrap_or(&[]);
             let here = Start {
                 offset: chunk.offset + pos as u64,
@@ -490,6 +492,18 @@ impl Session {
             }
             let _ = role;
             self.place_answered(chunk.offset + pos as u64);
+            // Every state change that consumes nothing is followed by one that does; never
+            // spin on input that defeats that.
+            stalled = if pos == before { stalled + 1 } else { 0 };
+            if stalled > 3 {
+                em.stats.http_parse_errors += 1;
+                let half = self.half(side);
+                half.state = State::Sync;
+                half.buf.clear();
+                half.line_start = false;
+                pos += 1;
+                stalled = 0;
+            }
         }
     }
 
