@@ -3,7 +3,7 @@
 //! Uses etherparse's lax slicing, which reads what was captured even when the snaplen cut the
 //! packet short; the bytes that were cut are reported as `missing_tail`, never guessed.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use etherparse::{EtherType, IpNumber, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice};
 
@@ -250,5 +250,52 @@ fn tcp_segment<'a>(
     })
 }
 
-/// An unspecified IPv4 address, for tests and placeholders.
-pub const UNSPECIFIED: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// No frame, whatever its bytes and claimed length, panics the decoder.
+        #[test]
+        fn arbitrary_frames_never_panic(
+            frame in proptest::collection::vec(any::<u8>(), 0..200),
+            wire_extra in 0u32..100,
+            link in 0usize..8,
+        ) {
+            let links = [
+                LinkType::Ethernet, LinkType::Null, LinkType::Loop, LinkType::LinuxSll,
+                LinkType::LinuxSll2, LinkType::Raw, LinkType::Ipv4, LinkType::Ipv6,
+            ];
+            let mut d = Decoder::new(&Limits::default());
+            let mut st = Stats::default();
+            let wire = frame.len() as u32 + wire_extra;
+            let _ = d.decode(Timestamp(0), links[link], &frame, wire, &mut st);
+            prop_assert_eq!(st.packets, 1);
+        }
+
+        /// The same for IPv4 packets with a plausible start, where most of the decoder runs
+        /// (fragments included).
+        #[test]
+        fn arbitrary_ipv4_tcp_packets_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..120),
+            flags in any::<u16>(),
+            total_len in any::<u16>(),
+            ihl in 5u8..16,
+        ) {
+            let mut p = vec![0x40 | ihl, 0];
+            p.extend_from_slice(&total_len.to_be_bytes());
+            p.extend_from_slice(&[0, 1]);
+            p.extend_from_slice(&flags.to_be_bytes());
+            p.extend_from_slice(&[64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+            p.extend_from_slice(&tail);
+            let mut d = Decoder::new(&Limits::default());
+            let mut st = Stats::default();
+            for _ in 0..3 {
+                let _ = d.decode(Timestamp(0), LinkType::Raw, &p, p.len() as u32, &mut st);
+            }
+            prop_assert_eq!(st.packets, 3);
+        }
+    }
+}

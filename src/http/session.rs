@@ -1202,3 +1202,314 @@ impl StreamSink for Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reassembly::Endpoint;
+
+    const C: Side = Side(0);
+    const S: Side = Side(1);
+
+    fn session() -> Session {
+        let ep = |p| Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: p,
+        };
+        let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
+        let mut s = Session::new(
+            SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+            &info,
+        );
+        s.on_client_side(C, &mut Emitter::default());
+        s
+    }
+
+    /// Feeds `data` at `offset` of `side`'s stream with the given peer ACK.
+    fn feed(s: &mut Session, em: &mut Emitter, side: Side, offset: u64, data: &[u8], ack: u64) {
+        s.on_data(
+            side,
+            Chunk {
+                offset,
+                bytes: data,
+                ts: Timestamp(1),
+                peer_ack: Some(ack),
+                vlans: Vlans::default(),
+            },
+            em,
+        );
+    }
+
+    fn end(s: &mut Session, em: &mut Emitter) {
+        s.on_end(C, EndReason::Fin, Timestamp(2), em);
+        s.on_end(S, EndReason::Fin, Timestamp(2), em);
+    }
+
+    fn pairs(em: &Emitter) -> Vec<(Option<String>, Option<u16>)> {
+        em.out
+            .iter()
+            .map(|(_, t)| {
+                (
+                    t.request.as_ref().map(|r| r.path.clone()),
+                    t.response.as_ref().map(|r| r.status),
+                )
+            })
+            .collect()
+    }
+
+    fn resp(status: u16, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn pipelined_requests_pair_in_order() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let reqs = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, reqs, 0);
+        let mut out = Vec::new();
+        for (st, b) in [(201, "a"), (202, "bb"), (203, "ccc")] {
+            out.extend(resp(st, b));
+        }
+        feed(&mut s, &mut em, S, 0, &out, reqs.len() as u64);
+        end(&mut s, &mut em);
+        assert_eq!(
+            pairs(&em),
+            vec![
+                (Some("/1".into()), Some(201)),
+                (Some("/2".into()), Some(202)),
+                (Some("/3".into()), Some(203))
+            ]
+        );
+    }
+
+    #[test]
+    fn head_split_into_single_bytes_parses_the_same() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let req = b"POST /v1/charges?api_key=SECRET HTTP/1.1\r\nidempotency-key: \"k1\"\r\ncontent-length: 3\r\n\r\nabc";
+        for (i, b) in req.iter().enumerate() {
+            feed(&mut s, &mut em, C, i as u64, &[*b], 0);
+        }
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            0,
+            &resp(200, "{\"id\":\"ch_1\"}"),
+            req.len() as u64,
+        );
+        end(&mut s, &mut em);
+        let (_, t) = &em.out[0];
+        let r = t.request.as_ref().unwrap();
+        assert_eq!(r.path, "/v1/charges?api_key=REDACTED");
+        assert_eq!(r.idempotency_key().as_deref(), Some("k1"));
+        assert_eq!(r.body.len, 3);
+        assert!(r.body.complete);
+        let p = t.response.as_ref().unwrap();
+        assert_eq!(p.resource_id.as_deref(), Some("ch_1"));
+    }
+
+    #[test]
+    fn interim_100_continue_is_recorded_and_not_final() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let head = b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, head, 0);
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            0,
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            head.len() as u64,
+        );
+        feed(&mut s, &mut em, C, head.len() as u64, b"data", 25);
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            25,
+            &resp(200, "ok"),
+            head.len() as u64 + 4,
+        );
+        end(&mut s, &mut em);
+        let (_, t) = &em.out[0];
+        assert_eq!(t.response.as_ref().unwrap().interim, vec![100]);
+        assert_eq!(t.response.as_ref().unwrap().status, 200);
+        assert_eq!(t.request.as_ref().unwrap().body.len, 4);
+    }
+
+    #[test]
+    fn head_response_has_no_body_and_the_next_exchange_pairs() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let r1 = b"HEAD /a HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, r1, 0);
+        let p1 = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+        feed(&mut s, &mut em, S, 0, p1, r1.len() as u64);
+        let r2 = b"GET /b HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, r1.len() as u64, r2, p1.len() as u64);
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            p1.len() as u64,
+            &resp(204, ""),
+            (r1.len() + r2.len()) as u64,
+        );
+        end(&mut s, &mut em);
+        assert_eq!(
+            pairs(&em),
+            vec![
+                (Some("/a".into()), Some(200)),
+                (Some("/b".into()), Some(204))
+            ]
+        );
+        assert_eq!(em.out[0].1.response.as_ref().unwrap().body.len, 0);
+    }
+
+    #[test]
+    fn conflicting_content_lengths_never_invent_the_smuggled_request() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let req = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, req, 0);
+        end(&mut s, &mut em);
+        assert_eq!(pairs(&em), vec![(Some("/".into()), None)]);
+        assert!(!em.out[0].1.request.as_ref().unwrap().body.complete);
+        assert_eq!(em.stats.http_bad_framing, 1);
+    }
+
+    #[test]
+    fn chunked_identity_transfer_coding_is_chunked() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, req, 0);
+        end(&mut s, &mut em);
+        assert_eq!(
+            pairs(&em),
+            vec![(Some("/".into()), None), (Some("/next".into()), None)]
+        );
+    }
+
+    #[test]
+    fn gap_in_a_response_body_marks_it_incomplete_and_the_next_pairs() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let r1 = b"GET /1 HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, 0, r1, 0);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        let n1 = r1.len() as u64;
+        feed(&mut s, &mut em, S, 0, head, n1);
+        feed(&mut s, &mut em, S, head.len() as u64, b"abc", n1);
+        s.on_gap(S, head.len() as u64 + 3, 4, Timestamp(1), &mut em);
+        feed(&mut s, &mut em, S, head.len() as u64 + 7, b"xyz", n1);
+        let r2 = b"GET /2 HTTP/1.1\r\n\r\n";
+        let p1_end = head.len() as u64 + 10;
+        feed(&mut s, &mut em, C, n1, r2, p1_end);
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            p1_end,
+            &resp(202, "b"),
+            n1 + r2.len() as u64,
+        );
+        end(&mut s, &mut em);
+        assert_eq!(
+            pairs(&em),
+            vec![
+                (Some("/1".into()), Some(200)),
+                (Some("/2".into()), Some(202))
+            ]
+        );
+        let b = &em.out[0].1.response.as_ref().unwrap().body;
+        assert!(!b.complete);
+        assert_eq!((b.len, b.missing, b.sha256), (10, 4, None));
+    }
+
+    #[test]
+    fn lost_request_does_not_take_the_next_requests_response() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        let r1 = b"GET /1 HTTP/1.1\r\n\r\n";
+        let n = r1.len() as u64;
+        feed(&mut s, &mut em, C, 0, r1, 0);
+        let p1 = resp(201, "a");
+        feed(&mut s, &mut em, S, 0, &p1, n);
+        // Request 2 is lost; its response is seen.
+        s.on_gap(C, n, n, Timestamp(1), &mut em);
+        let p2 = resp(202, "b");
+        let p1n = p1.len() as u64;
+        feed(&mut s, &mut em, S, p1n, &p2, 2 * n);
+        let r3 = b"GET /3 HTTP/1.1\r\n\r\n";
+        feed(&mut s, &mut em, C, 2 * n, r3, p1n + p2.len() as u64);
+        feed(
+            &mut s,
+            &mut em,
+            S,
+            p1n + p2.len() as u64,
+            &resp(203, "c"),
+            3 * n,
+        );
+        end(&mut s, &mut em);
+        assert_eq!(
+            pairs(&em),
+            vec![
+                (Some("/1".into()), Some(201)),
+                (None, Some(202)),
+                (Some("/3".into()), Some(203))
+            ]
+        );
+    }
+
+    #[test]
+    fn connection_picked_up_mid_body_resynchronises_on_the_next_request() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        feed(
+            &mut s,
+            &mut em,
+            C,
+            0,
+            b"tail of a body\r\nGET /next HTTP/1.1\r\n\r\n",
+            0,
+        );
+        end(&mut s, &mut em);
+        assert_eq!(pairs(&em), vec![(Some("/next".into()), None)]);
+        assert_eq!(em.stats.http_resync_skipped_bytes, 16);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever bytes, splits and gaps arrive, the session neither panics nor stalls, and
+        /// emits at most one transaction per request head and response head it parsed.
+        #[test]
+        fn arbitrary_input_never_panics(
+            chunks in proptest::collection::vec(
+                (proptest::bool::ANY, proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0u64..8),
+                0..40,
+            ),
+            seed_http in proptest::bool::ANY,
+        ) {
+            let (mut s, mut em) = (session(), Emitter::default());
+            let mut off = [0u64; 2];
+            if seed_http {
+                feed(&mut s, &mut em, C, 0, b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 0);
+                off[0] = 49;
+            }
+            for (to_server, bytes, gap) in chunks {
+                let side = if to_server { C } else { S };
+                let i = side.index();
+                if gap > 0 {
+                    s.on_gap(side, off[i], gap, Timestamp(1), &mut em);
+                    off[i] += gap;
+                }
+                let ack = off[1 - i];
+                feed(&mut s, &mut em, side, off[i], &bytes, ack);
+                off[i] += bytes.len() as u64;
+            }
+            end(&mut s, &mut em);
+            proptest::prop_assert!(
+                em.out.len() as u64 <= em.stats.http_requests + em.stats.http_responses
+            );
+        }
+    }
+}
