@@ -30,7 +30,8 @@ fn main() -> ExitCode {
             let filter = args.filter();
             match run_read(&config, &args.files, filter.as_deref(), &mut out) {
                 Ok(summary) => {
-                    if !cli.quiet {
+                    // A closed stdout (`| head`) ends quietly.
+                    if !cli.quiet && !summary.output_closed {
                         print_summary(&summary);
                     }
                     ExitCode::SUCCESS
@@ -56,5 +57,6 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

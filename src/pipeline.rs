@@ -47,6 +47,8 @@ pub struct Summary {
     pub files: usize,
     pub elapsed_secs: f64,
     pub last_ts: Timestamp,
+    /// The reader of the output went away before the end.
+    pub output_closed: bool,
 }
 
 /// The flow-processing half of the pipeline: everything after the source.
@@ -153,11 +155,13 @@ pub fn run_read(
         worker.finish(last_ts);
         closed = write_all(config, &names, &mut worker, out)?;
     }
+    tracing::info!(packets = packet_no, "end of input");
     let mut summary = Summary {
         stats: worker.emitter.stats.clone(),
         files: files.len(),
         elapsed_secs: started.elapsed().as_secs_f64(),
         last_ts,
+        output_closed: closed,
     };
     if config.stats_event && !closed {
         let ev = StatsEvent {

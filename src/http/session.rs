@@ -715,6 +715,12 @@ impl Session {
             }
         };
         if !ok {
+            tracing::debug!(
+                flow_id = self.flow_id,
+                side = side.0,
+                len = head.len(),
+                "unparseable message head; resynchronising"
+            );
             em.stats.http_parse_errors += 1;
             self.desync = true;
             let half = self.half(side);

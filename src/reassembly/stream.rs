@@ -436,6 +436,12 @@ impl HalfStream {
         if len == 0 {
             return;
         }
+        tracing::debug!(
+            side = side.0,
+            offset = self.next,
+            len,
+            "bytes lost in the capture"
+        );
         let st = ctx.stats();
         st.tcp_gaps += 1;
         st.tcp_gap_bytes += len;

@@ -289,6 +289,11 @@ impl<S: StreamSink> FlowTable<S> {
             .map(|(_, _, s, k)| (*s, *k))
             .collect();
         victims.sort_unstable_by_key(|(s, _)| *s);
+        tracing::warn!(
+            flows = victims.len(),
+            max_flows = self.max_flows,
+            "flow table full: ending the least recently active flows; raise --max-flows if this repeats"
+        );
         for (_, key) in victims {
             if let Some(mut flow) = self.flows.remove(&key)
                 && flow.closed_at.is_none()

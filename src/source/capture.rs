@@ -115,9 +115,10 @@ impl CaptureSet {
                 cap.filter(f, true).map_err(|e| SourceError::Filter {
                     file: name.clone(),
                     filter: f.to_string(),
-                    reason: e.to_string(),
+                    reason: pcap_message(&e),
                 })?;
             }
+            tracing::info!(file = %name, link = ?link, "reading capture");
             inputs.push(Input {
                 name,
                 cap,
@@ -242,12 +243,12 @@ fn ts_of(h: &pcap::PacketHeader) -> Timestamp {
 fn open_reason(path: &Path, e: &pcap::Error) -> String {
     let msg = e.to_string();
     if path.as_os_str() != "-" && !path.exists() {
-        return "no such file".to_string();
+        return "no such file; check the path".to_string();
     }
     if msg.contains("unknown file format") || msg.contains("bad dump file format") {
         return format!(
             "not a pcap or pcapng capture ({}); write captures with 'tcpdump -w FILE'",
-            msg.trim()
+            pcap_message(e)
         );
     }
     if msg.contains("ermission denied") {
