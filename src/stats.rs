@@ -85,6 +85,9 @@ counters! {
     http_responses,
     /// Interim (1xx) responses.
     http_interim_responses,
+    /// Server segments held until the client bytes they acknowledge were read (capture
+    /// points that deliver one direction late).
+    http_held_chunks,
     /// Transactions written (request, response or both).
     http_transactions,
     /// Responses whose request was lost.

@@ -507,6 +507,41 @@ fn snaplen_cut_body_is_incomplete_and_never_misread() {
     assert_eq!(run.stat("truncated_packets"), 3);
 }
 
+#[test]
+fn snaplen_cut_request_head_is_never_misparsed_or_mispaired() {
+    // The first request's head is 400 bytes in one segment, cut to 100 bytes of payload: it
+    // cannot be parsed, and its response must not go to the next request.
+    let long_header = format!("X-Trace: {}", "t".repeat(300));
+    let first = post("/1", &[&long_header, "Idempotency-Key: cut-1"], b"amount=1");
+    let mut c = Conversation::v4();
+    c.handshake();
+    let cut = c.client_send(&first);
+    c.server_send(&response(201, "text/plain", b"first"));
+    c.client_send(&get("/2"));
+    c.server_send(&response(202, "text/plain", b"second"));
+    c.close();
+    let mut packets = c.into_packets();
+    assert_eq!(cut.len(), 1);
+    packets[cut.start].truncate(14 + 20 + 20 + 100);
+    let run = read_packets(LINKTYPE_ETHERNET, &packets);
+    let txs = run.ok_transactions();
+    for (path, status) in pairs(&txs) {
+        match (path.as_deref(), status) {
+            (Some("/2"), Some(s)) => assert_eq!(s, 202, "/2 got /1's response: {txs:#?}"),
+            (Some("/1"), Some(s)) => assert_eq!(s, 201, "{txs:#?}"),
+            _ => {}
+        }
+    }
+    assert!(
+        pairs(&txs).contains(&(Some("/2".to_owned()), Some(202))),
+        "the request after the damage is found: {txs:#?}"
+    );
+    if let Some(t) = txs.iter().find(|t| t["request"]["path"] == "/1") {
+        assert_ne!(t["request"]["body_complete"], true, "{t}");
+    }
+    assert_eq!(run.stat("truncated_packets"), 1);
+}
+
 /// A POST whose single TCP segment is long enough to fragment.
 fn fragmented_post(order: &[usize], drop: Option<usize>) -> (Run, Vec<u8>) {
     let body = br#"{"amount":1000,"currency":"eur","customer":"cus_NffrFeUfNV2Hib","description":"fragmented request body, long enough for three fragments"}"#;

@@ -216,13 +216,25 @@ fn expect_100_continue_reports_the_interim_and_the_final_status() {
     c.server_send(&response(200, "application/json", br#"{"id":"ch_e"}"#));
     c.client_send(&get("/after"));
     c.server_send(&response(200, "text/plain", b"ok"));
+    // 103 Early Hints, then the final response, in one segment.
+    c.client_send(&get("/hints"));
+    let mut hinted =
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n".to_vec();
+    hinted.extend(response(200, "text/plain", b"hinted"));
+    c.server_send(&hinted);
     c.close();
     let (run, txs) = transactions_of(&c);
     assert_eq!(
         pairs(&txs),
-        vec![(p("/v1/charges"), Some(200)), (p("/after"), Some(200))]
+        vec![
+            (p("/v1/charges"), Some(200)),
+            (p("/after"), Some(200)),
+            (p("/hints"), Some(200))
+        ]
     );
     assert_eq!(txs[0]["response"]["interim_statuses"], json!([100]));
+    assert_eq!(txs[2]["response"]["interim_statuses"], json!([103]));
+    assert_response(&txs[2], 200, b"hinted");
     assert_eq!(txs[0]["request"]["body_sha256"], sha256_hex(body));
     assert_eq!(txs[0]["response"]["resource_id"], "ch_e");
     assert!(
@@ -232,7 +244,7 @@ fn expect_100_continue_reports_the_interim_and_the_final_status() {
         "no interim response was sent for /after: {}",
         txs[1]
     );
-    assert_eq!(run.stat("http_transactions"), 2);
+    assert_eq!(run.stat("http_transactions"), 3);
 }
 
 #[test]
@@ -683,4 +695,35 @@ fn binary_garbage_on_an_http_port_gives_no_transaction() {
     let (run, txs) = transactions_of(&c);
     assert!(txs.is_empty(), "{txs:#?}");
     assert_eq!(run.stat("http_requests"), 0);
+}
+
+#[test]
+fn bytes_after_a_protocol_upgrade_are_not_parsed_as_http() {
+    let upgrade = b"GET /chat HTTP/1.1\r\nHost: api.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let switching =
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+    // Unmasked text frames whose payload looks like HTTP/1.1 messages.
+    let frame = |text: &[u8]| {
+        let mut f = vec![0x81, text.len() as u8];
+        f.extend_from_slice(text);
+        f
+    };
+    let mut c = Conversation::v4();
+    c.handshake();
+    c.client_send(upgrade);
+    c.server_send(switching);
+    c.client_send(&frame(
+        b"POST /invented HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    ));
+    c.server_send(&frame(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"));
+    c.close();
+    let (_, txs) = transactions_of(&c);
+    assert!(
+        !txs.iter().any(|t| t["request"]["path"] == "/invented"),
+        "websocket payload parsed as a request: {txs:#?}"
+    );
+    assert_eq!(paths(&txs), vec![p("/chat")], "{txs:#?}");
+    assert_eq!(txs[0]["response"]["status"], 101, "{}", txs[0]);
 }

@@ -350,6 +350,128 @@ fn sequence_wrap_with_reordering_across_2_pow_32() {
     assert_eq!(run.comparable_transactions(), expected);
 }
 
+#[test]
+fn response_captured_just_before_its_request_is_still_paired() {
+    // A mirror (SPAN) port merges both directions and may swap packets between them: here the
+    // first segment of the response is captured just before the request it answers.
+    let response_body: Vec<u8> = (0..600u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut c = Conversation::v4().with_mss(200);
+    c.handshake();
+    let request = c.client_send(&post(
+        "/v1/charges",
+        &["Idempotency-Key: k-span"],
+        b"amount=5",
+    ));
+    c.server_send(&response(201, "text/plain", &response_body));
+    c.client_send(&get("/after"));
+    c.server_send(&response(200, "text/plain", b"ok"));
+    c.close();
+    let mut packets = c.into_packets();
+    assert_eq!(request.len(), 1);
+    packets.swap(request.start, request.start + 1);
+    restamp(&mut packets);
+    let run = read_packets(LINKTYPE_ETHERNET, &packets);
+    let txs = run.ok_transactions();
+    // Whatever else happens, a request is never paired with the next request's response.
+    for (path, status) in pairs(&txs) {
+        match (path.as_deref(), status) {
+            (Some("/v1/charges"), Some(s)) => assert_eq!(
+                s,
+                201,
+                "/v1/charges got /after's response: {:?}",
+                pairs(&txs)
+            ),
+            (Some("/after"), Some(s)) => assert_eq!(
+                s,
+                200,
+                "/after got /v1/charges's response: {:?}",
+                pairs(&txs)
+            ),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        pairs(&txs),
+        vec![
+            (Some("/v1/charges".to_owned()), Some(201)),
+            (Some("/after".to_owned()), Some(200))
+        ],
+        "{txs:#?}"
+    );
+    assert_response(&txs[0], 201, &response_body);
+}
+
+#[test]
+fn request_segment_captured_after_the_ack_that_covers_it_is_not_lost() {
+    // Mirror ports again: the last segment of a request is captured just after the first
+    // response segment, whose ACK already covers it. The bytes come late, not never.
+    let body = vec![b'q'; 100];
+    let request = post("/v1/charges", &["Idempotency-Key: k-late"], &body);
+    let mut c = Conversation::v4();
+    c.handshake();
+    let sent = c.send_split(Dir::ToServer, &request, &[request.len() - 10]);
+    let answer = c.server_send(&response(201, "text/plain", b"created"));
+    c.client_send(&get("/after"));
+    c.server_send(&response(200, "text/plain", b"ok"));
+    c.close();
+    let mut packets = c.into_packets();
+    assert_eq!((sent.len(), answer.len()), (2, 1));
+    packets.swap(sent.end - 1, answer.start);
+    restamp(&mut packets);
+    let run = read_packets(LINKTYPE_ETHERNET, &packets);
+    let txs = run.ok_transactions();
+    assert_eq!(
+        pairs(&txs),
+        vec![
+            (Some("/v1/charges".to_owned()), Some(201)),
+            (Some("/after".to_owned()), Some(200))
+        ],
+        "{txs:#?}"
+    );
+    let r = &txs[0]["request"];
+    assert_eq!(r["body_complete"], true, "{r}");
+    assert_eq!(r["body_sha256"], sha256_hex(&body), "{r}");
+    assert_eq!(run.stat("tcp_gaps"), 0);
+}
+
+#[test]
+fn response_tail_captured_after_the_next_request_is_not_lost() {
+    // Mirror ports: the last segment of a response is captured after the client's next
+    // request (which acknowledges it) and the first segment of the next response. The bytes
+    // come late, not never: no gap, both bodies complete.
+    let first_body = vec![b'1'; 300];
+    let second_body = vec![b'2'; 300];
+    let mut c = Conversation::v4().with_mss(100);
+    c.handshake();
+    c.client_send(&get("/first"));
+    let first = c.server_send(&response(200, "text/plain", &first_body));
+    let next = c.client_send(&get("/second"));
+    let second = c.server_send(&response(200, "text/plain", &second_body));
+    c.close();
+    let mut packets = c.into_packets();
+    assert_eq!(
+        (next.len(), next.start, second.start),
+        (1, first.end, first.end + 1)
+    );
+    // ..., first[last], next, second[0], ...  becomes  ..., next, second[0], first[last], ...
+    let tail = packets.remove(first.end - 1);
+    packets.insert(second.start, tail);
+    restamp(&mut packets);
+    let run = read_packets(LINKTYPE_ETHERNET, &packets);
+    let txs = run.ok_transactions();
+    assert_eq!(
+        pairs(&txs),
+        vec![
+            (Some("/first".to_owned()), Some(200)),
+            (Some("/second".to_owned()), Some(200))
+        ],
+        "{txs:#?}"
+    );
+    assert_response(&txs[0], 200, &first_body);
+    assert_response(&txs[1], 200, &second_body);
+    assert_eq!(run.stat("tcp_gaps"), 0);
+}
+
 /// Three request/response pairs; the second request is a multi-segment POST.
 fn three_exchanges() -> Vec<(Vec<u8>, Vec<u8>)> {
     vec![
@@ -639,4 +761,53 @@ fn new_connection_on_the_same_ports_after_rst_is_a_new_flow() {
         0,
         "the new ISN is a new stream, not a hole"
     );
+}
+
+#[test]
+fn request_unanswered_when_the_capture_ends_is_written_with_null_response() {
+    let mut c = Conversation::v4();
+    c.handshake();
+    c.client_send(&get("/answered"));
+    c.server_send(&response(200, "text/plain", b"ok"));
+    c.client_send(&post(
+        "/v1/charges",
+        &["Idempotency-Key: k-eof"],
+        b"amount=5",
+    ));
+    let run = read_packets(LINKTYPE_ETHERNET, c.packets());
+    let txs = run.ok_transactions();
+    assert_eq!(
+        pairs(&txs),
+        vec![
+            (Some("/answered".to_owned()), Some(200)),
+            (Some("/v1/charges".to_owned()), None)
+        ],
+        "{txs:#?}"
+    );
+    assert_eq!(txs[1]["request"]["idempotency_key"], "k-eof");
+    assert!(txs[1]["response"].is_null(), "{}", txs[1]);
+}
+
+#[test]
+fn response_cut_by_the_end_of_the_capture_is_incomplete() {
+    let body = vec![b'z'; 3000];
+    let mut c = Conversation::v4().with_mss(1000);
+    c.handshake();
+    c.client_send(&get("/big"));
+    let sent = c.server_send(&response(200, "text/plain", &body));
+    // The capture stops after the first segment of the response.
+    let packets = &c.packets()[..=sent.start];
+    let run = read_packets(LINKTYPE_ETHERNET, packets);
+    let txs = run.ok_transactions();
+    assert_eq!(
+        pairs(&txs),
+        vec![(Some("/big".to_owned()), Some(200))],
+        "{txs:#?}"
+    );
+    let r = &txs[0]["response"];
+    assert_eq!(r["body_complete"], false, "{r}");
+    assert_eq!(r["body_len"], 3000, "{r}");
+    let (head, _) = split_head(&response(200, "text/plain", &body));
+    assert_eq!(r["body_missing_bytes"], 3000 - (1000 - head.len()), "{r}");
+    assert!(r.get("body_sha256").is_none_or(Value::is_null), "{r}");
 }

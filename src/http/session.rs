@@ -157,6 +157,30 @@ struct Exchange {
     interim: Vec<u16>,
 }
 
+/// Server bytes held until the client's bytes they acknowledge have been read.
+enum Held {
+    Data {
+        offset: u64,
+        bytes: Vec<u8>,
+        ts: Timestamp,
+        peer_ack: Option<u64>,
+        vlans: Vlans,
+    },
+    Gap {
+        offset: u64,
+        len: u64,
+        ts: Timestamp,
+    },
+    End {
+        reason: EndReason,
+        ts: Timestamp,
+    },
+}
+
+/// Server bytes held at most this long (capture time) or this much, waiting for the client's.
+const HOLD_NS: u64 = 1_000_000_000;
+const HOLD_MAX_BYTES: usize = 64 * 1024;
+
 /// HTTP state of one connection.
 pub struct Session {
     cfg: Arc<SessionSettings>,
@@ -179,6 +203,13 @@ pub struct Session {
     answered_end: u64,
     /// A paired response just ended; `answered_end` is set once its end offset is known.
     answered_unplaced: bool,
+    /// How far the client's stream has been read (data or gap).
+    client_end: u64,
+    /// Server bytes that acknowledge client bytes not read yet (mirror ports deliver one
+    /// direction a little late): parsed once the client catches up, so that a response never
+    /// meets the queue before its request.
+    held: VecDeque<Held>,
+    held_bytes: usize,
 }
 
 const METHODS: &[&[u8]] = &[
@@ -422,6 +453,9 @@ impl Session {
             client_lost: false,
             answered_end: 0,
             answered_unplaced: false,
+            client_end: 0,
+            held: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
@@ -1146,12 +1180,118 @@ impl StreamSink for Session {
     }
 
     fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Emitter) {
-        let vlans = chunk.vlans;
+        match self.role(side) {
+            Role::Responses => {
+                // Nothing more comes from a client whose stream ended (an ACK of its FIN counts
+                // one past its data).
+                let client_ended = self.client.is_some_and(|c| self.halves[c.index()].ended);
+                let early = !client_ended && chunk.peer_ack.is_some_and(|a| a > self.client_end);
+                if !self.held.is_empty() || early {
+                    ctx.stats.http_held_chunks += 1;
+                    self.held_bytes += chunk.bytes.len();
+                    self.held.push_back(Held::Data {
+                        offset: chunk.offset,
+                        bytes: chunk.bytes.to_vec(),
+                        ts: chunk.ts,
+                        peer_ack: chunk.peer_ack,
+                        vlans: chunk.vlans,
+                    });
+                    self.release(chunk.ts, false, ctx);
+                } else {
+                    self.feed(side, chunk, chunk.vlans, ctx);
+                }
+            }
+            Role::Requests => {
+                self.feed(side, chunk, chunk.vlans, ctx);
+                self.client_end = self.client_end.max(chunk.offset + chunk.bytes.len() as u64);
+                self.release(chunk.ts, false, ctx);
+            }
+            Role::Unknown => {
+                self.feed(side, chunk, chunk.vlans, ctx);
+                if let Some(c) = self.client {
+                    // The roles were learnt from these bytes.
+                    if c == side {
+                        self.client_end =
+                            self.client_end.max(chunk.offset + chunk.bytes.len() as u64);
+                    }
+                }
+            }
+        }
+    }
 
-        self.feed(side, chunk, vlans, ctx);
+    fn on_tick(&mut self, now: Timestamp, ctx: &mut Emitter) {
+        self.release(now, false, ctx);
     }
 
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+        if self.role(side) == Role::Responses && !self.held.is_empty() {
+            self.held.push_back(Held::Gap { offset, len, ts });
+            return;
+        }
+        self.gap(side, offset, len, ts, ctx);
+        if self.role(side) == Role::Requests {
+            self.client_end = self.client_end.max(offset + len);
+            self.release(ts, false, ctx);
+        }
+    }
+
+    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+        if self.role(side) == Role::Responses && !self.held.is_empty() {
+            // The server's end comes after what is held; the client may still catch up.
+            self.held.push_back(Held::End { reason, ts });
+            return;
+        }
+        // Whatever is held is older than the end: read it first.
+        self.release(ts, true, ctx);
+        self.end(side, reason, ts, ctx);
+    }
+}
+
+impl Session {
+    /// Parses held server bytes that the client's stream has caught up with, or that waited
+    /// too long, or all of them (`all`).
+    fn release(&mut self, now: Timestamp, all: bool, em: &mut Emitter) {
+        let Some(server) = self.client.map(Side::other) else {
+            return;
+        };
+        while let Some(front) = self.held.front() {
+            let go = all
+                || self.held_bytes > HOLD_MAX_BYTES
+                || match front {
+                    Held::Data { ts, peer_ack, .. } => {
+                        peer_ack.is_none_or(|a| a <= self.client_end) || now.since(*ts) >= HOLD_NS
+                    }
+                    Held::Gap { .. } | Held::End { .. } => true,
+                };
+            if !go {
+                break;
+            }
+            match self.held.pop_front() {
+                Some(Held::Data {
+                    offset,
+                    bytes,
+                    ts,
+                    peer_ack,
+                    vlans,
+                }) => {
+                    self.held_bytes -= bytes.len();
+                    let chunk = Chunk {
+                        offset,
+                        bytes: &bytes,
+                        ts,
+                        peer_ack,
+                        vlans,
+                    };
+                    self.feed(server, chunk, vlans, em);
+                }
+                Some(Held::Gap { offset, len, ts }) => self.gap(server, offset, len, ts, em),
+                Some(Held::End { reason, ts }) => self.end(server, reason, ts, em),
+                None => break,
+            }
+        }
+    }
+
+    fn gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
         self.desync = true;
         let client = self.role(side) != Role::Responses;
         let half = self.half(side);
@@ -1194,7 +1334,7 @@ impl StreamSink for Session {
         }
     }
 
-    fn on_end(&mut self, side: Side, _reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+    fn end(&mut self, side: Side, _reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
         let half = self.half(side);
         half.ended = true;
         half.buf.clear();

@@ -49,6 +49,8 @@ pub trait StreamSink {
     /// `len` bytes starting at `offset` were lost.
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Self::Ctx);
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Self::Ctx);
+    /// Capture time passes (periodic, also without packets for this flow).
+    fn on_tick(&mut self, _now: Timestamp, _ctx: &mut Self::Ctx) {}
 }
 
 /// Bytes further than this from the expected offset are not this connection's (or are garbage).
@@ -79,7 +81,16 @@ pub struct HalfStream {
     /// The last bytes delivered and not yet acknowledged, to tell a retransmission from an
     /// overlap with different bytes. Ends at `next`.
     recent: Vec<u8>,
+    /// When a hole was first proven lost (the peer acknowledged past it, data waits behind it),
+    /// and how many packets of the flow came since: the hole becomes a gap only after a grace,
+    /// because mirror ports deliver one direction's packets a little late.
+    proof: Option<(Timestamp, u32)>,
 }
+
+/// Packets of the flow, and capture time, a proven hole waits for its bytes before it becomes
+/// a gap.
+const HOLE_GRACE_PACKETS: u32 = 4;
+const HOLE_GRACE_NS: u64 = 50_000_000;
 
 /// Unacknowledged bytes kept for overlap checks (amortised: trimmed at twice this).
 const RECENT_KEEP: usize = 2048;
@@ -159,10 +170,11 @@ impl HalfStream {
         &mut self,
         side: Side,
         ack: u32,
-        max_ooo: usize,
+        ts: Timestamp,
         sink: &mut S,
         ctx: &mut S::Ctx,
     ) {
+        self.count_packet();
         if let Some(off) = self.offset_of(ack) {
             if self.acked.is_none_or(|a| off > a) {
                 self.acked = Some(off);
@@ -171,7 +183,7 @@ impl HalfStream {
                 // The receiver has it all: retransmissions of it are discarded there too.
                 self.recent = Vec::new();
             }
-            self.settle(side, max_ooo, sink, ctx);
+            self.settle(side, ts, sink, ctx);
         }
     }
 
@@ -187,6 +199,7 @@ impl HalfStream {
         if self.ended {
             return;
         }
+        self.count_packet();
         if self.base.is_none() {
             // Picked up mid-connection: this segment's first byte is offset 0.
             if seg.payload.is_empty() && seg.missing_tail == 0 {
@@ -229,7 +242,7 @@ impl HalfStream {
                 self.drain(side, sink, ctx);
             }
         }
-        self.settle(side, max_ooo, sink, ctx);
+        self.settle(side, seg.ts, sink, ctx);
         if self.is_finished() && !self.ended {
             self.ended = true;
             sink.on_end(side, EndReason::Fin, seg.ts, ctx);
@@ -451,23 +464,62 @@ impl HalfStream {
         sink.on_gap(side, off, len, ts, ctx);
     }
 
-    /// Declares the holes that the peer's ACK proves lost: a hole is confirmed when data after
-    /// it is buffered and the peer acknowledged past the hole's start.
+    /// Declares the holes that the peer's ACK proves lost: a hole is proven when data after it
+    /// is buffered and the peer acknowledged up to that data. It becomes a gap after a grace
+    /// of a few packets or milliseconds, in case its bytes were only captured late.
     fn settle<S: StreamSink>(
         &mut self,
         side: Side,
-        _max_ooo: usize,
+        now: Timestamp,
         sink: &mut S,
         ctx: &mut S::Ctx,
     ) {
-        while let (Some(acked), Some((&first, held))) = (self.acked, self.ooo.first_key_value()) {
-            if first <= self.next || acked <= self.next || acked < first {
-                break;
+        loop {
+            let proven = match (self.acked, self.ooo.first_key_value()) {
+                (Some(acked), Some((&first, _))) => {
+                    first > self.next && acked > self.next && acked >= first
+                }
+                _ => false,
+            };
+            if !proven {
+                self.proof = None;
+                return;
             }
+            match self.proof {
+                None => {
+                    self.proof = Some((now, 0));
+                    return;
+                }
+                Some((t, n)) if n < HOLE_GRACE_PACKETS && now.since(t) < HOLE_GRACE_NS => return,
+                Some(_) => {}
+            }
+            self.proof = None;
+            let Some((&first, held)) = self.ooo.first_key_value() else {
+                return;
+            };
             let ts = held.ts;
             let len = first - self.next;
             self.gap(side, len, ts, sink, ctx);
             self.drain(side, sink, ctx);
+        }
+    }
+
+    fn count_packet(&mut self) {
+        if let Some(p) = self.proof.as_mut() {
+            p.1 = p.1.saturating_add(1);
+        }
+    }
+
+    /// Time passes (capture time) without packets: settles proven holes whose grace ran out.
+    pub fn on_tick<S: StreamSink>(
+        &mut self,
+        side: Side,
+        now: Timestamp,
+        sink: &mut S,
+        ctx: &mut S::Ctx,
+    ) {
+        if !self.ended && self.proof.is_some() {
+            self.settle(side, now, sink, ctx);
         }
     }
 
@@ -583,7 +635,12 @@ mod tests {
             sink.gaps.is_empty(),
             "not before the ACK proves the bytes were sent"
         );
-        h.on_peer_ack(Side(0), 13, 1 << 20, &mut sink, &mut st);
+        h.on_peer_ack(Side(0), 13, Timestamp(0), &mut sink, &mut st);
+        assert!(
+            sink.gaps.is_empty(),
+            "the bytes may still come, a little late"
+        );
+        h.on_tick(Side(0), Timestamp(HOLE_GRACE_NS as i64), &mut sink, &mut st);
         assert_eq!(sink.gaps, vec![(3, 6)]);
         assert_eq!(sink.bytes, b"abcxyz");
     }

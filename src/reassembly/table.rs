@@ -82,7 +82,7 @@ impl<S: StreamSink> Flow<S> {
         // The ACK tells what the sender had received before it sent this segment's data:
         // settle the peer's holes first, so its requests are known before this response.
         if seg.flags.ack {
-            theirs.on_peer_ack(side.other(), seg.ack, max_ooo, &mut self.app, ctx);
+            theirs.on_peer_ack(side.other(), seg.ack, seg.ts, &mut self.app, ctx);
         }
         let data_seq = if seg.flags.syn {
             SeqNum(seg.seq).plus(1).0
@@ -107,6 +107,20 @@ impl<S: StreamSink> Flow<S> {
         if self.streams.iter().all(|s| s.is_ended()) {
             self.closed_at = Some(seg.ts);
         }
+    }
+
+    /// Capture time passes: proven holes past their grace become gaps; the sink may act.
+    fn tick(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
+        if self.closed_at.is_some() {
+            return;
+        }
+        for i in 0..2u8 {
+            let side = Side(i);
+            if let Some(st) = self.streams.get_mut(side.index()) {
+                st.on_tick(side, now, &mut self.app, ctx);
+            }
+        }
+        self.app.on_tick(now, ctx);
     }
 
     /// Whether the flow is done at `now`: closed and lingered, or reset and quiet.
@@ -234,6 +248,17 @@ impl<S: StreamSink> FlowTable<S> {
     /// lingered (capture time), in creation order.
     pub fn sweep(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
         let idle = self.idle_ns;
+        let mut keys: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .map(|(k, f)| (f.info.serial, *k))
+            .collect();
+        keys.sort_unstable_by_key(|(serial, _)| *serial);
+        for (_, k) in keys {
+            if let Some(f) = self.flows.get_mut(&k) {
+                f.tick(now, ctx);
+            }
+        }
         let mut done: Vec<(u64, FlowKey, EndReason)> = self
             .flows
             .iter()
