@@ -102,4 +102,6 @@ pub struct Config {
     pub stats_event: bool,
     /// Worker threads for flow processing (0: the cores available).
     pub threads: usize,
+    /// The idempotency policy.
+    pub tracker: crate::tracker::TrackerConfig,
 }

@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod source;
 pub mod stats;
+pub mod tracker;
 pub mod ts;

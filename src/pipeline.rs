@@ -11,11 +11,12 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder};
 use crate::http::session::{Emitter, SessionSettings};
-use crate::http::{Session, Transaction};
-use crate::output::{HttpEvent, Output, StatsEvent, WriteOutcome};
+use crate::http::{HttpEvent as HttpOut, Session};
+use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
 use crate::reassembly::FlowTable;
 use crate::source::{CaptureSet, SourceError};
 use crate::stats::Stats;
+use crate::tracker::{Alert, Tracker};
 use crate::ts::Timestamp;
 
 /// How often (capture time) idle flows and stale fragments are swept.
@@ -73,7 +74,7 @@ impl Worker {
 
     /// Takes one frame, the `packet_no`th of the input.
     pub fn frame(&mut self, frame: &crate::source::Frame<'_>, packet_no: u64) {
-        self.emitter.set_packet(packet_no);
+        self.emitter.set_packet(packet_no, frame.ts);
         let settings = &self.settings;
         let mut new_session =
             |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
@@ -105,12 +106,12 @@ impl Worker {
 
     /// End of input: ends every flow.
     pub fn finish(&mut self, last_ts: Timestamp) {
-        self.emitter.set_packet(u64::MAX);
+        self.emitter.set_packet(u64::MAX, last_ts);
         self.table.finish_all(last_ts, &mut self.emitter);
     }
 
     /// Takes the transactions finished so far, in order.
-    pub fn drain(&mut self) -> Vec<(crate::http::session::OrderKey, Transaction)> {
+    pub fn drain(&mut self) -> Vec<(crate::http::session::OrderKey, HttpOut)> {
         let mut out = std::mem::take(&mut self.emitter.out);
         out.sort_by_key(|(k, _)| *k);
         out
@@ -129,6 +130,11 @@ pub fn run_read(
     let mut source = CaptureSet::open(files, filter)?;
     let names = source.names();
     let mut worker = Worker::new(config);
+    let mut judge = Judge {
+        tracker: Tracker::new(config.tracker.clone()),
+        stats: Stats::default(),
+        alerts: Vec::new(),
+    };
     let mut packet_no = 0u64;
     let mut last_ts = Timestamp::default();
     let mut failure = None;
@@ -146,18 +152,22 @@ pub fn run_read(
                 break;
             }
         }
-        if !worker.emitter.out.is_empty() && write_all(config, &names, &mut worker, out)? {
+        if !worker.emitter.out.is_empty()
+            && write_all(config, &names, &mut worker, &mut judge, out)?
+        {
             closed = true;
             break;
         }
     }
     if !closed {
         worker.finish(last_ts);
-        closed = write_all(config, &names, &mut worker, out)?;
+        closed = write_all(config, &names, &mut worker, &mut judge, out)?;
     }
     tracing::info!(packets = packet_no, "end of input");
+    let mut stats = worker.emitter.stats.clone();
+    stats.merge(&judge.stats);
     let mut summary = Summary {
-        stats: worker.emitter.stats.clone(),
+        stats,
         files: files.len(),
         elapsed_secs: started.elapsed().as_secs_f64(),
         last_ts,
@@ -180,17 +190,43 @@ pub fn run_read(
     }
 }
 
-/// Writes finished transactions; true when the reader closed the output.
+/// The policy stage: the tracker and its counters.
+struct Judge {
+    tracker: Tracker,
+    stats: Stats,
+    alerts: Vec<Alert>,
+}
+
+/// Judges finished HTTP events and writes them and their alerts; true when the reader closed
+/// the output.
 fn write_all(
     config: &Config,
     names: &[String],
     worker: &mut Worker,
+    judge: &mut Judge,
     out: &mut Output,
 ) -> Result<bool, RunError> {
-    for (_, tx) in worker.drain() {
-        if config.log_requests {
+    let redact = config.tracker.redact_keys;
+    for (_, ev) in worker.drain() {
+        let now = match &ev {
+            HttpOut::Request { request, .. } => request.ts_end,
+            HttpOut::Transaction(tx) => tx.ts_done,
+        };
+        judge.alerts.clear();
+        judge
+            .tracker
+            .on_event(&ev, now, &mut judge.stats, &mut judge.alerts);
+        crate::tracker::count_alerts(&mut judge.stats, &judge.alerts);
+        if let HttpOut::Transaction(tx) = &ev
+            && config.log_requests
+        {
             let name = names.get(tx.conn.file_index).map(String::as_str);
-            if out.write(&HttpEvent::new(&tx, name))? == WriteOutcome::Closed {
+            if out.write(&HttpEvent::new(tx, name, redact))? == WriteOutcome::Closed {
+                return Ok(true);
+            }
+        }
+        for a in &judge.alerts {
+            if out.write(&AlertEvent::new(a, names, redact))? == WriteOutcome::Closed {
                 return Ok(true);
             }
         }
@@ -208,7 +244,7 @@ pub fn print_summary(s: &Summary) {
         0.0
     };
     eprintln!(
-        "idemwatch: read {} file{}: {} packets, {:.1} MB, {} flows, {} transactions ({} requests, {} responses), {} gaps ({} bytes), {} flows evicted, {} fragments dropped, in {:.2} s ({:.1} MB/s)",
+        "idemwatch: read {} file{}: {} packets, {:.1} MB, {} flows, {} transactions ({} requests, {} responses), {} retries, {} alerts{}, {} gaps ({} bytes), {} flows evicted, {} fragments dropped, in {:.2} s ({:.1} MB/s)",
         s.files,
         if s.files == 1 { "" } else { "s" },
         st.packets,
@@ -217,6 +253,9 @@ pub fn print_summary(s: &Summary) {
         st.http_transactions,
         st.http_requests,
         st.http_responses,
+        st.tracker_retries,
+        st.alerts,
+        alerts_by_kind(st),
         st.tcp_gaps,
         st.tcp_gap_bytes,
         st.flows_evicted,
@@ -224,4 +263,19 @@ pub fn print_summary(s: &Summary) {
         s.elapsed_secs,
         rate
     );
+}
+
+/// " (key_conflict 2, missing_key 1)" for the summary, or nothing.
+fn alerts_by_kind(st: &Stats) -> String {
+    let parts: Vec<String> = st
+        .entries()
+        .into_iter()
+        .filter(|(name, n)| *n > 0 && name.starts_with("alerts_"))
+        .map(|(name, n)| format!("{} {n}", name.trim_start_matches("alerts_")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
 }

@@ -114,6 +114,32 @@ counters! {
     http_decode_truncated,
     /// Content decoding failures (corrupt gzip or deflate).
     http_decode_errors,
+    /// Requests the tracker judged.
+    tracker_requests,
+    /// Plain retries: same key, same request, same result (the mechanism working).
+    tracker_retries,
+    /// Keys (and request fingerprints) forgotten after twice the window.
+    tracker_keys_expired,
+    /// Keys evicted because `--max-keys` was reached (oldest first).
+    tracker_keys_evicted,
+    /// Requests not compared because a body was incomplete.
+    tracker_incomplete_skipped,
+    /// In-flight judgements skipped because the server's side was never seen.
+    tracker_unobservable_skipped,
+    /// Alerts raised, all kinds.
+    alerts,
+    alerts_key_conflict,
+    alerts_key_reencoded,
+    alerts_key_churn,
+    alerts_keyless_duplicate,
+    alerts_missing_key,
+    alerts_late_retry,
+    alerts_invalid_key,
+    alerts_conflict_accepted,
+    alerts_conflict_replayed,
+    alerts_replay_mismatch,
+    alerts_replay_drift,
+    alerts_concurrent_reuse,
 }
 
 /// Gives a stage access to the counters of the worker it runs in.

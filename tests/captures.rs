@@ -48,6 +48,9 @@ fn every_recorded_transaction_is_found_with_its_key_and_result() {
         let mut got: BTreeMap<Key, usize> = BTreeMap::new();
         for line in stdout.lines() {
             let e: Value = serde_json::from_str(line).unwrap();
+            if e["event_type"] != "http" {
+                continue;
+            }
             let (q, r) = (&e["request"], &e["response"]);
             let k: Key = (
                 q["method"].as_str().unwrap_or("").into(),

@@ -100,10 +100,8 @@ fn corpus_transactions_match_the_reference_tools() {
         let actual: Vec<Key> = stdout
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).expect("every stdout line is JSON"))
-            .map(|e| {
-                assert_eq!(e["event_type"], "http");
-                actual_key(&e)
-            })
+            .filter(|e| e["event_type"] == "http")
+            .map(|e| actual_key(&e))
             .collect();
         let expected: Vec<Key> = f["expected"]["transactions"]
             .as_array()

@@ -12,4 +12,4 @@ pub mod target;
 pub mod transaction;
 
 pub use session::{Emitter, Session};
-pub use transaction::{Body, Conn, KeyHeader, Request, Response, Transaction};
+pub use transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
 use super::canon::canonical_sha256;
 use super::target;
-use super::transaction::{Body, Conn, KeyHeader, Request, Response, Transaction};
+use super::transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};
 use crate::config::{HttpConfig, Limits};
 use crate::decode::Vlans;
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
@@ -35,29 +35,34 @@ pub struct OrderKey {
 #[derive(Default)]
 pub struct Emitter {
     pub stats: Stats,
-    pub out: Vec<(OrderKey, Transaction)>,
+    pub out: Vec<(OrderKey, HttpEvent)>,
     packet_no: u64,
     sub: u32,
+    /// Capture time of the packet (or tick) being processed.
+    pub now: Timestamp,
 }
 
 impl Emitter {
     /// Sets the index of the packet (or tick) being processed.
-    pub fn set_packet(&mut self, packet_no: u64) {
+    pub fn set_packet(&mut self, packet_no: u64, now: Timestamp) {
+        self.now = self.now.max(now);
         if packet_no != self.packet_no {
             self.packet_no = packet_no;
             self.sub = 0;
         }
     }
 
-    fn push(&mut self, flow_serial: u64, tx: Transaction) {
-        self.stats.http_transactions += 1;
+    fn push(&mut self, flow_serial: u64, ev: HttpEvent) {
+        if matches!(ev, HttpEvent::Transaction(_)) {
+            self.stats.http_transactions += 1;
+        }
         let key = OrderKey {
             packet_no: self.packet_no,
             flow_serial,
             sub: self.sub,
         };
         self.sub += 1;
-        self.out.push((key, tx));
+        self.out.push((key, ev));
     }
 }
 
@@ -205,6 +210,8 @@ pub struct Session {
     answered_unplaced: bool,
     /// How far the client's stream has been read (data or gap).
     client_end: u64,
+    /// Any byte, gap or end of the server's stream was seen.
+    server_seen: bool,
     /// Server bytes that acknowledge client bytes not read yet (mirror ports deliver one
     /// direction a little late): parsed once the client catches up, so that a response never
     /// meets the queue before its request.
@@ -454,6 +461,7 @@ impl Session {
             answered_end: 0,
             answered_unplaced: false,
             client_end: 0,
+            server_seen: false,
             held: VecDeque::new(),
             held_bytes: 0,
         }
@@ -839,15 +847,7 @@ impl Session {
             if let Some(mut ex) = self.pending.pop_front() {
                 ex.req_done = true;
                 ex.resp_done = true;
-                let conn = self.conn();
-                em.push(
-                    self.serial,
-                    Transaction {
-                        conn,
-                        request: ex.req,
-                        response: ex.resp,
-                    },
-                );
+                self.emit_exchange(ex, em);
             }
         }
         let opts = BodyOptions {
@@ -882,6 +882,7 @@ impl Session {
                     }
                     ex.req_done = true;
                 }
+                self.request_done(id, em);
                 self.half(side).state = State::Dead;
             }
         }
@@ -1106,6 +1107,7 @@ impl Session {
                     }
                     ex.req_done = true;
                 }
+                self.request_done(id, em);
             }
             Owner::Response(id) => {
                 if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
@@ -1126,6 +1128,50 @@ impl Session {
         self.emit_ready(em);
     }
 
+    fn tx_id(&self, n: u64) -> TxId {
+        TxId {
+            flow_id: self.flow_id,
+            flow_serial: self.serial,
+            n,
+        }
+    }
+
+    /// Hands on an exchange whose request was fully received.
+    fn request_done(&mut self, id: u64, em: &mut Emitter) {
+        let Some(req) = self
+            .pending
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.req.clone())
+        else {
+            return;
+        };
+        let ev = HttpEvent::Request {
+            id: self.tx_id(id),
+            conn: self.conn(),
+            request: Box::new(req),
+        };
+        em.push(self.serial, ev);
+    }
+
+    fn emit_exchange(&mut self, ex: Exchange, em: &mut Emitter) {
+        let ts_done = ex
+            .resp
+            .as_ref()
+            .filter(|_| ex.resp_done)
+            .map(|r| r.ts_end)
+            .unwrap_or(em.now);
+        let tx = Transaction {
+            id: self.tx_id(ex.id),
+            conn: self.conn(),
+            request: ex.req,
+            response: ex.resp,
+            ts_done: ts_done.max(em.now),
+            server_seen: self.server_seen,
+        };
+        em.push(self.serial, HttpEvent::Transaction(Box::new(tx)));
+    }
+
     /// Writes the exchanges at the front that are finished, in order.
     fn emit_ready(&mut self, em: &mut Emitter) {
         while self
@@ -1134,15 +1180,7 @@ impl Session {
             .is_some_and(|e| e.req_done && e.resp_done)
         {
             if let Some(ex) = self.pending.pop_front() {
-                let conn = self.conn();
-                em.push(
-                    self.serial,
-                    Transaction {
-                        conn,
-                        request: ex.req,
-                        response: ex.resp,
-                    },
-                );
+                self.emit_exchange(ex, em);
             }
         }
     }
@@ -1153,15 +1191,7 @@ impl Session {
             if ex.req.is_some() && !ex.resp_started {
                 em.stats.http_requests_unanswered += 1;
             }
-            let conn = self.conn();
-            em.push(
-                self.serial,
-                Transaction {
-                    conn,
-                    request: ex.req,
-                    response: ex.resp,
-                },
-            );
+            self.emit_exchange(ex, em);
         }
     }
 }
@@ -1180,6 +1210,9 @@ impl StreamSink for Session {
     }
 
     fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Emitter) {
+        if self.role(side) == Role::Responses {
+            self.server_seen = true;
+        }
         match self.role(side) {
             Role::Responses => {
                 // Nothing more comes from a client whose stream ended (an ACK of its FIN counts
@@ -1224,6 +1257,9 @@ impl StreamSink for Session {
     }
 
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+        if self.role(side) == Role::Responses {
+            self.server_seen = true;
+        }
         if self.role(side) == Role::Responses && !self.held.is_empty() {
             self.held.push_back(Held::Gap { offset, len, ts });
             return;
@@ -1334,7 +1370,10 @@ impl Session {
         }
     }
 
-    fn end(&mut self, side: Side, _reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+    fn end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+        if reason == EndReason::Fin && self.role(side) == Role::Responses {
+            self.server_seen = true;
+        }
         let half = self.half(side);
         half.ended = true;
         half.buf.clear();
@@ -1391,10 +1430,24 @@ mod tests {
         s.on_end(S, EndReason::Fin, Timestamp(2), em);
     }
 
+    fn txs(em: &Emitter) -> Vec<&Transaction> {
+        em.out
+            .iter()
+            .filter_map(|(_, e)| match e {
+                HttpEvent::Transaction(t) => Some(&**t),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn pairs(em: &Emitter) -> Vec<(Option<String>, Option<u16>)> {
         em.out
             .iter()
-            .map(|(_, t)| {
+            .filter_map(|(_, e)| match e {
+                HttpEvent::Transaction(t) => Some(t),
+                _ => None,
+            })
+            .map(|t| {
                 (
                     t.request.as_ref().map(|r| r.path.clone()),
                     t.response.as_ref().map(|r| r.status),
@@ -1448,7 +1501,7 @@ mod tests {
             req.len() as u64,
         );
         end(&mut s, &mut em);
-        let (_, t) = &em.out[0];
+        let t = txs(&em)[0];
         let r = t.request.as_ref().unwrap();
         assert_eq!(r.path, "/v1/charges?api_key=REDACTED");
         assert_eq!(r.idempotency_key().as_deref(), Some("k1"));
@@ -1481,7 +1534,7 @@ mod tests {
             head.len() as u64 + 4,
         );
         end(&mut s, &mut em);
-        let (_, t) = &em.out[0];
+        let t = txs(&em)[0];
         assert_eq!(t.response.as_ref().unwrap().interim, vec![100]);
         assert_eq!(t.response.as_ref().unwrap().status, 200);
         assert_eq!(t.request.as_ref().unwrap().body.len, 4);
@@ -1512,7 +1565,7 @@ mod tests {
                 (Some("/b".into()), Some(204))
             ]
         );
-        assert_eq!(em.out[0].1.response.as_ref().unwrap().body.len, 0);
+        assert_eq!(txs(&em)[0].response.as_ref().unwrap().body.len, 0);
     }
 
     #[test]
@@ -1522,7 +1575,7 @@ mod tests {
         feed(&mut s, &mut em, C, 0, req, 0);
         end(&mut s, &mut em);
         assert_eq!(pairs(&em), vec![(Some("/".into()), None)]);
-        assert!(!em.out[0].1.request.as_ref().unwrap().body.complete);
+        assert!(!txs(&em)[0].request.as_ref().unwrap().body.complete);
         assert_eq!(em.stats.http_bad_framing, 1);
     }
 
@@ -1568,7 +1621,7 @@ mod tests {
                 (Some("/2".into()), Some(202))
             ]
         );
-        let b = &em.out[0].1.response.as_ref().unwrap().body;
+        let b = &txs(&em)[0].response.as_ref().unwrap().body;
         assert!(!b.complete);
         assert_eq!((b.len, b.missing, b.sha256), (10, 4, None));
     }
@@ -1654,7 +1707,7 @@ mod tests {
             }
             end(&mut s, &mut em);
             proptest::prop_assert!(
-                em.out.len() as u64 <= em.stats.http_requests + em.stats.http_responses
+                txs(&em).len() as u64 <= em.stats.http_requests + em.stats.http_responses
             );
         }
     }

@@ -135,13 +135,40 @@ pub struct Conn {
     pub file_index: usize,
 }
 
+/// Identifies an exchange: its connection and its rank on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId {
+    pub flow_id: u64,
+    pub flow_serial: u64,
+    pub n: u64,
+}
+
 /// One exchange: a request and its final response; either may be missing (lost in a capture
 /// gap, or never answered).
 #[derive(Debug, Clone)]
 pub struct Transaction {
+    pub id: TxId,
     pub conn: Conn,
     pub request: Option<Request>,
     pub response: Option<Response>,
+    /// Capture time when the exchange ended: its response ended, or its connection did.
+    pub ts_done: Timestamp,
+    /// Whether the server's side of the connection was seen at all (bytes, FIN or RST from
+    /// it). When not, a missing response says nothing about the server.
+    pub server_seen: bool,
+}
+
+/// What the HTTP layer hands on, in capture order.
+#[derive(Debug, Clone)]
+pub enum HttpEvent {
+    /// A request was fully received (its body ended, complete or not). Its exchange follows
+    /// later as a [`Transaction`] with the same id.
+    Request {
+        id: TxId,
+        conn: Conn,
+        request: Box<Request>,
+    },
+    Transaction(Box<Transaction>),
 }
 
 #[cfg(test)]

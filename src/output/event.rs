@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::http::{Body, Request, Response, Transaction};
+use crate::http::{Body, Conn, Request, Response, Transaction};
 use crate::stats::Stats;
 use crate::ts::Timestamp;
 
@@ -33,7 +33,11 @@ pub struct RequestObj<'a> {
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub path: &'a str,
-    pub idempotency_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<Option<String>>,
+    /// With `--redact-keys`: the key's SHA-256 instead of the key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_sha256: Option<Option<String>>,
     pub body_len: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_sha256: Option<String>,
@@ -67,21 +71,47 @@ fn missing(b: &Body) -> Option<u64> {
     (!b.complete).then_some(b.missing)
 }
 
+/// The SHA-256 of a key, in hex, for `--redact-keys`.
+pub fn key_sha256(key: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(key.as_bytes()).into())
+}
+
+/// The key fields of an object: the key itself, or its hash with `--redact-keys`.
+pub fn key_fields(
+    key: Option<String>,
+    redact: bool,
+) -> (Option<Option<String>>, Option<Option<String>>) {
+    if redact {
+        (None, Some(key.map(|k| key_sha256(&k))))
+    } else {
+        (Some(key), None)
+    }
+}
+
 impl<'a> RequestObj<'a> {
-    pub fn new(tx: &'a Transaction, req: &'a Request, pcap_filename: Option<&'a str>) -> Self {
+    pub fn new(
+        conn: &'a Conn,
+        req: &'a Request,
+        pcap_filename: Option<&'a str>,
+        redact_keys: bool,
+    ) -> Self {
+        let (idempotency_key, idempotency_key_sha256) =
+            key_fields(req.idempotency_key(), redact_keys);
         RequestObj {
             ts: req.ts,
-            flow_id: tx.conn.flow_id,
-            community_id: &tx.conn.community_id,
-            src_ip: tx.conn.client.ip,
-            src_port: tx.conn.client.port,
-            dest_ip: tx.conn.server.ip,
-            dest_port: tx.conn.server.port,
+            flow_id: conn.flow_id,
+            community_id: &conn.community_id,
+            src_ip: conn.client.ip,
+            src_port: conn.client.port,
+            dest_ip: conn.server.ip,
+            dest_port: conn.server.port,
             vlan: (!req.vlans.is_empty()).then(|| req.vlans.as_slice()),
             method: &req.method,
             host: req.host.as_deref(),
             path: &req.path,
-            idempotency_key: req.idempotency_key(),
+            idempotency_key,
+            idempotency_key_sha256,
             body_len: req.body.len,
             body_sha256: req.body.sha256.as_ref().map(hex),
             body_canon_sha256: req.body.canon_sha256.as_ref().map(hex),
@@ -115,17 +145,24 @@ pub struct HttpEvent<'a> {
     pub event_type: &'static str,
     pub flow_id: u64,
     pub community_id: &'a str,
-    pub idempotency_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_sha256: Option<Option<String>>,
     pub request: Option<RequestObj<'a>>,
     pub response: Option<ResponseObj<'a>>,
 }
 
 impl<'a> HttpEvent<'a> {
-    pub fn new(tx: &'a Transaction, pcap_filename: Option<&'a str>) -> Self {
+    pub fn new(tx: &'a Transaction, pcap_filename: Option<&'a str>, redact_keys: bool) -> Self {
         let request = tx
             .request
             .as_ref()
-            .map(|r| RequestObj::new(tx, r, pcap_filename));
+            .map(|r| RequestObj::new(&tx.conn, r, pcap_filename, redact_keys));
+        let (idempotency_key, idempotency_key_sha256) = key_fields(
+            tx.request.as_ref().and_then(Request::idempotency_key),
+            redact_keys,
+        );
         let response = tx.response.as_ref().map(ResponseObj::new);
         // The event's time: when the exchange completed.
         let timestamp = tx
@@ -139,7 +176,8 @@ impl<'a> HttpEvent<'a> {
             event_type: "http",
             flow_id: tx.conn.flow_id,
             community_id: &tx.conn.community_id,
-            idempotency_key: tx.request.as_ref().and_then(Request::idempotency_key),
+            idempotency_key,
+            idempotency_key_sha256,
             request,
             response,
         }

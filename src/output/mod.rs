@@ -2,8 +2,10 @@
 //!
 //! Formats what the stages found and never decides anything.
 
+pub mod alert;
 pub mod event;
 pub mod writer;
 
+pub use alert::AlertEvent;
 pub use event::{HttpEvent, RequestObj, ResponseObj, StatsEvent};
 pub use writer::{Output, WriteOutcome};
