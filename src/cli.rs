@@ -29,13 +29,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Analyse pcap/pcapng files (- for stdin), print events, exit.
+    /// Analyse pcap/pcapng files (- for stdin), print alerts, exit.
     #[command(after_long_help = READ_EXAMPLES)]
     Read(ReadArgs),
 }
 
 const READ_EXAMPLES: &str = "\
 Examples:
+  idemwatch read gw1.pcap | jq -c 'select(.event_type==\"alert\") | {kind, key, path: .request.path}'
   idemwatch read --log-requests gw1.pcap | jq 'select(.event_type==\"http\")'
   tcpdump -i eth0 -w - 'tcp port 80' | idemwatch read -
   idemwatch read day1.pcap day2.pcapng -- 'tcp port 8080'";
@@ -64,7 +65,156 @@ pub struct ReadArgs {
     pub output: Option<PathBuf>,
 
     #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// The idempotency policy: windows, watched endpoints, key headers, scope.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Policy")]
+pub struct PolicyArgs {
+    /// How long a key is remembered; a retry after it is late_retry (keys are kept one more
+    /// window to see that) [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+
+    /// Identical keyless requests within this are keyless_duplicate [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duplicate_window: Option<Duration>,
+
+    /// A new key for the same request within this after the first attempt ended unanswered,
+    /// aborted, 5xx or 409 is key_churn [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub churn_window: Option<Duration>,
+
+    /// Methods whose keyless requests are judged, comma-separated [default: POST,PATCH].
+    #[arg(long, value_name = "METHODS", value_delimiter = ',', value_parser = parse_method)]
+    pub watch_methods: Option<Vec<String>>,
+
+    /// Path prefix where every watched request must carry a key (repeatable), e.g.
+    /// --require-key /v1/charges.
+    #[arg(long, value_name = "PREFIX")]
+    pub require_key: Vec<String>,
+
+    /// Which keyless requests raise missing_key: learned (endpoints that earlier saw a key, and
+    /// --require-key prefixes), all (every watched method), off (never; keyless_duplicate still
+    /// runs on learned endpoints) [default: learned].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub missing_key: Option<crate::tracker::MissingKeyMode>,
+
+    /// Another header that carries idempotency keys (repeatable), e.g. PayPal-Request-Id;
+    /// Idempotency-Key and X-Idempotency-Key are always read.
+    #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
+    pub key_header: Vec<String>,
+
+    /// Statuses that reject a request, comma-separated [default: 400,409,422].
+    #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_status)]
+    pub reject_statuses: Option<Vec<u16>>,
+
+    /// 5xx responses become a key's stored result (as Stripe API v1 does).
+    #[arg(long)]
+    pub store_errors: bool,
+
+    /// Write key_sha256 (a SHA-256 of the key) instead of keys: keys may carry personal data.
+    #[arg(long)]
+    pub redact_keys: bool,
+
+    /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted)
+    /// [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub max_keys: Option<usize>,
+
+    /// What keys are scoped by, comma-separated from host, credential, account (or none)
+    /// [default: host,credential,account].
+    #[arg(long, value_name = "PARTS", value_parser = parse_scope)]
+    pub scope: Option<crate::tracker::ScopeParts>,
+
+    /// Another query parameter whose value is replaced by REDACTED in paths (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub redact_param: Vec<String>,
+}
+
+fn parse_method(s: &str) -> Result<String, String> {
+    let m = s.trim().to_ascii_uppercase();
+    if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
+        Ok(m)
+    } else {
+        Err(format!(
+            "'{s}' is not an HTTP method; write e.g. POST,PATCH"
+        ))
+    }
+}
+
+fn parse_status(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<u16>() {
+        Ok(n) if (100..=599).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{s}' is not an HTTP status; write codes from 100 to 599, e.g. 400,409,422"
+        )),
+    }
+}
+
+fn parse_header_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "'{s}' is not a header name; write e.g. PayPal-Request-Id"
+        ))
+    }
+}
+
+fn parse_scope(s: &str) -> Result<crate::tracker::ScopeParts, String> {
+    crate::tracker::ScopeParts::parse(s)
+}
+
+impl PolicyArgs {
+    pub fn apply(&self, c: &mut Config) {
+        let t = &mut c.tracker;
+        if let Some(v) = self.window {
+            t.window = v;
+        }
+        if let Some(v) = self.duplicate_window {
+            t.duplicate_window = v;
+        }
+        if let Some(v) = self.churn_window {
+            t.churn_window = v;
+        }
+        if let Some(v) = &self.watch_methods {
+            t.watch_methods = v.clone();
+        }
+        t.require_key = self.require_key.clone();
+        if let Some(v) = self.missing_key {
+            t.missing_key = v;
+        }
+        if let Some(v) = &self.reject_statuses {
+            t.reject_statuses = v.clone();
+        }
+        t.store_errors = self.store_errors;
+        t.redact_keys = self.redact_keys;
+        if let Some(v) = self.max_keys {
+            t.max_keys = v;
+        }
+        if let Some(v) = self.scope {
+            t.scope = v;
+        }
+        for h in &self.key_header {
+            if !c.http.key_headers.contains(h) {
+                c.http.key_headers.push(h.clone());
+            }
+        }
+        for p in &self.redact_param {
+            let p = p.to_ascii_lowercase();
+            if !c.http.redacted_params.contains(&p) {
+                c.http.redacted_params.push(p);
+            }
+        }
+    }
 }
 
 /// Memory and time bounds shared by the commands that capture.
@@ -133,6 +283,7 @@ impl ReadArgs {
             ..Config::default()
         };
         self.limits.apply(&mut c.limits);
+        self.policy.apply(&mut c);
         c
     }
 
