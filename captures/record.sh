@@ -1,12 +1,13 @@
 #!/bin/bash
 # Re-record every capture in captures/ from scratch, then rebuild EXPECTED.json
-# from the fake server's own request log and check it against the captures.
+# from the fake server's own request log and check it against the captures,
+# and rewrite ALERTS.json (expected_alerts.py: the alerts the spec requires).
 #
 #   sudo bash captures/record.sh            # all scenarios
 #   sudo bash captures/record.sh NAME...    # only these (e.g. curl-basic ipv6); EXPECTED.json is updated in place
 #
 # Needs: root (tcpdump), tcpdump, curl (>= 7.82 for --json), python3 with
-# `requests` and `stripe` (pip install requests stripe).  All traffic stays on
+# `requests`, `stripe` and `httpx` (pip install requests stripe httpx).  All traffic stays on
 # 127.0.0.1 / ::1.  Per scenario: start server.py on a free loopback port, start
 # tcpdump and wait for "listening on", run the scenario's clients, stop the
 # server (so the connections close inside the capture), stop tcpdump with
@@ -36,7 +37,7 @@ fi
 for tool in tcpdump curl python3; do
     command -v "$tool" >/dev/null || { echo "record.sh: $tool not found" >&2; exit 2; }
 done
-python3 -c 'import requests, stripe' || { echo "record.sh: pip install requests stripe" >&2; exit 2; }
+python3 -c 'import requests, stripe, httpx' || { echo "record.sh: pip install requests stripe httpx" >&2; exit 2; }
 
 free_port() {  # free_port 4|6
     python3 - "$1" <<'PY'
@@ -172,10 +173,19 @@ scenario any-sll2 any 4 "" "" python3 small-mix.py BASE
 scenario nsec lo 4 "" "--time-stamp-precision=nano" python3 small-mix.py BASE
 scenario ipv6 lo 6 "" "" sh ./ipv6.sh BASE
 scenario bulk lo 4 "" "" python3 bulk.py BASE 6 350
+scenario httpx-retries lo 4 "" "" python3 httpx-retries.py BASE
+scenario raw-pipelined-chunked lo 4 "" "" python3 raw-pipelined-chunked.py BASE
+scenario late-retry lo 4 "" "" python3 late-retry.py BASE
+scenario get-only lo 4 "" "" python3 get-only.py BASE
+scenario search-only lo 4 "" "" python3 search-only.py BASE
+scenario stripe-sdk-retry lo 4 "" "" python3 stripe-sdk-retry.py BASE
+scenario demo lo 4 "" "" python3 demo.py BASE
 
 python3 "$HERE/make_expected.py" "$HERE/EXPECTED.json" "$MANIFEST"
 echo "== checking EXPECTED.json against the captures (check_expected.py)"
 names=$(cut -f1 "$MANIFEST")
 # shellcheck disable=SC2086
 python3 "$HERE/check_expected.py" "$HERE/EXPECTED.json" "$HERE" $names
+echo "== ALERTS.json: the alerts the spec requires (expected_alerts.py)"
+python3 "$HERE/expected_alerts.py" "$HERE/EXPECTED.json" "$HERE" "$HERE/ALERTS.json"
 du -ch "$HERE"/*.pcap "$HERE"/*.pcapng "$HERE/EXPECTED.json" 2>/dev/null | tail -1

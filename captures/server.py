@@ -29,6 +29,18 @@ request header `X-Test-Mode: M[, M...]` (that request only):
   fail-first        the first attempt of a key answers 503 with
                     `Stripe-Should-Retry: true` and stores nothing; the
                     next attempt with that key runs normally
+  error-first       the first attempt of a key answers 500 (api_error, no
+                    Stripe-Should-Retry header) and stores nothing; the next
+                    attempt with that key runs normally
+  busy-first        the first attempt of a key answers 409 idempotency_error
+                    ("in progress") with `Stripe-Should-Retry: true` and
+                    stores nothing, as if another gateway held the key
+  drop-first        the first attempt of a key is read completely, then the
+                    server closes the connection without any response
+                    (FIN, no bytes); nothing is stored, the next attempt with
+                    that key runs normally
+  The *-first switches count attempts per (scope, key); for a request without
+  a key, per (scope, method, path, canonical parameters).
 
 Every handled request is appended as one JSON line to --log (see LOG FIELDS in
 README.md); record.sh turns those lines into EXPECTED.json.
@@ -57,6 +69,8 @@ STATE_LOCK = threading.Lock()
 LOG_LOCK = threading.Lock()
 STORE = {}  # (scope, key) -> Entry
 FAILED_ONCE = set()  # (scope, key) that already had their fail-first 503
+FIRST_DONE = set()  # (switch, identity) that already had their *-first treatment
+FIRST_SWITCHES = ("drop-first", "error-first", "busy-first")
 RESOURCES = {}  # id -> object
 SEQ = [0]
 RNG = random.Random()
@@ -188,6 +202,22 @@ class Handler(BaseHTTPRequestHandler):
         rec["modes"] = sorted("%s=%s" % (k, v) if v is not True else k for k, v in modes.items())
 
         status, obj, chunked_resp, extra, outcome = self.process(body, key, key_lines, modes)
+        if status is None:  # drop-first: no response at all, close the connection
+            rec.update(status=None, response_body_len=None, response_chunked=None, resource_id=None,
+                       replayed=False, outcome=outcome, response_written=False)
+            self.close_connection = True
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            rec["t_end"] = round(time.time(), 6)
+            with LOG_LOCK:
+                SEQ[0] += 1
+                rec["seq"] = SEQ[0]
+                LOG_FILE.write(json.dumps(rec) + "\n")
+                LOG_FILE.flush()
+            return
         payload = (json.dumps(obj, indent=2) + "\n").encode()
         rec["status"] = status
         rec["response_body_len"] = len(payload)
@@ -278,6 +308,11 @@ class Handler(BaseHTTPRequestHandler):
         if not use_keys:
             if slow_ms:
                 time.sleep(slow_ms / 1000.0)
+            scope = (self.headers.get("Authorization"),
+                     self.headers.get("Stripe-Context") or self.headers.get("Stripe-Account"))
+            first = self.first_attempt_failure(modes, (scope, canonical([method, path, params])), extra)
+            if first is not None:
+                return first
             status, obj, chunked = self.route(method, path, params)
             return status, obj, chunked, extra, "no_key" if not key_lines else "key_ignored"
 
@@ -334,6 +369,11 @@ class Handler(BaseHTTPRequestHandler):
         # first request with this key
         if slow_ms:
             time.sleep(slow_ms / 1000.0)
+        first = self.first_attempt_failure(modes, skey, extra)
+        if first is not None:
+            with STATE_LOCK:
+                del STORE[skey]
+            return first
         if "fail-first" in modes and skey not in FAILED_ONCE:
             with STATE_LOCK:
                 FAILED_ONCE.add(skey)
@@ -348,6 +388,25 @@ class Handler(BaseHTTPRequestHandler):
             else:  # validation errors are not stored (Stripe does the same)
                 del STORE[skey]
         return status, obj, chunked, extra, "created"
+
+    def first_attempt_failure(self, modes, ident, extra):
+        """drop-first / error-first / busy-first: the failure for the first attempt, else None."""
+        for sw in FIRST_SWITCHES:
+            if sw not in modes:
+                continue
+            with STATE_LOCK:
+                if (sw, ident) in FIRST_DONE:
+                    continue
+                FIRST_DONE.add((sw, ident))
+            if sw == "drop-first":
+                return None, None, False, extra, "dropped"
+            if sw == "error-first":
+                return 500, err("api_error", "An unknown error occurred."), False, extra, "failed_not_stored"
+            extra["Stripe-Should-Retry"] = "true"
+            return 409, err("idempotency_error",
+                            "There is currently another in-progress request using this "
+                            "Idempotency Key. Please try again later."), False, extra, "in_flight"
+        return None
 
     # -- the fake API -------------------------------------------------------
     def route(self, method, path, params):
@@ -456,7 +515,8 @@ def main():
     ap.add_argument("--bind", default="127.0.0.1", help="127.0.0.1 or ::1")
     ap.add_argument("--log", required=True, help="append one JSON line per handled request")
     ap.add_argument("--mode", action="append", default=[],
-                    help="accept-conflict | replay-conflict | no-idempotency | drift | slow=MS | fail-first")
+                    help="accept-conflict | replay-conflict | no-idempotency | drift | slow=MS | fail-first | "
+                         "error-first | busy-first | drop-first")
     ap.add_argument("--seed", type=int, default=None, help="seed for generated ids")
     a = ap.parse_args()
     if a.seed is not None:
