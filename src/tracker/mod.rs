@@ -818,3 +818,6 @@ pub fn count_alerts(stats: &mut Stats, alerts: &[Alert]) {
         *c += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,612 @@
+//! Tracker tests on hand-built transactions: each kind's firing case next to its near misses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::decode::Vlans;
+use crate::http::canon::canonical_sha256;
+use crate::http::{Body, KeyHeader, target};
+use crate::reassembly::Endpoint;
+
+const SEC: i64 = 1_000_000_000;
+
+/// Drives a tracker with requests and their exchanges at chosen times.
+struct Sim {
+    t: Tracker,
+    stats: Stats,
+    alerts: Vec<Alert>,
+    next: u64,
+}
+
+/// A request to build.
+#[derive(Clone)]
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    keys: Vec<String>,
+    body: Vec<u8>,
+    content_type: &'static str,
+    auth: &'static str,
+    complete: bool,
+    gzip_like: bool,
+}
+
+fn post(path: &'static str, key: Option<&str>, body: &str) -> Req {
+    Req {
+        method: "POST",
+        path,
+        keys: key.map(|k| vec![k.to_string()]).unwrap_or_default(),
+        body: body.as_bytes().to_vec(),
+        content_type: "application/json",
+        auth: "Bearer sk_test_a",
+        complete: true,
+        gzip_like: false,
+    }
+}
+
+fn sha(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+fn resp(status: u16, id: Option<&str>, body: &str) -> Response {
+    Response {
+        ts: Timestamp(0),
+        ts_end: Timestamp(0),
+        status,
+        interim: vec![],
+        body: Body {
+            len: body.len() as u64,
+            sha256: Some(sha(body.as_bytes())),
+            decoded_sha256: Some(sha(body.as_bytes())),
+            canon_sha256: None,
+            complete: true,
+            missing: 0,
+        },
+        resource_id: id.map(str::to_string),
+        replayed: false,
+    }
+}
+
+fn ok(id: &str) -> Option<Response> {
+    Some(resp(200, Some(id), &format!("{{\"id\":\"{id}\"}}")))
+}
+
+impl Sim {
+    fn new() -> Sim {
+        Sim::with(TrackerConfig::default())
+    }
+
+    fn with(cfg: TrackerConfig) -> Sim {
+        Sim {
+            t: Tracker::new(cfg),
+            stats: Stats::default(),
+            alerts: Vec::new(),
+            next: 0,
+        }
+    }
+
+    fn conn(&self) -> Conn {
+        let ep = |p| Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: p,
+        };
+        Conn {
+            client: ep(40000),
+            server: ep(443),
+            flow_id: 1,
+            community_id: Arc::from("1:x"),
+            file_index: 0,
+        }
+    }
+
+    fn build(r: &Req, at: i64) -> Request {
+        let body = &r.body;
+        let canon = canonical_sha256(Some(r.content_type), body);
+        // "Other bytes, same decoded content" stands for a gzip re-encoding in these tests.
+        let decoded = sha(body);
+        let raw = if r.gzip_like {
+            let mut x = body.clone();
+            x.push(0);
+            sha(&x)
+        } else {
+            sha(body)
+        };
+        Request {
+            ts: Timestamp(at),
+            ts_end: Timestamp(at),
+            method: r.method.to_string(),
+            path: r.path.to_string(),
+            target_identity: target::identity(r.path.as_bytes()),
+            host: Some("api.example.com".into()),
+            keys: r
+                .keys
+                .iter()
+                .map(|k| KeyHeader {
+                    name: "idempotency-key".into(),
+                    value: k.clone(),
+                })
+                .collect(),
+            credential: Some(sha(r.auth.as_bytes())),
+            stripe_account: None,
+            stripe_context: None,
+            content_type: Some(r.content_type.into()),
+            content_encoding: None,
+            body: Body {
+                len: body.len() as u64,
+                sha256: r.complete.then_some(raw),
+                decoded_sha256: r.complete.then_some(decoded),
+                canon_sha256: r.complete.then_some(canon),
+                complete: r.complete,
+                missing: u64::from(!r.complete),
+            },
+            vlans: Vlans::default(),
+            stream_start: 0,
+            stream_end: 0,
+            peer_ack_at_start: None,
+            answered_at_start: 0,
+            lost_before: false,
+        }
+    }
+
+    /// The request arrives at `at` seconds.
+    fn request(&mut self, r: &Req, at: f64) -> (TxId, Request) {
+        let id = TxId {
+            flow_id: 1,
+            flow_serial: 0,
+            n: self.next,
+        };
+        self.next += 1;
+        let at = (at * SEC as f64) as i64;
+        let req = Sim::build(r, at);
+        let ev = HttpEvent::Request {
+            id,
+            conn: self.conn(),
+            request: Box::new(req.clone()),
+        };
+        self.t
+            .on_event(&ev, Timestamp(at), &mut self.stats, &mut self.alerts);
+        (id, req)
+    }
+
+    /// Its exchange ends at `at` seconds with `response` (None: no answer; `server_seen` says
+    /// whether the server's side was observed at all).
+    fn done(
+        &mut self,
+        tx: &(TxId, Request),
+        response: Option<Response>,
+        at: f64,
+        server_seen: bool,
+    ) {
+        let at = Timestamp((at * SEC as f64) as i64);
+        let ev = HttpEvent::Transaction(Box::new(Transaction {
+            id: tx.0,
+            conn: self.conn(),
+            request: Some(tx.1.clone()),
+            response,
+            ts_done: at,
+            server_seen,
+        }));
+        self.t.on_event(&ev, at, &mut self.stats, &mut self.alerts);
+    }
+
+    /// Request and answer in one go.
+    fn exchange(&mut self, r: &Req, response: Option<Response>, at: f64) {
+        let tx = self.request(r, at);
+        self.done(&tx, response, at + 0.1, true);
+    }
+
+    fn kinds(&self) -> Vec<AlertKind> {
+        self.alerts.iter().map(|a| a.kind).collect()
+    }
+}
+
+use AlertKind::*;
+
+#[test]
+fn plain_retry_is_no_alert_but_is_counted() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k1"), r#"{"amount":100}"#);
+    s.exchange(&r, ok("ch_1"), 0.0);
+    s.exchange(&r, ok("ch_1"), 5.0);
+    assert_eq!(s.kinds(), vec![]);
+    assert_eq!(s.stats.tracker_retries, 1);
+}
+
+#[test]
+fn key_conflict_on_another_body_and_not_on_reordered_json() {
+    let mut s = Sim::new();
+    s.exchange(
+        &post(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"amount":100,"currency":"usd"}"#,
+        ),
+        ok("ch_1"),
+        0.0,
+    );
+    // The same members in another order: the same canonical request, other bytes.
+    s.exchange(
+        &post(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"currency":"usd","amount":100}"#,
+        ),
+        ok("ch_1"),
+        1.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyReencoded]);
+    s.exchange(
+        &post(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"amount":999,"currency":"usd"}"#,
+        ),
+        Some(resp(400, None, "{}")),
+        2.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyReencoded, KeyConflict]);
+    let a = s.alerts.last().unwrap();
+    assert_eq!(a.key.as_deref(), Some("k1"));
+    assert!(a.original.is_some() && a.response.is_some() && a.original_response.is_some());
+}
+
+#[test]
+fn same_key_on_another_path_or_scope() {
+    let mut s = Sim::new();
+    s.exchange(&post("/v1/charges", Some("k1"), "{}"), ok("ch_1"), 0.0);
+    s.exchange(
+        &post("/v1/refunds", Some("k1"), "{}"),
+        Some(resp(400, None, "{}")),
+        1.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+    // Another credential is another scope: no conflict.
+    let mut other = post("/v1/charges", Some("k1"), r#"{"amount":5}"#);
+    other.auth = "Bearer sk_test_b";
+    s.exchange(&other, ok("ch_2"), 2.0);
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+}
+
+#[test]
+fn gzip_reencoding_with_the_same_decoded_bytes_is_a_plain_retry() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k1"), r#"{"a":1}"#);
+    s.exchange(&r, ok("ch_1"), 0.0);
+    let mut gz = r.clone();
+    gz.gzip_like = true;
+    s.exchange(&gz, ok("ch_1"), 1.0);
+    assert_eq!(s.kinds(), vec![]);
+}
+
+#[test]
+fn conflict_accepted_and_replayed_need_a_2xx() {
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":1}"#),
+        ok("ch_1"),
+        0.0,
+    );
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":2}"#),
+        ok("ch_2"),
+        1.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyConflict, ConflictAccepted]);
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":3}"#),
+        ok("ch_1"),
+        2.0,
+    );
+    assert_eq!(s.kinds()[2..], [KeyConflict, ConflictReplayed]);
+    let mut marked = resp(200, Some("ch_9"), "{}");
+    marked.replayed = true;
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":4}"#),
+        Some(marked),
+        3.0,
+    );
+    assert_eq!(s.kinds()[4..], [KeyConflict, ConflictReplayed]);
+    // A rejected conflict is only the conflict.
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":5}"#),
+        Some(resp(422, None, "{}")),
+        4.0,
+    );
+    assert_eq!(s.kinds()[6..], [KeyConflict]);
+}
+
+#[test]
+fn conflict_answered_before_the_original_is_judged_when_the_result_is_stored() {
+    let mut s = Sim::new();
+    let first = s.request(&post("/v1/charges", Some("k1"), r#"{"amount":1}"#), 0.0);
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":2}"#),
+        ok("ch_2"),
+        0.5,
+    );
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+    s.done(&first, ok("ch_1"), 3.0, true);
+    // It also arrived while the first was in flight.
+    assert_eq!(
+        s.kinds(),
+        vec![KeyConflict, ConflictAccepted, ConcurrentReuse]
+    );
+}
+
+#[test]
+fn replay_mismatch_and_drift_only_against_a_stored_result() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k1"), "{}");
+    // 409 and 503 are never stored: retries before the stored result are not compared.
+    s.exchange(&r, Some(resp(503, None, "busy")), 0.0);
+    s.exchange(&r, Some(resp(409, None, "in progress")), 1.0);
+    s.exchange(&r, ok("ch_1"), 2.0);
+    assert_eq!(s.kinds(), vec![]);
+    // A transient answer on a later retry is not a mismatch either.
+    s.exchange(&r, Some(resp(503, None, "busy")), 3.0);
+    assert_eq!(s.kinds(), vec![]);
+    s.exchange(&r, ok("ch_2"), 4.0);
+    assert_eq!(s.kinds(), vec![ReplayMismatch]);
+    s.exchange(
+        &r,
+        Some(resp(200, Some("ch_1"), "{\"id\":\"ch_1\",\"x\":2}")),
+        5.0,
+    );
+    assert_eq!(s.kinds(), vec![ReplayMismatch, ReplayDrift]);
+    s.exchange(&r, Some(resp(400, None, "{}")), 6.0);
+    assert_eq!(s.kinds()[2..], [ReplayMismatch]);
+}
+
+#[test]
+fn rejected_reencoding_belongs_to_key_reencoded_not_replay_mismatch() {
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"a":1,"b":2}"#),
+        ok("ch_1"),
+        0.0,
+    );
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"b":2,"a":1}"#),
+        Some(resp(400, None, "{}")),
+        1.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyReencoded]);
+    assert_eq!(s.alerts[0].response.as_ref().unwrap().status, 400);
+}
+
+#[test]
+fn concurrent_reuse_needs_an_observable_earlier_request() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k1"), "{}");
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.2);
+    s.done(&b, Some(resp(409, None, "{}")), 0.3, true);
+    assert_eq!(s.kinds(), vec![], "decided when the first ends");
+    s.done(&a, ok("ch_1"), 1.0, true);
+    assert_eq!(s.kinds(), vec![ConcurrentReuse]);
+    assert_eq!(s.alerts[0].response.as_ref().unwrap().status, 409);
+
+    // The first ended before the second: no alert.
+    let mut s = Sim::new();
+    s.exchange(&r, ok("ch_1"), 0.0);
+    s.exchange(&r, ok("ch_1"), 1.0);
+    assert_eq!(s.kinds(), vec![]);
+
+    // A capture of one direction only: whether the first still ran is unknowable.
+    let mut s = Sim::new();
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.2);
+    s.done(&b, None, 5.0, false);
+    s.done(&a, None, 5.0, false);
+    assert_eq!(s.kinds(), vec![]);
+    assert_eq!(s.stats.tracker_unobservable_skipped, 1);
+}
+
+#[test]
+fn key_churn_while_in_flight_or_soon_after_a_bad_end() {
+    let body = r#"{"amount":7}"#;
+    // In flight: the app gave up and retried with a fresh key.
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 30.0);
+    s.done(&a, ok("ch_1"), 31.0, true);
+    assert_eq!(s.kinds(), vec![KeyChurn]);
+    assert_eq!(s.alerts[0].key.as_deref(), Some("k2"));
+    assert_eq!(
+        s.alerts[0]
+            .original
+            .as_ref()
+            .unwrap()
+            .request
+            .idempotency_key()
+            .as_deref(),
+        Some("k1")
+    );
+
+    // After a 503, within the churn window.
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), body),
+        Some(resp(503, None, "")),
+        0.0,
+    );
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 10.0);
+    assert_eq!(s.kinds(), vec![KeyChurn]);
+
+    // After a 503 but later than the window; after a 200; another body: all quiet.
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), body),
+        Some(resp(503, None, "")),
+        0.0,
+    );
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 70.0);
+    s.exchange(&post("/v1/charges", Some("k3"), body), ok("ch_3"), 80.0);
+    s.exchange(
+        &post("/v1/charges", Some("k4"), r#"{"amount":8}"#),
+        ok("ch_4"),
+        81.0,
+    );
+    assert_eq!(s.kinds(), vec![]);
+}
+
+#[test]
+fn missing_key_only_on_endpoints_that_take_keys() {
+    let mut s = Sim::new();
+    s.exchange(&post("/search", None, r#"{"q":"x"}"#), ok("s"), 0.0);
+    s.exchange(&post("/search", None, r#"{"q":"x"}"#), ok("s"), 1.0);
+    assert_eq!(s.kinds(), vec![], "a search endpoint that never saw a key");
+    s.exchange(
+        &post("/v1/customers/cus_NffrFeUfNV2Hib", Some("k1"), "{}"),
+        ok("cus_1"),
+        2.0,
+    );
+    s.exchange(
+        &post("/v1/customers/cus_OgqsGfVgOW3Ijc", None, r#"{"n":1}"#),
+        ok("cus_2"),
+        3.0,
+    );
+    assert_eq!(s.kinds(), vec![MissingKey], "path templates fold ids");
+    let mut get = post("/v1/customers/cus_NffrFeUfNV2Hib", None, "");
+    get.method = "GET";
+    s.exchange(&get, ok("cus_1"), 4.0);
+    assert_eq!(s.kinds(), vec![MissingKey], "GET is not watched");
+
+    let mut all = Sim::with(TrackerConfig {
+        missing_key: MissingKeyMode::All,
+        ..TrackerConfig::default()
+    });
+    all.exchange(&post("/search", None, "{}"), ok("s"), 0.0);
+    assert_eq!(all.kinds(), vec![MissingKey]);
+
+    let mut prefix = Sim::with(TrackerConfig {
+        require_key: vec!["/v1/charges".into()],
+        ..TrackerConfig::default()
+    });
+    prefix.exchange(&post("/v1/charges", None, "{}"), ok("c"), 0.0);
+    assert_eq!(prefix.kinds(), vec![MissingKey]);
+
+    let mut off = Sim::with(TrackerConfig {
+        missing_key: MissingKeyMode::Off,
+        ..TrackerConfig::default()
+    });
+    off.exchange(&post("/v1/charges", Some("k"), "{}"), ok("c"), 0.0);
+    off.exchange(&post("/v1/charges", None, "{}"), ok("c"), 1.0);
+    off.exchange(&post("/v1/charges", None, "{}"), ok("c"), 2.0);
+    assert_eq!(off.kinds(), vec![KeylessDuplicate]);
+}
+
+#[test]
+fn keyless_duplicate_within_its_window() {
+    let mut s = Sim::new();
+    s.exchange(&post("/v1/charges", Some("k"), r#"{"a":0}"#), ok("c0"), 0.0);
+    let r = post("/v1/charges", None, r#"{"amount":1}"#);
+    s.exchange(&r, ok("c1"), 1.0);
+    s.exchange(&r, ok("c2"), 30.0);
+    assert_eq!(s.kinds(), vec![MissingKey, MissingKey, KeylessDuplicate]);
+    s.exchange(&r, ok("c3"), 200.0);
+    assert_eq!(
+        s.kinds()[3..],
+        [MissingKey],
+        "later than the duplicate window"
+    );
+}
+
+#[test]
+fn late_retry_after_the_window_and_forgotten_after_two() {
+    let cfg = TrackerConfig {
+        window: Duration::from_secs(10),
+        ..TrackerConfig::default()
+    };
+    let mut s = Sim::with(cfg.clone());
+    let r = post("/v1/charges", Some("k1"), "{}");
+    s.exchange(&r, ok("ch_1"), 0.0);
+    s.exchange(&r, ok("ch_1"), 15.0);
+    assert_eq!(s.kinds(), vec![LateRetry]);
+
+    let mut s = Sim::with(cfg);
+    s.exchange(&r, ok("ch_1"), 0.0);
+    s.exchange(&r, ok("ch_2"), 25.0);
+    assert_eq!(s.kinds(), vec![], "forgotten after twice the window");
+    assert_eq!(s.stats.tracker_keys_expired, 1);
+}
+
+#[test]
+fn invalid_keys() {
+    let mut s = Sim::new();
+    let mut r = post("/v1/charges", Some(""), "{}");
+    s.exchange(&r, Some(resp(400, None, "{}")), 0.0);
+    assert_eq!(s.kinds(), vec![InvalidKey]);
+    assert_eq!(s.alerts[0].key.as_deref(), Some(""));
+    r.keys = vec!["x".repeat(256)];
+    s.exchange(&r, Some(resp(400, None, "{}")), 1.0);
+    r.keys = vec!["x".repeat(255)];
+    s.exchange(&r, ok("c"), 2.0);
+    assert_eq!(s.kinds(), vec![InvalidKey, InvalidKey], "255 bytes is fine");
+    r.keys = vec!["a b".into()];
+    s.exchange(&r, ok("c"), 3.0);
+    r.keys = vec!["\"a b\"".into()];
+    s.exchange(&r, ok("c"), 4.0);
+    assert_eq!(
+        s.kinds().len(),
+        3,
+        "a space is fine inside a quoted key only"
+    );
+    r.keys = vec!["k1".into(), "k2".into()];
+    s.exchange(&r, Some(resp(400, None, "{}")), 5.0);
+    let a = s.alerts.last().unwrap();
+    assert_eq!(a.kind, InvalidKey);
+    assert_eq!(a.key.as_deref(), Some("k1"));
+    assert_eq!(
+        a.all_keys.as_deref(),
+        Some(&["k1".to_string(), "k2".to_string()][..])
+    );
+}
+
+#[test]
+fn incomplete_bodies_are_never_compared() {
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"amount":1}"#),
+        ok("ch_1"),
+        0.0,
+    );
+    let mut cut = post("/v1/charges", Some("k1"), r#"{"amount":2}"#);
+    cut.complete = false;
+    s.exchange(&cut, ok("ch_1"), 1.0);
+    assert_eq!(s.kinds(), vec![]);
+    assert!(s.stats.tracker_incomplete_skipped >= 1);
+}
+
+#[test]
+fn quoted_and_bare_forms_are_the_same_key() {
+    let mut s = Sim::new();
+    s.exchange(
+        &post("/v1/charges", Some("k1"), r#"{"a":1}"#),
+        ok("ch_1"),
+        0.0,
+    );
+    s.exchange(
+        &post("/v1/charges", Some("\"k1\""), r#"{"a":2}"#),
+        Some(resp(400, None, "")),
+        1.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+}
+
+#[test]
+fn the_oldest_keys_are_evicted_past_the_limit() {
+    let mut s = Sim::with(TrackerConfig {
+        max_keys: 10,
+        ..TrackerConfig::default()
+    });
+    let keys: Vec<String> = (0..50).map(|i| format!("k{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        s.exchange(&post("/v1/charges", Some(k), "{}"), ok("c"), i as f64);
+    }
+    assert_eq!(s.t.tracked_keys(), 10);
+    assert!(s.stats.tracker_keys_evicted >= 40);
+}
