@@ -225,7 +225,9 @@ pub fn judge_replay(stored: &Response, retry: &Response) -> ReplayVerdict {
         return ReplayVerdict::Mismatch;
     }
     if class(stored.status) != class(retry.status) {
-        return ReplayVerdict::Mismatch;
+        // E.g. a stored 400 then a 200: Stripe stores no result for a request that failed
+        // validation, so the retry legitimately ran. Only the cases above are mismatches.
+        return ReplayVerdict::Same;
     }
     match (stored.body.sha256, retry.body.sha256) {
         (Some(a), Some(b)) if a != b => ReplayVerdict::Drift,
