@@ -34,14 +34,22 @@ const KINDS: [(&str, &str); 12] = [
     ("concurrent_reuse", "medium"),
 ];
 
-/// Captures with alerts whose rewritten forms must raise the same alerts.
-const REWRITTEN: [&str; 6] = [
+/// Captures with alerts (every Ethernet one raising alerts with default options) whose
+/// rewritten forms must raise the same alerts.
+const REWRITTEN: [&str; 13] = [
     "demo.pcap",
     "requests-key-conflict.pcap",
     "requests-concurrent.pcap",
     "requests-key-churn.pcap",
     "requests-keyless-duplicate.pcap",
     "requests-conflict-accepted.pcap",
+    "requests-conflict-replayed.pcap",
+    "requests-key-reencoded.pcap",
+    "requests-no-idempotency.pcap",
+    "requests-replay-drift.pcap",
+    "requests-invalid-keys.pcap",
+    "raw-pipelined-chunked.pcap",
+    "ipv6.pcap",
 ];
 
 const VLAN_ID: u16 = 42;
