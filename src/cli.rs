@@ -64,6 +64,11 @@ pub struct ReadArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Flow workers (reassembly and HTTP run on this many threads; the output is the same
+    /// whatever the number) [default: the cores available].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 
@@ -280,6 +285,7 @@ impl ReadArgs {
         let mut c = Config {
             log_requests: self.log_requests,
             stats_event: self.stats,
+            threads: self.threads.map_or(0, usize::from),
             ..Config::default()
         };
         self.limits.apply(&mut c.limits);

@@ -5,7 +5,7 @@
 //! bounded, so the table here is: at most `max_sets` incomplete packets, each at most
 //! `max_bytes`, each dropped after `timeout` of capture time. Everything dropped is counted.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::Ipv4Addr;
 
 use etherparse::IpNumber;
@@ -63,7 +63,7 @@ pub struct Defragmenter {
 impl Defragmenter {
     pub fn new(max_sets: usize, max_bytes: usize, timeout: std::time::Duration) -> Self {
         Defragmenter {
-            sets: HashMap::new(),
+            sets: HashMap::default(),
             max_sets: max_sets.max(1),
             max_bytes,
             timeout_ns: u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX),

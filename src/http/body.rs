@@ -123,6 +123,8 @@ pub struct BodyOptions {
     pub keep: usize,
     /// Stop decoding past this many decoded bytes.
     pub decode_cap: u64,
+    /// Hash the body (bodies nobody can compare are only measured).
+    pub hash: bool,
 }
 
 /// The body of a message, read incrementally.
@@ -133,6 +135,8 @@ pub struct BodyReader {
     line: Vec<u8>,
     len: u64,
     raw_hasher: Option<Sha256>,
+    /// Bytes were lost or the framing broke.
+    broken: bool,
     /// Raw bytes kept when there is no coding.
     kept_raw: Vec<u8>,
     keep: usize,
@@ -172,7 +176,11 @@ impl BodyReader {
             total: 0,
             cap: opts.decode_cap,
         };
-        let decoder = match opts.coding {
+        let decoder = match if opts.hash {
+            opts.coding
+        } else {
+            Coding::Identity
+        } {
             Coding::Gzip => Some(Decoder::Gzip(GzDecoder::new(sink()))),
             Coding::Deflate => Some(Decoder::DeflateUndecided(sink())),
             Coding::Identity | Coding::Other => None,
@@ -187,10 +195,15 @@ impl BodyReader {
             chunk: Chunk::Size,
             line: Vec::new(),
             len: 0,
-            raw_hasher: Some(Sha256::new()),
+            raw_hasher: opts.hash.then(Sha256::new),
+            broken: false,
             kept_raw: Vec::new(),
-            keep: opts.keep,
-            coding: opts.coding,
+            keep: if opts.hash { opts.keep } else { 0 },
+            coding: if opts.hash {
+                opts.coding
+            } else {
+                Coding::Identity
+            },
             decoder,
             decode_failed: false,
             decode_truncated: false,
@@ -306,6 +319,7 @@ impl BodyReader {
     /// further (the session resynchronises).
     fn framing_error(&mut self, used: usize) -> Fed {
         self.raw_hasher = None;
+        self.broken = true;
         self.done = true;
         self.missing = self.missing.max(1);
         Fed { used, done: true }
@@ -380,6 +394,7 @@ impl BodyReader {
     /// `len` bytes of the stream were lost here.
     pub fn gap(&mut self, len: u64) -> GapEffect {
         self.raw_hasher = None;
+        self.broken = true;
         match self.framing {
             Framing::Length(_) => {
                 let inside = len.min(self.remaining);
@@ -423,10 +438,12 @@ impl BodyReader {
                 self.missing += self.remaining;
                 self.remaining = 0;
                 self.raw_hasher = None;
+                self.broken = true;
             }
             Framing::Chunked => {
                 self.missing = self.missing.max(1);
                 self.raw_hasher = None;
+                self.broken = true;
             }
         }
         self.done = true;
@@ -434,7 +451,7 @@ impl BodyReader {
 
     /// Finishes decoding and returns the measurements.
     pub fn finish(mut self) -> BodyResult {
-        let complete = self.missing == 0 && self.raw_hasher.is_some();
+        let complete = self.missing == 0 && !self.broken;
         let sha256 = if complete {
             self.raw_hasher.take().map(|h| h.finalize().into())
         } else {
@@ -495,6 +512,7 @@ mod tests {
             coding: Coding::Identity,
             keep: 1024,
             decode_cap: 1 << 20,
+            hash: true,
         }
     }
 
@@ -587,6 +605,7 @@ mod tests {
                 coding: Coding::Gzip,
                 keep: 16,
                 decode_cap: 1000,
+                hash: true,
             },
         );
         r.feed(&gz);

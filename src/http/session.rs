@@ -82,10 +82,24 @@ pub struct SessionSettings {
     pub max_canon_body: usize,
     pub max_decoded_body: u64,
     pub max_response_keep: usize,
+    /// Hash every body (`--log-requests` prints them all).
+    pub hash_all: bool,
+    /// Otherwise hash the bodies of requests with these methods (upper case) or with a key
+    /// header, and of their responses: only those can ever be compared.
+    pub hash_methods: Vec<String>,
 }
 
 impl SessionSettings {
     pub fn new(http: &HttpConfig, limits: &Limits) -> Arc<SessionSettings> {
+        Self::with_hashing(http, limits, true, Vec::new())
+    }
+
+    pub fn with_hashing(
+        http: &HttpConfig,
+        limits: &Limits,
+        hash_all: bool,
+        hash_methods: Vec<String>,
+    ) -> Arc<SessionSettings> {
         Arc::new(SessionSettings {
             http: http.clone(),
             max_head_bytes: limits.max_head_bytes,
@@ -94,6 +108,8 @@ impl SessionSettings {
             max_canon_body: limits.max_canon_body_bytes,
             max_decoded_body: limits.max_decoded_body_bytes,
             max_response_keep: limits.max_response_body_bytes,
+            hash_all,
+            hash_methods,
         })
     }
 }
@@ -159,6 +175,8 @@ struct Exchange {
     resp_done: bool,
     /// The response was lost in a gap: the exchange waits for nothing more from the server.
     resp_lost: bool,
+    /// The request's body was hashed, so its response's is too.
+    hashed: bool,
     interim: Vec<u16>,
 }
 
@@ -218,6 +236,9 @@ pub struct Session {
     held: VecDeque<Held>,
     held_bytes: usize,
 }
+
+/// Header lines parsed without allocating; `--max-headers` above it uses the heap.
+const STACK_HEADERS: usize = 128;
 
 const METHODS: &[&[u8]] = &[
     b"GET",
@@ -423,11 +444,22 @@ fn json_id(body: &[u8]) -> Option<String> {
     if *first != b'{' {
         return None;
     }
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    match v.get("id")? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+    // Only `id` is built; every other member is skipped without allocating.
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(serde_json::Number),
+        Other(serde::de::IgnoredAny),
+    }
+    #[derive(serde::Deserialize)]
+    struct Top {
+        id: Option<Id>,
+    }
+    match serde_json::from_slice::<Top>(body).ok()?.id? {
+        Id::Text(s) => Some(s),
+        Id::Number(n) => Some(n.to_string()),
+        Id::Other(_) => None,
     }
 }
 
@@ -704,10 +736,18 @@ impl Session {
             Role::Responses => false,
             Role::Unknown => !head.starts_with(b"HTTP/"),
         };
+        // A fixed array on the stack: no allocation per message.
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        let mut heap;
         let n = self.cfg.max_headers;
-        let mut headers = vec![httparse::EMPTY_HEADER; n];
+        let headers: &mut [httparse::Header<'_>] = if n <= STACK_HEADERS {
+            stack.get_mut(..n).unwrap_or(&mut [])
+        } else {
+            heap = vec![httparse::EMPTY_HEADER; n];
+            &mut heap
+        };
         let ok = if is_request {
-            let mut req = httparse::Request::new(&mut headers);
+            let mut req = httparse::Request::new(headers);
             let parsed = httparse::ParserConfig::default()
                 .allow_multiple_spaces_in_request_line_delimiters(true)
                 .ignore_invalid_headers_in_requests(true)
@@ -716,11 +756,11 @@ impl Session {
                 Ok(httparse::Status::Complete(_)) => {
                     let method = req.method.unwrap_or("").to_string();
                     let target = req.path.unwrap_or("").to_string();
-                    let hs: Vec<httparse::Header<'_>> = req.headers.to_vec();
+                    let hs: &[httparse::Header<'_>] = req.headers;
                     if self.client.is_none() {
                         self.client = Some(side);
                     }
-                    self.on_request(side, method, target, &hs, em);
+                    self.on_request(side, method, target, hs, em);
                     true
                 }
                 Ok(httparse::Status::Partial) => false,
@@ -731,7 +771,7 @@ impl Session {
                 Err(_) => false,
             }
         } else {
-            let mut resp = httparse::Response::new(&mut headers);
+            let mut resp = httparse::Response::new(headers);
             let parsed = httparse::ParserConfig::default()
                 .allow_spaces_after_header_name_in_responses(true)
                 .allow_obsolete_multiline_headers_in_responses(true)
@@ -741,11 +781,11 @@ impl Session {
             match parsed {
                 Ok(httparse::Status::Complete(_)) => {
                     let status = resp.code.unwrap_or(0);
-                    let hs: Vec<httparse::Header<'_>> = resp.headers.to_vec();
+                    let hs: &[httparse::Header<'_>] = resp.headers;
                     if self.client.is_none() {
                         self.client = Some(side.other());
                     }
-                    self.on_response(side, status, &hs, em);
+                    self.on_response(side, status, hs, em);
                     true
                 }
                 Ok(httparse::Status::Partial) => false,
@@ -830,6 +870,12 @@ impl Session {
                 Err(()) => None,
             }
         };
+        let hashed = cfg.hash_all
+            || !request.keys.is_empty()
+            || cfg
+                .hash_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&request.method));
         let id = self.next_id;
         self.next_id += 1;
         self.pending.push_back(Exchange {
@@ -840,6 +886,7 @@ impl Session {
             resp_started: false,
             resp_done: false,
             resp_lost: false,
+            hashed,
             interim: Vec::new(),
         });
         if self.pending.len() > cfg.max_pending {
@@ -854,6 +901,7 @@ impl Session {
             coding,
             keep: cfg.max_canon_body,
             decode_cap: cfg.max_decoded_body,
+            hash: hashed,
         };
         match framing {
             Some(f) => {
@@ -992,6 +1040,7 @@ impl Session {
                         resp_started: false,
                         resp_done: false,
                         resp_lost: false,
+                        hashed: cfg.hash_all,
                         interim: Vec::new(),
                     },
                 );
@@ -1003,6 +1052,7 @@ impl Session {
         };
         ex.resp_started = true;
         let id = ex.id;
+        let hashed = ex.hashed;
         let method = ex
             .req
             .as_ref()
@@ -1027,6 +1077,7 @@ impl Session {
             coding,
             keep: if json { cfg.max_response_keep } else { 0 },
             decode_cap: cfg.max_decoded_body,
+            hash: hashed,
         };
         let tunnel = status == 101
             || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status));

@@ -5,7 +5,7 @@
 //! flows on FIN and RST, and ends them on idle timeout, eviction (table full) or end of input,
 //! always in creation order so output never depends on hash order.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::flow::{Endpoint, FlowInfo, FlowKey, Side};
 use super::seq::SeqNum;
@@ -164,7 +164,7 @@ pub struct FlowTable<S> {
 impl<S: StreamSink> FlowTable<S> {
     pub fn new(limits: &Limits) -> Self {
         FlowTable {
-            flows: HashMap::new(),
+            flows: HashMap::default(),
             max_flows: limits.max_flows.max(1),
             max_ooo: limits.max_ooo_bytes_per_flow,
             idle_ns: u64::try_from(limits.flow_idle_timeout.as_nanos()).unwrap_or(u64::MAX),

@@ -10,7 +10,7 @@ pub mod rules;
 pub mod scope;
 pub mod store;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -209,9 +209,9 @@ impl Tracker {
             attempts: ExpiringMap::new(cap),
             keyless: ExpiringMap::new(cap),
             endpoints: ExpiringMap::new(cap),
-            in_flight: HashMap::new(),
-            finished: HashMap::new(),
-            responses: HashMap::new(),
+            in_flight: HashMap::default(),
+            finished: HashMap::default(),
+            responses: HashMap::default(),
             cfg,
         }
     }

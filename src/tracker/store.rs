@@ -1,7 +1,9 @@
 //! Bounded maps that forget in capture time: each entry has a deadline; past it, or past the
 //! map's capacity (oldest first), entries go and are counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::hash::Hash;
 
 use crate::ts::Timestamp;
@@ -25,7 +27,7 @@ pub struct Removed {
 impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
     pub fn new(cap: usize) -> Self {
         ExpiringMap {
-            map: HashMap::new(),
+            map: HashMap::default(),
             queue: VecDeque::new(),
             cap: cap.max(1),
         }

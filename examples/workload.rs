@@ -1,0 +1,1220 @@
+//! Deterministic workload generator: realistic payment-API traffic as a classic pcap file, with
+//! a ground-truth sidecar of the alerts idemwatch must raise on it.
+//!
+//! ```sh
+//! cargo run --release --example workload -- --seed 7 --size 1G --out /tmp/gen.pcap
+//! cargo run --release --example workload -- --seed 1 --transactions 2000 --out /tmp/small.pcap
+//! ```
+//!
+//! Writes `OUT` (pcap, little-endian, microseconds, Ethernet) and `OUT.json`, the sidecar. The
+//! same seed and size give byte-identical files (the random numbers come from a xoshiro256**
+//! generator written out below, so no crate upgrade can change them).
+//!
+//! The traffic: clients `10.1.x.y` talk HTTP/1.1 to `api.example.com` at `10.0.0.9:80` over
+//! keep-alive connections (64 open at once, interleaved packet by packet, a few tens of
+//! microseconds apart), each with a full handshake and FIN teardown, correct checksums and ACK
+//! numbers, MSS 1460 segmentation and the request head and body in separate segments. A
+//! connection uses one of three API credentials (three scopes) and carries 1 to 15 transactions,
+//! one at a time. Per transaction:
+//!
+//! | share | request | answer | alerts |
+//! |---|---|---|---|
+//! | 36.5 % | `GET /v1/charges/ch_...` | 200 charge | none |
+//! | 55 % | keyed POST `/v1/charges`, `/v1/payment_intents` or `/v1/customers`, unique JSON body of 100 B to 8 KB (log-uniform) | 200 resource | none |
+//! | 5 % | plain retry of a completed keyed POST: same key, same body bytes | stored body, `Idempotent-Replayed: true` | none (counted in `retries`) |
+//! | 1 % | the key of a completed keyed POST, same path, another amount | 400 `idempotency_error` | `key_conflict` |
+//! | 2 % | keyless POST `/v1/charges`, unique body | 200 charge | `missing_key` |
+//! | ~0.5 % | a quarter of those keyless POSTs repeated 1 to 10 s later (same credential and bytes) | 200, another charge | `missing_key` + `keyless_duplicate` |
+//!
+//! 10 % of requests with a body are chunked (2 to 4 chunks), 15 % of responses are chunked, and
+//! 10 % of requests use lower-case header names. A retry or a conflict starts only after the
+//! exchange of the request it repeats has completed, and never while another request with that
+//! key is in flight; keyless POSTs start once a keyed POST to `/v1/charges` has completed (the
+//! first transaction of each of the first three connections is one, one per credential).
+//! Keyless duplicates still pending when the size is reached are sent at the end, each on a
+//! connection of its own, after idle time when they are not due yet.
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{self, Write};
+
+use serde_json::{Value, json};
+
+/// Command-line help.
+pub const USAGE: &str = "\
+usage: workload [--seed N] (--size SIZE | --transactions N) --out FILE
+
+Writes FILE, a pcap of payment-API traffic (HTTP/1.1 over TCP/IPv4/Ethernet), and FILE.json,
+the ground truth: counts of transactions, retries and the alerts idemwatch must raise.
+
+  --seed N            random seed (default 1); same seed and size give identical bytes
+  --size SIZE         stop starting transactions once the file has SIZE bytes; suffixes
+                      K, M, G (powers of 1024, optionally followed by B or iB), e.g. 1G
+  --transactions N    generate exactly N HTTP transactions instead
+  --out FILE          the pcap file to write (the sidecar goes to FILE.json)
+  -h, --help          this help";
+
+/// When to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Start no transaction once the file holds this many bytes (open ones finish).
+    Bytes(u64),
+    /// Exactly this many HTTP transactions.
+    Transactions(u64),
+}
+
+/// Generates the capture in memory: the pcap bytes and the sidecar.
+pub fn generate(seed: u64, target: Target) -> (Vec<u8>, Value) {
+    let mut pcap = Vec::new();
+    let sidecar = generate_to(seed, target, &mut pcap).expect("writing to memory cannot fail");
+    (pcap, sidecar)
+}
+
+/// Writes the capture to `out` (buffer it) and returns the sidecar.
+pub fn generate_to<W: Write>(seed: u64, target: Target, out: W) -> io::Result<Value> {
+    let mut g = Gen::new(seed, target, out);
+    g.run()?;
+    Ok(g.sidecar())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random numbers: xoshiro256** seeded through splitmix64.
+// ---------------------------------------------------------------------------------------------
+
+/// A small seeded generator (xoshiro256**), fixed here so that output never depends on a
+/// crate's version.
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = self.s[1] << 17;
+        self.s[2] ^= self.s[0];
+        self.s[3] ^= self.s[1];
+        self.s[1] ^= self.s[2];
+        self.s[0] ^= self.s[3];
+        self.s[2] ^= t;
+        self.s[3] = self.s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+
+    /// True with probability `per_mille` / 1000.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+fn base62(r: &mut Rng, n: usize) -> String {
+    (0..n)
+        .map(|_| BASE62[r.below(62) as usize] as char)
+        .collect()
+}
+
+fn uuid_v4(r: &mut Rng) -> String {
+    let a = r.next_u64();
+    let b = r.next_u64();
+    let a = (a & !0xf000) | 0x4000; // version 4
+    let b = (b & !(0b11 << 62)) | (0b10 << 62); // RFC 4122 variant
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The traffic model
+// ---------------------------------------------------------------------------------------------
+
+/// 2026-11-28T08:00:00Z, capture time of the first packet, in microseconds.
+const START_US: u64 = 1_795_852_800 * 1_000_000;
+const SERVER_IP: [u8; 4] = [10, 0, 0, 9];
+const SERVER_PORT: u16 = 80;
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];
+const MSS: usize = 1460;
+const CONCURRENCY: usize = 64;
+const CLIENT_HOSTS: usize = 4000;
+const HOST: &str = "api.example.com";
+const CREDENTIALS: [&str; 3] = [
+    "sk_test_51NqKd7LkR2Fv8xTq3mZpA0sWbYcH4uJ9eGiD6oE",
+    "sk_test_51PzWm2XcV7nB4aQs8rTyU1iOpL3kJ5hGfD0sA9Z",
+    "sk_test_51HbTr6YuI8oP2lKj4hGf7dSa1zXc3vBn5mQw9eR",
+];
+const PATHS: [&str; 3] = ["/v1/charges", "/v1/payment_intents", "/v1/customers"];
+const STRIPE_VERSION: &str = "2024-06-20";
+/// Completed keyed requests kept per credential for retries and conflicts.
+const POOL_CAP: usize = 4096;
+
+const FIN: u8 = 0x01;
+const SYN: u8 = 0x02;
+const PSH: u8 = 0x08;
+const ACK: u8 = 0x10;
+
+/// Client libraries: (User-Agent, X-Stripe-Client-User-Agent).
+const CLIENTS: [(&str, &str); 4] = [
+    (
+        "Stripe/v1 PythonBindings/7.4.0",
+        r#"{"bindings_version": "7.4.0", "lang": "python", "publisher": "stripe", "httplib": "requests", "lang_version": "3.11.6", "platform": "Linux-6.5.0-1017-aws-x86_64-with-glibc2.35"}"#,
+    ),
+    (
+        "Stripe/v1 RubyBindings/10.3.0",
+        r#"{"application":null,"bindings_version":"10.3.0","lang":"ruby","lang_version":"3.2.2 p53 (2023-03-30)","platform":"x86_64-linux","engine":"ruby","publisher":"stripe","uname":"Linux app-7 6.1.0 #1 SMP x86_64 GNU/Linux","hostname":"app-7"}"#,
+    ),
+    (
+        "Stripe/v1 NodeBindings/14.12.0",
+        r#"{"bindings_version":"14.12.0","lang":"node","lang_version":"v20.10.0","platform":"linux","publisher":"stripe","uname":"Linux web-3 5.15.0-91-generic x86_64","typescript":"false"}"#,
+    ),
+    (
+        "Stripe/v1 GoBindings/76.10.0",
+        r#"{"application":null,"bindings_version":"76.10.0","language":"go","language_version":"go1.21.5","publisher":"stripe","uname":"linux amd64"}"#,
+    ),
+];
+
+/// What decides a request body (so a retry can rebuild the same bytes).
+#[derive(Clone, Debug)]
+struct BodySpec {
+    /// Unique per fresh request: every body is different.
+    seq: u64,
+    path: usize,
+    amount: u64,
+    size: usize,
+    seed: u64,
+}
+
+/// What decides a 200 answer's body (so a replay can rebuild the stored bytes).
+#[derive(Clone, Debug)]
+struct ResourceSpec {
+    path: usize,
+    id: String,
+    created: u64,
+    amount: u64,
+    seq: u64,
+    seed: u64,
+}
+
+/// A keyed POST whose exchange completed: what retries and conflicts repeat.
+#[derive(Clone, Debug)]
+struct Original {
+    key: String,
+    body: BodySpec,
+    resource: ResourceSpec,
+    conflicted: bool,
+}
+
+#[derive(Debug)]
+enum Plan {
+    Get,
+    Keyed(usize),
+    Retry(Original),
+    Conflict(Original),
+    Keyless,
+    KeylessDup(BodySpec),
+}
+
+struct PendingDup {
+    cred: usize,
+    due: u64,
+    body: BodySpec,
+}
+
+/// Bookkeeping once the last byte of a response is on the wire.
+struct Done {
+    cred: usize,
+    store: Option<Original>,
+    release: Option<u64>,
+    learned_charges: bool,
+}
+
+struct Seg {
+    from_client: bool,
+    flags: u8,
+    payload: Vec<u8>,
+    done: Option<Box<Done>>,
+}
+
+struct Conn {
+    client_ip: [u8; 4],
+    client_port: u16,
+    cred: usize,
+    client: usize,
+    c_nxt: u32,
+    s_nxt: u32,
+    c_ipid: u16,
+    s_ipid: u16,
+    planned: u32,
+    done: u32,
+    queue: VecDeque<Seg>,
+    forced: Option<Plan>,
+    closing: bool,
+}
+
+struct Gen<W: Write> {
+    out: W,
+    rng: Rng,
+    seed: u64,
+    target: Target,
+    now: u64,
+    stopped: bool,
+    conns: Vec<Conn>,
+    host_ports: Vec<u16>,
+    pools: [VecDeque<Original>; 3],
+    busy: HashSet<u64>,
+    pending_dups: Vec<PendingDup>,
+    charges_learned: bool,
+    seq: u64,
+    frame: Vec<u8>,
+    record: [u8; 16],
+    // counts
+    bytes: u64,
+    packets: u64,
+    connections: u64,
+    transactions: u64,
+    with_body: u64,
+    retries: u64,
+    conflicts: u64,
+    keyless: u64,
+    dups: u64,
+    first_us: u64,
+}
+
+impl<W: Write> Gen<W> {
+    fn new(seed: u64, target: Target, out: W) -> Self {
+        let mut rng = Rng::new(seed);
+        let host_ports = (0..CLIENT_HOSTS)
+            .map(|_| 32768 + rng.below(20000) as u16)
+            .collect();
+        Gen {
+            out,
+            rng,
+            seed,
+            target,
+            now: START_US,
+            stopped: false,
+            conns: Vec::with_capacity(CONCURRENCY),
+            host_ports,
+            pools: [VecDeque::new(), VecDeque::new(), VecDeque::new()],
+            busy: HashSet::new(),
+            pending_dups: Vec::new(),
+            charges_learned: false,
+            seq: 0,
+            frame: Vec::with_capacity(2048),
+            record: [0; 16],
+            bytes: 0,
+            packets: 0,
+            connections: 0,
+            transactions: 0,
+            with_body: 0,
+            retries: 0,
+            conflicts: 0,
+            keyless: 0,
+            dups: 0,
+            first_us: 0,
+        }
+    }
+
+    fn sidecar(&self) -> Value {
+        let (size_target, tx_target) = match self.target {
+            Target::Bytes(b) => (Some(b), None),
+            Target::Transactions(n) => (None, Some(n)),
+        };
+        let missing = self.keyless + self.dups;
+        json!({
+            "seed": self.seed,
+            "size_target": size_target,
+            "transactions_target": tx_target,
+            "bytes": self.bytes,
+            "packets": self.packets,
+            "connections": self.connections,
+            "transactions": self.transactions,
+            "requests_with_body": self.with_body,
+            "retries": self.retries,
+            "capture_start_us": self.first_us,
+            "capture_end_us": if self.packets > 0 { self.now } else { 0 },
+            "alerts": {
+                "key_conflict": self.conflicts,
+                "missing_key": missing,
+                "keyless_duplicate": self.dups,
+            },
+            "total_alerts": self.conflicts + missing + self.dups,
+        })
+    }
+
+    /// Latches once the target is reached: no transaction or connection starts after that.
+    fn stop(&mut self) -> bool {
+        if !self.stopped {
+            self.stopped = match self.target {
+                Target::Bytes(b) => self.bytes >= b,
+                Target::Transactions(n) => self.transactions + self.pending_dups.len() as u64 >= n,
+            };
+        }
+        self.stopped
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        // Global header: magic, v2.4, thiszone, sigfigs, snaplen, Ethernet.
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        self.out.write_all(&h)?;
+        self.bytes = 24;
+
+        let initial = match self.target {
+            Target::Transactions(n) => CONCURRENCY.min(n as usize),
+            Target::Bytes(_) => CONCURRENCY,
+        };
+        for i in 0..initial {
+            if self.stop() {
+                break;
+            }
+            // The first connection of each credential opens with a keyed POST /v1/charges,
+            // so that endpoint is watched before any keyless request.
+            if i < CREDENTIALS.len() {
+                self.open_conn(i, Some(Plan::Keyed(0)), None);
+            } else {
+                let cred = self.rng.below(3) as usize;
+                self.open_conn(cred, None, None);
+            }
+        }
+        self.drive()?;
+
+        // Keyless duplicates still pending: each on a connection of its own, when due.
+        let mut pending = std::mem::take(&mut self.pending_dups);
+        pending.sort_by_key(|d| (d.due, d.body.seq));
+        for d in pending {
+            self.now = self.now.max(d.due);
+            self.open_conn(d.cred, Some(Plan::KeylessDup(d.body)), Some(1));
+            self.drive()?;
+        }
+        self.out.flush()
+    }
+
+    fn open_conn(&mut self, cred: usize, forced: Option<Plan>, planned: Option<u32>) {
+        let h = self.rng.below(CLIENT_HOSTS as u64) as usize;
+        let port = self.host_ports[h];
+        self.host_ports[h] = if port >= 60999 { 32768 } else { port + 1 };
+        // 1 to 15 transactions, mean about 7.
+        let planned = planned.unwrap_or_else(|| {
+            (1 + (15.0 * self.rng.unit().powf(1.25)) as u32).min(15)
+        });
+        let mut c = Conn {
+            client_ip: [10, 1, 1 + (h / 250) as u8, 1 + (h % 250) as u8],
+            client_port: port,
+            cred,
+            client: self.rng.below(CLIENTS.len() as u64) as usize,
+            c_nxt: self.rng.next_u64() as u32,
+            s_nxt: self.rng.next_u64() as u32,
+            c_ipid: self.rng.next_u64() as u16,
+            s_ipid: self.rng.next_u64() as u16,
+            planned,
+            done: 0,
+            queue: VecDeque::new(),
+            forced,
+            closing: false,
+        };
+        c.queue.push_back(seg(true, SYN, Vec::new()));
+        c.queue.push_back(seg(false, SYN | ACK, Vec::new()));
+        c.queue.push_back(seg(true, ACK, Vec::new()));
+        self.conns.push(c);
+        self.connections += 1;
+    }
+
+    /// Interleaves the open connections packet by packet until all have closed.
+    fn drive(&mut self) -> io::Result<()> {
+        while !self.conns.is_empty() {
+            let i = self.rng.below(self.conns.len() as u64) as usize;
+            if self.conns[i].queue.is_empty() {
+                if self.conns[i].closing {
+                    self.conns.swap_remove(i);
+                    if !self.stop() {
+                        let cred = self.rng.below(3) as usize;
+                        self.open_conn(cred, None, None);
+                    }
+                    continue;
+                }
+                let c = &self.conns[i];
+                let more = c.done < c.planned;
+                if c.forced.is_some() || (more && !self.stop()) {
+                    self.start_transaction(i);
+                } else {
+                    let c = &mut self.conns[i];
+                    c.queue.push_back(seg(true, FIN | ACK, Vec::new()));
+                    c.queue.push_back(seg(false, FIN | ACK, Vec::new()));
+                    c.queue.push_back(seg(true, ACK, Vec::new()));
+                    c.closing = true;
+                }
+            }
+            let s = self.conns[i].queue.pop_front().expect("queue was filled");
+            self.emit(i, s)?;
+        }
+        Ok(())
+    }
+
+    fn fresh_body(&mut self, path: usize) -> BodySpec {
+        self.seq += 1;
+        // Log-uniform between 100 B and 8 KB.
+        let size = (100.0 * (self.rng.unit() * (8192.0f64 / 100.0).ln()).exp()) as usize;
+        BodySpec {
+            seq: self.seq,
+            path,
+            amount: self.rng.range(50, 500_000),
+            size,
+            seed: self.rng.next_u64(),
+        }
+    }
+
+    fn fresh_resource(&mut self, path: usize, amount: u64) -> ResourceSpec {
+        self.seq += 1;
+        let id = match path {
+            0 => format!("ch_3{}", base62(&mut self.rng, 23)),
+            1 => format!("pi_3{}", base62(&mut self.rng, 23)),
+            _ => format!("cus_{}", base62(&mut self.rng, 14)),
+        };
+        ResourceSpec {
+            path,
+            id,
+            created: self.now / 1_000_000,
+            amount,
+            seq: self.seq,
+            seed: self.rng.next_u64(),
+        }
+    }
+
+    /// A completed keyed request of this credential not in flight again (and, for a conflict,
+    /// not conflicted yet).
+    fn pick_original(&mut self, cred: usize, conflict: bool) -> Option<Original> {
+        let n = self.pools[cred].len() as u64;
+        if n == 0 {
+            return None;
+        }
+        for _ in 0..4 {
+            let i = self.rng.below(n) as usize;
+            let o = &self.pools[cred][i];
+            if self.busy.contains(&o.body.seq) || (conflict && o.conflicted) {
+                continue;
+            }
+            if conflict {
+                self.pools[cred][i].conflicted = true;
+            }
+            return Some(self.pools[cred][i].clone());
+        }
+        None
+    }
+
+    fn choose_plan(&mut self, cred: usize) -> Plan {
+        let due = self
+            .pending_dups
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.cred == cred && d.due <= self.now)
+            .min_by_key(|(_, d)| (d.due, d.body.seq))
+            .map(|(i, _)| i);
+        if let Some(i) = due {
+            return Plan::KeylessDup(self.pending_dups.remove(i).body);
+        }
+        let r = self.rng.below(1000);
+        let keyed_path = |rng: &mut Rng| match rng.below(10) {
+            0..=4 => 0,
+            5..=7 => 1,
+            _ => 2,
+        };
+        if r < 365 {
+            Plan::Get
+        } else if r < 915 {
+            Plan::Keyed(keyed_path(&mut self.rng))
+        } else if r < 965 {
+            match self.pick_original(cred, false) {
+                Some(o) => Plan::Retry(o),
+                None => Plan::Keyed(keyed_path(&mut self.rng)),
+            }
+        } else if r < 975 {
+            match self.pick_original(cred, true) {
+                Some(o) => Plan::Conflict(o),
+                None => Plan::Keyed(keyed_path(&mut self.rng)),
+            }
+        } else if r < 995 && self.charges_learned {
+            Plan::Keyless
+        } else if r < 995 {
+            Plan::Keyed(0)
+        } else {
+            Plan::Get
+        }
+    }
+
+    fn start_transaction(&mut self, i: usize) {
+        let cred = self.conns[i].cred;
+        let client = self.conns[i].client;
+        let plan = match self.conns[i].forced.take() {
+            Some(p) => p,
+            None => self.choose_plan(cred),
+        };
+        self.conns[i].done += 1;
+        self.transactions += 1;
+
+        let lower = self.rng.chance(100);
+        let mut key: Option<String> = None;
+        let mut body: Option<Vec<u8>> = None;
+        let path: String;
+        let mut done = Done {
+            cred,
+            store: None,
+            release: None,
+            learned_charges: false,
+        };
+        // Response: status, body, replayed marker.
+        let (status, resp_body, replayed): (u16, Vec<u8>, bool);
+        match plan {
+            Plan::Get => {
+                let amount = self.rng.range(50, 500_000);
+                let res = self.fresh_resource(0, amount);
+                path = format!("/v1/charges/{}", res.id);
+                (status, resp_body, replayed) = (200, resource_body(&res), false);
+            }
+            Plan::Keyed(p) => {
+                let b = self.fresh_body(p);
+                let res = self.fresh_resource(p, b.amount);
+                let k = uuid_v4(&mut self.rng);
+                path = PATHS[p].to_string();
+                body = Some(request_body(&b));
+                (status, resp_body, replayed) = (200, resource_body(&res), false);
+                done.learned_charges = p == 0;
+                done.store = Some(Original {
+                    key: k.clone(),
+                    body: b,
+                    resource: res,
+                    conflicted: false,
+                });
+                key = Some(k);
+            }
+            Plan::Retry(o) => {
+                self.retries += 1;
+                self.busy.insert(o.body.seq);
+                done.release = Some(o.body.seq);
+                path = PATHS[o.body.path].to_string();
+                body = Some(request_body(&o.body));
+                (status, resp_body, replayed) = (200, resource_body(&o.resource), true);
+                key = Some(o.key);
+            }
+            Plan::Conflict(o) => {
+                self.conflicts += 1;
+                self.busy.insert(o.body.seq);
+                done.release = Some(o.body.seq);
+                let mut b = o.body.clone();
+                b.amount += self.rng.range(1, 10_000);
+                path = PATHS[b.path].to_string();
+                body = Some(request_body(&b));
+                let err = format!(
+                    concat!(
+                        r#"{{"error":{{"message":"Keys for idempotent requests can only be used "#,
+                        r#"with the same parameters they were first used with. Try using a key "#,
+                        r#"other than '{}' if you meant to execute a different request.","#,
+                        r#""request_log_url":"https://dashboard.example.com/logs/req_{}","#,
+                        r#""type":"idempotency_error"}}}}"#
+                    ),
+                    o.key,
+                    base62(&mut self.rng, 14)
+                );
+                (status, resp_body, replayed) = (400, err.into_bytes(), false);
+                key = Some(o.key);
+            }
+            Plan::Keyless => {
+                self.keyless += 1;
+                let b = self.fresh_body(0);
+                let res = self.fresh_resource(0, b.amount);
+                path = PATHS[0].to_string();
+                body = Some(request_body(&b));
+                (status, resp_body, replayed) = (200, resource_body(&res), false);
+                let room = match self.target {
+                    Target::Transactions(n) => {
+                        self.transactions + self.pending_dups.len() as u64 + 1 <= n
+                    }
+                    Target::Bytes(_) => true,
+                };
+                if room && self.rng.chance(250) {
+                    let due = self.now + self.rng.range(1_000_000, 9_900_000);
+                    self.pending_dups.push(PendingDup { cred, due, body: b });
+                }
+            }
+            Plan::KeylessDup(b) => {
+                self.dups += 1;
+                let res = self.fresh_resource(0, b.amount);
+                path = PATHS[0].to_string();
+                body = Some(request_body(&b));
+                (status, resp_body, replayed) = (200, resource_body(&res), false);
+            }
+        }
+
+        // Request head and body.
+        let method = if body.is_some() { "POST" } else { "GET" };
+        let chunked_req = body.is_some() && self.rng.chance(100);
+        let auth = format!("Bearer {}", CREDENTIALS[cred]);
+        let (ua, xua) = CLIENTS[client];
+        let mut headers: Vec<(&str, String)> = vec![
+            ("Host", HOST.to_string()),
+            ("User-Agent", ua.to_string()),
+            ("Accept", "*/*".to_string()),
+            ("Connection", "keep-alive".to_string()),
+            ("Authorization", auth),
+            ("Stripe-Version", STRIPE_VERSION.to_string()),
+            ("X-Stripe-Client-User-Agent", xua.to_string()),
+        ];
+        if let Some(k) = &key {
+            headers.push(("Idempotency-Key", k.clone()));
+        }
+        let framed_req = match &body {
+            Some(b) => {
+                headers.push(("Content-Type", "application/json".to_string()));
+                if chunked_req {
+                    headers.push(("Transfer-Encoding", "chunked".to_string()));
+                    let n = self.rng.range(2, 4) as usize;
+                    chunked(&mut self.rng, b, n)
+                } else {
+                    headers.push(("Content-Length", b.len().to_string()));
+                    b.clone()
+                }
+            }
+            None => Vec::new(),
+        };
+        if body.is_some() {
+            self.with_body += 1;
+        }
+        let req_head = head(&format!("{method} {path} HTTP/1.1"), &headers, lower);
+
+        // Response.
+        let reason = if status == 200 { "OK" } else { "Bad Request" };
+        let mut rh: Vec<(&str, String)> = vec![
+            ("Server", "nginx".to_string()),
+            ("Date", http_date(self.now / 1_000_000)),
+            ("Content-Type", "application/json".to_string()),
+        ];
+        let chunked_resp = self.rng.chance(150);
+        let resp_framed = if chunked_resp {
+            rh.push(("Transfer-Encoding", "chunked".to_string()));
+            let n = self.rng.range(1, 3) as usize;
+            chunked(&mut self.rng, &resp_body, n)
+        } else {
+            rh.push(("Content-Length", resp_body.len().to_string()));
+            resp_body
+        };
+        rh.push(("Connection", "keep-alive".to_string()));
+        rh.push(("Access-Control-Allow-Origin", "*".to_string()));
+        rh.push(("Cache-Control", "no-cache, no-store".to_string()));
+        if let Some(k) = &key {
+            rh.push(("Idempotency-Key", k.clone()));
+        }
+        if replayed {
+            rh.push(("Idempotent-Replayed", "true".to_string()));
+        }
+        rh.push(("Request-Id", format!("req_{}", base62(&mut self.rng, 14))));
+        rh.push(("Stripe-Version", STRIPE_VERSION.to_string()));
+        rh.push((
+            "Strict-Transport-Security",
+            "max-age=63072000; includeSubDomains; preload".to_string(),
+        ));
+        let mut resp = head(&format!("HTTP/1.1 {status} {reason}"), &rh, false);
+        resp.extend_from_slice(&resp_framed);
+
+        // Segments: head and body as two writes; the server acks every second segment and
+        // sometimes on its delayed-ACK timer; the client likewise for the response.
+        let mut client_segs = split(&req_head);
+        client_segs.extend(split(&framed_req));
+        let n = client_segs.len();
+        let ack_every_other = |k: usize, n: usize| (k + 1) % 2 == 0 && k + 1 < n;
+        let server_delayed_ack = self.rng.chance(300);
+        let client_final_ack = self.rng.chance(600);
+        let q = &mut self.conns[i].queue;
+        for (k, s) in client_segs.into_iter().enumerate() {
+            q.push_back(s.into_seg(true));
+            if ack_every_other(k, n) {
+                q.push_back(seg(false, ACK, Vec::new()));
+            }
+        }
+        if server_delayed_ack {
+            q.push_back(seg(false, ACK, Vec::new()));
+        }
+        let server_segs = split(&resp);
+        let n = server_segs.len();
+        let mut done = Some(Box::new(done));
+        for (k, s) in server_segs.into_iter().enumerate() {
+            let mut sg = s.into_seg(false);
+            if k + 1 == n {
+                sg.done = done.take();
+            }
+            q.push_back(sg);
+            if ack_every_other(k, n) {
+                q.push_back(seg(true, ACK, Vec::new()));
+            }
+        }
+        if client_final_ack {
+            q.push_back(seg(true, ACK, Vec::new()));
+        }
+    }
+
+    fn finish_exchange(&mut self, d: Done) {
+        if let Some(seq) = d.release {
+            self.busy.remove(&seq);
+        }
+        if let Some(o) = d.store {
+            let pool = &mut self.pools[d.cred];
+            if pool.len() == POOL_CAP {
+                pool.pop_front();
+            }
+            pool.push_back(o);
+        }
+        if d.learned_charges {
+            self.charges_learned = true;
+        }
+    }
+
+    fn emit(&mut self, i: usize, s: Seg) -> io::Result<()> {
+        self.now += self.rng.range(10, 60);
+        if self.packets == 0 {
+            self.first_us = self.now;
+        }
+        let c = &mut self.conns[i];
+        let (src, dst, sport, dport, seq, ack, ipid, window) = if s.from_client {
+            c.c_ipid = c.c_ipid.wrapping_add(1);
+            let v = (c.client_ip, SERVER_IP, c.client_port, SERVER_PORT);
+            (v.0, v.1, v.2, v.3, c.c_nxt, c.s_nxt, c.c_ipid, 64240u16)
+        } else {
+            c.s_ipid = c.s_ipid.wrapping_add(1);
+            let v = (SERVER_IP, c.client_ip, SERVER_PORT, c.client_port);
+            (v.0, v.1, v.2, v.3, c.s_nxt, c.c_nxt, c.s_ipid, 65160u16)
+        };
+        let ack = if s.flags & ACK != 0 { ack } else { 0 };
+        let syn = s.flags & SYN != 0;
+        let consumed = s.payload.len() as u32 + u32::from(syn) + u32::from(s.flags & FIN != 0);
+        if s.from_client {
+            c.c_nxt = c.c_nxt.wrapping_add(consumed);
+        } else {
+            c.s_nxt = c.s_nxt.wrapping_add(consumed);
+        }
+
+        let f = &mut self.frame;
+        f.clear();
+        let (dmac, smac) = if s.from_client {
+            (SERVER_MAC, CLIENT_MAC)
+        } else {
+            (CLIENT_MAC, SERVER_MAC)
+        };
+        f.extend_from_slice(&dmac);
+        f.extend_from_slice(&smac);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let opts: &[u8] = if syn { &[2, 4, 0x05, 0xb4] } else { &[] };
+        let tcp_len = 20 + opts.len() + s.payload.len();
+        let ip_len = (20 + tcp_len) as u16;
+        // IPv4
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&ip_len.to_be_bytes());
+        f.extend_from_slice(&ipid.to_be_bytes());
+        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        let ip_sum = checksum(&f[14..34], 0);
+        f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+        // TCP
+        f.extend_from_slice(&sport.to_be_bytes());
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&ack.to_be_bytes());
+        f.push((((20 + opts.len()) / 4) as u8) << 4);
+        f.push(s.flags);
+        f.extend_from_slice(&window.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend_from_slice(opts);
+        f.extend_from_slice(&s.payload);
+        let mut pseudo = 0u32;
+        for w in [&src, &dst] {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            pseudo += u32::from(u16::from_be_bytes([w[2], w[3]]));
+        }
+        pseudo += 6 + tcp_len as u32;
+        let tcp_sum = checksum(&f[34..], pseudo);
+        f[50..52].copy_from_slice(&tcp_sum.to_be_bytes());
+
+        let len = f.len() as u32;
+        let r = &mut self.record;
+        r[0..4].copy_from_slice(&((self.now / 1_000_000) as u32).to_le_bytes());
+        r[4..8].copy_from_slice(&((self.now % 1_000_000) as u32).to_le_bytes());
+        r[8..12].copy_from_slice(&len.to_le_bytes());
+        r[12..16].copy_from_slice(&len.to_le_bytes());
+        self.out.write_all(&self.record)?;
+        self.out.write_all(&self.frame)?;
+        self.bytes += 16 + u64::from(len);
+        self.packets += 1;
+
+        if let Some(d) = s.done {
+            self.finish_exchange(*d);
+        }
+        Ok(())
+    }
+}
+
+fn seg(from_client: bool, flags: u8, payload: Vec<u8>) -> Seg {
+    Seg {
+        from_client,
+        flags,
+        payload,
+        done: None,
+    }
+}
+
+/// One MSS-sized piece of a write; `last` ends the write (PSH).
+struct Piece {
+    data: Vec<u8>,
+    last: bool,
+}
+
+impl Piece {
+    fn into_seg(self, from_client: bool) -> Seg {
+        let flags = if self.last { PSH | ACK } else { ACK };
+        seg(from_client, flags, self.data)
+    }
+}
+
+fn split(data: &[u8]) -> Vec<Piece> {
+    let n = data.len().div_ceil(MSS);
+    data.chunks(MSS)
+        .enumerate()
+        .map(|(k, c)| Piece {
+            data: c.to_vec(),
+            last: k + 1 == n,
+        })
+        .collect()
+}
+
+/// Internet checksum of `data`, starting from a partial sum.
+fn checksum(data: &[u8], init: u32) -> u16 {
+    let mut sum = u64::from(init);
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes(c.try_into().expect("8 bytes"));
+        sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
+    }
+    let rest = chunks.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    }
+    if let [b] = pairs.remainder() {
+        sum += u64::from(*b) << 8;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn head(first: &str, headers: &[(&str, String)], lower: bool) -> Vec<u8> {
+    let mut h = Vec::with_capacity(768);
+    h.extend_from_slice(first.as_bytes());
+    h.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if lower {
+            h.extend_from_slice(name.to_ascii_lowercase().as_bytes());
+        } else {
+            h.extend_from_slice(name.as_bytes());
+        }
+        h.extend_from_slice(b": ");
+        h.extend_from_slice(value.as_bytes());
+        h.extend_from_slice(b"\r\n");
+    }
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+/// `body` in `n` chunks (chunked transfer coding), cut at random points.
+fn chunked(rng: &mut Rng, body: &[u8], n: usize) -> Vec<u8> {
+    let mut cuts: Vec<usize> = (1..n)
+        .map(|_| rng.range(1, body.len().max(2) as u64 - 1) as usize)
+        .collect();
+    cuts.push(0);
+    cuts.push(body.len());
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut out = Vec::with_capacity(body.len() + 16 * n + 5);
+    for w in cuts.windows(2) {
+        let part = &body[w[0]..w[1]];
+        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+/// Random lower-case words (and spaces) of exactly `n` bytes.
+fn filler(r: &mut Rng, n: usize, out: &mut Vec<u8>) {
+    const TABLE: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz e ta ";
+    let mut left = n;
+    while left > 0 {
+        let mut v = r.next_u64();
+        for _ in 0..left.min(8) {
+            out.push(TABLE[(v & 31) as usize]);
+            v >>= 8;
+        }
+        left -= left.min(8);
+    }
+}
+
+/// The JSON request body of `b`: unique per `seq`, about `size` bytes.
+fn request_body(b: &BodySpec) -> Vec<u8> {
+    let mut r = Rng::new(b.seed);
+    let customer = base62(&mut r, 14);
+    let prefix = match b.path {
+        0 => format!(
+            r#"{{"amount":{},"currency":"usd","customer":"cus_{}","source":"tok_visa","capture":true,"metadata":{{"order_id":"ord_{}","seq":{}}},"description":""#,
+            b.amount, customer, b.seed % 100_000_000, b.seq
+        ),
+        1 => format!(
+            r#"{{"amount":{},"currency":"eur","customer":"cus_{}","payment_method_types":["card"],"confirm":false,"metadata":{{"cart":"cart_{}","seq":{}}},"description":""#,
+            b.amount, customer, b.seed % 100_000_000, b.seq
+        ),
+        _ => format!(
+            r#"{{"email":"user{}@example.com","name":"Customer {}","balance":{},"preferred_locales":["en"],"metadata":{{"seq":{}}},"description":""#,
+            b.seq, customer, b.amount, b.seq
+        ),
+    };
+    let suffix = "\"}";
+    let mut out = Vec::with_capacity(b.size.max(prefix.len() + 2));
+    out.extend_from_slice(prefix.as_bytes());
+    let pad = b.size.saturating_sub(prefix.len() + suffix.len());
+    filler(&mut r, pad, &mut out);
+    out.extend_from_slice(suffix.as_bytes());
+    out
+}
+
+/// The JSON body of a 200 answer describing resource `s`.
+fn resource_body(s: &ResourceSpec) -> Vec<u8> {
+    let mut r = Rng::new(s.seed);
+    let customer = base62(&mut r, 14);
+    let s = match s.path {
+        0 => format!(
+            r#"{{"id":"{}","object":"charge","amount":{},"amount_captured":{},"amount_refunded":0,"balance_transaction":"txn_3{}","billing_details":{{"address":{{"city":null,"country":"US","line1":null,"line2":null,"postal_code":"{:05}","state":null}},"email":null,"name":null,"phone":null}},"captured":true,"created":{},"currency":"usd","customer":"cus_{}","description":null,"livemode":false,"metadata":{{"order_id":"ord_{}"}},"outcome":{{"network_status":"approved_by_network","reason":null,"risk_level":"normal","risk_score":{},"seller_message":"Payment complete.","type":"authorized"}},"paid":true,"payment_method":"pm_1{}","refunded":false,"status":"succeeded"}}"#,
+            s.id,
+            s.amount,
+            s.amount,
+            base62(&mut r, 23),
+            r.below(100_000),
+            s.created,
+            customer,
+            s.seq,
+            r.below(100),
+            base62(&mut r, 23)
+        ),
+        1 => format!(
+            r#"{{"id":"{}","object":"payment_intent","amount":{},"amount_received":0,"capture_method":"automatic","client_secret":"{}_secret_{}","created":{},"currency":"eur","customer":"cus_{}","livemode":false,"metadata":{{"seq":"{}"}},"payment_method_types":["card"],"status":"requires_payment_method"}}"#,
+            s.id,
+            s.amount,
+            s.id,
+            base62(&mut r, 25),
+            s.created,
+            customer,
+            s.seq
+        ),
+        _ => format!(
+            r#"{{"id":"{}","object":"customer","balance":{},"created":{},"currency":null,"delinquent":false,"email":"user{}@example.com","invoice_prefix":"{}","invoice_settings":{{"custom_fields":null,"default_payment_method":null,"footer":null,"rendering_options":null}},"livemode":false,"metadata":{{}},"phone":null,"preferred_locales":["en"],"shipping":null,"tax_exempt":"none"}}"#,
+            s.id,
+            s.amount,
+            s.created,
+            s.seq,
+            base62(&mut r, 8).to_ascii_uppercase()
+        ),
+    };
+    s.into_bytes()
+}
+
+/// RFC 9110 IMF-fixdate of a Unix time.
+fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+/// Parses `1G`, `500M`, `64KiB`, `1000` (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let lower = t.to_ascii_lowercase();
+    let stem = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (digits, mult) = match stem.chars().last()? {
+        'k' => (&stem[..stem.len() - 1], 1u64 << 10),
+        'm' => (&stem[..stem.len() - 1], 1 << 20),
+        'g' => (&stem[..stem.len() - 1], 1 << 30),
+        't' => (&stem[..stem.len() - 1], 1 << 40),
+        _ => (stem, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+struct Args {
+    seed: u64,
+    target: Target,
+    out: String,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut seed = 1u64;
+    let mut size = None;
+    let mut transactions = None;
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        if name == "-h" || name == "--help" {
+            return Err(String::new());
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name {
+            "--seed" => {
+                let v = value()?;
+                seed = v.parse().map_err(|_| format!("bad seed: {v}"))?;
+            }
+            "--size" => {
+                let v = value()?;
+                size = Some(parse_size(&v).ok_or_else(|| format!("bad size: {v}"))?);
+            }
+            "--transactions" => {
+                let v = value()?;
+                transactions = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("bad transaction count: {v}"))?,
+                );
+            }
+            "--out" | "-o" => out = Some(value()?),
+            _ => return Err(format!("unknown argument: {a}")),
+        }
+    }
+    let target = match (size, transactions) {
+        (Some(b), None) => Target::Bytes(b),
+        (None, Some(n)) => Target::Transactions(n),
+        (None, None) => return Err("give --size or --transactions".into()),
+        (Some(_), Some(_)) => return Err("give --size or --transactions, not both".into()),
+    };
+    let out = out.ok_or("--out is required")?;
+    Ok(Args { seed, target, out })
+}
+
+fn main() -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("workload: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = (|| -> io::Result<Value> {
+        let file = std::fs::File::create(&args.out)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, file);
+        let sidecar = generate_to(args.seed, args.target, &mut w)?;
+        w.flush()?;
+        let mut text = serde_json::to_string_pretty(&sidecar).expect("JSON of a Value");
+        text.push('\n');
+        std::fs::write(format!("{}.json", args.out), text)?;
+        Ok(sidecar)
+    })();
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "workload: wrote {} ({} bytes, {} packets, {} connections, {} transactions, {} alerts expected) and {}.json in {:.2} s",
+                args.out,
+                s["bytes"],
+                s["packets"],
+                s["connections"],
+                s["transactions"],
+                s["total_alerts"],
+                args.out,
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("workload: {}: {e}", args.out);
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! The offline run: source -> decode -> reassembly -> http -> output, in capture order.
+//!
+//! One thread reads and decodes; flows are sharded by their key over flow workers (reassembly
+//! and HTTP); every event carries an [`OrderKey`] (packet index, flow, rank), so the merge
+//! before the tracker puts them back in capture order: the output is the same byte for byte
+//! whatever the number of workers (`parallel.rs`).
+
+mod parallel;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::decode::{Decoded, Decoder, Segment};
+use crate::http::session::{Emitter, OrderKey, SessionSettings};
+use crate::http::{HttpEvent as HttpOut, Session};
+use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
+use crate::reassembly::FlowTable;
+use crate::source::{CaptureSet, SourceError};
+use crate::stats::Stats;
+use crate::tracker::{Alert, Tracker};
+use crate::ts::Timestamp;
+
+/// How often (capture time) idle flows and stale fragments are swept.
+const SWEEP_INTERVAL_NS: u64 = 1_000_000_000;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl RunError {
+    /// The exit status: 2 for usage errors, 1 for input and output errors.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Source(e) if e.is_usage() => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What a run did, for the end-of-run summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub stats: Stats,
+    pub files: usize,
+    pub elapsed_secs: f64,
+    pub last_ts: Timestamp,
+    /// The reader of the output went away before the end.
+    pub output_closed: bool,
+}
+
+/// Reassembly and HTTP for the flows of one shard: everything between decoding and the
+/// tracker. One per worker thread (or one in all when single-threaded).
+pub struct FlowWorker {
+    table: FlowTable<Session>,
+    settings: Arc<SessionSettings>,
+    pub emitter: Emitter,
+}
+
+impl FlowWorker {
+    pub fn new(config: &Config, shards: usize) -> FlowWorker {
+        let mut limits = config.limits.clone();
+        // The flow budget is shared by the shards.
+        limits.max_flows = (limits.max_flows / shards.max(1)).max(1);
+        FlowWorker {
+            table: FlowTable::new(&limits),
+            settings: SessionSettings::with_hashing(
+                &config.http,
+                &config.limits,
+                config.log_requests,
+                config.tracker.watch_methods.clone(),
+            ),
+            emitter: Emitter::default(),
+        }
+    }
+
+    /// Takes one segment, from the `packet_no`th frame of the input.
+    pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
+        self.emitter.set_packet(packet_no, seg.ts);
+        let settings = &self.settings;
+        let mut new_session =
+            |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
+        self.table.on_segment(
+            seg,
+            packet_no,
+            file_index,
+            &mut new_session,
+            &mut self.emitter,
+        );
+    }
+
+    /// Capture time passed: idle flows end, proven holes become gaps.
+    pub fn tick(&mut self, packet_no: u64, now: Timestamp) {
+        self.emitter.set_packet(packet_no, now);
+        self.table.sweep(now, &mut self.emitter);
+    }
+
+    /// End of input: ends every flow.
+    pub fn finish(&mut self, last_ts: Timestamp) {
+        self.emitter.set_packet(u64::MAX, last_ts);
+        self.table.finish_all(last_ts, &mut self.emitter);
+    }
+
+    /// Takes the events finished so far, in order.
+    pub fn drain(&mut self) -> Vec<(OrderKey, HttpOut)> {
+        let mut out = std::mem::take(&mut self.emitter.out);
+        out.sort_by_key(|(k, _)| *k);
+        out
+    }
+}
+
+/// Decides when capture time has moved on enough for a sweep.
+struct Clock {
+    next_sweep: Option<Timestamp>,
+}
+
+impl Clock {
+    /// True when a sweep is due at `ts`.
+    fn due(&mut self, ts: Timestamp) -> bool {
+        match self.next_sweep {
+            None => {
+                self.next_sweep = Some(ts.add_nanos(SWEEP_INTERVAL_NS));
+                false
+            }
+            Some(t) if ts >= t => {
+                self.next_sweep = Some(ts.add_nanos(SWEEP_INTERVAL_NS));
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+/// The number of flow workers for a configured thread count (0: the cores available).
+pub fn worker_count(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
+/// Reads capture files and writes events; returns the summary, or the error that stopped the
+/// run after everything found before it was written.
+pub fn run_read(
+    config: &Config,
+    files: &[PathBuf],
+    filter: Option<&str>,
+    out: &mut Output,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let source = CaptureSet::open(files, filter)?;
+    let names = source.names();
+    let judge = Judge {
+        tracker: Tracker::new(config.tracker.clone()),
+        stats: Stats::default(),
+        alerts: Vec::new(),
+    };
+    let workers = worker_count(config.threads);
+    let run = if workers <= 1 {
+        run_single(config, source, &names, judge, out)?
+    } else {
+        parallel::run(config, source, &names, judge, out, workers)?
+    };
+    tracing::info!(packets = run.packets, "end of input");
+    let mut summary = Summary {
+        stats: run.stats,
+        files: files.len(),
+        elapsed_secs: started.elapsed().as_secs_f64(),
+        last_ts: run.last_ts,
+        output_closed: run.closed,
+    };
+    if config.stats_event && !run.closed {
+        let ev = StatsEvent {
+            timestamp: run.last_ts,
+            event_type: "stats",
+            stats: &summary.stats,
+        };
+        out.write(&ev)?;
+    }
+    out.flush()?;
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    match run.failure {
+        // Exactly one line on stderr says what stopped the run (the caller prints it).
+        Some(e) => Err(RunError::Source(e)),
+        None => Ok(summary),
+    }
+}
+
+/// What the reading loop ended with.
+struct RunEnd {
+    stats: Stats,
+    packets: u64,
+    last_ts: Timestamp,
+    closed: bool,
+    failure: Option<SourceError>,
+}
+
+/// One thread: decode, reassemble, parse, judge and write, frame by frame.
+fn run_single(
+    config: &Config,
+    mut source: CaptureSet,
+    names: &[String],
+    mut judge: Judge,
+    out: &mut Output,
+) -> Result<RunEnd, RunError> {
+    let mut decoder = Decoder::new(&config.limits);
+    let mut worker = FlowWorker::new(config, 1);
+    let mut clock = Clock { next_sweep: None };
+    let mut packet_no = 0u64;
+    let mut last_ts = Timestamp::default();
+    let mut failure = None;
+    let mut closed = false;
+    loop {
+        match source.next_frame() {
+            Ok(Some(frame)) => {
+                last_ts = last_ts.max(frame.ts);
+                if let Decoded::Segment(seg) = decoder.decode(
+                    frame.ts,
+                    frame.link,
+                    frame.data,
+                    frame.wire_len,
+                    &mut worker.emitter.stats,
+                ) {
+                    worker.segment(&seg, packet_no, frame.file_index);
+                }
+                if clock.due(frame.ts) {
+                    decoder.expire(frame.ts, &mut worker.emitter.stats);
+                    worker.tick(packet_no, frame.ts);
+                }
+                packet_no += 1;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        if !worker.emitter.out.is_empty() && judge.write(config, names, worker.drain(), out)? {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        worker.finish(last_ts);
+        closed = judge.write(config, names, worker.drain(), out)?;
+    }
+    let mut stats = worker.emitter.stats.clone();
+    stats.merge(&judge.stats);
+    Ok(RunEnd {
+        stats,
+        packets: packet_no,
+        last_ts,
+        closed,
+        failure,
+    })
+}
+
+/// The policy stage: the tracker and its counters.
+struct Judge {
+    tracker: Tracker,
+    stats: Stats,
+    alerts: Vec<Alert>,
+}
+
+impl Judge {
+    /// Judges finished HTTP events, in order, and writes them and their alerts; true when the
+    /// reader closed the output.
+    fn write(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        events: Vec<(OrderKey, HttpOut)>,
+        out: &mut Output,
+    ) -> Result<bool, RunError> {
+        let redact = config.tracker.redact_keys;
+        for (_, ev) in events {
+            let now = match &ev {
+                HttpOut::Request { request, .. } => request.ts_end,
+                HttpOut::Transaction(tx) => tx.ts_done,
+            };
+            self.alerts.clear();
+            self.tracker
+                .on_event(&ev, now, &mut self.stats, &mut self.alerts);
+            crate::tracker::count_alerts(&mut self.stats, &self.alerts);
+            if let HttpOut::Transaction(tx) = &ev
+                && config.log_requests
+            {
+                let name = names.get(tx.conn.file_index).map(String::as_str);
+                if out.write(&HttpEvent::new(tx, name, redact))? == WriteOutcome::Closed {
+                    return Ok(true);
+                }
+            }
+            for a in &self.alerts {
+                if out.write(&AlertEvent::new(a, names, redact))? == WriteOutcome::Closed {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The short human summary on stderr.
+pub fn print_summary(s: &Summary) {
+    let st = &s.stats;
+    let mb = st.bytes as f64 / 1e6;
+    let rate = if s.elapsed_secs > 0.0 {
+        mb / s.elapsed_secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "idemwatch: read {} file{}: {} packets, {:.1} MB, {} flows, {} transactions ({} requests, {} responses), {} retries, {} alerts{}, {} gaps ({} bytes), {} flows evicted, {} fragments dropped, in {:.2} s ({:.1} MB/s)",
+        s.files,
+        if s.files == 1 { "" } else { "s" },
+        st.packets,
+        mb,
+        st.flows_created,
+        st.http_transactions,
+        st.http_requests,
+        st.http_responses,
+        st.tracker_retries,
+        st.alerts,
+        alerts_by_kind(st),
+        st.tcp_gaps,
+        st.tcp_gap_bytes,
+        st.flows_evicted,
+        st.fragments_dropped,
+        s.elapsed_secs,
+        rate
+    );
+}
+
+/// " (key_conflict 2, missing_key 1)" for the summary, or nothing.
+fn alerts_by_kind(st: &Stats) -> String {
+    let parts: Vec<String> = st
+        .entries()
+        .into_iter()
+        .filter(|(name, n)| *n > 0 && name.starts_with("alerts_"))
+        .map(|(name, n)| format!("{} {n}", name.trim_start_matches("alerts_")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
