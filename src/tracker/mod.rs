@@ -104,6 +104,59 @@ pub struct Alert {
     pub original_response: Option<Arc<Response>>,
 }
 
+/// A key as the tables hold it: 128 bits of its SHA-256, not the string (the string stays in
+/// the request kept for output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId([u8; 16]);
+
+impl KeyId {
+    pub fn of(key: &str) -> KeyId {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(key.as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+        KeyId(out)
+    }
+}
+
+/// The part of a request the tracker keeps (for the `request` and `original` objects and the
+/// comparisons): headers that only served scope and identity are dropped, strings trimmed.
+fn kept(req: &Request) -> Request {
+    let shrink = |s: &String| {
+        let mut t = s.clone();
+        t.shrink_to_fit();
+        t
+    };
+    Request {
+        method: shrink(&req.method),
+        path: shrink(&req.path),
+        host: req.host.as_ref().map(shrink),
+        keys: req
+            .keys
+            .iter()
+            .map(|k| crate::http::KeyHeader {
+                name: String::new(),
+                value: shrink(&k.value),
+            })
+            .collect(),
+        credential: None,
+        stripe_account: None,
+        stripe_context: None,
+        content_type: None,
+        content_encoding: None,
+        ts: req.ts,
+        ts_end: req.ts_end,
+        target_identity: req.target_identity,
+        body: req.body.clone(),
+        vlans: req.vlans,
+        stream_start: req.stream_start,
+        stream_end: req.stream_end,
+        peer_ack_at_start: req.peer_ack_at_start,
+        answered_at_start: req.answered_at_start,
+        lost_before: req.lost_before,
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -174,7 +227,7 @@ struct KeyEntry {
 
 /// The last keyed attempt at a request (for `key_churn`).
 struct Attempt {
-    key: String,
+    key: KeyId,
     tx: TxId,
     rec: Arc<ReqRec>,
     /// When it ended, whether badly (unanswered, aborted, 5xx, 409), and its response.
@@ -191,7 +244,7 @@ struct Keyless {
 /// The tracker's state.
 pub struct Tracker {
     cfg: TrackerConfig,
-    keys: ExpiringMap<(Scope, String), KeyEntry>,
+    keys: ExpiringMap<(Scope, KeyId), KeyEntry>,
     attempts: ExpiringMap<(Scope, Identity), Attempt>,
     keyless: ExpiringMap<(Scope, Identity), Keyless>,
     endpoints: ExpiringMap<String, ()>,
@@ -279,7 +332,7 @@ impl Tracker {
         let rec = Arc::new(ReqRec {
             id,
             conn: conn.clone(),
-            request: req.clone(),
+            request: kept(req),
         });
         let scope = Scope::of(req, self.cfg.scope);
         let identity = Identity::of(req);
@@ -316,7 +369,7 @@ impl Tracker {
             if identity.is_none() {
                 stats.tracker_incomplete_skipped += 1;
             }
-            let map_key = (scope, k.clone());
+            let map_key = (scope, KeyId::of(k));
             let mut start_new = true;
             if let Some(e) = self.keys.get_mut(&map_key) {
                 let age = now.since(e.first_ts);
@@ -393,7 +446,7 @@ impl Tracker {
             if let Some(ident) = identity {
                 let akey = (scope, ident);
                 if let Some(a) = self.attempts.get(&akey)
-                    && a.key != *k
+                    && a.key != KeyId::of(k)
                 {
                     match &a.ended {
                         None => waits.push((a.tx, AlertKind::KeyChurn)),
@@ -412,7 +465,7 @@ impl Tracker {
                 let r = self.attempts.insert(
                     akey,
                     Attempt {
-                        key: k.clone(),
+                        key: KeyId::of(k),
                         tx: id,
                         rec: rec.clone(),
                         ended: None,
@@ -546,7 +599,7 @@ impl Tracker {
         let mut then = Then::Nothing;
         let mut newly_stored = None;
         if let Some(k) = &f.key
-            && let Some(e) = self.keys.get_mut(&(f.scope, k.clone()))
+            && let Some(e) = self.keys.get_mut(&(f.scope, KeyId::of(k)))
         {
             e.in_flight.retain(|t| *t != tx.id);
             if e.first_tx == tx.id {
@@ -606,7 +659,7 @@ impl Tracker {
         if let (Some(stored), Some(k)) = (newly_stored, &f.key) {
             let waiting = self
                 .keys
-                .get_mut(&(f.scope, k.clone()))
+                .get_mut(&(f.scope, KeyId::of(k)))
                 .map(|e| std::mem::take(&mut e.conflicts_waiting))
                 .unwrap_or_default();
             for (rec, r) in waiting {
@@ -696,7 +749,7 @@ impl Tracker {
     fn original_of(&self, f: &InFlight) -> Option<Arc<ReqRec>> {
         let k = f.key.as_ref()?;
         self.keys
-            .get(&(f.scope, k.clone()))
+            .get(&(f.scope, KeyId::of(k)))
             .map(|e| e.first.clone())
     }
 
@@ -711,7 +764,7 @@ impl Tracker {
         let (orig, stored) = f
             .key
             .as_ref()
-            .and_then(|k| self.keys.get(&(f.scope, k.clone())))
+            .and_then(|k| self.keys.get(&(f.scope, KeyId::of(k))))
             .map(|e| (Some(e.first.clone()), e.stored.clone()))
             .unwrap_or((None, None));
         self.alert(

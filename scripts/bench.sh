@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Times `idemwatch read` against the floor, a bare libpcap loop that only counts packets
+# (examples/pcap_count.rs), on the same generated capture, alternating runs, and prints the
+# medians and ratios, with peak RSS.
+#
+#   bash scripts/bench.sh [SIZE] [RUNS]      # defaults: 1G, 5
+#
+# The capture is made by examples/workload.rs (seed 7) in $BENCH_DIR (default target/bench)
+# and reused while it exists. Run on an otherwise idle machine; the file should be in the page
+# cache (the first run warms it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-1G}
+RUNS=${2:-5}
+DIR=${BENCH_DIR:-target/bench}
+mkdir -p "$DIR"
+FILE="$DIR/workload-$SIZE.pcap"
+
+cargo build --release --quiet --bin idemwatch --example pcap_count --example workload
+BIN=target/release/idemwatch
+FLOOR=target/release/examples/pcap_count
+if [ ! -f "$FILE" ]; then
+    echo "generating $FILE ..." >&2
+    target/release/examples/workload --seed 7 --size "$SIZE" --out "$FILE"
+fi
+cat "$FILE" > /dev/null
+
+# time_of CMD...: prints "seconds maxrss_kb" of one run (stdout of CMD discarded).
+time_of() {
+    /usr/bin/time -f "%e %M" -o "$DIR/.time" "$@" > /dev/null 2> /dev/null
+    cat "$DIR/.time"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A T R
+CASES=(floor one many floor_stdin stdin)
+for _ in $(seq "$RUNS"); do
+    for c in "${CASES[@]}"; do
+        case $c in
+            floor) out=$(time_of "$FLOOR" "$FILE") ;;
+            one) out=$(time_of "$BIN" read -q --threads 1 "$FILE") ;;
+            many) out=$(time_of "$BIN" read -q "$FILE") ;;
+            floor_stdin) out=$(time_of sh -c "cat '$FILE' | $FLOOR -") ;;
+            stdin) out=$(time_of sh -c "cat '$FILE' | $BIN read -q --threads 1 -") ;;
+        esac
+        T[$c]+="${out% *}"$'\n'
+        R[$c]+="${out#* }"$'\n'
+    done
+done
+
+med() { printf '%s' "${T[$1]}" | median; }
+rss() { printf '%s' "${R[$1]}" | sort -n | tail -1; }
+floor=$(med floor)
+printf '%-34s %8s %8s %10s\n' "case ($SIZE, $RUNS runs)" "median s" "ratio" "max RSS MB"
+for c in "${CASES[@]}"; do
+    m=$(med "$c")
+    base=$floor
+    [ "$c" = stdin ] && base=$(med floor_stdin)
+    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    case $c in
+        floor) label="libpcap counting loop" ;;
+        one) label="idemwatch read --threads 1" ;;
+        many) label="idemwatch read (threads: $(nproc))" ;;
+        floor_stdin) label="libpcap loop, stdin" ;;
+        stdin) label="idemwatch read --threads 1 -, stdin" ;;
+    esac
+    printf '%-34s %8s %8s %10s\n' "$label" "$m" "${ratio}x" "$(( $(rss "$c") / 1024 ))"
+done
+"$BIN" read --stats --threads 1 "$FILE" 2>&1 >/dev/null | tail -1
