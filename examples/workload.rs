@@ -434,9 +434,8 @@ impl<W: Write> Gen<W> {
         let port = self.host_ports[h];
         self.host_ports[h] = if port >= 60999 { 32768 } else { port + 1 };
         // 1 to 15 transactions, mean about 7.
-        let planned = planned.unwrap_or_else(|| {
-            (1 + (15.0 * self.rng.unit().powf(1.25)) as u32).min(15)
-        });
+        let planned =
+            planned.unwrap_or_else(|| (1 + (15.0 * self.rng.unit().powf(1.25)) as u32).min(15));
         let mut c = Conn {
             client_ip: [10, 1, 1 + (h / 250) as u8, 1 + (h % 250) as u8],
             client_port: port,
@@ -666,7 +665,7 @@ impl<W: Write> Gen<W> {
                 (status, resp_body, replayed) = (200, resource_body(&res), false);
                 let room = match self.target {
                     Target::Transactions(n) => {
-                        self.transactions + self.pending_dups.len() as u64 + 1 <= n
+                        self.transactions + (self.pending_dups.len() as u64) < n
                     }
                     Target::Bytes(_) => true,
                 };
@@ -759,7 +758,7 @@ impl<W: Write> Gen<W> {
         let mut client_segs = split(&req_head);
         client_segs.extend(split(&framed_req));
         let n = client_segs.len();
-        let ack_every_other = |k: usize, n: usize| (k + 1) % 2 == 0 && k + 1 < n;
+        let ack_every_other = |k: usize, n: usize| (k + 1).is_multiple_of(2) && k + 1 < n;
         let server_delayed_ack = self.rng.chance(300);
         let client_final_ack = self.rng.chance(600);
         let q = &mut self.conns[i].queue;
@@ -1004,11 +1003,17 @@ fn request_body(b: &BodySpec) -> Vec<u8> {
     let prefix = match b.path {
         0 => format!(
             r#"{{"amount":{},"currency":"usd","customer":"cus_{}","source":"tok_visa","capture":true,"metadata":{{"order_id":"ord_{}","seq":{}}},"description":""#,
-            b.amount, customer, b.seed % 100_000_000, b.seq
+            b.amount,
+            customer,
+            b.seed % 100_000_000,
+            b.seq
         ),
         1 => format!(
             r#"{{"amount":{},"currency":"eur","customer":"cus_{}","payment_method_types":["card"],"confirm":false,"metadata":{{"cart":"cart_{}","seq":{}}},"description":""#,
-            b.amount, customer, b.seed % 100_000_000, b.seq
+            b.amount,
+            customer,
+            b.seed % 100_000_000,
+            b.seq
         ),
         _ => format!(
             r#"{{"email":"user{}@example.com","name":"Customer {}","balance":{},"preferred_locales":["en"],"metadata":{{"seq":{}}},"description":""#,

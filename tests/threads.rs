@@ -50,5 +50,8 @@ fn output_is_byte_identical_with_one_worker_or_many() {
             );
         }
     }
-    assert!(lines > 2000, "the comparison covered real output ({lines} lines)");
+    assert!(
+        lines > 2000,
+        "the comparison covered real output ({lines} lines)"
+    );
 }

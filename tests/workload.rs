@@ -1,0 +1,120 @@
+//! The workload generator (`examples/workload.rs`) against idemwatch: on a generated capture,
+//! idemwatch must see every transaction, count every plain retry and raise exactly the alerts
+//! of the ground truth, by kind, and nothing else. The generator must be deterministic.
+
+#[allow(dead_code)]
+#[path = "../examples/workload.rs"]
+mod workload;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use workload::Target;
+
+/// Runs `idemwatch read --stats FILE`: alert counts by kind, and the stats object.
+fn read(path: &Path) -> (BTreeMap<String, u64>, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_idemwatch"))
+        .args(["read", "--stats"])
+        .arg(path)
+        .output()
+        .expect("run idemwatch");
+    assert!(
+        out.status.success(),
+        "idemwatch failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut alerts = BTreeMap::new();
+    let mut stats = None;
+    for line in String::from_utf8(out.stdout).expect("UTF-8").lines() {
+        let v: Value = serde_json::from_str(line).expect("one JSON object per line");
+        match v["event_type"].as_str() {
+            Some("alert") => {
+                let kind = v["kind"].as_str().expect("kind").to_string();
+                *alerts.entry(kind).or_insert(0) += 1;
+            }
+            Some("stats") => stats = Some(v["stats"].clone()),
+            _ => {}
+        }
+    }
+    (alerts, stats.expect("a stats line"))
+}
+
+fn count(v: &Value) -> u64 {
+    v.as_u64().expect("a count")
+}
+
+#[test]
+fn idemwatch_matches_the_ground_truth() {
+    let (pcap, truth) = workload::generate(1, Target::Transactions(2000));
+    assert_eq!(pcap.len() as u64, count(&truth["bytes"]));
+    assert_eq!(count(&truth["transactions"]), 2000);
+    // The capture exercises every kind it promises (and plain retries).
+    for kind in ["key_conflict", "missing_key", "keyless_duplicate"] {
+        assert!(count(&truth["alerts"][kind]) > 0, "no {kind} generated");
+    }
+    assert!(count(&truth["retries"]) > 0);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("gen.pcap");
+    std::fs::write(&file, &pcap).expect("write capture");
+    let (alerts, stats) = read(&file);
+
+    let expected: BTreeMap<String, u64> = truth["alerts"]
+        .as_object()
+        .expect("alerts object")
+        .iter()
+        .map(|(k, v)| (k.clone(), count(v)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(alerts, expected, "alerts by kind");
+    assert_eq!(
+        alerts.values().sum::<u64>(),
+        count(&truth["total_alerts"]),
+        "total alerts"
+    );
+    assert_eq!(
+        count(&stats["http_transactions"]),
+        count(&truth["transactions"])
+    );
+    assert_eq!(count(&stats["tracker_retries"]), count(&truth["retries"]));
+    assert_eq!(count(&stats["tcp_gaps"]), 0);
+    assert_eq!(count(&stats["packets"]), count(&truth["packets"]));
+    assert_eq!(count(&stats["flows_created"]), count(&truth["connections"]));
+    assert_eq!(count(&stats["bad_checksums"]), 0);
+    assert_eq!(count(&stats["http_parse_errors"]), 0);
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    let (a, ta) = workload::generate(1, Target::Transactions(2000));
+    let (b, tb) = workload::generate(1, Target::Transactions(2000));
+    assert!(a == b, "same seed, different captures");
+    assert_eq!(ta, tb);
+    let (c, _) = workload::generate(2, Target::Transactions(2000));
+    assert!(a != c, "another seed, same capture");
+}
+
+#[test]
+fn size_target_is_reached_and_not_overshot_much() {
+    let target = 3 << 20;
+    let (a, truth) = workload::generate(5, Target::Bytes(target));
+    let (b, _) = workload::generate(5, Target::Bytes(target));
+    assert!(a == b);
+    let len = a.len() as u64;
+    assert_eq!(len, count(&truth["bytes"]));
+    assert!(len >= target && len < target + (1 << 20), "{len} bytes");
+    assert_eq!(count(&truth["size_target"]), target);
+}
+
+#[test]
+fn sizes_parse_with_suffixes() {
+    assert_eq!(workload::parse_size("1G"), Some(1 << 30));
+    assert_eq!(workload::parse_size("500m"), Some(500 << 20));
+    assert_eq!(workload::parse_size("64KiB"), Some(64 << 10));
+    assert_eq!(workload::parse_size("2MB"), Some(2 << 20));
+    assert_eq!(workload::parse_size("1000"), Some(1000));
+    assert_eq!(workload::parse_size("G"), None);
+    assert_eq!(workload::parse_size("1X"), None);
+}
