@@ -189,6 +189,14 @@ impl BodyReader {
             Framing::Length(n) => (n, Some(n)),
             _ => (0, None),
         };
+        // One allocation of the right size when the length is known.
+        let keep_raw = if opts.hash && opts.coding == Coding::Identity {
+            usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(opts.keep)
+        } else {
+            0
+        };
         BodyReader {
             framing,
             remaining,
@@ -197,7 +205,7 @@ impl BodyReader {
             len: 0,
             raw_hasher: opts.hash.then(Sha256::new),
             broken: false,
-            kept_raw: Vec::new(),
+            kept_raw: Vec::with_capacity(keep_raw),
             keep: if opts.hash { opts.keep } else { 0 },
             coding: if opts.hash {
                 opts.coding

@@ -93,7 +93,7 @@ const HOLE_GRACE_PACKETS: u32 = 4;
 const HOLE_GRACE_NS: u64 = 50_000_000;
 
 /// Unacknowledged bytes kept for overlap checks (amortised: trimmed at twice this).
-const RECENT_KEEP: usize = 2048;
+const RECENT_KEEP: usize = 1536;
 
 /// What travels with a segment's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -180,8 +180,9 @@ impl HalfStream {
                 self.acked = Some(off);
             }
             if off >= self.next && !self.recent.is_empty() {
-                // The receiver has it all: retransmissions of it are discarded there too.
-                self.recent = Vec::new();
+                // The receiver has it all: retransmissions of it are discarded there too. The
+                // buffer keeps its capacity (bounded) so that every packet does not allocate.
+                self.recent.clear();
             }
             self.settle(side, ts, sink, ctx);
         }
