@@ -103,11 +103,11 @@ mod tests {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(|i| Value::from(i)),
-            any::<u64>().prop_map(|u| Value::from(u)),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
-                .prop_map(|f| Value::from(f)),
+                .prop_map(Value::from),
             "\\PC{0,8}".prop_map(Value::String),
             "[a-z\\u{0}-\\u{1f}\"\\\\\u{e9}\u{20ac}\u{1f600}\u{fb33}]{0,6}".prop_map(Value::String),
         ];
