@@ -69,15 +69,11 @@ impl<'a> AlertEvent<'a> {
                 category: "idempotency",
                 severity: a.kind.severity().eve(),
             },
-            request: RequestObj::new(
-                &a.request.conn,
-                &a.request.request,
-                name(a.request.conn.file_index),
-                redact_keys,
-            ),
-            original: a.original.as_ref().map(|o| {
-                RequestObj::new(&o.conn, &o.request, name(o.conn.file_index), redact_keys)
-            }),
+            request: RequestObj::from_kept(&a.request, name(a.request.conn.file_index), redact_keys),
+            original: a
+                .original
+                .as_ref()
+                .map(|o| RequestObj::from_kept(o, name(o.conn.file_index), redact_keys)),
             response: a.response.as_deref().map(ResponseObj::new),
             original_response: a.original_response.as_deref().map(ResponseObj::new),
         }

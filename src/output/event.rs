@@ -122,6 +122,39 @@ impl<'a> RequestObj<'a> {
     }
 }
 
+impl<'a> RequestObj<'a> {
+    /// From the tracker's kept form of a request.
+    pub fn from_kept(
+        r: &'a crate::tracker::ReqRec,
+        pcap_filename: Option<&'a str>,
+        redact_keys: bool,
+    ) -> Self {
+        let (idempotency_key, idempotency_key_sha256) =
+            key_fields(r.key.as_deref().map(str::to_string), redact_keys);
+        RequestObj {
+            ts: r.ts,
+            flow_id: r.conn.flow_id,
+            community_id: &r.conn.community_id,
+            src_ip: r.conn.client.ip,
+            src_port: r.conn.client.port,
+            dest_ip: r.conn.server.ip,
+            dest_port: r.conn.server.port,
+            vlan: (!r.vlans.is_empty()).then(|| r.vlans.as_slice()),
+            method: &r.method,
+            host: r.host.as_deref(),
+            path: &r.path,
+            idempotency_key,
+            idempotency_key_sha256,
+            body_len: r.body_len,
+            body_sha256: r.body_sha256.as_ref().map(hex),
+            body_canon_sha256: r.body_canon_sha256.as_ref().map(hex),
+            body_complete: r.body_complete,
+            body_missing_bytes: (!r.body_complete).then_some(r.body_missing),
+            pcap_filename,
+        }
+    }
+}
+
 impl<'a> ResponseObj<'a> {
     pub fn new(resp: &'a Response) -> Self {
         ResponseObj {

@@ -79,12 +79,48 @@ impl Default for TrackerConfig {
     }
 }
 
-/// A request as the tracker keeps it (for the `request` and `original` objects).
+/// A request as the tracker keeps it: what the `request` and `original` objects print, and
+/// nothing else (a key's first request is kept for a window or two, so it is kept small).
 #[derive(Debug)]
 pub struct ReqRec {
     pub id: TxId,
     pub conn: Conn,
-    pub request: Request,
+    pub ts: Timestamp,
+    pub method: Box<str>,
+    pub path: Box<str>,
+    pub host: Option<Box<str>>,
+    /// The first key, unquoted.
+    pub key: Option<Box<str>>,
+    /// Every key value, when several key header lines were sent.
+    pub all_keys: Option<Box<[String]>>,
+    pub body_len: u64,
+    pub body_sha256: Option<[u8; 32]>,
+    pub body_canon_sha256: Option<[u8; 32]>,
+    pub body_complete: bool,
+    pub body_missing: u64,
+    pub vlans: crate::decode::Vlans,
+}
+
+impl ReqRec {
+    pub fn new(id: TxId, conn: &Conn, req: &Request) -> ReqRec {
+        ReqRec {
+            id,
+            conn: conn.clone(),
+            ts: req.ts,
+            method: req.method.as_str().into(),
+            path: req.path.as_str().into(),
+            host: req.host.as_deref().map(Into::into),
+            key: req.idempotency_key().map(Into::into),
+            all_keys: (req.keys.len() > 1)
+                .then(|| req.keys.iter().map(|k| k.key()).collect()),
+            body_len: req.body.len,
+            body_sha256: req.body.sha256,
+            body_canon_sha256: req.body.canon_sha256,
+            body_complete: req.body.complete,
+            body_missing: req.body.missing,
+            vlans: req.vlans,
+        }
+    }
 }
 
 /// One alert, ready for output.
@@ -116,44 +152,6 @@ impl KeyId {
         let mut out = [0u8; 16];
         out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
         KeyId(out)
-    }
-}
-
-/// The part of a request the tracker keeps (for the `request` and `original` objects and the
-/// comparisons): headers that only served scope and identity are dropped, strings trimmed.
-fn kept(req: &Request) -> Request {
-    let shrink = |s: &String| {
-        let mut t = s.clone();
-        t.shrink_to_fit();
-        t
-    };
-    Request {
-        method: shrink(&req.method),
-        path: shrink(&req.path),
-        host: req.host.as_ref().map(shrink),
-        keys: req
-            .keys
-            .iter()
-            .map(|k| crate::http::KeyHeader {
-                name: String::new(),
-                value: shrink(&k.value),
-            })
-            .collect(),
-        credential: None,
-        stripe_account: None,
-        stripe_context: None,
-        content_type: None,
-        content_encoding: None,
-        ts: req.ts,
-        ts_end: req.ts_end,
-        target_identity: req.target_identity,
-        body: req.body.clone(),
-        vlans: req.vlans,
-        stream_start: req.stream_start,
-        stream_end: req.stream_end,
-        peer_ack_at_start: req.peer_ack_at_start,
-        answered_at_start: req.answered_at_start,
-        lost_before: req.lost_before,
     }
 }
 
@@ -194,6 +192,7 @@ struct Waiter {
 /// A request between its arrival and the end of its exchange.
 struct InFlight {
     rec: Arc<ReqRec>,
+    identity: Option<Identity>,
     scope: Scope,
     key: Option<String>,
     role: Role,
@@ -329,11 +328,7 @@ impl Tracker {
     fn on_request(&mut self, id: TxId, conn: &Conn, req: &Request, stats: &mut Stats) {
         stats.tracker_requests += 1;
         let now = req.ts_end;
-        let rec = Arc::new(ReqRec {
-            id,
-            conn: conn.clone(),
-            request: kept(req),
-        });
+        let rec = Arc::new(ReqRec::new(id, conn, req));
         let scope = Scope::of(req, self.cfg.scope);
         let identity = Identity::of(req);
         let mut pending = Vec::new();
@@ -520,6 +515,7 @@ impl Tracker {
             id,
             InFlight {
                 rec,
+                identity,
                 scope,
                 key: req.idempotency_key(),
                 role,
@@ -541,8 +537,9 @@ impl Tracker {
         original: Option<Arc<ReqRec>>,
         original_response: Option<Arc<Response>>,
     ) -> Alert {
-        let all_keys = (kind == AlertKind::InvalidKey && rec.request.keys.len() > 1)
-            .then(|| rec.request.keys.iter().map(|k| k.key()).collect());
+        let all_keys = (kind == AlertKind::InvalidKey)
+            .then(|| rec.all_keys.as_ref().map(|k| k.to_vec()))
+            .flatten();
         Alert {
             ts,
             kind,
@@ -665,6 +662,7 @@ impl Tracker {
             for (rec, r) in waiting {
                 let fake = InFlight {
                     rec,
+                    identity: None,
                     scope: f.scope,
                     key: f.key.clone(),
                     role: Role::Conflict,
@@ -676,7 +674,7 @@ impl Tracker {
         }
 
         // key_churn bookkeeping: how the attempt ended.
-        if let Some(ident) = Identity::of(&f.rec.request)
+        if let Some(ident) = f.identity
             && let Some(a) = self.attempts.get_mut(&(f.scope, ident))
             && a.tx == tx.id
         {
@@ -688,7 +686,7 @@ impl Tracker {
             let deadline = now.add_nanos(nanos(self.cfg.churn_window).max(1));
             self.attempts.touch(&(f.scope, ident), deadline);
         }
-        if let Some(ident) = Identity::of(&f.rec.request)
+        if let Some(ident) = f.identity
             && let Some(k) = self.keyless.get_mut(&(f.scope, ident))
             && k.tx == tx.id
         {

@@ -420,8 +420,7 @@ fn key_churn_while_in_flight_or_soon_after_a_bad_end() {
             .original
             .as_ref()
             .unwrap()
-            .request
-            .idempotency_key()
+            .key
             .as_deref(),
         Some("k1")
     );
