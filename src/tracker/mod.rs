@@ -599,6 +599,10 @@ impl Tracker {
             && let Some(e) = self.keys.get_mut(&(f.scope, KeyId::of(k)))
         {
             e.in_flight.retain(|t| *t != tx.id);
+            if e.in_flight.is_empty() {
+                // Most keys are never in flight again: give the buffer back.
+                e.in_flight = Vec::new();
+            }
             if e.first_tx == tx.id {
                 e.first_response = response.clone();
             }

@@ -88,12 +88,10 @@ impl Scope {
     }
 }
 
-/// "The same request": method, target with sorted query, canonical body.
+/// "The same request": method, target with sorted query, canonical body; held as 128 bits of
+/// their SHA-256 (tables hold one per tracked request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Identity {
-    pub method_target: [u8; 32],
-    pub canon: [u8; 32],
-}
+pub struct Identity(pub [u8; 16]);
 
 impl Identity {
     /// `None` when the body is incomplete: such a request is never compared.
@@ -102,10 +100,13 @@ impl Identity {
         if !req.body.complete {
             return None;
         }
-        Some(Identity {
-            method_target: method_target(req),
-            canon,
-        })
+        let mut h = Sha256::new();
+        h.update(method_target(req));
+        h.update(canon);
+        let d = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
+        Some(Identity(out))
     }
 }
 

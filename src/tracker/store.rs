@@ -101,7 +101,7 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
 
     /// Keeps the queue from growing past a few times the map (stale entries from touches).
     fn compact(&mut self) {
-        if self.queue.len() > 4 * self.map.len() + 64 {
+        if self.queue.len() > 2 * self.map.len() + 64 {
             let map = &self.map;
             self.queue
                 .retain(|(d, k)| map.get(k).is_some_and(|(_, dl)| dl == d));
