@@ -69,13 +69,17 @@ impl<'a> AlertEvent<'a> {
                 category: "idempotency",
                 severity: a.kind.severity().eve(),
             },
-            request: RequestObj::from_kept(&a.request, name(a.request.conn.file_index), redact_keys),
+            request: RequestObj::from_kept(
+                &a.request,
+                name(a.request.conn.file_index),
+                redact_keys,
+            ),
             original: a
                 .original
                 .as_ref()
                 .map(|o| RequestObj::from_kept(o, name(o.conn.file_index), redact_keys)),
-            response: a.response.as_deref().map(ResponseObj::new),
-            original_response: a.original_response.as_deref().map(ResponseObj::new),
+            response: a.response.as_deref().map(ResponseObj::from_kept),
+            original_response: a.original_response.as_deref().map(ResponseObj::from_kept),
         }
     }
 }

@@ -156,6 +156,21 @@ impl<'a> RequestObj<'a> {
 }
 
 impl<'a> ResponseObj<'a> {
+    /// From the tracker's kept form of a response.
+    pub fn from_kept(r: &'a crate::tracker::RespRec) -> Self {
+        ResponseObj {
+            ts: r.ts,
+            status: r.status,
+            interim_statuses: &r.interim,
+            body_len: r.body_len,
+            body_sha256: r.body_sha256.as_ref().map(hex),
+            body_complete: r.body_complete,
+            body_missing_bytes: (!r.body_complete).then_some(r.body_missing),
+            resource_id: r.resource_id.as_deref(),
+            replayed: r.replayed,
+        }
+    }
+
     pub fn new(resp: &'a Response) -> Self {
         ResponseObj {
             ts: resp.ts,

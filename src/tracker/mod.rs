@@ -101,6 +101,36 @@ pub struct ReqRec {
     pub vlans: crate::decode::Vlans,
 }
 
+/// A response as the tracker keeps it (a key's stored result lives a window or two).
+#[derive(Debug)]
+pub struct RespRec {
+    pub ts: Timestamp,
+    pub status: u16,
+    pub interim: Box<[u16]>,
+    pub body_len: u64,
+    pub body_sha256: Option<[u8; 32]>,
+    pub body_complete: bool,
+    pub body_missing: u64,
+    pub resource_id: Option<Box<str>>,
+    pub replayed: bool,
+}
+
+impl RespRec {
+    pub fn new(r: &Response) -> RespRec {
+        RespRec {
+            ts: r.ts,
+            status: r.status,
+            interim: r.interim.as_slice().into(),
+            body_len: r.body.len,
+            body_sha256: r.body.sha256,
+            body_complete: r.body.complete,
+            body_missing: r.body.missing,
+            resource_id: r.resource_id.as_deref().map(Into::into),
+            replayed: r.replayed,
+        }
+    }
+}
+
 impl ReqRec {
     pub fn new(id: TxId, conn: &Conn, req: &Request) -> ReqRec {
         ReqRec {
@@ -111,8 +141,7 @@ impl ReqRec {
             path: req.path.as_str().into(),
             host: req.host.as_deref().map(Into::into),
             key: req.idempotency_key().map(Into::into),
-            all_keys: (req.keys.len() > 1)
-                .then(|| req.keys.iter().map(|k| k.key()).collect()),
+            all_keys: (req.keys.len() > 1).then(|| req.keys.iter().map(|k| k.key()).collect()),
             body_len: req.body.len,
             body_sha256: req.body.sha256,
             body_canon_sha256: req.body.canon_sha256,
@@ -136,8 +165,8 @@ pub struct Alert {
     pub scope: Scope,
     pub request: Arc<ReqRec>,
     pub original: Option<Arc<ReqRec>>,
-    pub response: Option<Arc<Response>>,
-    pub original_response: Option<Arc<Response>>,
+    pub response: Option<Arc<RespRec>>,
+    pub original_response: Option<Arc<RespRec>>,
 }
 
 /// A key as the tables hold it: 128 bits of its SHA-256, not the string (the string stays in
@@ -165,7 +194,7 @@ struct Pending {
     kind: AlertKind,
     original: Option<Arc<ReqRec>>,
     original_tx: Option<TxId>,
-    original_response: Option<Arc<Response>>,
+    original_response: Option<Arc<RespRec>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,7 +235,7 @@ struct Finished {
     rec: Arc<ReqRec>,
     scope: Scope,
     key: Option<String>,
-    response: Option<Arc<Response>>,
+    response: Option<Arc<RespRec>>,
     waiting_on: usize,
 }
 
@@ -217,11 +246,11 @@ struct KeyEntry {
     identity: Option<Identity>,
     decoded: Option<[u8; 32]>,
     first_ts: Timestamp,
-    first_response: Option<Arc<Response>>,
-    stored: Option<Arc<Response>>,
+    first_response: Option<Arc<RespRec>>,
+    stored: Option<Arc<RespRec>>,
     in_flight: Vec<TxId>,
     /// Conflicting requests answered 2xx before a result was stored.
-    conflicts_waiting: Vec<(Arc<ReqRec>, Arc<Response>)>,
+    conflicts_waiting: Vec<(Arc<ReqRec>, Arc<RespRec>)>,
 }
 
 /// The last keyed attempt at a request (for `key_churn`).
@@ -230,14 +259,14 @@ struct Attempt {
     tx: TxId,
     rec: Arc<ReqRec>,
     /// When it ended, whether badly (unanswered, aborted, 5xx, 409), and its response.
-    ended: Option<(Timestamp, bool, Option<Arc<Response>>)>,
+    ended: Option<(Timestamp, bool, Option<Arc<RespRec>>)>,
 }
 
 /// The last keyless request (for `keyless_duplicate`).
 struct Keyless {
     rec: Arc<ReqRec>,
     tx: TxId,
-    response: Option<Arc<Response>>,
+    response: Option<Arc<RespRec>>,
 }
 
 /// The tracker's state.
@@ -250,7 +279,7 @@ pub struct Tracker {
     in_flight: HashMap<TxId, InFlight>,
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
-    responses: HashMap<TxId, Option<Arc<Response>>>,
+    responses: HashMap<TxId, Option<Arc<RespRec>>>,
 }
 
 impl Tracker {
@@ -533,9 +562,9 @@ impl Tracker {
         rec: &Arc<ReqRec>,
         scope: Scope,
         key: Option<String>,
-        response: Option<Arc<Response>>,
+        response: Option<Arc<RespRec>>,
         original: Option<Arc<ReqRec>>,
-        original_response: Option<Arc<Response>>,
+        original_response: Option<Arc<RespRec>>,
     ) -> Alert {
         let all_keys = (kind == AlertKind::InvalidKey)
             .then(|| rec.all_keys.as_ref().map(|k| k.to_vec()))
@@ -558,7 +587,7 @@ impl Tracker {
             return;
         };
         let now = tx.ts_done;
-        let response = tx.response.clone().map(Arc::new);
+        let response = tx.response.as_ref().map(|r| Arc::new(RespRec::new(r)));
         // Whether the outcome is known: a response, or a server that was seen at all.
         let observable = response.is_some() || tx.server_seen;
         self.responses.insert(tx.id, response.clone());
@@ -582,7 +611,7 @@ impl Tracker {
         }
 
         let reject_statuses = self.cfg.reject_statuses.clone();
-        let reject = |r: &Response| reject_statuses.contains(&r.status);
+        let reject = |r: &RespRec| reject_statuses.contains(&r.status);
         let store_errors = self.cfg.store_errors;
         // Response-side: the key's stored result, replays and conflicts. Decided under the
         // entry's borrow, raised after it.
@@ -590,8 +619,8 @@ impl Tracker {
             Nothing,
             Replay(AlertKind),
             Retry,
-            Conflict(Arc<Response>, Arc<Response>),
-            ConflictMarkedReplayed(Arc<Response>),
+            Conflict(Arc<RespRec>, Arc<RespRec>),
+            ConflictMarkedReplayed(Arc<RespRec>),
         }
         let mut then = Then::Nothing;
         let mut newly_stored = None;
@@ -760,7 +789,7 @@ impl Tracker {
         kind: AlertKind,
         now: Timestamp,
         f: &InFlight,
-        response: Option<Arc<Response>>,
+        response: Option<Arc<RespRec>>,
         _tx: TxId,
     ) -> Alert {
         let (orig, stored) = f
@@ -784,8 +813,8 @@ impl Tracker {
     fn conflict_alert(
         &self,
         f: &InFlight,
-        r: Arc<Response>,
-        stored: &Arc<Response>,
+        r: Arc<RespRec>,
+        stored: &Arc<RespRec>,
         now: Timestamp,
     ) -> Alert {
         let kind = if rules::conflict_got_stored_result(stored, &r) {
@@ -811,7 +840,7 @@ impl Tracker {
         &mut self,
         w: &Waiter,
         earlier: &InFlight,
-        earlier_response: Option<Arc<Response>>,
+        earlier_response: Option<Arc<RespRec>>,
         now: Timestamp,
         out: &mut Vec<Alert>,
     ) {

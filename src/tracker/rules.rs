@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 
-use crate::http::{KeyHeader, Response};
+use super::RespRec as Response;
+use crate::http::KeyHeader;
 
 /// Every alert kind of the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -229,7 +230,7 @@ pub fn judge_replay(stored: &Response, retry: &Response) -> ReplayVerdict {
         // validation, so the retry legitimately ran. Only the cases above are mismatches.
         return ReplayVerdict::Same;
     }
-    match (stored.body.sha256, retry.body.sha256) {
+    match (stored.body_sha256, retry.body_sha256) {
         (Some(a), Some(b)) if a != b => ReplayVerdict::Drift,
         _ => ReplayVerdict::Same,
     }
@@ -243,6 +244,6 @@ pub fn conflict_got_stored_result(stored: &Response, answer: &Response) -> bool 
     }
     match (&stored.resource_id, &answer.resource_id) {
         (Some(a), Some(b)) => a == b,
-        _ => matches!((stored.body.sha256, answer.body.sha256), (Some(a), Some(b)) if a == b),
+        _ => matches!((stored.body_sha256, answer.body_sha256), (Some(a), Some(b)) if a == b),
     }
 }

@@ -416,12 +416,7 @@ fn key_churn_while_in_flight_or_soon_after_a_bad_end() {
     assert_eq!(s.kinds(), vec![KeyChurn]);
     assert_eq!(s.alerts[0].key.as_deref(), Some("k2"));
     assert_eq!(
-        s.alerts[0]
-            .original
-            .as_ref()
-            .unwrap()
-            .key
-            .as_deref(),
+        s.alerts[0].original.as_ref().unwrap().key.as_deref(),
         Some("k1")
     );
 
