@@ -1,0 +1,81 @@
+//! The HTTP session fed arbitrary bytes in both directions, at arbitrary split points, with
+//! gaps; then the same bytes in one piece per direction must give the same transactions when
+//! there are no gaps.
+#![no_main]
+
+use idemwatch::config::{HttpConfig, Limits};
+use idemwatch::decode::Vlans;
+use idemwatch::http::session::{Emitter, SessionSettings};
+use idemwatch::http::{HttpEvent, Session};
+use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
+use idemwatch::ts::Timestamp;
+use libfuzzer_sys::fuzz_target;
+
+fn session() -> Session {
+    let ep = |p| Endpoint {
+        ip: "10.0.0.1".parse().unwrap(),
+        port: p,
+    };
+    let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
+    let mut s = Session::new(
+        SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+        &info,
+    );
+    s.on_client_side(Side(0), &mut Emitter::default());
+    s
+}
+
+/// Runs the pieces; returns the transactions as (path, status, request body length).
+fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<(Option<String>, Option<u16>, Option<u64>)> {
+    let mut s = session();
+    let mut em = Emitter::default();
+    let mut off = [0u64; 2];
+    for (ctl, bytes) in pieces {
+        let side = Side(ctl & 1);
+        let i = side.index();
+        if with_gaps && ctl & 0x70 == 0x70 {
+            let len = u64::from(ctl >> 7) + 1;
+            s.on_gap(side, off[i], len, Timestamp(1), &mut em);
+            off[i] += len;
+        }
+        let ack = off[1 - i];
+        s.on_data(
+            side,
+            Chunk {
+                offset: off[i],
+                bytes,
+                ts: Timestamp(1),
+                peer_ack: Some(ack),
+                vlans: Vlans::default(),
+            },
+            &mut em,
+        );
+        off[i] += bytes.len() as u64;
+    }
+    s.on_end(Side(0), EndReason::Fin, Timestamp(2), &mut em);
+    s.on_end(Side(1), EndReason::Fin, Timestamp(2), &mut em);
+    em.out
+        .iter()
+        .filter_map(|(_, e)| match e {
+            HttpEvent::Transaction(t) => Some((
+                t.request.as_ref().map(|r| r.path.clone()),
+                t.response.as_ref().map(|r| r.status),
+                t.request.as_ref().map(|r| r.body.len),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fuzz_target!(|data: &[u8]| {
+    // Pieces: a control byte (side, gap) then up to 31 bytes.
+    let mut pieces = Vec::new();
+    let mut rest = data;
+    while let Some((&ctl, r)) = rest.split_first() {
+        let n = usize::from(ctl >> 3 & 0x1f).min(r.len());
+        let (piece, r2) = r.split_at(n);
+        pieces.push((ctl, piece));
+        rest = r2;
+    }
+    let _ = run(&pieces, true);
+});
