@@ -1,6 +1,7 @@
 //! The HTTP session fed arbitrary bytes in both directions, at arbitrary split points, with
-//! gaps; then the same bytes in one piece per direction must give the same transactions when
-//! there are no gaps.
+//! gaps: it must neither panic nor stall. (That split points never change the transactions of
+//! well-formed traffic is a property test in tests/segmentation_props.rs: on garbage they may,
+//! since segment starts are resynchronisation points.)
 #![no_main]
 
 use idemwatch::config::{HttpConfig, Limits};
@@ -26,7 +27,10 @@ fn session() -> Session {
 }
 
 /// Runs the pieces; returns the transactions as (path, status, request body length).
-fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<(Option<String>, Option<u16>, Option<u64>)> {
+fn run(
+    pieces: &[(u8, &[u8])],
+    with_gaps: bool,
+) -> Vec<(Option<String>, Option<u16>, Option<u64>)> {
     let mut s = session();
     let mut em = Emitter::default();
     let mut off = [0u64; 2];
