@@ -715,9 +715,15 @@ impl Tracker {
                 None => observable,
                 Some(r) => r.status >= 500 || r.status == 409,
             };
-            a.ended = Some((now, bad, response.clone()));
-            let deadline = now.add_nanos(nanos(self.cfg.churn_window).max(1));
-            self.attempts.touch(&(f.scope, ident), deadline);
+            if bad {
+                a.ended = Some((now, bad, response.clone()));
+                let deadline = now.add_nanos(nanos(self.cfg.churn_window).max(1));
+                self.attempts.touch(&(f.scope, ident), deadline);
+            } else {
+                // It ended well: a fresh key for the same request later is a new request, not
+                // churn, so there is nothing left to remember.
+                self.attempts.remove(&(f.scope, ident));
+            }
         }
         if let Some(ident) = f.identity
             && let Some(k) = self.keyless.get_mut(&(f.scope, ident))
