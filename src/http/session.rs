@@ -1307,6 +1307,10 @@ impl StreamSink for Session {
         self.release(now, false, ctx);
     }
 
+    fn wants_tick(&self) -> bool {
+        !self.held.is_empty()
+    }
+
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
         if self.role(side) == Role::Responses {
             self.server_seen = true;

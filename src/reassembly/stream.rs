@@ -51,6 +51,10 @@ pub trait StreamSink {
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Self::Ctx);
     /// Capture time passes (periodic, also without packets for this flow).
     fn on_tick(&mut self, _now: Timestamp, _ctx: &mut Self::Ctx) {}
+    /// Whether `on_tick` has anything to do.
+    fn wants_tick(&self) -> bool {
+        false
+    }
 }
 
 /// Bytes further than this from the expected offset are not this connection's (or are garbage).
@@ -137,6 +141,11 @@ impl HalfStream {
 
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    /// A proven hole waits for its grace to run out.
+    pub fn has_proof(&self) -> bool {
+        self.proof.is_some()
     }
 
     pub fn has_delivered(&self) -> bool {

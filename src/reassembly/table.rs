@@ -109,6 +109,12 @@ impl<S: StreamSink> Flow<S> {
         }
     }
 
+    /// Whether anything waits on capture time (a hole's grace, held bytes).
+    fn wants_tick(&self) -> bool {
+        self.closed_at.is_none()
+            && (self.streams.iter().any(HalfStream::has_proof) || self.app.wants_tick())
+    }
+
     /// Capture time passes: proven holes past their grace become gaps; the sink may act.
     fn tick(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
         if self.closed_at.is_some() {
@@ -248,22 +254,18 @@ impl<S: StreamSink> FlowTable<S> {
     /// lingered (capture time), in creation order.
     pub fn sweep(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
         let idle = self.idle_ns;
-        let mut keys: Vec<(u64, FlowKey)> = self
-            .flows
-            .iter()
-            .map(|(k, f)| (f.info.serial, *k))
-            .collect();
-        keys.sort_unstable_by_key(|(serial, _)| *serial);
-        for (_, k) in keys {
-            if let Some(f) = self.flows.get_mut(&k) {
+        // One pass, no sorting: a sweep runs every second of capture time over every flow, so
+        // it must stay cheap on long captures. Ticking flows in table order is safe: events
+        // carry their flow's serial and are sorted before they leave the worker.
+        let mut done: Vec<(u64, FlowKey, EndReason)> = Vec::new();
+        for (k, f) in self.flows.iter_mut() {
+            if f.wants_tick() {
                 f.tick(now, ctx);
             }
+            if let Some(r) = f.expired(now, idle) {
+                done.push((f.info.serial, *k, r));
+            }
         }
-        let mut done: Vec<(u64, FlowKey, EndReason)> = self
-            .flows
-            .iter()
-            .filter_map(|(k, f)| f.expired(now, idle).map(|r| (f.info.serial, *k, r)))
-            .collect();
         done.sort_unstable_by_key(|(serial, _, _)| *serial);
         for (_, key, reason) in done {
             if let Some(mut flow) = self.flows.remove(&key)
