@@ -34,7 +34,7 @@ time_of() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A T R
-CASES=(floor one many floor_stdin stdin)
+CASES=(floor one many floor_stdin stdin stdin_many)
 for _ in $(seq "$RUNS"); do
     for c in "${CASES[@]}"; do
         case $c in
@@ -43,6 +43,7 @@ for _ in $(seq "$RUNS"); do
             many) out=$(time_of "$BIN" read -q "$FILE") ;;
             floor_stdin) out=$(time_of sh -c "cat '$FILE' | $FLOOR -") ;;
             stdin) out=$(time_of sh -c "cat '$FILE' | $BIN read -q --threads 1 -") ;;
+            stdin_many) out=$(time_of sh -c "cat '$FILE' | $BIN read -q -") ;;
         esac
         T[$c]+="${out% *}"$'\n'
         R[$c]+="${out#* }"$'\n'
@@ -56,7 +57,7 @@ printf '%-34s %8s %8s %10s\n' "case ($SIZE, $RUNS runs)" "median s" "ratio" "max
 for c in "${CASES[@]}"; do
     m=$(med "$c")
     base=$floor
-    [ "$c" = stdin ] && base=$(med floor_stdin)
+    case $c in stdin*) base=$(med floor_stdin) ;; esac
     ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     case $c in
         floor) label="libpcap counting loop" ;;
@@ -64,6 +65,7 @@ for c in "${CASES[@]}"; do
         many) label="idemwatch read (threads: $(nproc))" ;;
         floor_stdin) label="libpcap loop, stdin" ;;
         stdin) label="idemwatch read --threads 1 -, stdin" ;;
+        stdin_many) label="idemwatch read -, stdin ($(nproc) thr)" ;;
     esac
     printf '%-34s %8s %8s %10s\n' "$label" "$m" "${ratio}x" "$(( $(rss "$c") / 1024 ))"
 done
