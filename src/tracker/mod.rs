@@ -222,6 +222,8 @@ struct Waiter {
 struct InFlight {
     rec: Arc<ReqRec>,
     identity: Option<Identity>,
+    /// The tracked key's hash (when the key is tracked).
+    key_id: Option<KeyId>,
     scope: Scope,
     key: Option<String>,
     role: Role,
@@ -275,7 +277,8 @@ pub struct Tracker {
     keys: ExpiringMap<(Scope, KeyId), KeyEntry>,
     attempts: ExpiringMap<(Scope, Identity), Attempt>,
     keyless: ExpiringMap<(Scope, Identity), Keyless>,
-    endpoints: ExpiringMap<String, ()>,
+    /// Learned endpoints, with the deadline last set.
+    endpoints: ExpiringMap<String, Timestamp>,
     in_flight: HashMap<TxId, InFlight>,
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
@@ -378,10 +381,17 @@ impl Tracker {
             // Any key header line, valid or not, teaches that this endpoint takes keys.
             let ep = scope::endpoint(req);
             let deadline = now.add_nanos(window);
-            if self.endpoints.get(&ep).is_some() {
-                self.endpoints.touch(&ep, deadline);
-            } else {
-                self.endpoints.insert(ep, (), deadline);
+            match self.endpoints.get_mut(&ep) {
+                // Moving a deadline queues an entry: do it only when it moved by a quarter of
+                // the window, not on every request to a busy endpoint.
+                Some(d) if deadline.since(*d) > window / 4 => {
+                    *d = deadline;
+                    self.endpoints.touch(&ep, deadline);
+                }
+                Some(_) => {}
+                None => {
+                    self.endpoints.insert(ep, deadline, deadline);
+                }
             }
         }
         let key = req
@@ -393,7 +403,8 @@ impl Tracker {
             if identity.is_none() {
                 stats.tracker_incomplete_skipped += 1;
             }
-            let map_key = (scope, KeyId::of(k));
+            let kid = KeyId::of(k);
+            let map_key = (scope, kid);
             let mut start_new = true;
             if let Some(e) = self.keys.get_mut(&map_key) {
                 let age = now.since(e.first_ts);
@@ -470,7 +481,7 @@ impl Tracker {
             if let Some(ident) = identity {
                 let akey = (scope, ident);
                 if let Some(a) = self.attempts.get(&akey)
-                    && a.key != KeyId::of(k)
+                    && a.key != kid
                 {
                     match &a.ended {
                         None => waits.push((a.tx, AlertKind::KeyChurn)),
@@ -489,7 +500,7 @@ impl Tracker {
                 let r = self.attempts.insert(
                     akey,
                     Attempt {
-                        key: KeyId::of(k),
+                        key: kid,
                         tx: id,
                         rec: rec.clone(),
                         ended: None,
@@ -545,6 +556,7 @@ impl Tracker {
             InFlight {
                 rec,
                 identity,
+                key_id: key.as_deref().map(KeyId::of),
                 scope,
                 key: req.idempotency_key(),
                 role,
@@ -625,7 +637,9 @@ impl Tracker {
         let mut then = Then::Nothing;
         let mut newly_stored = None;
         if let Some(k) = &f.key
-            && let Some(e) = self.keys.get_mut(&(f.scope, KeyId::of(k)))
+            && let Some(e) = self
+                .keys
+                .get_mut(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
         {
             e.in_flight.retain(|t| *t != tx.id);
             if e.in_flight.is_empty() {
@@ -689,13 +703,14 @@ impl Tracker {
         if let (Some(stored), Some(k)) = (newly_stored, &f.key) {
             let waiting = self
                 .keys
-                .get_mut(&(f.scope, KeyId::of(k)))
+                .get_mut(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
                 .map(|e| std::mem::take(&mut e.conflicts_waiting))
                 .unwrap_or_default();
             for (rec, r) in waiting {
                 let fake = InFlight {
                     rec,
                     identity: None,
+                    key_id: f.key_id,
                     scope: f.scope,
                     key: f.key.clone(),
                     role: Role::Conflict,
@@ -786,7 +801,7 @@ impl Tracker {
     fn original_of(&self, f: &InFlight) -> Option<Arc<ReqRec>> {
         let k = f.key.as_ref()?;
         self.keys
-            .get(&(f.scope, KeyId::of(k)))
+            .get(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
             .map(|e| e.first.clone())
     }
 
@@ -801,7 +816,10 @@ impl Tracker {
         let (orig, stored) = f
             .key
             .as_ref()
-            .and_then(|k| self.keys.get(&(f.scope, KeyId::of(k))))
+            .and_then(|k| {
+                self.keys
+                    .get(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
+            })
             .map(|e| (Some(e.first.clone()), e.stored.clone()))
             .unwrap_or((None, None));
         self.alert(
