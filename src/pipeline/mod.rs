@@ -202,45 +202,104 @@ struct RunEnd {
     failure: Option<SourceError>,
 }
 
+/// The head of the pipeline, the same for one worker or many: frames read and decoded in
+/// order, numbered, with the capture-time clock that decides sweeps.
+struct Front {
+    source: CaptureSet,
+    decoder: Decoder,
+    clock: Clock,
+    packet_no: u64,
+    last_ts: Timestamp,
+    failure: Option<SourceError>,
+    /// A sweep came with the last frame: its fragment sets age before the next frame.
+    expire_at: Option<Timestamp>,
+}
+
+/// What one frame gave.
+enum Step<'a> {
+    Frame {
+        segment: Option<Segment<'a>>,
+        packet_no: u64,
+        file_index: usize,
+        /// A sweep is due after this frame.
+        sweep: Option<Timestamp>,
+    },
+    /// No more frames (or a damaged input: `failure` says).
+    End,
+}
+
+impl Front {
+    fn new(config: &Config, source: CaptureSet) -> Front {
+        Front {
+            source,
+            decoder: Decoder::new(&config.limits),
+            clock: Clock { next_sweep: None },
+            packet_no: 0,
+            last_ts: Timestamp::default(),
+            failure: None,
+            expire_at: None,
+        }
+    }
+
+    /// Reads and decodes the next frame; decoding counters go to `stats`.
+    fn step(&mut self, stats: &mut Stats) -> Step<'_> {
+        // The previous frame's segment no longer borrows the decoder.
+        if let Some(ts) = self.expire_at.take() {
+            self.decoder.expire(ts, stats);
+        }
+        let frame = match self.source.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => return Step::End,
+            Err(e) => {
+                self.failure = Some(e);
+                return Step::End;
+            }
+        };
+        self.last_ts = self.last_ts.max(frame.ts);
+        let packet_no = self.packet_no;
+        self.packet_no += 1;
+        let sweep = self.clock.due(frame.ts).then_some(frame.ts);
+        self.expire_at = sweep;
+        let segment =
+            match self
+                .decoder
+                .decode(frame.ts, frame.link, frame.data, frame.wire_len, stats)
+            {
+                Decoded::Segment(seg) => Some(seg),
+                Decoded::Skip => None,
+            };
+        Step::Frame {
+            segment,
+            packet_no,
+            file_index: frame.file_index,
+            sweep,
+        }
+    }
+}
+
 /// One thread: decode, reassemble, parse, judge and write, frame by frame.
 fn run_single(
     config: &Config,
-    mut source: CaptureSet,
+    source: CaptureSet,
     names: &[String],
     mut judge: Judge,
     out: &mut Output,
 ) -> Result<RunEnd, RunError> {
-    let mut decoder = Decoder::new(&config.limits);
+    let mut front = Front::new(config, source);
     let mut worker = FlowWorker::new(config, 1);
-    let mut clock = Clock { next_sweep: None };
-    let mut packet_no = 0u64;
-    let mut last_ts = Timestamp::default();
-    let mut failure = None;
     let mut closed = false;
-    loop {
-        match source.next_frame() {
-            Ok(Some(frame)) => {
-                last_ts = last_ts.max(frame.ts);
-                if let Decoded::Segment(seg) = decoder.decode(
-                    frame.ts,
-                    frame.link,
-                    frame.data,
-                    frame.wire_len,
-                    &mut worker.emitter.stats,
-                ) {
-                    worker.segment(&seg, packet_no, frame.file_index);
-                }
-                if clock.due(frame.ts) {
-                    decoder.expire(frame.ts, &mut worker.emitter.stats);
-                    worker.tick(packet_no, frame.ts);
-                }
-                packet_no += 1;
-            }
-            Ok(None) => break,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
+    while let Step::Frame {
+        segment,
+        packet_no,
+        file_index,
+        sweep,
+    } = front.step(&mut worker.emitter.stats)
+    {
+        if let Some(seg) = segment {
+            worker.segment(&seg, packet_no, file_index);
+        }
+        if let Some(ts) = sweep {
+            worker.tick(packet_no, ts);
         }
         if !worker.emitter.out.is_empty() && judge.write(config, names, worker.drain(), out)? {
             closed = true;
@@ -248,17 +307,17 @@ fn run_single(
         }
     }
     if !closed {
-        worker.finish(last_ts);
+        worker.finish(front.last_ts);
         closed = judge.write(config, names, worker.drain(), out)?;
     }
     let mut stats = worker.emitter.stats.clone();
     stats.merge(&judge.stats);
     Ok(RunEnd {
         stats,
-        packets: packet_no,
-        last_ts,
+        packets: front.packet_no,
+        last_ts: front.last_ts,
         closed,
-        failure,
+        failure: front.failure,
     })
 }
 

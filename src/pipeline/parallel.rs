@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{Clock, FlowWorker, Judge, RunEnd};
+use super::{FlowWorker, Front, Judge, RunEnd, Step};
 use crate::config::Config;
-use crate::decode::{Decoded, Decoder, Segment, TcpFlags, Vlans};
+use crate::decode::{Segment, TcpFlags, Vlans};
 use crate::http::HttpEvent as HttpOut;
 use crate::http::session::OrderKey;
 use crate::output::Output;
@@ -77,7 +77,7 @@ struct Done {
 
 pub(super) fn run(
     config: &Config,
-    mut source: CaptureSet,
+    source: CaptureSet,
     names: &[String],
     judge: Judge,
     out: &mut Output,
@@ -85,9 +85,7 @@ pub(super) fn run(
 ) -> Result<RunEnd, RunError> {
     let stop = AtomicBool::new(false);
     let mut front_stats = Stats::default();
-    let mut packet_no = 0u64;
-    let mut last_ts = Timestamp::default();
-    let mut failure = None;
+    let mut front = Front::new(config, source);
     let merged = std::thread::scope(|scope| {
         let (done_tx, done_rx) = bounded::<Done>(4 * workers);
         let mut to_workers: Vec<Sender<Msg>> = Vec::with_capacity(workers);
@@ -102,8 +100,6 @@ pub(super) fn run(
         let merger =
             scope.spawn(move || merge_loop(workers, done_rx, judge, config, names, out, stop_ref));
 
-        let mut decoder = Decoder::new(&config.limits);
-        let mut clock = Clock { next_sweep: None };
         let mut batches: Vec<Batch> = (0..workers).map(|_| Batch::default()).collect();
         let send = |w: usize, m: Msg| {
             if let Some(tx) = to_workers.get(w) {
@@ -118,78 +114,66 @@ pub(super) fn run(
                 }
             }
         };
-        loop {
-            if stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
+            let Step::Frame {
+                segment,
+                packet_no,
+                file_index,
+                sweep,
+            } = front.step(&mut front_stats)
+            else {
                 break;
-            }
-            match source.next_frame() {
-                Ok(Some(frame)) => {
-                    last_ts = last_ts.max(frame.ts);
-                    if let Decoded::Segment(seg) = decoder.decode(
-                        frame.ts,
-                        frame.link,
-                        frame.data,
-                        frame.wire_len,
-                        &mut front_stats,
-                    ) {
-                        let key = FlowKey::new(
-                            Endpoint {
-                                ip: seg.src,
-                                port: seg.src_port,
-                            },
-                            Endpoint {
-                                ip: seg.dst,
-                                port: seg.dst_port,
-                            },
-                        );
-                        let w = (key.shard_hash() % workers as u64) as usize;
-                        if let Some(b) = batches.get_mut(w) {
-                            let start = b.data.len();
-                            b.data.extend_from_slice(seg.payload);
-                            b.segs.push(SegMeta {
-                                packet_no,
-                                file_index: frame.file_index,
-                                ts: seg.ts,
-                                src: seg.src,
-                                dst: seg.dst,
-                                src_port: seg.src_port,
-                                dst_port: seg.dst_port,
-                                seq: seg.seq,
-                                ack: seg.ack,
-                                flags: seg.flags,
-                                payload: start..b.data.len(),
-                                missing_tail: seg.missing_tail,
-                                vlans: seg.vlans,
-                            });
-                            if b.segs.len() >= BATCH_SEGMENTS || b.data.len() >= BATCH_BYTES {
-                                send(w, Msg::Batch(std::mem::take(b)));
-                            }
-                        }
+            };
+            if let Some(seg) = segment {
+                let key = FlowKey::new(
+                    Endpoint {
+                        ip: seg.src,
+                        port: seg.src_port,
+                    },
+                    Endpoint {
+                        ip: seg.dst,
+                        port: seg.dst_port,
+                    },
+                );
+                let w = (key.shard_hash() % workers as u64) as usize;
+                if let Some(b) = batches.get_mut(w) {
+                    let start = b.data.len();
+                    b.data.extend_from_slice(seg.payload);
+                    b.segs.push(SegMeta {
+                        packet_no,
+                        file_index,
+                        ts: seg.ts,
+                        src: seg.src,
+                        dst: seg.dst,
+                        src_port: seg.src_port,
+                        dst_port: seg.dst_port,
+                        seq: seg.seq,
+                        ack: seg.ack,
+                        flags: seg.flags,
+                        payload: start..b.data.len(),
+                        missing_tail: seg.missing_tail,
+                        vlans: seg.vlans,
+                    });
+                    if b.segs.len() >= BATCH_SEGMENTS || b.data.len() >= BATCH_BYTES {
+                        send(w, Msg::Batch(std::mem::take(b)));
                     }
-                    if clock.due(frame.ts) {
-                        decoder.expire(frame.ts, &mut front_stats);
-                        flush(&mut batches);
-                        for w in 0..workers {
-                            send(w, Msg::Tick(packet_no, frame.ts));
-                        }
-                    } else if (packet_no + 1).is_multiple_of(PROGRESS_EVERY) {
-                        flush(&mut batches);
-                        for w in 0..workers {
-                            send(w, Msg::Progress(packet_no));
-                        }
-                    }
-                    packet_no += 1;
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+            }
+            if let Some(ts) = sweep {
+                flush(&mut batches);
+                for w in 0..workers {
+                    send(w, Msg::Tick(packet_no, ts));
+                }
+            } else if (packet_no + 1).is_multiple_of(PROGRESS_EVERY) {
+                flush(&mut batches);
+                for w in 0..workers {
+                    send(w, Msg::Progress(packet_no));
                 }
             }
         }
         flush(&mut batches);
         for w in 0..workers {
-            send(w, Msg::Finish(last_ts));
+            send(w, Msg::Finish(front.last_ts));
         }
         drop(to_workers);
         merger.join()
@@ -205,10 +189,10 @@ pub(super) fn run(
     stats.merge(&front_stats);
     Ok(RunEnd {
         stats,
-        packets: packet_no,
-        last_ts,
+        packets: front.packet_no,
+        last_ts: front.last_ts,
         closed,
-        failure,
+        failure: front.failure,
     })
 }
 
