@@ -77,7 +77,6 @@ fn main() {
             },
             vlans: Vlans::default(),
             stream_start: 0,
-            stream_end: 0,
             peer_ack_at_start: None,
             answered_at_start: 0,
             lost_before: false,

@@ -148,8 +148,6 @@ struct Start {
 struct Half {
     state: State,
     buf: Vec<u8>,
-    /// Whether the next byte begins a line (for resynchronisation).
-    line_start: bool,
     start: Option<Start>,
     ended: bool,
 }
@@ -159,7 +157,6 @@ impl Half {
         Half {
             state: State::Sync,
             buf: Vec::new(),
-            line_start: true,
             start: None,
             ended: false,
         }
@@ -525,7 +522,7 @@ impl Session {
     }
 
     /// Feeds in-order bytes of one direction.
-    fn feed(&mut self, side: Side, chunk: Chunk<'_>, vlans: Vlans, em: &mut Emitter) {
+    fn feed(&mut self, side: Side, chunk: Chunk<'_>, em: &mut Emitter) {
         let bytes = chunk.bytes;
         let mut pos = 0usize;
         let mut stalled = 0u8;
@@ -536,9 +533,8 @@ impl Session {
                 offset: chunk.offset + pos as u64,
                 ts: chunk.ts,
                 peer_ack: chunk.peer_ack,
-                vlans,
+                vlans: chunk.vlans,
             };
-            let role = self.role(side);
             let half = self.half(side);
             match &mut half.state {
                 State::Dead => return,
@@ -564,7 +560,6 @@ impl Session {
                     }
                 }
             }
-            let _ = role;
             self.place_answered(chunk.offset + pos as u64);
             // Every state change that consumes nothing is followed by one that does; never
             // spin on input that defeats that.
@@ -574,7 +569,6 @@ impl Session {
                 let half = self.half(side);
                 half.state = State::Sync;
                 half.buf.clear();
-                half.line_start = false;
                 pos += 1;
                 stalled = 0;
             }
@@ -630,7 +624,6 @@ impl Session {
                     em.stats.http_resync_skipped_bytes += c as u64;
                     let half = self.half(side);
                     half.state = State::Head;
-                    half.line_start = true;
                     // The start line begins at `c` of `data`; offsets count from `rest`.
                     let start_in_rest = c.saturating_sub(carried);
                     half.start = Some(Start {
@@ -652,7 +645,6 @@ impl Session {
                     em.stats.http_resync_skipped_bytes += c as u64;
                     let half = self.half(side);
                     half.buf = keep;
-                    half.line_start = false;
                     return rest.len();
                 }
                 Plausible::No => {
@@ -663,8 +655,6 @@ impl Session {
             }
         }
         em.stats.http_resync_skipped_bytes += data.len() as u64;
-        let half = self.half(side);
-        half.line_start = data.last() == Some(&b'\n');
         rest.len()
     }
 
@@ -720,7 +710,6 @@ impl Session {
                 em.stats.http_head_too_large += 1;
                 half.buf.clear();
                 half.state = State::Sync;
-                half.line_start = false;
                 self.desync = true;
                 skipped + take.max(1)
             }
@@ -807,7 +796,6 @@ impl Session {
             self.desync = true;
             let half = self.half(side);
             half.state = State::Sync;
-            half.line_start = false;
             half.buf.clear();
         }
         ok
@@ -847,7 +835,6 @@ impl Session {
             body: Body::default(),
             vlans: start.vlans,
             stream_start: start.offset,
-            stream_end: start.offset,
             peer_ack_at_start: start.peer_ack,
             answered_at_start: self.answered_end,
             lost_before: std::mem::take(&mut self.client_lost),
@@ -1282,16 +1269,16 @@ impl StreamSink for Session {
                     });
                     self.release(chunk.ts, false, ctx);
                 } else {
-                    self.feed(side, chunk, chunk.vlans, ctx);
+                    self.feed(side, chunk, ctx);
                 }
             }
             Role::Requests => {
-                self.feed(side, chunk, chunk.vlans, ctx);
+                self.feed(side, chunk, ctx);
                 self.client_end = self.client_end.max(chunk.offset + chunk.bytes.len() as u64);
                 self.release(chunk.ts, false, ctx);
             }
             Role::Unknown => {
-                self.feed(side, chunk, chunk.vlans, ctx);
+                self.feed(side, chunk, ctx);
                 if let Some(c) = self.client {
                     // The roles were learnt from these bytes.
                     if c == side {
@@ -1373,7 +1360,7 @@ impl Session {
                         peer_ack,
                         vlans,
                     };
-                    self.feed(server, chunk, vlans, em);
+                    self.feed(server, chunk, em);
                 }
                 Some(Held::Gap { offset, len, ts }) => self.gap(server, offset, len, ts, em),
                 Some(Held::End { reason, ts }) => self.end(server, reason, ts, em),
@@ -1388,7 +1375,6 @@ impl Session {
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
         // Holes often swallow whole messages: the bytes right after one may start the next.
-        half.line_start = true;
         half.buf.clear();
         half.start = None;
         // Whether lost bytes may have held a message nobody will see.
@@ -1409,7 +1395,6 @@ impl Session {
                     let half = self.half(side);
                     if rest == 0 {
                         half.state = State::Head;
-                        half.line_start = true;
                     }
                     rest > 0
                 }

@@ -92,7 +92,6 @@ pub struct Request {
     pub vlans: Vlans,
     /// Offsets of the request in the client's byte stream.
     pub stream_start: u64,
-    pub stream_end: u64,
     /// What the client had acknowledged of the server's stream when it sent the request.
     pub peer_ack_at_start: Option<u64>,
     /// Offset in the server's stream where the last response paired with a known request

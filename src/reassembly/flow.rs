@@ -8,7 +8,6 @@ use std::net::IpAddr;
 use base64::Engine;
 use sha1::Digest;
 
-use crate::decode::Vlans;
 use crate::ts::Timestamp;
 
 /// One end of a TCP connection.
@@ -67,8 +66,6 @@ pub struct FlowInfo {
     pub ends: [Endpoint; 2],
     pub flow_id: u64,
     pub community_id: String,
-    /// VLAN ids seen on each side's packets (the last seen).
-    pub vlans: [Vlans; 2],
     pub first_ts: Timestamp,
     /// Index of the flow's first packet in the input: orders flows across workers.
     pub serial: u64,
@@ -88,7 +85,6 @@ impl FlowInfo {
             ends: [a, b],
             flow_id: flow_id(a, b, first_ts),
             community_id: community_id(a, b),
-            vlans: [Vlans::default(); 2],
             first_ts,
             serial,
             file_index,

@@ -45,9 +45,6 @@ impl<S: StreamSink> Flow<S> {
     fn on_segment(&mut self, side: Side, seg: &Segment<'_>, max_ooo: usize, ctx: &mut S::Ctx) {
         ctx.stats().tcp_segments += 1;
         self.last_ts = seg.ts;
-        if let Some(v) = self.info.vlans.get_mut(side.index()) {
-            *v = seg.vlans;
-        }
         let (mine, theirs) = split_pair(&mut self.streams, side);
         if seg.flags.syn {
             mine.set_syn(seg.seq);

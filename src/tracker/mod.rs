@@ -543,14 +543,11 @@ impl Tracker {
             }
         }
 
-        let mut waiting = 0;
         for (earlier, kind) in waits {
             if let Some(f) = self.in_flight.get_mut(&earlier) {
                 f.waiters.push(Waiter { kind, later: id });
-                waiting += 1;
             }
         }
-        let _ = waiting;
         self.in_flight.insert(
             id,
             InFlight {
@@ -685,7 +682,7 @@ impl Tracker {
             Then::Nothing => {}
             Then::Retry => stats.tracker_retries += 1,
             Then::Replay(kind) => {
-                out.push(self.alert_replay(kind, now, &f, response.clone(), tx.id));
+                out.push(self.alert_replay(kind, now, &f, response.clone()));
             }
             Then::Conflict(stored, r) => out.push(self.conflict_alert(&f, r, &stored, now)),
             Then::ConflictMarkedReplayed(r) => out.push(self.alert(
@@ -754,7 +751,7 @@ impl Tracker {
             } else {
                 // Whether this one was still running is unknowable: never guess.
                 stats.tracker_unobservable_skipped += 1;
-                self.release_waiter(w.later, out);
+                self.release_waiter(w.later);
             }
         }
 
@@ -811,7 +808,6 @@ impl Tracker {
         now: Timestamp,
         f: &InFlight,
         response: Option<Arc<RespRec>>,
-        _tx: TxId,
     ) -> Alert {
         let (orig, stored) = f
             .key
@@ -891,11 +887,11 @@ impl Tracker {
             );
             out.push(a);
         }
-        self.release_waiter(w.later, out);
+        self.release_waiter(w.later);
     }
 
     /// One of the requests `later` waited on is settled.
-    fn release_waiter(&mut self, later: TxId, _out: &mut [Alert]) {
+    fn release_waiter(&mut self, later: TxId) {
         if let Some(fin) = self.finished.get_mut(&later) {
             fin.waiting_on = fin.waiting_on.saturating_sub(1);
             if fin.waiting_on == 0 {

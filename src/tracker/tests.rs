@@ -144,7 +144,6 @@ impl Sim {
             },
             vlans: Vlans::default(),
             stream_start: 0,
-            stream_end: 0,
             peer_ack_at_start: None,
             answered_at_start: 0,
             lost_before: false,
