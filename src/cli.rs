@@ -225,8 +225,8 @@ impl PolicyArgs {
 /// Memory and time bounds shared by the commands that capture.
 #[derive(Debug, Args)]
 pub struct LimitArgs {
-    /// Most TCP flows tracked at once; the least recently active are evicted past it
-    /// [default: 200000].
+    /// Most TCP flows tracked at once, split evenly among the workers; the least recently
+    /// active are evicted past it [default: 200000].
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
 
