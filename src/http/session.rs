@@ -1134,7 +1134,11 @@ impl Session {
                         let canon = if !res.complete {
                             None
                         } else if let Some(whole) = res.decoded_whole.as_deref() {
-                            Some(canonical_sha256(r.content_type.as_deref(), whole))
+                            Some(canonical_sha256(
+                                r.content_type.as_deref(),
+                                whole,
+                                res.decoded_sha256,
+                            ))
                         } else {
                             // Over the bound, or a coding we cannot decode: the decoded bytes,
                             // else the bytes as sent.

@@ -104,7 +104,7 @@ impl Sim {
 
     fn build(r: &Req, at: i64) -> Request {
         let body = &r.body;
-        let canon = canonical_sha256(Some(r.content_type), body);
+        let canon = canonical_sha256(Some(r.content_type), body, None);
         // "Other bytes, same decoded content" stands for a gzip re-encoding in these tests.
         let decoded = sha(body);
         let raw = if r.gzip_like {
