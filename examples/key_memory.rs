@@ -33,13 +33,13 @@ fn main() {
         ip: ip.parse().unwrap(),
         port,
     };
-    let conn = Conn {
+    let conn = Arc::new(Conn {
         client: ep("10.1.2.3", 40000),
         server: ep("10.0.0.9", 80),
         flow_id: 1,
         community_id: Arc::from("1:abcdefghijklmnopqrstuvwxyz0="),
         file_index: 0,
-    };
+    });
     let mut t = Tracker::new(TrackerConfig {
         max_keys: n as usize + 1,
         ..TrackerConfig::default()

@@ -148,9 +148,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// Writes a string as RFC 8785 does (ECMAScript's JSON.stringify, as serde_json escapes).
 fn write_str(s: &str, out: &mut Vec<u8>) -> serde_json::Result<()> {
     // A fold without early exit, which the compiler vectorises: most strings need no escape.
-    let special = s
-        .bytes()
-        .fold(false, |acc, b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'));
+    let special = s.bytes().fold(false, |acc, b| {
+        acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
     if special {
         serde_json::to_writer(&mut *out, s)
     } else {
@@ -306,7 +306,10 @@ mod tests {
             canonical_sha256(Some("application/json"), other, Some(given)),
             <[u8; 32]>::from(Sha256::digest(body))
         );
-        assert_eq!(canonical_sha256(Some("image/png"), b"\x89", Some(given)), given);
+        assert_eq!(
+            canonical_sha256(Some("image/png"), b"\x89", Some(given)),
+            given
+        );
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub struct Session {
     file_index: usize,
     serial: u64,
     client: Option<Side>,
+    /// The connection as events carry it, built once per client side.
+    conn: Option<(Side, Arc<Conn>)>,
     halves: [Half; 2],
     pending: VecDeque<Exchange>,
     next_id: u64,
@@ -481,6 +483,7 @@ impl Session {
             file_index: info.file_index,
             serial: info.serial,
             client: None,
+            conn: None,
             halves: [Half::new(), Half::new()],
             pending: VecDeque::new(),
             next_id: 0,
@@ -504,16 +507,23 @@ impl Session {
         }
     }
 
-    fn conn(&self) -> Conn {
+    fn conn(&mut self) -> Arc<Conn> {
         let c = self.client.unwrap_or(Side(0));
+        if let Some((side, conn)) = &self.conn {
+            if *side == c {
+                return conn.clone();
+            }
+        }
         let (client, server) = (self.ends[c.index()], self.ends[c.other().index()]);
-        Conn {
+        let conn = Arc::new(Conn {
             client,
             server,
             flow_id: self.flow_id,
             community_id: self.community_id.clone(),
             file_index: self.file_index,
-        }
+        });
+        self.conn = Some((c, conn.clone()));
+        conn
     }
 
     fn half(&mut self, side: Side) -> &mut Half {

@@ -147,7 +147,7 @@ pub struct TxId {
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub id: TxId,
-    pub conn: Conn,
+    pub conn: Arc<Conn>,
     pub request: Option<Request>,
     pub response: Option<Response>,
     /// Capture time when the exchange ended: its response ended, or its connection did.
@@ -164,7 +164,7 @@ pub enum HttpEvent {
     /// later as a [`Transaction`] with the same id.
     Request {
         id: TxId,
-        conn: Conn,
+        conn: Arc<Conn>,
         request: Box<Request>,
     },
     Transaction(Box<Transaction>),

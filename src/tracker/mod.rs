@@ -14,6 +14,9 @@ use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use compact_str::CompactString;
+use thin_vec::{ThinVec, thin_vec};
+
 pub use rules::{AlertKind, Severity};
 pub use scope::{Identity, Scope, ScopeParts};
 
@@ -84,11 +87,13 @@ impl Default for TrackerConfig {
 #[derive(Debug)]
 pub struct ReqRec {
     pub id: TxId,
-    pub conn: Conn,
+    /// Shared by every request of the connection.
+    pub conn: Arc<Conn>,
     pub ts: Timestamp,
-    pub method: Box<str>,
-    pub path: Box<str>,
-    pub host: Option<Box<str>>,
+    /// Inline up to 24 bytes: most methods, hosts and paths cost no allocation of their own.
+    pub method: CompactString,
+    pub path: CompactString,
+    pub host: Option<CompactString>,
     /// The first key, unquoted.
     pub key: Option<Box<str>>,
     /// Every key value, when several key header lines were sent.
@@ -132,14 +137,14 @@ impl RespRec {
 }
 
 impl ReqRec {
-    pub fn new(id: TxId, conn: &Conn, req: &Request) -> ReqRec {
+    pub fn new(id: TxId, conn: &Arc<Conn>, req: &Request) -> ReqRec {
         ReqRec {
             id,
             conn: conn.clone(),
             ts: req.ts,
-            method: req.method.as_str().into(),
-            path: req.path.as_str().into(),
-            host: req.host.as_deref().map(Into::into),
+            method: CompactString::new(&req.method),
+            path: CompactString::new(&req.path),
+            host: req.host.as_deref().map(CompactString::new),
             key: req.idempotency_key().map(Into::into),
             all_keys: (req.keys.len() > 1).then(|| req.keys.iter().map(|k| k.key()).collect()),
             body_len: req.body.len,
@@ -244,15 +249,14 @@ struct Finished {
 /// What the tracker remembers of a key.
 struct KeyEntry {
     first: Arc<ReqRec>,
-    first_tx: TxId,
     identity: Option<Identity>,
     decoded: Option<[u8; 32]>,
     first_ts: Timestamp,
     first_response: Option<Arc<RespRec>>,
     stored: Option<Arc<RespRec>>,
-    in_flight: Vec<TxId>,
+    in_flight: ThinVec<TxId>,
     /// Conflicting requests answered 2xx before a result was stored.
-    conflicts_waiting: Vec<(Arc<ReqRec>, Arc<RespRec>)>,
+    conflicts_waiting: ThinVec<(Arc<ReqRec>, Arc<RespRec>)>,
 }
 
 /// The last keyed attempt at a request (for `key_churn`).
@@ -274,7 +278,8 @@ struct Keyless {
 /// The tracker's state.
 pub struct Tracker {
     cfg: TrackerConfig,
-    keys: ExpiringMap<(Scope, KeyId), KeyEntry>,
+    /// Boxed: the table runs at half load after it grows, and a box keeps empty slots small.
+    keys: ExpiringMap<(Scope, KeyId), Box<KeyEntry>>,
     attempts: ExpiringMap<(Scope, Identity), Attempt>,
     keyless: ExpiringMap<(Scope, Identity), Keyless>,
     /// Learned endpoints, with the deadline last set.
@@ -357,7 +362,7 @@ impl Tracker {
             || self.endpoints.get(&scope::endpoint(req)).is_some()
     }
 
-    fn on_request(&mut self, id: TxId, conn: &Conn, req: &Request, stats: &mut Stats) {
+    fn on_request(&mut self, id: TxId, conn: &Arc<Conn>, req: &Request, stats: &mut Stats) {
         stats.tracker_requests += 1;
         let now = req.ts_end;
         let rec = Arc::new(ReqRec::new(id, conn, req));
@@ -429,7 +434,7 @@ impl Tracker {
                                 pending.push(Pending {
                                     kind,
                                     original: Some(e.first.clone()),
-                                    original_tx: Some(e.first_tx),
+                                    original_tx: Some(e.first.id),
                                     original_response: e.first_response.clone(),
                                 });
                             }
@@ -443,7 +448,7 @@ impl Tracker {
                             pending.push(Pending {
                                 kind: AlertKind::LateRetry,
                                 original: Some(e.first.clone()),
-                                original_tx: Some(e.first_tx),
+                                original_tx: Some(e.first.id),
                                 original_response: e.first_response.clone(),
                             });
                         }
@@ -463,17 +468,16 @@ impl Tracker {
             }
             if start_new && identity.is_some() {
                 role = Role::First;
-                let entry = KeyEntry {
+                let entry = Box::new(KeyEntry {
                     first: rec.clone(),
-                    first_tx: id,
                     identity,
                     decoded: req.body.decoded_sha256,
                     first_ts: now,
                     first_response: None,
                     stored: None,
-                    in_flight: vec![id],
-                    conflicts_waiting: Vec::new(),
-                };
+                    in_flight: thin_vec![id],
+                    conflicts_waiting: ThinVec::new(),
+                });
                 let r = self.keys.insert(map_key, entry, now.add_nanos(2 * window));
                 stats.tracker_keys_evicted += r.evicted;
             }
@@ -641,9 +645,9 @@ impl Tracker {
             e.in_flight.retain(|t| *t != tx.id);
             if e.in_flight.is_empty() {
                 // Most keys are never in flight again: give the buffer back.
-                e.in_flight = Vec::new();
+                e.in_flight = ThinVec::new();
             }
-            if e.first_tx == tx.id {
+            if e.first.id == tx.id {
                 e.first_response = response.clone();
             }
             match (f.role, &response) {

@@ -162,7 +162,7 @@ impl Sim {
         let req = Sim::build(r, at);
         let ev = HttpEvent::Request {
             id,
-            conn: self.conn(),
+            conn: Arc::new(self.conn()),
             request: Box::new(req.clone()),
         };
         self.t
@@ -182,7 +182,7 @@ impl Sim {
         let at = Timestamp((at * SEC as f64) as i64);
         let ev = HttpEvent::Transaction(Box::new(Transaction {
             id: tx.0,
-            conn: self.conn(),
+            conn: Arc::new(self.conn()),
             request: Some(tx.1.clone()),
             response,
             ts_done: at,
