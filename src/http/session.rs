@@ -509,10 +509,10 @@ impl Session {
 
     fn conn(&mut self) -> Arc<Conn> {
         let c = self.client.unwrap_or(Side(0));
-        if let Some((side, conn)) = &self.conn {
-            if *side == c {
-                return conn.clone();
-            }
+        if let Some((side, conn)) = &self.conn
+            && *side == c
+        {
+            return conn.clone();
         }
         let (client, server) = (self.ends[c.index()], self.ends[c.other().index()]);
         let conn = Arc::new(Conn {
