@@ -896,7 +896,8 @@ impl Session {
         }
         let opts = BodyOptions {
             coding,
-            keep: cfg.max_canon_body,
+            // Kept only for the canonical hash, which only a measured request carries.
+            keep: if hashed { cfg.max_canon_body } else { 0 },
             decode_cap: cfg.max_decoded_body,
             hash: hashed,
         };
@@ -1072,7 +1073,8 @@ impl Session {
         });
         let opts = BodyOptions {
             coding,
-            keep: if json { cfg.max_response_keep } else { 0 },
+            // Kept only for `resource_id`, which only a measured exchange prints.
+            keep: if json && hashed { cfg.max_response_keep } else { 0 },
             decode_cap: cfg.max_decoded_body,
             hash: hashed,
         };
