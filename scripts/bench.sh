@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Times `idemwatch read` against the floor, a bare libpcap loop that only counts packets
 # (examples/pcap_count.rs), on the same generated capture, alternating runs, and prints the
-# medians and ratios, with peak RSS.
+# medians and ratios, with peak RSS. A second yardstick, the same loop hashing every TCP
+# payload byte once with SHA-256, shows what the hashing that the contract asks for costs.
 #
 #   bash scripts/bench.sh [SIZE] [RUNS]      # defaults: 1G, 5
 #
@@ -34,11 +35,12 @@ time_of() {
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 declare -A T R
-CASES=(floor one many floor_stdin stdin stdin_many)
+CASES=(floor floor_sha one many floor_stdin stdin stdin_many)
 for _ in $(seq "$RUNS"); do
     for c in "${CASES[@]}"; do
         case $c in
             floor) out=$(time_of "$FLOOR" "$FILE") ;;
+            floor_sha) out=$(time_of "$FLOOR" --sha256 "$FILE") ;;
             one) out=$(time_of "$BIN" read -q --threads 1 "$FILE") ;;
             many) out=$(time_of "$BIN" read -q "$FILE") ;;
             floor_stdin) out=$(time_of sh -c "cat '$FILE' | $FLOOR -") ;;
@@ -61,6 +63,7 @@ for c in "${CASES[@]}"; do
     ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
     case $c in
         floor) label="libpcap counting loop" ;;
+        floor_sha) label="loop + SHA-256 of every payload" ;;
         one) label="idemwatch read --threads 1" ;;
         many) label="idemwatch read (threads: $(nproc))" ;;
         floor_stdin) label="libpcap loop, stdin" ;;
