@@ -6,6 +6,7 @@
 //! exchange ends, with its response; response-side kinds when the responses are known. Every
 //! window and limit comes from [`TrackerConfig`]; state is bounded and forgets in capture time.
 
+pub mod persist;
 pub mod rules;
 pub mod scope;
 pub mod store;

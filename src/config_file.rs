@@ -1,0 +1,1 @@
+//! The configuration file (TOML): every command-line option, the command line winning.
