@@ -32,6 +32,143 @@ pub enum Command {
     /// Analyse pcap/pcapng files (- for stdin), print alerts, exit.
     #[command(after_long_help = READ_EXAMPLES)]
     Read(ReadArgs),
+    /// Capture on a network interface and print alerts until stopped (the daemon).
+    #[command(after_long_help = LIVE_EXAMPLES)]
+    Live(LiveArgs),
+    /// Check the configuration file (and options) of `live`, print the effective settings.
+    CheckConfig(LiveArgs),
+}
+
+/// Where `live` and `check-config` look for the configuration file by default.
+pub const DEFAULT_CONFIG: &str = "/etc/idemwatch/idemwatch.toml";
+
+const LIVE_EXAMPLES: &str = "\
+Examples:
+  idemwatch live -i eth0 -o /var/log/idemwatch/alerts.json -- tcp port 80
+  idemwatch live -i any --state-dir /var/lib/idemwatch --stats-interval 10s
+  idemwatch live --list-interfaces
+  idemwatch check-config --config /etc/idemwatch/idemwatch.toml
+
+Every option can also be set in the configuration file (TOML, keys named as the long options:
+max-keys = 500000, window = \"24h\", filter = \"tcp port 80\"); the command line wins.
+Signals: SIGTERM/SIGINT finish what is complete and exit 0; SIGHUP reopens the output file and
+reloads the policy options of the configuration file.";
+
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Configuration file (TOML) [default: /etc/idemwatch/idemwatch.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Interface to capture on (any: every interface, Linux cooked capture).
+    #[arg(
+        short,
+        long,
+        value_name = "IFACE",
+        required_unless_present = "list_interfaces"
+    )]
+    pub interface: Option<String>,
+
+    /// List the interfaces that can be captured on, and exit.
+    #[arg(long)]
+    pub list_interfaces: bool,
+
+    /// BPF capture filter (after --), e.g. -- tcp port 80.
+    #[arg(last = true, value_name = "FILTER")]
+    pub filter: Vec<String>,
+
+    /// Put the interface in promiscuous mode (needed on a SPAN port that is not the host's own
+    /// traffic).
+    #[arg(long)]
+    pub promisc: bool,
+
+    /// Bytes captured per packet; whole packets are needed to see whole requests.
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144,
+          value_parser = clap::value_parser!(i32).range(1514..))]
+    pub snaplen: i32,
+
+    /// Kernel capture buffer, in bytes (suffixes K, M, G); bursts overflow a small one.
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes)]
+    pub buffer_size: u64,
+
+    /// Write an "event_type":"stats" line this often (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub stats_interval: Duration,
+
+    /// Log a warning when more than this share of packets was dropped in a stats interval.
+    #[arg(long, value_name = "RATIO", default_value_t = 0.001)]
+    pub drop_warn_ratio: f64,
+
+    /// Directory where tracked keys are saved (on shutdown and every --state-interval) and
+    /// loaded from at start, so that a restart forgets nothing [default: none, not saved].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// How often tracked keys are saved to --state-dir.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub state_interval: Duration,
+
+    /// After opening the interface as root, run as this user (not needed under systemd).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Write one "event_type":"http" line per HTTP transaction.
+    #[arg(long)]
+    pub log_requests: bool,
+
+    /// Write events to FILE (appended; reopened on SIGHUP) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl LiveArgs {
+    pub fn config(&self) -> Config {
+        let mut c = Config {
+            log_requests: self.log_requests,
+            stats_event: false,
+            threads: 1,
+            ..Config::default()
+        };
+        self.limits.apply(&mut c.limits);
+        self.policy.apply(&mut c);
+        c
+    }
+
+    /// The BPF filter words joined, if any.
+    pub fn filter(&self) -> Option<String> {
+        (!self.filter.is_empty()).then(|| self.filter.join(" "))
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let unit = t[i..]
+                .trim()
+                .trim_end_matches(['B', 'b'])
+                .trim_end_matches('i');
+            let m = match unit.to_ascii_uppercase().as_str() {
+                "" => 1,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                _ => return Err(format!("'{s}' is not a size; write e.g. 65536, 64M or 1G")),
+            };
+            (&t[..i], m)
+        }
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a size; write e.g. 65536, 64M or 1G"))
 }
 
 const READ_EXAMPLES: &str = "\

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// Memory and time bounds of the mechanism stages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Flows tracked at once; the least recently active are evicted beyond it.
     pub max_flows: usize,
@@ -71,7 +71,7 @@ pub const DEFAULT_REDACTED_PARAMS: &[&str] = &[
 pub const DEFAULT_KEY_HEADERS: &[&str] = &["idempotency-key", "x-idempotency-key"];
 
 /// What the HTTP layer extracts from messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
     /// Lower-case header names carrying idempotency keys.
     pub key_headers: Vec<String>,

@@ -1,6 +1,9 @@
-//! The idemwatch binary: parse arguments, start logging (stderr only), run, map errors to exit
-//! codes. 0: ran to the end; 1: input or output error; 2: usage or configuration error.
+//! The idemwatch binary: parse arguments (and the configuration file for `live`), start logging
+//! (stderr only), run, map errors to exit codes. 0: ran to the end; 1: input or output error;
+//! 2: usage or configuration error.
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 // Many small allocations per request (strings, events): mimalloc halves their cost against
@@ -8,29 +11,26 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::Parser;
-use idemwatch::cli::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches};
+use idemwatch::cli::{Cli, Command, DEFAULT_CONFIG, LiveArgs};
+use idemwatch::config_file;
 use idemwatch::output::Output;
-use idemwatch::pipeline::{print_summary, run_read};
+use idemwatch::pipeline::{LiveSettings, print_summary, run_live, run_read};
+use idemwatch::source::LiveOptions;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let (cli, matches, config_path) = match parse(&argv) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
     init_logging(cli.verbose);
     match cli.command {
         Command::Read(args) => {
             let config = args.config();
-            let mut out = match &args.output {
-                Some(p) => match Output::file(p) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        eprintln!(
-                            "idemwatch: cannot open {} for writing: {e}; check the directory exists and is writable",
-                            p.display()
-                        );
-                        return ExitCode::from(1);
-                    }
-                },
-                None => Output::stdout(),
+            let mut out = match open_output(args.output.as_deref()) {
+                Ok(o) => o,
+                Err(code) => return code,
             };
             let filter = args.filter();
             match run_read(&config, &args.files, filter.as_deref(), &mut out) {
@@ -47,7 +47,191 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::CheckConfig(_) => {
+            let cmd = Cli::command();
+            let sub = matches
+                .subcommand_matches("check-config")
+                .unwrap_or(&matches);
+            if let Some(p) = &config_path {
+                println!("# configuration file: {}", p.display());
+            } else {
+                println!("# no configuration file; defaults and command line");
+            }
+            print!("{}", config_file::effective_toml(&cmd, "check-config", sub));
+            ExitCode::SUCCESS
+        }
+        Command::Live(args) => live(&argv, &args, config_path.as_deref()),
     }
+}
+
+/// The `live` daemon.
+fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitCode {
+    if args.list_interfaces {
+        return match idemwatch::source::live::list_interfaces() {
+            Ok(lines) => {
+                for l in lines {
+                    println!("{l}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("idemwatch: {e}; run as root or with CAP_NET_RAW");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let Some(interface) = args.interface.clone() else {
+        eprintln!("idemwatch: live needs --interface (or 'interface' in the configuration file)");
+        return ExitCode::from(2);
+    };
+    if let Some(p) = config_path {
+        tracing::info!(file = %p.display(), "configuration file read");
+    }
+    let config = args.config();
+    let mut out = match open_output(args.output.as_deref()) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let settings = LiveSettings {
+        capture: LiveOptions {
+            interface,
+            promisc: args.promisc,
+            snaplen: args.snaplen,
+            buffer_size: args.buffer_size,
+            filter: args.filter(),
+        },
+        stats_interval: args.stats_interval,
+        drop_warn_ratio: args.drop_warn_ratio,
+        state_dir: args.state_dir.clone(),
+        state_interval: args.state_interval,
+        user: args.user.clone(),
+    };
+    // SIGHUP: the file again, merged with the same command line; only the policy is taken.
+    let mut reload = || -> Result<idemwatch::config::Config, String> {
+        let (cli, _, _) = parse_quiet(argv)?;
+        match cli.command {
+            Command::Live(a) => Ok(a.config()),
+            _ => Err("not a live command line".into()),
+        }
+    };
+    match run_live(&config, &settings, &mut out, &mut reload) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idemwatch: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {
+    match path {
+        Some(p) => Output::file(p).map_err(|e| {
+            eprintln!(
+                "idemwatch: cannot open {} for writing: {e}; check the directory exists and is writable",
+                p.display()
+            );
+            ExitCode::from(1)
+        }),
+        None => Ok(Output::stdout()),
+    }
+}
+
+/// The subcommand named on the command line, if it reads a configuration file.
+fn config_subcommand(argv: &[OsString]) -> Option<&'static str> {
+    let first = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.starts_with('-'))?;
+    match first.as_ref() {
+        "live" => Some("live"),
+        "check-config" => Some("check-config"),
+        _ => None,
+    }
+}
+
+/// `--config FILE` or `--config=FILE` from the command line.
+fn config_arg(argv: &[OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+type Parsed = (Cli, clap::ArgMatches, Option<PathBuf>);
+
+/// Why parsing stopped.
+enum ParseFail {
+    /// clap's (help and version included), with the configuration file that was merged.
+    Clap(clap::Error, Option<PathBuf>),
+    Config(String),
+}
+
+impl ParseFail {
+    fn message(&self) -> String {
+        match self {
+            ParseFail::Clap(e, Some(p)) if e.use_stderr() => format!(
+                "{}(options were read from the command line and {})",
+                e.render(),
+                p.display()
+            ),
+            ParseFail::Clap(e, _) => e.render().to_string(),
+            ParseFail::Config(m) => m.clone(),
+        }
+    }
+}
+
+/// Parses the command line, merged with the configuration file for `live` and `check-config`.
+/// Errors are printed; the exit code is returned.
+fn parse(argv: &[OsString]) -> Result<Parsed, ExitCode> {
+    parse_quiet_inner(argv).map_err(|fail| match &fail {
+        ParseFail::Clap(e, _) if !e.use_stderr() => {
+            // --help and --version: stdout, success.
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{}", fail.message().trim_end());
+            ExitCode::from(2)
+        }
+    })
+}
+
+fn parse_quiet(argv: &[OsString]) -> Result<Parsed, String> {
+    parse_quiet_inner(argv).map_err(|f| f.message().trim_end().to_string())
+}
+
+fn parse_quiet_inner(argv: &[OsString]) -> Result<Parsed, ParseFail> {
+    let mut cmd = Cli::command();
+    let mut argv = argv.to_vec();
+    let mut used = None;
+    if let Some(sub) = config_subcommand(&argv) {
+        let explicit = config_arg(&argv);
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        if let Some(text) = config_file::read_config(&path, explicit.is_some())
+            .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?
+        {
+            argv = config_file::merge_argv(&cmd, sub, argv, &path, &text)
+                .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?;
+            used = Some(path);
+        }
+    }
+    let matches = cmd
+        .try_get_matches_from_mut(argv)
+        .map_err(|e| ParseFail::Clap(e, used.clone()))?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseFail::Clap(e, used.clone()))?;
+    Ok((cli, matches, used))
 }
 
 fn init_logging(verbose: u8) {

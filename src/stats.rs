@@ -29,6 +29,15 @@ macro_rules! counters {
 }
 
 counters! {
+    /// Live capture: packets the kernel handed to libpcap (libpcap's `ps_recv`; Suricata's
+    /// `capture.kernel_packets`).
+    capture_kernel_packets,
+    /// Live capture: packets dropped because the kernel buffer was full (`ps_drop`;
+    /// Suricata's `capture.kernel_drops`).
+    capture_kernel_drops,
+    /// Live capture: packets dropped by the interface or its driver (`ps_ifdrop`; Suricata's
+    /// `capture.kernel_ifdrops`).
+    capture_kernel_ifdrops,
     /// Frames read from the source.
     packets,
     /// Bytes of frames as captured (caplen).
@@ -122,6 +131,13 @@ counters! {
     tracker_keys_expired,
     /// Keys evicted because `--max-keys` was reached (oldest first).
     tracker_keys_evicted,
+    /// Keys tracked when the line was written (a gauge, not a counter).
+    tracker_keys_tracked,
+    /// Live: tracked keys saved to the state directory, and failed saves.
+    state_saves,
+    state_save_errors,
+    /// Live: keys loaded from the state directory at start.
+    state_keys_loaded,
     /// Requests not compared because a body was incomplete.
     tracker_incomplete_skipped,
     /// In-flight judgements skipped because the server's side was never seen.

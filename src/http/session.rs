@@ -1074,7 +1074,11 @@ impl Session {
         let opts = BodyOptions {
             coding,
             // Kept only for `resource_id`, which only a measured exchange prints.
-            keep: if json && hashed { cfg.max_response_keep } else { 0 },
+            keep: if json && hashed {
+                cfg.max_response_keep
+            } else {
+                0
+            },
             decode_cap: cfg.max_decoded_body,
             hash: hashed,
         };

@@ -19,6 +19,8 @@ pub enum WriteOutcome {
 pub struct Output {
     inner: BufWriter<Box<dyn Write + Send>>,
     line: Vec<u8>,
+    /// The file written, to reopen after log rotation.
+    path: Option<std::path::PathBuf>,
 }
 
 impl Output {
@@ -28,13 +30,27 @@ impl Output {
 
     pub fn file(path: &Path) -> io::Result<Output> {
         let f = File::options().create(true).append(true).open(path)?;
-        Ok(Output::from_writer(Box::new(f)))
+        let mut o = Output::from_writer(Box::new(f));
+        o.path = Some(path.to_path_buf());
+        Ok(o)
+    }
+
+    /// Flushes, then opens the file again by its path (after logrotate moved it). Stdout is
+    /// left as it is. On error the old file stays in use.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.inner.flush()?;
+        if let Some(p) = &self.path {
+            let f = File::options().create(true).append(true).open(p)?;
+            self.inner = BufWriter::with_capacity(1 << 16, Box::new(f));
+        }
+        Ok(())
     }
 
     pub fn from_writer(w: Box<dyn Write + Send>) -> Output {
         Output {
             inner: BufWriter::with_capacity(1 << 16, w),
             line: Vec::with_capacity(1024),
+            path: None,
         }
     }
 

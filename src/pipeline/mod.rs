@@ -5,7 +5,10 @@
 //! before the tracker puts them back in capture order: the output is the same byte for byte
 //! whatever the number of workers (`parallel.rs`).
 
+mod live;
 mod parallel;
+
+pub use live::{LiveRunError, LiveSettings, Reload, run_live};
 
 use std::path::PathBuf;
 use std::sync::Arc;

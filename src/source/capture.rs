@@ -227,14 +227,14 @@ impl CaptureSet {
 }
 
 /// libpcap's own words, without the crate's prefix.
-fn pcap_message(e: &pcap::Error) -> String {
+pub(crate) fn pcap_message(e: &pcap::Error) -> String {
     match e {
         pcap::Error::PcapError(m) => m.trim().to_string(),
         other => other.to_string(),
     }
 }
 
-fn ts_of(h: &pcap::PacketHeader) -> Timestamp {
+pub(crate) fn ts_of(h: &pcap::PacketHeader) -> Timestamp {
     // Opened with nanosecond precision: tv_usec holds nanoseconds.
     Timestamp::from_parts(h.ts.tv_sec, h.ts.tv_usec)
 }

@@ -190,6 +190,16 @@ impl KeyId {
     }
 }
 
+fn normalized_key_headers<S: AsRef<str>>(names: &[S]) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .iter()
+        .map(|n| n.as_ref().trim().to_ascii_lowercase())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -289,6 +299,9 @@ pub struct Tracker {
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
     responses: HashMap<TxId, Option<Arc<RespRec>>>,
+    /// The header names that carry keys (lower case, sorted): never read by the tracker, only
+    /// part of the saved state's fingerprint (see `persist`).
+    key_headers: Vec<String>,
 }
 
 impl Tracker {
@@ -302,12 +315,55 @@ impl Tracker {
             in_flight: HashMap::default(),
             finished: HashMap::default(),
             responses: HashMap::default(),
+            key_headers: normalized_key_headers(crate::config::DEFAULT_KEY_HEADERS),
             cfg,
         }
     }
 
+    /// A tracker for a run whose key header names are `key_headers` (`HttpConfig::key_headers`):
+    /// the same tracker as [`Tracker::new`], but its saved state remembers those names, so that
+    /// state saved under other names is set aside on load.
+    pub fn with_key_headers<S: AsRef<str>>(cfg: TrackerConfig, key_headers: &[S]) -> Tracker {
+        let mut t = Tracker::new(cfg);
+        t.key_headers = normalized_key_headers(key_headers);
+        t
+    }
+
+    /// The key header names its saved state is fingerprinted with (lower case, sorted).
+    pub fn key_headers(&self) -> &[String] {
+        &self.key_headers
+    }
+
     pub fn config(&self) -> &TrackerConfig {
         &self.cfg
+    }
+
+    /// Takes the policy options that can change while running (SIGHUP): the windows,
+    /// `--require-key`, `--missing-key`, `--reject-statuses` and `--store-errors`. The rest would change how keys already tracked are filed or which
+    /// bodies are measured, and needs a restart: their names are returned when they differ.
+    pub fn reconfigure(&mut self, new: TrackerConfig) -> Vec<&'static str> {
+        let mut restart = Vec::new();
+        if new.scope != self.cfg.scope {
+            restart.push("scope");
+        }
+        if new.max_keys != self.cfg.max_keys {
+            restart.push("max-keys");
+        }
+        if new.watch_methods != self.cfg.watch_methods {
+            restart.push("watch-methods");
+        }
+        if new.redact_keys != self.cfg.redact_keys {
+            restart.push("redact-keys");
+        }
+        let c = &mut self.cfg;
+        c.window = new.window;
+        c.duplicate_window = new.duplicate_window;
+        c.churn_window = new.churn_window;
+        c.require_key = new.require_key;
+        c.missing_key = new.missing_key;
+        c.reject_statuses = new.reject_statuses;
+        c.store_errors = new.store_errors;
+        restart
     }
 
     /// Keys currently tracked.

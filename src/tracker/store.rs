@@ -41,6 +41,20 @@ impl<K: Hash + Eq + Clone, V> ExpiringMap<K, V> {
         self.map.is_empty()
     }
 
+    /// The most entries it holds.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    pub fn contains_key(&self, k: &K) -> bool {
+        self.map.contains_key(k)
+    }
+
+    /// Every entry with its deadline, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V, Timestamp)> {
+        self.map.iter().map(|(k, (v, d))| (k, v, *d))
+    }
+
     pub fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k).map(|(v, _)| v)
     }

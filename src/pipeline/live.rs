@@ -1,0 +1,347 @@
+//! The daemon: live capture -> decode -> reassembly -> http -> tracker -> output, one worker,
+//! until SIGTERM or SIGINT. Capture time comes from the packets; when none arrive the wall
+//! clock moves it on, so idle flows end and their alerts are written on a quiet link too.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{FlowWorker, Judge, RunError, SWEEP_INTERVAL_NS};
+use crate::config::Config;
+use crate::decode::{Decoded, Decoder};
+use crate::output::{Output, StatsEvent, WriteOutcome};
+use crate::source::{KernelStats, LiveCapture, LiveError, LiveOptions, LiveRead};
+use crate::stats::Stats;
+use crate::tracker::Tracker;
+use crate::tracker::persist::{self, LoadOutcome};
+use crate::ts::Timestamp;
+
+/// Everything `live` needs besides the pipeline's [`Config`].
+pub struct LiveSettings {
+    pub capture: LiveOptions,
+    /// Zero: no stats lines.
+    pub stats_interval: Duration,
+    pub drop_warn_ratio: f64,
+    pub state_dir: Option<PathBuf>,
+    pub state_interval: Duration,
+    /// Run as this user once the handle is open.
+    pub user: Option<String>,
+}
+
+/// Re-reads the configuration on SIGHUP: the new policy, or why it was refused.
+pub type Reload<'a> = dyn FnMut() -> Result<Config, String> + 'a;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveRunError {
+    #[error(transparent)]
+    Capture(#[from] LiveError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot run as user {user}: {reason}")]
+    User { user: String, reason: String },
+}
+
+impl LiveRunError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            LiveRunError::Capture(e) if e.is_usage() => 2,
+            LiveRunError::User { .. } => 2,
+            LiveRunError::Run(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+/// Signals, as flags the loop polls between reads (a read returns within its timeout).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let stop = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(SIGTERM, Arc::clone(&stop))?;
+        signal_hook::flag::register(SIGINT, Arc::clone(&stop))?;
+        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
+        Ok(Signals { stop, hup })
+    }
+}
+
+fn wall_now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_parts(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        i64::from(d.subsec_nanos()),
+    )
+}
+
+/// Drops root for `user` (its uid, gid and only that group).
+fn become_user(user: &str) -> Result<(), LiveRunError> {
+    use nix::unistd::{User, setgid, setgroups, setuid};
+    let err = |reason: String| LiveRunError::User {
+        user: user.to_string(),
+        reason,
+    };
+    let u = User::from_name(user)
+        .map_err(|e| err(e.to_string()))?
+        .ok_or_else(|| err("no such user; create it or name another with --user".into()))?;
+    setgroups(&[u.gid]).map_err(|e| err(format!("setgroups: {e}; start as root")))?;
+    setgid(u.gid).map_err(|e| err(format!("setgid: {e}; start as root")))?;
+    setuid(u.uid).map_err(|e| err(format!("setuid: {e}; start as root")))?;
+    tracing::info!(user, uid = u.uid.as_raw(), "running as user");
+    Ok(())
+}
+
+fn notify(state: &[sd_notify::NotifyState]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    if let Err(e) = sd_notify::notify(false, state) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Loads tracked keys saved by an earlier run; never fatal.
+fn load_state(tracker: &mut Tracker, dir: &Path, stats: &mut Stats) {
+    match persist::load(tracker, dir) {
+        Ok(LoadOutcome::Loaded {
+            keys,
+            endpoints,
+            dropped,
+        }) => {
+            stats.state_keys_loaded += keys as u64;
+            tracing::info!(keys, endpoints, dropped, dir = %dir.display(), "tracked keys loaded");
+        }
+        Ok(LoadOutcome::Missing) => {
+            tracing::info!(dir = %dir.display(), "no saved state; starting empty")
+        }
+        Ok(LoadOutcome::SetAside { reason, moved_to }) => tracing::warn!(
+            moved_to = %moved_to.display(),
+            "saved state not used ({reason}); set aside, starting empty"
+        ),
+        Err(e) => tracing::error!("cannot load saved state: {e}; starting empty"),
+    }
+}
+
+fn save_state(tracker: &Tracker, dir: &Path, stats: &mut Stats) {
+    match persist::save(tracker, dir) {
+        Ok(r) => {
+            stats.state_saves += 1;
+            tracing::debug!(keys = r.keys, bytes = r.bytes, path = %r.path.display(), "state saved");
+        }
+        Err(e) => {
+            stats.state_save_errors += 1;
+            tracing::error!("cannot save state: {e}");
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT (Ok) or a capture error.
+pub fn run_live(
+    config: &Config,
+    settings: &LiveSettings,
+    out: &mut Output,
+    reload: &mut Reload<'_>,
+) -> Result<Stats, LiveRunError> {
+    let signals = Signals::register().map_err(|e| {
+        LiveRunError::Run(RunError::Output(std::io::Error::other(format!(
+            "cannot install signal handlers: {e}"
+        ))))
+    })?;
+    let mut cap = LiveCapture::open(&settings.capture)?;
+    if let Some(u) = &settings.user {
+        become_user(u)?;
+    }
+    let names: Vec<String> = Vec::new();
+    let mut decoder = Decoder::new(&config.limits);
+    let mut worker = FlowWorker::new(config, 1);
+    let mut judge = Judge {
+        tracker: Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
+        stats: Stats::default(),
+        alerts: Vec::new(),
+    };
+    if let Some(dir) = &settings.state_dir {
+        load_state(&mut judge.tracker, dir, &mut judge.stats);
+    }
+    tracing::info!(
+        iface = cap.interface(),
+        filter = settings.capture.filter.as_deref().unwrap_or(""),
+        "capturing"
+    );
+    notify(&[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+        .then(|| Duration::from_micros(watchdog_usec / 2));
+
+    let mut packet_no = 0u64;
+    let mut last_ts = Timestamp::default();
+    let mut next_sweep: Option<Timestamp> = None;
+    let mut last_ping = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut last_save = Instant::now();
+    let mut last_kernel = KernelStats::default();
+    let mut closed = false;
+    let mut dirty = false;
+
+    while !signals.stop.load(Ordering::Relaxed) && !closed {
+        let now = match cap.read()? {
+            LiveRead::Frame(frame) => {
+                last_ts = last_ts.max(frame.ts);
+                worker.emitter.set_packet(packet_no, frame.ts);
+                if let Decoded::Segment(seg) = decoder.decode(
+                    frame.ts,
+                    frame.link,
+                    frame.data,
+                    frame.wire_len,
+                    &mut worker.emitter.stats,
+                ) {
+                    worker.segment(&seg, packet_no, 0);
+                }
+                packet_no += 1;
+                frame.ts
+            }
+            // A quiet link: the wall clock moves capture time on.
+            LiveRead::Idle => {
+                last_ts = last_ts.max(wall_now());
+                last_ts
+            }
+        };
+        if next_sweep.is_none_or(|t| now >= t) {
+            next_sweep = Some(now.add_nanos(SWEEP_INTERVAL_NS));
+            worker.tick(packet_no, now);
+            decoder.expire(now, &mut worker.emitter.stats);
+        }
+        if !worker.emitter.out.is_empty() {
+            closed = judge.write(config, &names, worker.drain(), out)?;
+            dirty = true;
+        }
+        // Alerts reach the file (and whoever tails it) at once, not when a buffer fills.
+        if dirty {
+            closed |= out.flush().map_err(RunError::Output)? == WriteOutcome::Closed;
+            dirty = false;
+        }
+        if let Some(every) = watchdog
+            && last_ping.elapsed() >= every
+        {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+            last_ping = Instant::now();
+        }
+        if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
+            last_stats = Instant::now();
+            let st = snapshot(&mut cap, &worker, &judge);
+            warn_drops(&st, &mut last_kernel, settings.drop_warn_ratio);
+            let ev = StatsEvent {
+                timestamp: last_ts,
+                event_type: "stats",
+                stats: &st,
+            };
+            closed |= out.write(&ev).map_err(RunError::Output)? == WriteOutcome::Closed;
+            dirty = true;
+        }
+        if let Some(dir) = &settings.state_dir
+            && last_save.elapsed() >= settings.state_interval
+        {
+            last_save = Instant::now();
+            save_state(&judge.tracker, dir, &mut judge.stats);
+        }
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            on_hup(config, out, &mut judge.tracker, reload);
+        }
+    }
+    notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!(packets = packet_no, "stopping");
+    // What is complete is written; a last sweep hands on exchanges held for pairing.
+    let now = last_ts.max(wall_now());
+    worker.tick(packet_no, now);
+    if !closed && !worker.emitter.out.is_empty() {
+        closed = judge.write(config, &names, worker.drain(), out)?;
+    }
+    if let Some(dir) = &settings.state_dir {
+        save_state(&judge.tracker, dir, &mut judge.stats);
+    }
+    let st = snapshot(&mut cap, &worker, &judge);
+    if !closed && !settings.stats_interval.is_zero() {
+        let ev = StatsEvent {
+            timestamp: now,
+            event_type: "stats",
+            stats: &st,
+        };
+        out.write(&ev).map_err(RunError::Output)?;
+    }
+    out.flush().map_err(RunError::Output)?;
+    Ok(st)
+}
+
+/// Every counter now: the worker's, the tracker's and libpcap's.
+fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
+    let mut st = worker.emitter.stats.clone();
+    st.merge(&judge.stats);
+    let k = cap.kernel_stats();
+    st.capture_kernel_packets = k.received;
+    st.capture_kernel_drops = k.dropped;
+    st.capture_kernel_ifdrops = k.if_dropped;
+    st.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
+    st
+}
+
+/// A warning when the kernel or the interface dropped more than `ratio` of the packets since
+/// the last stats line.
+fn warn_drops(st: &Stats, last: &mut KernelStats, ratio: f64) {
+    let received = st.capture_kernel_packets.saturating_sub(last.received);
+    let dropped = st.capture_kernel_drops.saturating_sub(last.dropped)
+        + st.capture_kernel_ifdrops.saturating_sub(last.if_dropped);
+    let seen = received.max(1) as f64;
+    if dropped > 0 && dropped as f64 / seen > ratio {
+        tracing::warn!(
+            received,
+            dropped,
+            "packets dropped before idemwatch saw them: {:.2} % of this interval; raise \
+             --buffer-size, narrow the capture filter, or give idemwatch a less busy core",
+            100.0 * dropped as f64 / seen
+        );
+    }
+    *last = KernelStats {
+        received: st.capture_kernel_packets,
+        dropped: st.capture_kernel_drops,
+        if_dropped: st.capture_kernel_ifdrops,
+    };
+}
+
+/// SIGHUP: reopen the output (logrotate) and take the configuration file's policy options;
+/// options that need a restart are named in a warning and keep their running values.
+fn on_hup(running: &Config, out: &mut Output, tracker: &mut Tracker, reload: &mut Reload<'_>) {
+    match out.reopen() {
+        Ok(()) => tracing::info!("SIGHUP: output reopened"),
+        Err(e) => {
+            tracing::error!("SIGHUP: cannot reopen the output: {e}; still writing the old one")
+        }
+    }
+    match reload() {
+        Ok(new) => {
+            let mut restart = tracker.reconfigure(new.tracker.clone());
+            if new.http != running.http {
+                restart.push("key-header/redact-param");
+            }
+            if new.limits != running.limits {
+                restart.push("limits");
+            }
+            if new.log_requests != running.log_requests {
+                restart.push("log-requests");
+            }
+            if restart.is_empty() {
+                tracing::info!("SIGHUP: policy options reloaded");
+            } else {
+                tracing::warn!(
+                    "SIGHUP: policy options reloaded; changes to {} take effect after a restart",
+                    restart.join(", ")
+                );
+            }
+        }
+        Err(e) => tracing::error!("SIGHUP: configuration not reloaded: {e}"),
+    }
+}

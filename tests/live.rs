@@ -1,0 +1,362 @@
+//! `idemwatch live` on the loopback interface with real traffic: the fake API of
+//! `captures/server.py`, Python's http.client as the client, libpcap capturing. Needs
+//! CAP_NET_RAW (CI runs as root); without it the tests fail and say so.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A child process killed when dropped, so that a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &p.0.id().to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill {sig} failed");
+}
+
+/// Waits for exit within `limit`; the status code.
+fn wait_exit(p: &mut Proc, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(s)) = p.0.try_wait() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+struct Api {
+    _proc: Proc,
+    port: u16,
+}
+
+fn start_api(dir: &Path) -> Api {
+    let port = free_port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
+    let child = Command::new("python3")
+        .arg(server)
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--log"])
+        .arg(dir.join("server.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs captures/server.py");
+    let proc = Proc(child);
+    assert!(
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "the fake API did not start"
+    );
+    Api { _proc: proc, port }
+}
+
+fn stderr_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("idemwatch.err")).unwrap_or_default()
+}
+
+/// Starts `idemwatch live` on lo for the API's port and waits until it captures.
+fn start_live(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    let err = std::fs::File::create(dir.join("idemwatch.err")).expect("stderr file");
+    let child = Command::new(BIN)
+        .args(["live", "-v", "-i", "lo", "--stats-interval", "1s", "-o"])
+        .arg(dir.join("out.json"))
+        .args(extra)
+        .args(["--", "tcp", "port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("idemwatch starts");
+    let mut p = Proc(child);
+    let up = wait_for(Duration::from_secs(10), || {
+        stderr_text(dir).contains("capturing") || matches!(p.0.try_wait(), Ok(Some(_)))
+    });
+    let text = stderr_text(dir);
+    assert!(
+        up && text.contains("capturing"),
+        "idemwatch live did not start capturing on lo (it needs CAP_NET_RAW: run the tests as \
+         root):\n{text}"
+    );
+    p
+}
+
+/// Runs a Python http.client script against the API; `{port}` is replaced. Returns stdout.
+fn client(port: u16, script: &str) -> String {
+    let script = format!(
+        "import http.client, json, sys\nPORT = {port}\n\
+         def post(c, path, body, key=None, auth='Bearer sk_test_live'):\n\
+         \x20   h = {{'Content-Type': 'application/json', 'Authorization': auth}}\n\
+         \x20   if key is not None: h['Idempotency-Key'] = key\n\
+         \x20   c.request('POST', path, body=json.dumps(body), headers=h)\n\
+         \x20   r = c.getresponse(); r.read(); return r.status\n\
+         {script}"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("out.json"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn alerts_of(evs: &[Value], kind: &str) -> Vec<Value> {
+    evs.iter()
+        .filter(|e| e["event_type"] == "alert" && e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+#[test]
+fn live_capture_raises_alerts_and_writes_stats() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/charges', {'amount': 100, 'currency': 'usd'}, key='live-k1'))\n\
+         print(post(c, '/v1/charges', {'amount': 250, 'currency': 'usd'}, key='live-k1'))\n\
+         print(post(c, '/v1/charges', {'amount': 7, 'currency': 'eur'}))\n\
+         print(post(c, '/v1/charges', {'amount': 7, 'currency': 'eur'}))\n",
+    );
+    // An alert is written within a second or so of its exchange, also on a now quiet link.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let evs = events(dir.path());
+        alerts_of(&evs, "key_conflict").len() == 1
+            && alerts_of(&evs, "keyless_duplicate").len() == 1
+            && evs.iter().any(|e| e["event_type"] == "stats")
+    });
+    let evs = events(dir.path());
+    assert!(
+        seen,
+        "alerts or stats missing: {evs:#?}\n{}",
+        stderr_text(dir.path())
+    );
+    let conflict = &alerts_of(&evs, "key_conflict")[0];
+    assert_eq!(conflict["key"], "live-k1");
+    assert_eq!(conflict["request"]["path"], "/v1/charges");
+    assert_eq!(conflict["original"]["idempotency_key"], "live-k1");
+    assert_ne!(
+        conflict["request"]["body_canon_sha256"],
+        conflict["original"]["body_canon_sha256"]
+    );
+    assert_eq!(alerts_of(&evs, "missing_key").len(), 2);
+    let stats = evs
+        .iter()
+        .find(|e| e["event_type"] == "stats")
+        .expect("a stats line");
+    assert!(
+        stats["stats"]["capture_kernel_packets"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(stats["stats"]["tcp_segments"].as_u64().unwrap_or(0) > 0);
+    // No credential in the output.
+    let text = std::fs::read_to_string(dir.path().join("out.json")).unwrap_or_default();
+    assert!(!text.contains("sk_test_live"));
+    signal(&live, "-TERM");
+    assert_eq!(
+        wait_exit(&mut live, Duration::from_secs(2)),
+        Some(0),
+        "SIGTERM must end live with status 0 within 2 s"
+    );
+}
+
+#[test]
+fn sigterm_mid_traffic_loses_no_completed_exchange() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    // Conflicting pairs, one connection each, until told to stop; each finished pair is printed.
+    let script = format!(
+        "import os, time\n\
+         n = 0\n\
+         while not os.path.exists({stop:?}) and n < 400:\n\
+         \x20   c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         \x20   post(c, '/v1/charges', {{'amount': 1, 'n': n}}, key='mid-%d' % n)\n\
+         \x20   post(c, '/v1/charges', {{'amount': 2, 'n': n}}, key='mid-%d' % n)\n\
+         \x20   c.close()\n\
+         \x20   with open({done:?}, 'a') as f: f.write('%d\\n' % n)\n\
+         \x20   n += 1\n",
+        stop = dir.path().join("stop").display().to_string(),
+        done = dir.path().join("done").display().to_string(),
+    );
+    let port = api.port;
+    let t = std::thread::spawn(move || client(port, &script));
+    let done_file = dir.path().join("done");
+    let count = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&done_file) >= 20),
+        "the client made no progress"
+    );
+    // Pairs finished before the signal: every one must have its alert.
+    let finished = count(&done_file);
+    signal(&live, "-TERM");
+    let code = wait_exit(&mut live, Duration::from_secs(2));
+    std::fs::write(dir.path().join("stop"), b"").expect("stop file");
+    let _ = t.join();
+    assert_eq!(code, Some(0), "{}", stderr_text(dir.path()));
+    let keys: std::collections::HashSet<String> = alerts_of(&events(dir.path()), "key_conflict")
+        .iter()
+        .filter_map(|a| a["key"].as_str().map(String::from))
+        .collect();
+    for n in 0..finished {
+        assert!(
+            keys.contains(&format!("mid-{n}")),
+            "no key_conflict for pair {n} of {finished} finished before SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn keys_survive_a_restart_through_the_state_directory() {
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let api = start_api(dir.path());
+    let state_arg = state.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/payment_intents', {'amount': 500}, key='restart-k'))\n",
+    );
+    // Let the exchange be seen before stopping.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(state.join("tracker.state").exists(), "no state saved");
+    drop(live);
+
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/payment_intents', {'amount': 900}, key='restart-k'))\n",
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    });
+    signal(&live, "-TERM");
+    let code = wait_exit(&mut live, Duration::from_secs(2));
+    assert!(
+        seen,
+        "no key_conflict across the restart:\n{}",
+        stderr_text(dir.path())
+    );
+    let a = &alerts_of(&events(dir.path()), "key_conflict")[0];
+    assert_eq!(a["key"], "restart-k");
+    assert_eq!(a["original"]["path"], "/v1/payment_intents");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_capture_goes_on() {
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    std::fs::write(state.join("tracker.state"), b"this is not a state file\n").expect("write");
+    let api = start_api(dir.path());
+    let state_arg = state.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    let text = stderr_text(dir.path());
+    assert!(
+        text.contains("set aside"),
+        "no warning about the state file:\n{text}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .expect("read state dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tracker.state.bad"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the bad file was not set aside");
+    let mut kept = String::new();
+    std::fs::File::open(state.join(&aside[0]))
+        .and_then(|mut f| f.read_to_string(&mut kept))
+        .expect("read the set-aside file");
+    assert_eq!(kept, "this is not a state file\n");
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='after-bad')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='after-bad')\n",
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    }));
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+}
+
+#[test]
+fn an_unknown_interface_says_what_to_do() {
+    let out = Command::new(BIN)
+        .args(["live", "-i", "nosuchif0"])
+        .output()
+        .expect("idemwatch runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nosuchif0"), "{err}");
+    assert!(err.contains("--list-interfaces"), "{err}");
+}
