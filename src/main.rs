@@ -20,6 +20,9 @@ use idemwatch::source::LiveOptions;
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
+    if config_subcommand(&argv) == Some("live") {
+        tune_allocator_for_live(&argv);
+    }
     let (cli, matches, config_path) = match parse(&argv) {
         Ok(x) => x,
         Err(code) => return code,
@@ -134,6 +137,31 @@ fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {
         }),
         None => Ok(Output::stdout()),
     }
+}
+
+/// A daemon idles between bursts, and mimalloc returns freed memory to the kernel after 10 ms
+/// by default, so each burst page-faults (and zeroes) its memory again: at 1 Gbit/s on a veth
+/// pair that cost a tenth of the packets to kernel drops (`scripts/live_replay.sh`). mimalloc
+/// reads its options from the environment only when the process starts, so `live` starts
+/// itself again (same PID, same arguments) with them set, unless the user set them.
+fn tune_allocator_for_live(argv: &[OsString]) {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut cmd = std::process::Command::new(exe);
+    if let Some(arg0) = argv.first() {
+        cmd.arg0(arg0);
+    }
+    // Only returns on failure; then run with mimalloc's defaults.
+    let _ = cmd
+        .args(argv.iter().skip(1))
+        .env("MIMALLOC_PURGE_DELAY", "1000")
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
+        .exec();
 }
 
 /// The subcommand named on the command line, if it reads a configuration file.

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Replays a capture onto a veth pair with `tcpreplay --topspeed` (or $REPLAY_RATE, e.g. --mbps=1000) while `idemwatch live` captures
+# on the other end, then prints the replay rate and the drops (libpcap's and idemwatch's) from
+# idemwatch's last stats line. Needs root, iproute2 and tcpreplay.
+#
+#   sudo bash scripts/live_replay.sh CAPTURE [BUFFER_SIZE]     # e.g. target/bench/workload-1G.pcap 256M
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAP=${1:?usage: live_replay.sh CAPTURE [BUFFER_SIZE]}
+BUF=${2:-64M}
+command -v tcpreplay >/dev/null || { echo "install tcpreplay (apt-get install tcpreplay)" >&2; exit 2; }
+cargo build --release --quiet --bin idemwatch
+WORK=$(mktemp -d)
+A=iwrep0 B=iwrep1
+cleanup() {
+    [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true
+    ip link del "$A" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+ip link add "$A" type veth peer name "$B"
+# Jumbo MTU: the replayed frames may exceed 1500 bytes where the capture had offloads.
+ip link set "$A" mtu 9000 up
+ip link set "$B" mtu 9000 up
+target/release/idemwatch live -v -i "$B" --buffer-size "$BUF" --stats-interval 1s \
+    -o "$WORK/out.json" 2>"$WORK/err" &
+PID=$!
+for _ in $(seq 100); do grep -q capturing "$WORK/err" && break; sleep 0.1; done
+tcpreplay ${REPLAY_RATE:---topspeed} -i "$A" "$CAP" 2>&1 | grep -E 'Actual|Rated|Failed' || true
+sleep 2
+kill -TERM "$PID"
+wait "$PID" || true
+PID=
+python3 - "$WORK/out.json" <<'PY'
+import json, sys
+stats = [json.loads(l)["stats"] for l in open(sys.argv[1]) if '"event_type":"stats"' in l]
+s = stats[-1]
+alerts = sum(1 for l in open(sys.argv[1]) if '"event_type":"alert"' in l)
+keys = ["capture_kernel_packets", "capture_kernel_drops", "capture_kernel_ifdrops", "packets",
+        "flows_evicted", "tcp_gaps", "http_transactions", "fragments_dropped"]
+for k in keys:
+    print(f"{k:28} {s.get(k)}")
+print(f"{'alerts':28} {alerts}")
+PY
