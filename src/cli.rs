@@ -361,6 +361,7 @@ impl PolicyArgs {
 
 /// Memory and time bounds shared by the commands that capture.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
     /// Most TCP flows tracked at once, split evenly among the workers; the least recently
     /// active are evicted past it [default: 200000].

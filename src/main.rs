@@ -199,19 +199,18 @@ type Parsed = (Cli, clap::ArgMatches, Option<PathBuf>);
 
 /// Why parsing stopped.
 enum ParseFail {
-    /// clap's (help and version included), with the configuration file that was merged.
-    Clap(clap::Error, Option<PathBuf>),
+    /// clap's (help and version included), with where a bad value came from when it was
+    /// the configuration file's.
+    Clap(clap::Error, Option<String>),
     Config(String),
 }
 
 impl ParseFail {
     fn message(&self) -> String {
         match self {
-            ParseFail::Clap(e, Some(p)) if e.use_stderr() => format!(
-                "{}(options were read from the command line and {})",
-                e.render(),
-                p.display()
-            ),
+            ParseFail::Clap(e, Some(blame)) if e.use_stderr() => {
+                format!("{}({blame})", e.render())
+            }
             ParseFail::Clap(e, _) => e.render().to_string(),
             ParseFail::Config(m) => m.clone(),
         }
@@ -242,6 +241,7 @@ fn parse_quiet_inner(argv: &[OsString]) -> Result<Parsed, ParseFail> {
     let mut cmd = Cli::command();
     let mut argv = argv.to_vec();
     let mut used = None;
+    let mut merged = None;
     if let Some(sub) = config_subcommand(&argv) {
         let explicit = config_arg(&argv);
         let path = explicit
@@ -250,15 +250,19 @@ fn parse_quiet_inner(argv: &[OsString]) -> Result<Parsed, ParseFail> {
         if let Some(text) = config_file::read_config(&path, explicit.is_some())
             .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?
         {
-            argv = config_file::merge_argv(&cmd, sub, argv, &path, &text)
+            let m = config_file::merge(&cmd, sub, argv, &path, &text)
                 .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?;
+            argv = m.argv.clone();
+            merged = Some(m);
             used = Some(path);
         }
     }
-    let matches = cmd
-        .try_get_matches_from_mut(argv)
-        .map_err(|e| ParseFail::Clap(e, used.clone()))?;
-    let cli = Cli::from_arg_matches(&matches).map_err(|e| ParseFail::Clap(e, used.clone()))?;
+    let fail = |e: clap::Error| {
+        let blame = merged.as_ref().and_then(|m| m.blame(&e));
+        ParseFail::Clap(e, blame)
+    };
+    let matches = cmd.try_get_matches_from_mut(argv).map_err(fail)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(fail)?;
     Ok((cli, matches, used))
 }
 
