@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what idemwatch needs to build and test on Debian/Ubuntu: libpcap's headers (the
-# `pcap` crate links libpcap), pkg-config, and a Rust toolchain when none is installed.
+# `pcap` crate links libpcap), pkg-config, systemd-analyze and python3 for the tests, and a Rust
+# toolchain when none is installed.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -8,6 +9,9 @@ need=()
 dpkg -s libpcap-dev >/dev/null 2>&1 || need+=(libpcap-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# For the tests: systemd-analyze checks the units, python3 runs the fake API of the live tests.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
