@@ -360,3 +360,44 @@ fn an_unknown_interface_says_what_to_do() {
     assert!(err.contains("nosuchif0"), "{err}");
     assert!(err.contains("--list-interfaces"), "{err}");
 }
+
+#[test]
+fn sighup_reopens_the_output_file_after_rotation() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='before-rotate')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='before-rotate')\n",
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    }));
+    // logrotate: move the file away, then SIGHUP.
+    std::fs::rename(dir.path().join("out.json"), dir.path().join("out.json.1")).expect("rotate");
+    signal(&live, "-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || stderr_text(dir.path())
+            .contains("output reopened")),
+        "{}",
+        stderr_text(dir.path())
+    );
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='after-rotate')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='after-rotate')\n",
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        alerts_of(&events(dir.path()), "key_conflict")
+            .iter()
+            .any(|a| a["key"] == "after-rotate")
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(seen, "no alert in the reopened file");
+    let old = std::fs::read_to_string(dir.path().join("out.json.1")).unwrap_or_default();
+    assert!(old.contains("before-rotate") && !old.contains("after-rotate"));
+}
