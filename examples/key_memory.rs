@@ -115,6 +115,7 @@ fn main() {
             response: Some(resp),
             ts_done: ts,
             server_seen: true,
+            response_lost: false,
         }));
         t.on_event(&done, ts, &mut stats, &mut alerts);
     }

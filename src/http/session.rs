@@ -172,6 +172,8 @@ struct Exchange {
     resp_done: bool,
     /// The response was lost in a gap: the exchange waits for nothing more from the server.
     resp_lost: bool,
+    /// Gaps in the server's stream before this exchange began (see `server_gaps`).
+    server_gaps_at_start: u64,
     /// The request's body was hashed, so its response's is too.
     hashed: bool,
     interim: Vec<u16>,
@@ -229,6 +231,9 @@ pub struct Session {
     client_end: u64,
     /// Any byte, gap or end of the server's stream was seen.
     server_seen: bool,
+    /// Holes in the server's stream so far: an exchange left without a response after one may
+    /// have had it in the hole, so its missing response says nothing about the server.
+    server_gaps: u64,
     /// Server bytes that acknowledge client bytes not read yet (mirror ports deliver one
     /// direction a little late): parsed once the client catches up, so that a response never
     /// meets the queue before its request.
@@ -494,6 +499,7 @@ impl Session {
             answered_unplaced: false,
             client_end: 0,
             server_seen: false,
+            server_gaps: 0,
             held: VecDeque::new(),
             held_bytes: 0,
         }
@@ -883,6 +889,7 @@ impl Session {
             resp_started: false,
             resp_done: false,
             resp_lost: false,
+            server_gaps_at_start: self.server_gaps,
             hashed,
             interim: Vec::new(),
         });
@@ -1038,6 +1045,7 @@ impl Session {
                         resp_started: false,
                         resp_done: false,
                         resp_lost: false,
+            server_gaps_at_start: self.server_gaps,
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
                     },
@@ -1219,6 +1227,8 @@ impl Session {
             .filter(|_| ex.resp_done)
             .map(|r| r.ts_end)
             .unwrap_or(em.now);
+        let response_lost =
+            ex.resp.is_none() && (ex.resp_lost || self.server_gaps != ex.server_gaps_at_start);
         let tx = Transaction {
             id: self.tx_id(ex.id),
             conn: self.conn(),
@@ -1226,6 +1236,7 @@ impl Session {
             response: ex.resp,
             ts_done: ts_done.max(em.now),
             server_seen: self.server_seen,
+            response_lost,
         };
         em.push(self.serial, HttpEvent::Transaction(Box::new(tx)));
     }
@@ -1392,6 +1403,9 @@ impl Session {
     fn gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
         self.desync = true;
         let client = self.role(side) != Role::Responses;
+        if !client {
+            self.server_gaps += 1;
+        }
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
         // Holes often swallow whole messages: the bytes right after one may start the next.
@@ -1421,7 +1435,12 @@ impl Session {
                 GapEffect::FramingLost => {
                     self.end_body_with(owner, *reader, ts, ctx);
                     self.half(side).state = State::Sync;
-                    true
+                    // A chunked body lost its framing: the hole most likely held its rest
+                    // only. A whole message besides would need a second segment lost in a
+                    // row; assuming one was lost shifts every later pairing on the
+                    // connection when it was not (responses left unpaired, the next
+                    // request given the one after), which invents alerts.
+                    false
                 }
             },
         };

@@ -155,6 +155,9 @@ pub struct Transaction {
     /// Whether the server's side of the connection was seen at all (bytes, FIN or RST from
     /// it). When not, a missing response says nothing about the server.
     pub server_seen: bool,
+    /// There is no response, and it may have been lost in a capture gap in the server's
+    /// stream: its absence says nothing about the server either.
+    pub response_lost: bool,
 }
 
 /// What the HTTP layer hands on, in capture order.

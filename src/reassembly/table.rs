@@ -26,6 +26,8 @@ pub struct Flow<S> {
     /// An RST was seen; the flow ends unless data follows soon (receivers ignore some RSTs,
     /// e.g. with a bad TCP-MD5 signature, and evasion tools rely on that).
     reset_at: Option<Timestamp>,
+    /// The side whose SYN (without ACK) opened the connection, when seen.
+    opener: Option<Side>,
 }
 
 /// How long a reset flow waits for more data before it ends (capture time).
@@ -52,8 +54,14 @@ impl<S: StreamSink> Flow<S> {
                 theirs.set_first_seq(seg.ack);
                 self.app.on_client_side(side.other(), ctx);
             } else {
+                self.opener = Some(side);
                 self.app.on_client_side(side, ctx);
             }
+        } else if seg.flags.ack && self.opener == Some(side) && theirs.base().is_none() {
+            // The SYN-ACK was lost: the opener's ACK gives the server's first sequence number,
+            // so that server bytes lost before the first ones captured are a gap, not the
+            // stream's start (else the responses after it pair with the wrong requests).
+            theirs.set_first_seq(seg.ack);
         }
         if seg.flags.rst {
             // Whatever the RST carries is not stream data (RFC 9293 section 3.5.3).
@@ -233,6 +241,7 @@ impl<S: StreamSink> FlowTable<S> {
                     last_ts: seg.ts,
                     closed_at: None,
                     reset_at: None,
+                    opener: None,
                 },
             );
         }

@@ -659,7 +659,7 @@ impl Tracker {
         let now = tx.ts_done;
         let response = tx.response.as_ref().map(|r| Arc::new(RespRec::new(r)));
         // Whether the outcome is known: a response, or a server that was seen at all.
-        let observable = response.is_some() || tx.server_seen;
+        let observable = response.is_some() || (tx.server_seen && !tx.response_lost);
         self.responses.insert(tx.id, response.clone());
 
         // Request-side alerts, with their responses.

@@ -1031,6 +1031,7 @@ mod tests {
                 response: Some(resp),
                 ts_done: t1,
                 server_seen: true,
+                response_lost: false,
             }));
             self.t.on_event(&ev, t1, &mut self.stats, &mut self.alerts);
         }

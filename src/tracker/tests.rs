@@ -187,6 +187,7 @@ impl Sim {
             response,
             ts_done: at,
             server_seen,
+            response_lost: false,
         }));
         self.t.on_event(&ev, at, &mut self.stats, &mut self.alerts);
     }
