@@ -4,6 +4,7 @@
 # idemwatch's last stats line. Needs root, iproute2 and tcpreplay.
 #
 #   sudo bash scripts/live_replay.sh CAPTURE [BUFFER_SIZE]     # e.g. target/bench/workload-1G.pcap 256M
+# KEEP=FILE keeps the events written.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAP=${1:?usage: live_replay.sh CAPTURE [BUFFER_SIZE]}
@@ -15,6 +16,7 @@ A=iwrep0 B=iwrep1
 cleanup() {
     [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null || true
     ip link del "$A" 2>/dev/null || true
+    if [ -n "${KEEP:-}" ]; then cp "$WORK/out.json" "$KEEP"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

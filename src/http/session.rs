@@ -1408,9 +1408,24 @@ impl Session {
         }
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
+        let at_boundary = matches!(state, State::Head) && half.buf.is_empty();
         // Holes often swallow whole messages: the bytes right after one may start the next.
         half.buf.clear();
         half.start = None;
+        if !client && at_boundary {
+            // The server's next bytes after a response are the next response: the hole holds
+            // the start of the earliest unanswered request's response, so whatever comes
+            // after the hole is not that request's.
+            if let Some(e) = self
+                .pending
+                .iter_mut()
+                .find(|e| e.req.is_some() && !e.resp_started && !e.resp_lost)
+            {
+                e.resp_lost = true;
+                e.resp_done = true;
+            }
+            self.emit_ready(ctx);
+        }
         // Whether lost bytes may have held a message nobody will see.
         let unattributed = match state {
             State::Dead => {
