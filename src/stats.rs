@@ -140,6 +140,9 @@ counters! {
     state_keys_loaded,
     /// Requests not compared because a body was incomplete.
     tracker_incomplete_skipped,
+    /// Requests not judged as conflicts because the server replayed a success for their key
+    /// while the only earlier request seen with it was rejected: the capture lost the first.
+    tracker_unseen_original_skipped,
     /// In-flight judgements skipped because the server's side was never seen.
     tracker_unobservable_skipped,
     /// Alerts raised, all kinds.

@@ -1045,7 +1045,7 @@ impl Session {
                         resp_started: false,
                         resp_done: false,
                         resp_lost: false,
-            server_gaps_at_start: self.server_gaps,
+                        server_gaps_at_start: self.server_gaps,
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
                     },

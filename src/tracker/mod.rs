@@ -662,8 +662,32 @@ impl Tracker {
         let observable = response.is_some() || (tx.server_seen && !tx.response_lost);
         self.responses.insert(tx.id, response.clone());
 
+        // The server replayed a success for this key, but the only earlier request with it
+        // that we saw was rejected: the result it replays comes from a request the capture
+        // lost, so "the first one" this request is compared with is unknown.
+        let unseen_original = f.role == Role::Conflict
+            && response
+                .as_ref()
+                .is_some_and(|r| r.replayed && r.status / 100 == 2)
+            && f.key.as_ref().is_some_and(|k| {
+                self.keys
+                    .get(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
+                    .is_some_and(|e| {
+                        e.first_response
+                            .as_ref()
+                            .is_some_and(|r| r.status / 100 != 2)
+                            && e.stored.as_ref().is_none_or(|s| s.status / 100 != 2)
+                    })
+            });
+        let pending: &[Pending] = if unseen_original {
+            stats.tracker_unseen_original_skipped += 1;
+            &[]
+        } else {
+            &f.pending
+        };
+
         // Request-side alerts, with their responses.
-        for p in &f.pending {
+        for p in pending {
             let orig_resp = p.original_response.clone().or_else(|| {
                 p.original_tx
                     .and_then(|t| self.responses.get(&t).cloned().flatten())
@@ -731,11 +755,13 @@ impl Tracker {
                         }
                     }
                 }
-                (Role::Conflict, Some(r)) if r.status / 100 == 2 => match &e.stored {
-                    Some(s) => then = Then::Conflict(s.clone(), r.clone()),
-                    None if r.replayed => then = Then::ConflictMarkedReplayed(r.clone()),
-                    None => e.conflicts_waiting.push((f.rec.clone(), r.clone())),
-                },
+                (Role::Conflict, Some(r)) if r.status / 100 == 2 && !unseen_original => {
+                    match &e.stored {
+                        Some(s) => then = Then::Conflict(s.clone(), r.clone()),
+                        None if r.replayed => then = Then::ConflictMarkedReplayed(r.clone()),
+                        None => e.conflicts_waiting.push((f.rec.clone(), r.clone())),
+                    }
+                }
                 _ => {}
             }
         }
