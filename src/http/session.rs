@@ -1408,7 +1408,9 @@ impl Session {
         }
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
-        let at_boundary = matches!(state, State::Head) && half.buf.is_empty();
+        // Between two messages, or at the very start of a stream whose start is known.
+        let at_boundary = half.buf.is_empty()
+            && (matches!(state, State::Head) || (offset == 0 && matches!(state, State::Sync)));
         // Holes often swallow whole messages: the bytes right after one may start the next.
         half.buf.clear();
         half.start = None;

@@ -833,7 +833,20 @@ impl Tracker {
 
         // Later requests that waited on this one's outcome.
         for w in &f.waiters {
-            if observable {
+            // The final response had begun before the later request did: not in flight then
+            // (its end can come much later, or be lost in a capture gap).
+            let answered_before = w.kind == AlertKind::ConcurrentReuse
+                && response.as_ref().is_some_and(|r| {
+                    let later = self
+                        .in_flight
+                        .get(&w.later)
+                        .map(|l| l.rec.ts)
+                        .or_else(|| self.finished.get(&w.later).map(|l| l.rec.ts));
+                    later.is_some_and(|t| r.ts <= t)
+                });
+            if answered_before {
+                self.release_waiter(w.later);
+            } else if observable {
                 self.settle_waiter(w, &f, response.clone(), now, out);
             } else {
                 // Whether this one was still running is unknowable: never guess.
