@@ -180,6 +180,14 @@ impl Sim {
         server_seen: bool,
     ) {
         let at = Timestamp((at * SEC as f64) as i64);
+        // The response arrives as its exchange ends, unless the test says otherwise.
+        let response = response.map(|mut r| {
+            if r.ts == Timestamp(0) {
+                r.ts = at;
+                r.ts_end = at;
+            }
+            r
+        });
         let ev = HttpEvent::Transaction(Box::new(Transaction {
             id: tx.0,
             conn: Arc::new(self.conn()),
@@ -375,6 +383,21 @@ fn rejected_reencoding_belongs_to_key_reencoded_not_replay_mismatch() {
     );
     assert_eq!(s.kinds(), vec![KeyReencoded]);
     assert_eq!(s.alerts[0].response.as_ref().unwrap().status, 400);
+}
+
+#[test]
+fn a_request_after_the_first_response_began_is_not_concurrent() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k1"), "{}");
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.5);
+    // The first's response began at 0.4 s, before the second; its end (a long body, or one
+    // whose last segment the capture lost) is seen only at 2 s.
+    let mut first = resp(200, Some("ch_1"), "{}");
+    first.ts = Timestamp((0.4 * SEC as f64) as i64);
+    s.done(&a, Some(first), 2.0, true);
+    s.done(&b, Some(resp(200, Some("ch_1"), "{}")), 2.1, true);
+    assert_eq!(s.kinds(), vec![]);
 }
 
 #[test]
