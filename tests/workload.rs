@@ -118,3 +118,73 @@ fn sizes_parse_with_suffixes() {
     assert_eq!(workload::parse_size("G"), None);
     assert_eq!(workload::parse_size("1X"), None);
 }
+
+/// Alerts of `idemwatch read FILE`, each identified by kind, key, client port and request time.
+fn alert_ids(path: &Path) -> std::collections::BTreeSet<(String, String, u64, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_idemwatch"))
+        .args(["read", "-q"])
+        .arg(path)
+        .output()
+        .expect("run idemwatch");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event_type"] == "alert")
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or("").to_string(),
+                v["key"].as_str().unwrap_or("").to_string(),
+                v["request"]["src_port"].as_u64().unwrap_or(0),
+                v["request"]["ts"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The capture without a pseudo-random share of its packets (classic pcap, little-endian).
+fn drop_packets(pcap: &[u8], per_mille: u64, seed: u64) -> Vec<u8> {
+    let mut out = pcap[..24].to_vec();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut at = 24;
+    while at + 16 <= pcap.len() {
+        let incl = u32::from_le_bytes(pcap[at + 8..at + 12].try_into().expect("4 bytes")) as usize;
+        let end = (at + 16 + incl).min(pcap.len());
+        // xorshift64*: a fixed sequence, independent of any crate.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33;
+        if r % 1000 >= per_mille {
+            out.extend_from_slice(&pcap[at..end]);
+        }
+        at = end;
+    }
+    out
+}
+
+/// A capture that lost packets (a busy SPAN port, a full kernel buffer) gives fewer alerts,
+/// never other ones: every alert on the lossy capture is one the whole capture raises.
+#[test]
+fn packet_loss_hides_alerts_but_invents_none() {
+    let (pcap, _) = workload::generate(3, Target::Transactions(4000));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let whole = dir.path().join("whole.pcap");
+    std::fs::write(&whole, &pcap).expect("write capture");
+    let truth = alert_ids(&whole);
+    assert!(truth.len() > 50);
+    for (per_mille, seed) in [(20, 1), (50, 2), (50, 3)] {
+        let lossy = dir.path().join(format!("lossy-{per_mille}-{seed}.pcap"));
+        std::fs::write(&lossy, drop_packets(&pcap, per_mille, seed)).expect("write capture");
+        let seen = alert_ids(&lossy);
+        let invented: Vec<_> = seen.difference(&truth).collect();
+        assert!(
+            invented.is_empty(),
+            "{} of {} alerts invented with {per_mille}‰ of packets lost (seed {seed}): {invented:#?}",
+            invented.len(),
+            seen.len()
+        );
+        assert!(seen.len() * 2 > truth.len(), "most alerts are still found");
+    }
+}
