@@ -1400,6 +1400,42 @@ impl Session {
         }
     }
 
+    /// Marks the requests whose responses began inside the server-side hole `[g0, g1)`: they
+    /// get no response from after it. The server's bytes after a response are the next
+    /// response, so a hole that starts between responses (`at_boundary`) holds the start of
+    /// the earliest unanswered request's one, unless the client had received the whole hole
+    /// before sending that request. A later request sent once the client had received part of
+    /// the hole (its ACK falls inside it, past the previous request's) was answered inside it
+    /// too. Whatever comes after the hole is then paired with the right request.
+    fn responses_in_hole(&mut self, g0: u64, g1: u64, at_boundary: bool) {
+        let mut prev_ack: Option<u64> = None;
+        let mut first = at_boundary;
+        for e in self.pending.iter_mut() {
+            let Some(r) = e.req.as_ref() else {
+                continue;
+            };
+            let ack = r.peer_ack_at_start;
+            if e.resp_started || e.resp_lost {
+                // Answered, being answered (the hole may cut its body), or known lost.
+                prev_ack = ack;
+                first = false;
+                continue;
+            }
+            let lost = if first {
+                ack.is_none_or(|a| a < g1)
+            } else {
+                ack.is_some_and(|a| a >= g0 && a < g1 && prev_ack.is_none_or(|p| a > p))
+            };
+            if !lost {
+                break;
+            }
+            e.resp_lost = true;
+            e.resp_done = true;
+            prev_ack = ack;
+            first = false;
+        }
+    }
+
     fn gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
         self.desync = true;
         let client = self.role(side) != Role::Responses;
@@ -1414,18 +1450,8 @@ impl Session {
         // Holes often swallow whole messages: the bytes right after one may start the next.
         half.buf.clear();
         half.start = None;
-        if !client && at_boundary {
-            // The server's next bytes after a response are the next response: the hole holds
-            // the start of the earliest unanswered request's response, so whatever comes
-            // after the hole is not that request's.
-            if let Some(e) = self
-                .pending
-                .iter_mut()
-                .find(|e| e.req.is_some() && !e.resp_started && !e.resp_lost)
-            {
-                e.resp_lost = true;
-                e.resp_done = true;
-            }
+        if !client {
+            self.responses_in_hole(offset, offset + len, at_boundary);
             self.emit_ready(ctx);
         }
         // Whether lost bytes may have held a message nobody will see.
