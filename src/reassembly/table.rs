@@ -57,10 +57,12 @@ impl<S: StreamSink> Flow<S> {
                 self.opener = Some(side);
                 self.app.on_client_side(side, ctx);
             }
-        } else if seg.flags.ack && self.opener == Some(side) && theirs.base().is_none() {
-            // The SYN-ACK was lost: the opener's ACK gives the server's first sequence number,
-            // so that server bytes lost before the first ones captured are a gap, not the
-            // stream's start (else the responses after it pair with the wrong requests).
+        } else if seg.flags.ack && theirs.base().is_none() && self.opener.is_none_or(|o| o == side)
+        {
+            // The SYN-ACK was lost (or the handshake was before the capture): an ACK from the
+            // other side says where the peer's unseen bytes end, so peer bytes lost before
+            // the first ones captured are a gap, not the stream's start (else the responses
+            // after it pair with the wrong requests). Bytes before it were delivered already.
             theirs.set_first_seq(seg.ack);
         }
         if seg.flags.rst {
