@@ -143,6 +143,9 @@ counters! {
     /// Requests not judged as conflicts because the server replayed a success for their key
     /// while the only earlier request seen with it was rejected: the capture lost the first.
     tracker_unseen_original_skipped,
+    /// Requests not compared with their key's first because they began before it (their end
+    /// was delayed by a capture hole): which came first is unknown.
+    tracker_order_unknown_skipped,
     /// In-flight judgements skipped because the server's side was never seen.
     tracker_unobservable_skipped,
     /// Alerts raised, all kinds.

@@ -471,6 +471,13 @@ impl Tracker {
             if let Some(e) = self.keys.get_mut(&map_key) {
                 let age = now.since(e.first_ts);
                 match (identity, e.identity) {
+                    // This request began before the one taken as the key's first, which was
+                    // only fully received earlier (this one's end waited on a capture hole):
+                    // which came first is unknown, so neither is judged against the other.
+                    (Some(_), Some(_)) if req.ts < e.first.ts => {
+                        start_new = false;
+                        stats.tracker_order_unknown_skipped += 1;
+                    }
                     (Some(ident), Some(first_ident)) => {
                         let same = ident == first_ident;
                         if age <= window {
