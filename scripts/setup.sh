@@ -12,6 +12,7 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 # For the tests: systemd-analyze checks the units, python3 runs the fake API of the live tests.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -37,6 +37,94 @@ pub enum Command {
     Live(LiveArgs),
     /// Check the configuration file (and options) of `live`, print the effective settings.
     CheckConfig(LiveArgs),
+    /// Receive requests a gateway mirrors (nginx `mirror`, Envoy `request_mirror_policies`)
+    /// over TLS, answer each 204 at once, print alerts until stopped.
+    #[command(after_long_help = MIRROR_EXAMPLES)]
+    Mirror(MirrorArgs),
+}
+
+const MIRROR_EXAMPLES: &str = "\
+Examples:
+  idemwatch mirror --listen 127.0.0.1:9443 --cert mirror.pem --key mirror.key
+  idemwatch mirror --listen 10.0.0.5:9443 --cert mirror.pem --key mirror.key --client-ca gateways.pem
+  idemwatch mirror --listen 127.0.0.1:9080 --insecure-plaintext
+
+Response-side kinds stay silent: the mirror never sees the API's answers.";
+
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Address and port to listen on, e.g. 127.0.0.1:9443.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+
+    /// Server certificate chain (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        required_unless_present = "insecure_plaintext"
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// Server private key (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        required_unless_present = "insecure_plaintext"
+    )]
+    pub key: Option<PathBuf>,
+
+    /// Require client certificates signed by these CAs (PEM): mutual TLS. A client without a
+    /// valid certificate is refused and counted (mirror_tls_errors).
+    #[arg(long, value_name = "PEM")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Plain TCP, no TLS: only where the path to idemwatch is already private.
+    #[arg(long, conflicts_with_all = ["cert", "key", "client_ca"])]
+    pub insecure_plaintext: bool,
+
+    /// Most connections open at once; more are closed at once and counted (mirror_refused).
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// A TLS handshake must complete within this.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A connection silent this long is closed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A request must be whole this long after its first byte (slow senders are closed).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Write one "event_type":"http" line per mirrored request.
+    #[arg(long)]
+    pub log_requests: bool,
+
+    /// Write events to FILE (appended) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl MirrorArgs {
+    pub fn config(&self) -> Config {
+        let mut c = Config {
+            log_requests: self.log_requests,
+            stats_event: false,
+            threads: 1,
+            ..Config::default()
+        };
+        self.limits.apply(&mut c.limits);
+        self.policy.apply(&mut c);
+        c
+    }
 }
 
 /// Where `live` and `check-config` look for the configuration file by default.

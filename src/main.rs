@@ -64,6 +64,78 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Live(args) => live(&argv, &args, config_path.as_deref()),
+        Command::Mirror(args) => mirror(&args, cli.quiet),
+    }
+}
+
+/// The mirror endpoint.
+fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let tls = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) if !args.insecure_plaintext => {
+            match idemwatch::source::mirror::server_config(cert, key, args.client_ca.as_deref()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("idemwatch: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
+    let config = args.config();
+    let mut out = match open_output(args.output.as_deref()) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let listener = match idemwatch::pipeline::bind_mirror(args.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "idemwatch: cannot listen on {}: {e}; check no other process uses that port and the address is local",
+                args.listen
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("idemwatch: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    tracing::info!(listen = %args.listen, tls = tls.is_some(), "mirror listening");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let settings = idemwatch::pipeline::MirrorSettings {
+        listen: args.listen,
+        tls,
+        max_connections: args.max_connections,
+        handshake_timeout: args.handshake_timeout,
+        idle_timeout: args.idle_timeout,
+        request_timeout: args.request_timeout,
+    };
+    match idemwatch::pipeline::run_mirror(&config, &settings, listener, &mut out, stop) {
+        Ok(st) => {
+            if !quiet {
+                eprintln!(
+                    "idemwatch: mirror: {} connections ({} refused, {} TLS failures, {} timeouts, {} not HTTP), {} requests, {} alerts",
+                    st.mirror_connections,
+                    st.mirror_refused,
+                    st.mirror_tls_errors,
+                    st.mirror_timeouts,
+                    st.mirror_bad_requests,
+                    st.mirror_requests,
+                    st.alerts
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("idemwatch: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

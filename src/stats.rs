@@ -38,6 +38,16 @@ counters! {
     /// Live capture: packets dropped by the interface or its driver (`ps_ifdrop`; Suricata's
     /// `capture.kernel_ifdrops`).
     capture_kernel_ifdrops,
+    /// Mirror: connections accepted, refused past `--max-connections`, closed for a failed
+    /// TLS handshake (no or a bad client certificate with `--client-ca`, not TLS), closed by a
+    /// timeout (handshake, idle, slow request), closed for bytes that are not HTTP or a head
+    /// over the limits; requests answered.
+    mirror_connections,
+    mirror_refused,
+    mirror_tls_errors,
+    mirror_timeouts,
+    mirror_bad_requests,
+    mirror_requests,
     /// Frames read from the source.
     packets,
     /// Bytes of frames as captured (caplen).

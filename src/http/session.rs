@@ -73,7 +73,7 @@ impl HasStats for Emitter {
 }
 
 /// Settings shared by all sessions.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub http: HttpConfig,
     pub max_head_bytes: usize,
@@ -87,6 +87,9 @@ pub struct SessionSettings {
     /// Otherwise hash the bodies of requests with these methods (upper case) or with a key
     /// header, and of their responses: only those can ever be compared.
     pub hash_methods: Vec<String>,
+    /// Only requests flow (the mirror endpoint): an exchange ends with its request, its
+    /// response unknowable.
+    pub requests_only: bool,
 }
 
 impl SessionSettings {
@@ -110,6 +113,7 @@ impl SessionSettings {
             max_response_keep: limits.max_response_body_bytes,
             hash_all,
             hash_methods,
+            requests_only: false,
         })
     }
 }
@@ -887,8 +891,8 @@ impl Session {
             req_done: false,
             resp: None,
             resp_started: false,
-            resp_done: false,
-            resp_lost: false,
+            resp_done: cfg.requests_only,
+            resp_lost: cfg.requests_only,
             server_gaps_at_start: self.server_gaps,
             hashed,
             interim: Vec::new(),

@@ -6,9 +6,11 @@
 //! whatever the number of workers (`parallel.rs`).
 
 mod live;
+mod mirror;
 mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
+pub use mirror::{MirrorSettings, bind as bind_mirror, run_mirror};
 
 use std::path::PathBuf;
 use std::sync::Arc;

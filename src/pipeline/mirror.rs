@@ -1,0 +1,357 @@
+//! The mirror endpoint: a gateway (nginx `mirror`, Envoy `request_mirror_policies`) copies each
+//! request here. Every connection is parsed by the same HTTP session code as captured traffic,
+//! in requests-only mode, and each request is answered `204` at once; one thread judges the
+//! requests of all connections with one tracker and writes the alerts.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rustls::ServerConfig;
+
+use super::{Judge, RunError};
+use crate::config::Config;
+use crate::http::session::{Emitter, OrderKey, SessionSettings};
+use crate::http::{HttpEvent as HttpOut, Session};
+use crate::output::{Output, WriteOutcome};
+use crate::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
+use crate::source::mirror::{HandshakeError, MirrorStream, is_timeout};
+use crate::stats::Stats;
+use crate::tracker::Tracker;
+use crate::ts::Timestamp;
+
+/// Everything `mirror` needs besides the pipeline's [`Config`].
+pub struct MirrorSettings {
+    pub listen: SocketAddr,
+    /// None: plain TCP (`--insecure-plaintext`).
+    pub tls: Option<Arc<ServerConfig>>,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+    /// A request must be whole this long after its first byte (slowloris).
+    pub request_timeout: Duration,
+}
+
+/// The 204 each mirrored request gets.
+const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: idemwatch\r\n\r\n";
+/// How often blocked reads and the judge look at the stop flag.
+const POLL: Duration = Duration::from_millis(100);
+/// Requests waiting for the judge; connections wait when it is full.
+const QUEUE: usize = 4096;
+
+fn wall_now() -> Timestamp {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_parts(
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        i64::from(d.subsec_nanos()),
+    )
+}
+
+/// State shared by the acceptor, the connections and the judge.
+struct Shared {
+    stop: Arc<AtomicBool>,
+    open: AtomicUsize,
+    serial: AtomicU64,
+    stats: Mutex<Stats>,
+}
+
+/// Binds the listener (errors say what to do).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Serves until `stop` is set; returns the counters. Alerts go to `out` as they are judged.
+pub fn run_mirror(
+    config: &Config,
+    settings: &MirrorSettings,
+    listener: TcpListener,
+    out: &mut Output,
+    stop: Arc<AtomicBool>,
+) -> Result<Stats, RunError> {
+    let mut session_settings = SessionSettings::with_hashing(
+        &config.http,
+        &config.limits,
+        config.log_requests,
+        config.tracker.watch_methods.clone(),
+    );
+    Arc::make_mut(&mut session_settings).requests_only = true;
+    let shared = Arc::new(Shared {
+        stop,
+        open: AtomicUsize::new(0),
+        serial: AtomicU64::new(0),
+        stats: Mutex::new(Stats::default()),
+    });
+    let (tx, rx) = crossbeam_channel::bounded::<HttpOut>(QUEUE);
+    let acceptor = {
+        let shared = shared.clone();
+        let tls = settings.tls.clone();
+        let s = MirrorSettingsCopy::from(settings);
+        std::thread::Builder::new()
+            .name("mirror-accept".into())
+            .spawn(move || accept_loop(listener, tls, s, session_settings, tx, shared))
+            .map_err(RunError::Output)?
+    };
+    let mut judge = Judge {
+        tracker: Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
+        stats: Stats::default(),
+        alerts: Vec::new(),
+    };
+    let result = judge_loop(config, &mut judge, &rx, out, &shared);
+    shared.stop.store(true, Ordering::Relaxed);
+    let _ = acceptor.join();
+    // What connections handed on before they closed.
+    let rest: Vec<(OrderKey, HttpOut)> = rx.try_iter().map(|e| (order(), e)).collect();
+    judge.write(config, &[], rest, out)?;
+    out.flush()?;
+    result?;
+    let mut st = shared.stats.lock().map(|s| s.clone()).unwrap_or_default();
+    st.merge(&judge.stats);
+    Ok(st)
+}
+
+fn order() -> OrderKey {
+    OrderKey {
+        packet_no: 0,
+        flow_serial: 0,
+        sub: 0,
+    }
+}
+
+fn judge_loop(
+    config: &Config,
+    judge: &mut Judge,
+    rx: &Receiver<HttpOut>,
+    out: &mut Output,
+    shared: &Shared,
+) -> Result<(), RunError> {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(POLL) {
+            Ok(ev) => {
+                let mut batch = vec![(order(), ev)];
+                batch.extend(rx.try_iter().take(255).map(|e| (order(), e)));
+                if judge.write(config, &[], batch, out)? {
+                    return Ok(());
+                }
+                if out.flush()? == WriteOutcome::Closed {
+                    return Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// The settings a connection thread needs (copied: threads outlive no borrow).
+#[derive(Clone, Copy)]
+struct MirrorSettingsCopy {
+    local: SocketAddr,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    request_timeout: Duration,
+}
+
+impl From<&MirrorSettings> for MirrorSettingsCopy {
+    fn from(s: &MirrorSettings) -> Self {
+        MirrorSettingsCopy {
+            local: s.listen,
+            max_connections: s.max_connections.max(1),
+            handshake_timeout: s.handshake_timeout,
+            idle_timeout: s.idle_timeout,
+            request_timeout: s.request_timeout,
+        }
+    }
+}
+
+fn count(shared: &Shared, f: impl FnOnce(&mut Stats)) {
+    if let Ok(mut s) = shared.stats.lock() {
+        f(&mut s);
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    s: MirrorSettingsCopy,
+    session_settings: Arc<SessionSettings>,
+    tx: Sender<HttpOut>,
+    shared: Arc<Shared>,
+) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        let (sock, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) if is_timeout(&e) => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if shared.open.load(Ordering::Relaxed) >= s.max_connections {
+            count(&shared, |st| st.mirror_refused += 1);
+            drop(sock);
+            continue;
+        }
+        shared.open.fetch_add(1, Ordering::Relaxed);
+        count(&shared, |st| st.mirror_connections += 1);
+        let (tls, tx, shared2, settings) = (
+            tls.clone(),
+            tx.clone(),
+            shared.clone(),
+            session_settings.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("mirror-conn".into())
+            .spawn(move || {
+                serve(sock, peer, tls, s, settings, &tx, &shared2);
+                shared2.open.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            shared.open.fetch_sub(1, Ordering::Relaxed);
+            count(&shared, |st| st.mirror_refused += 1);
+        }
+    }
+}
+
+/// One connection: handshake, then requests parsed and answered until the peer closes, a
+/// timeout passes, or the daemon stops.
+fn serve(
+    sock: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+    s: MirrorSettingsCopy,
+    settings: Arc<SessionSettings>,
+    tx: &Sender<HttpOut>,
+    shared: &Shared,
+) {
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_nodelay(true);
+    let mut stream = match MirrorStream::accept(sock, tls.as_ref(), s.handshake_timeout) {
+        Ok(st) => st,
+        Err(e) => {
+            match e {
+                HandshakeError::Timeout => count(shared, |st| st.mirror_timeouts += 1),
+                HandshakeError::Tls(reason) => {
+                    tracing::debug!(%peer, reason, "TLS handshake refused");
+                    count(shared, |st| st.mirror_tls_errors += 1);
+                }
+                // The peer went away (a TCP health check): nothing to count.
+                HandshakeError::Io(e) => tracing::debug!(%peer, "closed before TLS: {e}"),
+            }
+            return;
+        }
+    };
+    let _ = stream.socket().set_read_timeout(Some(POLL));
+    let ep = |a: SocketAddr| Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    };
+    let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
+    let info = FlowInfo::new(ep(peer), ep(s.local), wall_now(), serial, 0);
+    let mut session = Session::new(settings, &info);
+    let mut em = Emitter::default();
+    let client = Side(0);
+    session.on_client_side(client, &mut em);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    let mut last_read = Instant::now();
+    // When the bytes of the request being received began (None: between requests).
+    let mut request_started: Option<Instant> = None;
+    let mut packet = 0u64;
+    let end = loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break EndReason::Fin;
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break EndReason::Fin,
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => {
+                let now = Instant::now();
+                let slow = request_started.is_some_and(|t| now - t > s.request_timeout);
+                if slow || now - last_read > s.idle_timeout {
+                    count(shared, |st| st.mirror_timeouts += 1);
+                    break EndReason::Rst;
+                }
+                continue;
+            }
+            Err(_) => break EndReason::Rst,
+        };
+        last_read = Instant::now();
+        request_started.get_or_insert(last_read);
+        let ts = wall_now();
+        packet += 1;
+        em.set_packet(packet, ts);
+        let Some(bytes) = buf.get(..n) else {
+            break EndReason::Rst;
+        };
+        session.on_data(
+            client,
+            Chunk {
+                offset,
+                bytes,
+                ts,
+                peer_ack: None,
+                vlans: Default::default(),
+            },
+            &mut em,
+        );
+        offset += n as u64;
+        let mut answers = 0usize;
+        for (_, ev) in std::mem::take(&mut em.out) {
+            if matches!(ev, HttpOut::Request { .. }) {
+                answers += 1;
+            }
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+        if answers > 0 {
+            // The request is whole: a new one starts with the next byte.
+            request_started = None;
+            count(shared, |st| st.mirror_requests += answers as u64);
+            let mut reply = Vec::with_capacity(ANSWER.len() * answers);
+            for _ in 0..answers {
+                reply.extend_from_slice(ANSWER);
+            }
+            if stream
+                .write_all(&reply)
+                .and_then(|()| stream.flush())
+                .is_err()
+            {
+                break EndReason::Rst;
+            }
+        }
+        let st = &em.stats;
+        if st.http_parse_errors
+            + st.http_resync_skipped_bytes
+            + st.http_head_too_large
+            + st.http_too_many_headers
+            > 0
+        {
+            // Not HTTP, or a head over the limits: close it.
+            count(shared, |st| st.mirror_bad_requests += 1);
+            break EndReason::Rst;
+        }
+    };
+    let ts = wall_now();
+    session.on_end(client, end, ts, &mut em);
+    session.on_end(client.other(), end, ts, &mut em);
+    for (_, ev) in std::mem::take(&mut em.out) {
+        let _ = tx.send(ev);
+    }
+    let st = std::mem::take(&mut em.stats);
+    count(shared, |s| s.merge(&st));
+}
