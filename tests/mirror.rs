@@ -50,7 +50,11 @@ fn make_certs(dir: &Path) {
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, name);
         if name == "server" {
-            params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().expect("ip"))];
+            // nginx checks proxy_ssl_name against DNS names only; curl goes by the address.
+            params.subject_alt_names = vec![
+                SanType::DnsName("localhost".try_into().expect("name")),
+                SanType::IpAddress("127.0.0.1".parse().expect("ip")),
+            ];
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         } else {
             params.subject_alt_names = vec![SanType::DnsName("gateway".try_into().expect("name"))];
@@ -267,4 +271,168 @@ fn garbage_and_slow_senders_are_closed() {
     let (_, err) = stop(p, dir.path());
     assert!(err.contains("1 timeouts"), "{err}");
     assert!(err.contains("1 not HTTP"), "{err}");
+}
+
+/// Real nginx (Debian's package) in front of the fake API of `captures/server.py`, mirroring
+/// every request to idemwatch over mutual TLS, as docs/MIRROR.md configures it.
+struct Nginx {
+    _proc: Proc,
+    port: u16,
+}
+
+fn start_api(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
+    let child = Command::new("python3")
+        .arg(server)
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--log"])
+        .arg(dir.join("api.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 runs captures/server.py");
+    let p = Proc(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the API did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (p, port)
+}
+
+fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
+    let port = free_port();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let conf = format!(
+        "daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
+           fastcgi_temp_path {tmp}/fcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n\
+             location / {{\n      mirror /idemwatch-mirror;\n      mirror_request_body on;\n\
+               proxy_pass http://127.0.0.1:{api};\n      proxy_set_header Host $host;\n    }}\n\
+             location = /idemwatch-mirror {{\n      internal;\n\
+               proxy_pass https://127.0.0.1:{mirror}$request_uri;\n\
+               proxy_set_header Host $host;\n\
+               proxy_set_header X-Forwarded-For $remote_addr;\n\
+               proxy_ssl_trusted_certificate {ca};\n      proxy_ssl_verify on;\n\
+               proxy_ssl_name localhost;\n\
+               proxy_ssl_certificate {cert};\n      proxy_ssl_certificate_key {key};\n\
+               proxy_connect_timeout 200ms;\n      proxy_send_timeout 500ms;\n\
+               proxy_read_timeout 500ms;\n    }}\n  }}\n}}\n",
+        pid = d("nginx.pid"),
+        err = d("nginx.err"),
+        tmp = d("ngx"),
+        ca = d("ca.pem"),
+        cert = d("client.pem"),
+        key = d("client.key"),
+    );
+    std::fs::create_dir_all(dir.join("ngx")).expect("temp dir");
+    std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+    let child = Command::new("nginx")
+        .args(["-p", &d("ngx"), "-c", &d("nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx runs (install Debian's nginx package)");
+    let p = Proc(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("nginx.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx { _proc: p, port }
+}
+
+/// A request through nginx: (status, seconds it took).
+fn via_nginx(port: u16, key: Option<&str>, body: &str) -> (u16, f64) {
+    let t = Instant::now();
+    let status = curl(
+        &format!("http://127.0.0.1:{port}/v1/charges"),
+        key,
+        body,
+        &[],
+    );
+    (status, t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let (_api, api_port) = start_api(dir.path());
+    let mirror_port = free_port();
+    let ngx = start_nginx(dir.path(), api_port, mirror_port);
+    let p = start(
+        dir.path(),
+        mirror_port,
+        &[
+            "--cert",
+            &d("server.pem"),
+            "--key",
+            &d("server.key"),
+            "--client-ca",
+            &d("ca.pem"),
+        ],
+    );
+    // The API's own answers come back through nginx; the mirror's 204s are dropped by it.
+    assert_eq!(
+        via_nginx(ngx.port, Some("ngx-1"), r#"{"amount":100}"#).0,
+        200
+    );
+    assert_eq!(
+        via_nginx(ngx.port, Some("ngx-1"), r#"{"amount":300}"#).0,
+        400
+    );
+    assert_eq!(via_nginx(ngx.port, None, r#"{"amount":5}"#).0, 200);
+    assert_eq!(via_nginx(ngx.port, None, r#"{"amount":5}"#).0, 200);
+    // A Python client too, with an empty key (invalid_key).
+    let py = format!(
+        "import http.client\nc = http.client.HTTPConnection('127.0.0.1', {})\n\
+         c.request('POST', '/v1/charges', body='{{}}', headers={{'Host': 'api.example.com', \
+         'Idempotency-Key': '', 'Content-Type': 'application/json'}})\n\
+         print(c.getresponse().status)\n",
+        ngx.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (events, err) = stop(p, dir.path());
+    assert_eq!(
+        kinds(&events),
+        [
+            "invalid_key",
+            "key_conflict",
+            "keyless_duplicate",
+            "missing_key",
+            "missing_key"
+        ],
+        "{err}\n{events:#?}"
+    );
+    let conflict = events
+        .iter()
+        .find(|e| e["kind"] == "key_conflict")
+        .expect("a conflict");
+    assert_eq!(conflict["request"]["host"], "api.example.com");
+    assert_eq!(conflict["request"]["path"], "/v1/charges");
+
+    // idemwatch stopped: requests through nginx still succeed, without waiting on it.
+    let (status, secs) = via_nginx(ngx.port, Some("ngx-2"), r#"{"amount":1}"#);
+    assert_eq!(status, 200);
+    assert!(
+        secs < 2.0,
+        "a stopped mirror delayed the request by {secs:.2} s"
+    );
 }
