@@ -333,7 +333,13 @@ fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
     );
     std::fs::create_dir_all(dir.join("ngx")).expect("temp dir");
     std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
-    let child = Command::new("nginx")
+    // Debian puts it in /usr/sbin, which a user's PATH may lack.
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let child = Command::new(nginx)
         .args(["-p", &d("ngx"), "-c", &d("nginx.conf")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
