@@ -82,6 +82,12 @@ pub struct MirrorArgs {
     #[arg(long, conflicts_with_all = ["cert", "key", "client_ca"])]
     pub insecure_plaintext: bool,
 
+    /// Peers (gateways) whose X-Forwarded-For, X-Real-IP or Forwarded header names the client,
+    /// comma-separated CIDRs or addresses; from other peers these headers are ignored and the
+    /// peer is the client.
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// Most connections open at once; more are closed at once and counted (mirror_refused).
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub max_connections: usize,
@@ -232,6 +238,13 @@ impl LiveArgs {
     pub fn filter(&self) -> Option<String> {
         (!self.filter.is_empty()).then(|| self.filter.join(" "))
     }
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is not an address or CIDR; write e.g. 10.0.0.0/8,127.0.0.1"))
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

@@ -115,6 +115,7 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
         handshake_timeout: args.handshake_timeout,
         idle_timeout: args.idle_timeout,
         request_timeout: args.request_timeout,
+        trusted_proxies: args.trusted_proxies.clone(),
     };
     match idemwatch::pipeline::run_mirror(&config, &settings, listener, &mut out, stop) {
         Ok(st) => {

@@ -442,3 +442,27 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
         "a stopped mirror delayed the request by {secs:.2} s"
     );
 }
+
+#[test]
+fn a_trusted_proxy_names_the_client_an_untrusted_one_does_not() {
+    for (trust, expected) in [(true, "203.0.113.7"), (false, "127.0.0.1")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut args = vec!["--insecure-plaintext"];
+        if trust {
+            args.extend(["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
+        }
+        let p = start(dir.path(), port, &args);
+        let url = format!("http://127.0.0.1:{port}/v1/charges");
+        let xff = ["-H", "X-Forwarded-For: 203.0.113.7, 10.1.2.3"];
+        assert_eq!(curl(&url, Some("p-1"), r#"{"a":1}"#, &xff), 204);
+        assert_eq!(curl(&url, Some("p-1"), r#"{"a":2}"#, &xff), 204);
+        std::thread::sleep(Duration::from_millis(300));
+        let (events, err) = stop(p, dir.path());
+        let conflict = events
+            .iter()
+            .find(|e| e["kind"] == "key_conflict")
+            .unwrap_or_else(|| panic!("no conflict: {err}"));
+        assert_eq!(conflict["request"]["src_ip"], expected, "trusted: {trust}");
+    }
+}

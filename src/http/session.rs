@@ -90,6 +90,9 @@ pub struct SessionSettings {
     /// Only requests flow (the mirror endpoint): an exchange ends with its request, its
     /// response unknowable.
     pub requests_only: bool,
+    /// Peers whose `X-Forwarded-For`, `X-Real-IP` or `Forwarded` header names the client (the
+    /// mirror's `--trusted-proxies`); empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl SessionSettings {
@@ -114,6 +117,7 @@ impl SessionSettings {
             hash_all,
             hash_methods,
             requests_only: false,
+            trusted_proxies: Vec::new(),
         })
     }
 }
@@ -178,6 +182,8 @@ struct Exchange {
     resp_lost: bool,
     /// Gaps in the server's stream before this exchange began (see `server_gaps`).
     server_gaps_at_start: u64,
+    /// The client named by a trusted proxy's header.
+    forwarded_client: Option<std::net::IpAddr>,
     /// The request's body was hashed, so its response's is too.
     hashed: bool,
     interim: Vec<u16>,
@@ -354,6 +360,8 @@ struct Heads {
     stripe_context: Option<String>,
     location: Option<String>,
     replayed: bool,
+    /// `X-Forwarded-For`, `X-Real-IP` and `Forwarded` values, in that order of trust.
+    forwarded: Vec<(u8, String)>,
 }
 
 fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
@@ -361,7 +369,13 @@ fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Head
     for hd in headers {
         let name = hd.name;
         let value = || String::from_utf8_lossy(hd.value).trim().to_string();
-        if name.eq_ignore_ascii_case("host") {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            h.forwarded.push((0, value()));
+        } else if name.eq_ignore_ascii_case("x-real-ip") {
+            h.forwarded.push((1, value()));
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            h.forwarded.push((2, value()));
+        } else if name.eq_ignore_ascii_case("host") {
             if h.host.is_none() {
                 h.host = Some(String::from_utf8_lossy(hd.value).into_owned());
             }
@@ -883,6 +897,7 @@ impl Session {
                 .hash_methods
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&request.method));
+        let forwarded_client = self.forwarded_client(&h.forwarded);
         let id = self.next_id;
         self.next_id += 1;
         self.pending.push_back(Exchange {
@@ -894,6 +909,7 @@ impl Session {
             resp_done: cfg.requests_only,
             resp_lost: cfg.requests_only,
             server_gaps_at_start: self.server_gaps,
+            forwarded_client,
             hashed,
             interim: Vec::new(),
         });
@@ -1050,6 +1066,7 @@ impl Session {
                         resp_done: false,
                         resp_lost: false,
                         server_gaps_at_start: self.server_gaps,
+                        forwarded_client: None,
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
                     },
@@ -1206,19 +1223,78 @@ impl Session {
         }
     }
 
+    /// The client a trusted proxy names: the right-most address of its header that is not
+    /// itself a trusted proxy (the left-most when all are). None when the peer is not trusted.
+    fn forwarded_client(&self, values: &[(u8, String)]) -> Option<std::net::IpAddr> {
+        let trusted = &self.cfg.trusted_proxies;
+        let c = self.client.unwrap_or(Side(0));
+        let peer = self.ends[c.index()].ip;
+        if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
+            return None;
+        }
+        let mut best: Option<(u8, Vec<std::net::IpAddr>)> = None;
+        for (rank, v) in values {
+            let addrs: Vec<std::net::IpAddr> = v
+                .split(',')
+                .filter_map(|part| {
+                    let p = part.trim();
+                    // Forwarded: for=192.0.2.1 or for="[2001:db8::1]:8080"; the rest as is.
+                    let p = p
+                        .split(';')
+                        .find_map(|kv| {
+                            let (k, v) = kv.trim().split_once('=')?;
+                            k.eq_ignore_ascii_case("for").then_some(v)
+                        })
+                        .unwrap_or(p);
+                    let p = p.trim_matches('"');
+                    let p = p
+                        .strip_prefix('[')
+                        .map_or(p, |r| r.split(']').next().unwrap_or(r));
+                    p.parse()
+                        .ok()
+                        .or_else(|| p.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
+                })
+                .collect();
+            if !addrs.is_empty() && best.as_ref().is_none_or(|(r, _)| rank < r) {
+                best = Some((*rank, addrs));
+            }
+        }
+        let (_, addrs) = best?;
+        addrs
+            .iter()
+            .rev()
+            .find(|a| !trusted.iter().any(|n| n.contains(*a)))
+            .or(addrs.first())
+            .copied()
+    }
+
+    /// The connection an exchange's events carry: the client a trusted proxy named, if any.
+    fn conn_for(&mut self, forwarded: Option<std::net::IpAddr>) -> Arc<Conn> {
+        let conn = self.conn();
+        match forwarded {
+            Some(ip) => {
+                let mut c = (*conn).clone();
+                // The client's own port is not forwarded.
+                c.client = crate::reassembly::Endpoint { ip, port: 0 };
+                Arc::new(c)
+            }
+            None => conn,
+        }
+    }
+
     /// Hands on an exchange whose request was fully received.
     fn request_done(&mut self, id: u64, em: &mut Emitter) {
-        let Some(req) = self
+        let Some((req, fwd)) = self
             .pending
             .iter()
             .find(|e| e.id == id)
-            .and_then(|e| e.req.clone())
+            .and_then(|e| e.req.clone().map(|r| (r, e.forwarded_client)))
         else {
             return;
         };
         let ev = HttpEvent::Request {
             id: self.tx_id(id),
-            conn: self.conn(),
+            conn: self.conn_for(fwd),
             request: Box::new(req),
         };
         em.push(self.serial, ev);
@@ -1235,7 +1311,7 @@ impl Session {
             ex.resp.is_none() && (ex.resp_lost || self.server_gaps != ex.server_gaps_at_start);
         let tx = Transaction {
             id: self.tx_id(ex.id),
-            conn: self.conn(),
+            conn: self.conn_for(ex.forwarded_client),
             request: ex.req,
             response: ex.resp,
             ts_done: ts_done.max(em.now),

@@ -34,6 +34,8 @@ pub struct MirrorSettings {
     pub idle_timeout: Duration,
     /// A request must be whole this long after its first byte (slowloris).
     pub request_timeout: Duration,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The 204 each mirrored request gets.
@@ -82,7 +84,11 @@ pub fn run_mirror(
         config.log_requests,
         config.tracker.watch_methods.clone(),
     );
-    Arc::make_mut(&mut session_settings).requests_only = true;
+    {
+        let ss = Arc::make_mut(&mut session_settings);
+        ss.requests_only = true;
+        ss.trusted_proxies = settings.trusted_proxies.clone();
+    }
     let shared = Arc::new(Shared {
         stop,
         open: AtomicUsize::new(0),
