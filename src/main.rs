@@ -117,7 +117,29 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
         request_timeout: args.request_timeout,
         trusted_proxies: args.trusted_proxies.clone(),
     };
-    match idemwatch::pipeline::run_mirror(&config, &settings, listener, &mut out, stop) {
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)) {
+        eprintln!("idemwatch: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    // SIGHUP: the same files read again (renewed certificates), for new connections.
+    let mut reload = || match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) if !args.insecure_plaintext => {
+            idemwatch::source::mirror::server_config(cert, key, args.client_ca.as_deref())
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(None),
+    };
+    match idemwatch::pipeline::run_mirror(
+        &config,
+        &settings,
+        listener,
+        &mut out,
+        stop,
+        hup,
+        &mut reload,
+    ) {
         Ok(st) => {
             if !quiet {
                 eprintln!(

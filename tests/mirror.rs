@@ -466,3 +466,41 @@ fn a_trusted_proxy_names_the_client_an_untrusted_one_does_not() {
         assert_eq!(conflict["request"]["src_ip"], expected, "trusted: {trust}");
     }
 }
+
+#[test]
+fn sighup_reloads_renewed_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let renewed = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    make_certs(renewed.path());
+    let port = free_port();
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let r = |f: &str| renewed.path().join(f).display().to_string();
+    let p = start(
+        dir.path(),
+        port,
+        &["--cert", &d("server.pem"), "--key", &d("server.key")],
+    );
+    let url = format!("https://127.0.0.1:{port}/v1/charges");
+    assert_eq!(
+        curl(&url, Some("h-1"), "{}", &["--cacert", &d("ca.pem")]),
+        204
+    );
+    // The certificate is renewed in place (by another CA here, to tell them apart).
+    std::fs::copy(r("server.pem"), d("server.pem")).expect("copy");
+    std::fs::copy(r("server.key"), d("server.key")).expect("copy");
+    let _ = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while curl(&url, Some("h-2"), "{}", &["--cacert", &r("ca.pem")]) != 204 {
+        assert!(start.elapsed() < Duration::from_secs(5), "not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        curl(&url, Some("h-3"), "{}", &["--cacert", &d("ca.pem")]),
+        0
+    );
+    let (_, err) = stop(p, dir.path());
+    assert!(err.contains("certificates reloaded"), "{err}");
+}

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -70,13 +70,19 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(l)
 }
 
+/// Reads the certificates again on SIGHUP: the new TLS configuration, or why not.
+pub type TlsReload<'a> = dyn FnMut() -> Result<Option<Arc<ServerConfig>>, String> + 'a;
+
 /// Serves until `stop` is set; returns the counters. Alerts go to `out` as they are judged.
+/// When `hup` is set, `reload` gives the TLS configuration for the connections that follow.
 pub fn run_mirror(
     config: &Config,
     settings: &MirrorSettings,
     listener: TcpListener,
     out: &mut Output,
     stop: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+    reload: &mut TlsReload<'_>,
 ) -> Result<Stats, RunError> {
     let mut session_settings = SessionSettings::with_hashing(
         &config.http,
@@ -96,9 +102,10 @@ pub fn run_mirror(
         stats: Mutex::new(Stats::default()),
     });
     let (tx, rx) = crossbeam_channel::bounded::<HttpOut>(QUEUE);
+    let tls = Arc::new(RwLock::new(settings.tls.clone()));
     let acceptor = {
         let shared = shared.clone();
-        let tls = settings.tls.clone();
+        let tls = tls.clone();
         let s = MirrorSettingsCopy::from(settings);
         std::thread::Builder::new()
             .name("mirror-accept".into())
@@ -110,7 +117,22 @@ pub fn run_mirror(
         stats: Stats::default(),
         alerts: Vec::new(),
     };
-    let result = judge_loop(config, &mut judge, &rx, out, &shared);
+    let mut on_hup = || {
+        if hup.swap(false, Ordering::Relaxed) {
+            match reload() {
+                Ok(cfg) => {
+                    if let Ok(mut t) = tls.write() {
+                        *t = cfg;
+                    }
+                    tracing::info!("SIGHUP: certificates reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("SIGHUP: certificates not reloaded, the old ones stay: {e}")
+                }
+            }
+        }
+    };
+    let result = judge_loop(config, &mut judge, &rx, out, &shared, &mut on_hup);
     shared.stop.store(true, Ordering::Relaxed);
     let _ = acceptor.join();
     // What connections handed on before they closed.
@@ -137,8 +159,10 @@ fn judge_loop(
     rx: &Receiver<HttpOut>,
     out: &mut Output,
     shared: &Shared,
+    on_hup: &mut dyn FnMut(),
 ) -> Result<(), RunError> {
     while !shared.stop.load(Ordering::Relaxed) {
+        on_hup();
         match rx.recv_timeout(POLL) {
             Ok(ev) => {
                 let mut batch = vec![(order(), ev)];
@@ -187,7 +211,7 @@ fn count(shared: &Shared, f: impl FnOnce(&mut Stats)) {
 
 fn accept_loop(
     listener: TcpListener,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Arc<RwLock<Option<Arc<ServerConfig>>>>,
     s: MirrorSettingsCopy,
     session_settings: Arc<SessionSettings>,
     tx: Sender<HttpOut>,
@@ -214,7 +238,7 @@ fn accept_loop(
         shared.open.fetch_add(1, Ordering::Relaxed);
         count(&shared, |st| st.mirror_connections += 1);
         let (tls, tx, shared2, settings) = (
-            tls.clone(),
+            tls.read().ok().and_then(|t| t.clone()),
             tx.clone(),
             shared.clone(),
             session_settings.clone(),

@@ -10,7 +10,7 @@ mod mirror;
 mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
-pub use mirror::{MirrorSettings, bind as bind_mirror, run_mirror};
+pub use mirror::{MirrorSettings, TlsReload, bind as bind_mirror, run_mirror};
 
 use std::path::PathBuf;
 use std::sync::Arc;
