@@ -214,6 +214,47 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Also run the mirror endpoint on ADDR, feeding the same tracker (see `idemwatch mirror`).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "Mirror endpoint in the same daemon"
+    )]
+    pub mirror_listen: Option<std::net::SocketAddr>,
+
+    /// The mirror's certificate chain (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        help_heading = "Mirror endpoint in the same daemon"
+    )]
+    pub mirror_cert: Option<PathBuf>,
+
+    /// The mirror's private key (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        help_heading = "Mirror endpoint in the same daemon"
+    )]
+    pub mirror_key: Option<PathBuf>,
+
+    /// Mutual TLS for the mirror: client certificates must be signed by these CAs (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        help_heading = "Mirror endpoint in the same daemon"
+    )]
+    pub mirror_client_ca: Option<PathBuf>,
+
+    /// The mirror on plain TCP, no TLS.
+    #[arg(long, help_heading = "Mirror endpoint in the same daemon")]
+    pub mirror_insecure_plaintext: bool,
+
+    /// Gateways whose forwarding headers name the client, comma-separated CIDRs.
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net,
+          help_heading = "Mirror endpoint in the same daemon")]
+    pub mirror_trusted_proxies: Vec<ipnet::IpNet>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 

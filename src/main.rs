@@ -203,6 +203,57 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         state_dir: args.state_dir.clone(),
         state_interval: args.state_interval,
         user: args.user.clone(),
+        mirror: None,
+    };
+    let mut settings = settings;
+    if let Some(listen) = args.mirror_listen {
+        let tls = match (&args.mirror_cert, &args.mirror_key) {
+            _ if args.mirror_insecure_plaintext => None,
+            (Some(cert), Some(key)) => match idemwatch::source::mirror::server_config(
+                cert,
+                key,
+                args.mirror_client_ca.as_deref(),
+            ) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("idemwatch: mirror: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!(
+                    "idemwatch: --mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)"
+                );
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match idemwatch::pipeline::bind_mirror(listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "idemwatch: cannot listen on {listen}: {e}; check no other process uses that port and the address is local"
+                );
+                return ExitCode::from(1);
+            }
+        };
+        let defaults = idemwatch::pipeline::MirrorSettings {
+            listen,
+            tls,
+            max_connections: 1024,
+            handshake_timeout: std::time::Duration::from_secs(5),
+            idle_timeout: std::time::Duration::from_secs(60),
+            request_timeout: std::time::Duration::from_secs(30),
+            trusted_proxies: args.mirror_trusted_proxies.clone(),
+        };
+        settings.mirror = Some((defaults, listener));
+    }
+    let mut tls_reload = || match (&args.mirror_cert, &args.mirror_key) {
+        (Some(cert), Some(key)) if !args.mirror_insecure_plaintext => {
+            idemwatch::source::mirror::server_config(cert, key, args.mirror_client_ca.as_deref())
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        _ => Ok(None),
     };
     // SIGHUP: the file again, merged with the same command line; only the policy is taken.
     let mut reload = || -> Result<idemwatch::config::Config, String> {
@@ -212,7 +263,7 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
             _ => Err("not a live command line".into()),
         }
     };
-    match run_live(&config, &settings, &mut out, &mut reload) {
+    match run_live(&config, settings, &mut out, &mut reload, &mut tls_reload) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("idemwatch: {e}");

@@ -401,3 +401,50 @@ fn sighup_reopens_the_output_file_after_rotation() {
     let old = std::fs::read_to_string(dir.path().join("out.json.1")).unwrap_or_default();
     assert!(old.contains("before-rotate") && !old.contains("after-rotate"));
 }
+
+#[test]
+fn live_and_mirror_in_one_daemon_share_the_tracker() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mirror_port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{mirror_port}");
+    let mut live = start_live(
+        dir.path(),
+        api.port,
+        &["--mirror-listen", &listen, "--mirror-insecure-plaintext"],
+    );
+    // First use of the key: captured on the wire.
+    // The same Host both ways, as a gateway passes the original one (keys are scoped by it).
+    let send = |port: u16, amount: u32| {
+        client(
+            port,
+            &format!(
+                "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+                 c.request('POST', '/v1/charges', body=json.dumps({{'amount': {amount}}}), \
+                 headers={{'Host': 'api.example.com', 'Authorization': 'Bearer sk_test_live', \
+                 'Idempotency-Key': 'both-k', 'Content-Type': 'application/json'}})\n\
+                 print(c.getresponse().status)\n"
+            ),
+        )
+    };
+    send(api.port, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    // Its reuse with another body: mirrored by a gateway.
+    send(mirror_port, 99);
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        seen,
+        "no key_conflict across capture and mirror:\n{}",
+        stderr_text(dir.path())
+    );
+    let a = &alerts_of(&events(dir.path()), "key_conflict")[0];
+    assert_eq!(a["original"]["dest_port"], api.port);
+    assert_eq!(a["request"]["dest_port"], mirror_port);
+}

@@ -27,6 +27,8 @@ pub struct LiveSettings {
     pub state_interval: Duration,
     /// Run as this user once the handle is open.
     pub user: Option<String>,
+    /// A mirror endpoint in the same daemon, feeding the same tracker.
+    pub mirror: Option<(super::MirrorSettings, std::net::TcpListener)>,
 }
 
 /// Re-reads the configuration on SIGHUP: the new policy, or why it was refused.
@@ -144,9 +146,10 @@ fn save_state(tracker: &Tracker, dir: &Path, stats: &mut Stats) {
 /// Runs until SIGTERM/SIGINT (Ok) or a capture error.
 pub fn run_live(
     config: &Config,
-    settings: &LiveSettings,
+    settings: LiveSettings,
     out: &mut Output,
     reload: &mut Reload<'_>,
+    tls_reload: &mut super::TlsReload<'_>,
 ) -> Result<Stats, LiveRunError> {
     let signals = Signals::register().map_err(|e| {
         LiveRunError::Run(RunError::Output(std::io::Error::other(format!(
@@ -158,6 +161,20 @@ pub fn run_live(
         become_user(u)?;
     }
     let names: Vec<String> = Vec::new();
+    let mirror_stop = Arc::new(AtomicBool::new(false));
+    let mut mirror = match settings.mirror {
+        Some((ref ms, ref listener)) => {
+            let l = listener
+                .try_clone()
+                .map_err(|e| LiveRunError::Run(RunError::Output(e)))?;
+            tracing::info!(listen = %ms.listen, tls = ms.tls.is_some(), "mirror listening");
+            Some(
+                super::MirrorServer::start(config, ms, l, mirror_stop.clone())
+                    .map_err(|e| LiveRunError::Run(RunError::Output(e)))?,
+            )
+        }
+        None => None,
+    };
     let mut decoder = Decoder::new(&config.limits);
     let mut worker = FlowWorker::new(config, 1);
     let mut judge = Judge {
@@ -220,6 +237,13 @@ pub fn run_live(
             closed = judge.write(config, &names, worker.drain(), out)?;
             dirty = true;
         }
+        if let Some(m) = &mirror {
+            let evs = m.take(256);
+            if !evs.is_empty() && !closed {
+                closed = judge.write(config, &names, evs, out)?;
+                dirty = true;
+            }
+        }
         // Alerts reach the file (and whoever tails it) at once, not when a buffer fills.
         if dirty {
             closed |= out.flush().map_err(RunError::Output)? == WriteOutcome::Closed;
@@ -233,7 +257,10 @@ pub fn run_live(
         }
         if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
             last_stats = Instant::now();
-            let st = snapshot(&mut cap, &worker, &judge);
+            let mut st = snapshot(&mut cap, &worker, &judge);
+            if let Some(m) = &mirror {
+                st.merge(&m.stats());
+            }
             warn_drops(&st, &mut last_kernel, settings.drop_warn_ratio);
             let ev = StatsEvent {
                 timestamp: last_ts,
@@ -251,6 +278,9 @@ pub fn run_live(
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             on_hup(config, out, &mut judge.tracker, reload);
+            if let Some(m) = &mirror {
+                super::reload_tls(m, tls_reload);
+            }
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);
@@ -261,10 +291,19 @@ pub fn run_live(
     if !closed && !worker.emitter.out.is_empty() {
         closed = judge.write(config, &names, worker.drain(), out)?;
     }
+    let mut mirror_stats = Stats::default();
+    if let Some(m) = &mut mirror {
+        let rest = m.shutdown();
+        if !closed {
+            closed = judge.write(config, &names, rest, out)?;
+        }
+        mirror_stats = m.stats();
+    }
     if let Some(dir) = &settings.state_dir {
         save_state(&judge.tracker, dir, &mut judge.stats);
     }
-    let st = snapshot(&mut cap, &worker, &judge);
+    let mut st = snapshot(&mut cap, &worker, &judge);
+    st.merge(&mirror_stats);
     if !closed && !settings.stats_interval.is_zero() {
         let ev = StatsEvent {
             timestamp: now,

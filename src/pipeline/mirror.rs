@@ -73,6 +73,110 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Reads the certificates again on SIGHUP: the new TLS configuration, or why not.
 pub type TlsReload<'a> = dyn FnMut() -> Result<Option<Arc<ServerConfig>>, String> + 'a;
 
+/// A running mirror endpoint: the acceptor and connection threads, and the requests they hand
+/// on, for one judge (the `mirror` command's own, or `live`'s when both run in one daemon).
+pub struct MirrorServer {
+    shared: Arc<Shared>,
+    tls: Arc<RwLock<Option<Arc<ServerConfig>>>>,
+    rx: Receiver<HttpOut>,
+    acceptor: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MirrorServer {
+    /// Starts accepting on `listener`; stops when `stop` is set.
+    pub fn start(
+        config: &Config,
+        settings: &MirrorSettings,
+        listener: TcpListener,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<MirrorServer> {
+        let mut session_settings = SessionSettings::with_hashing(
+            &config.http,
+            &config.limits,
+            config.log_requests,
+            config.tracker.watch_methods.clone(),
+        );
+        {
+            let ss = Arc::make_mut(&mut session_settings);
+            ss.requests_only = true;
+            ss.trusted_proxies = settings.trusted_proxies.clone();
+        }
+        let shared = Arc::new(Shared {
+            stop,
+            open: AtomicUsize::new(0),
+            serial: AtomicU64::new(0),
+            stats: Mutex::new(Stats::default()),
+        });
+        let (tx, rx) = crossbeam_channel::bounded::<HttpOut>(QUEUE);
+        let tls = Arc::new(RwLock::new(settings.tls.clone()));
+        let acceptor = {
+            let shared = shared.clone();
+            let tls = tls.clone();
+            let s = MirrorSettingsCopy::from(settings);
+            std::thread::Builder::new()
+                .name("mirror-accept".into())
+                .spawn(move || accept_loop(listener, tls, s, session_settings, tx, shared))?
+        };
+        Ok(MirrorServer {
+            shared,
+            tls,
+            rx,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// Mirrored requests received so far (each with its exchange), at most `max`.
+    pub fn take(&self, max: usize) -> Vec<(OrderKey, HttpOut)> {
+        self.rx.try_iter().take(max).map(|e| (order(), e)).collect()
+    }
+
+    /// Waits up to `timeout` for a mirrored request.
+    fn wait(&self, timeout: Duration) -> Result<HttpOut, RecvTimeoutError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Uses `cfg` for the connections that follow.
+    pub fn set_tls(&self, cfg: Option<Arc<ServerConfig>>) {
+        if let Ok(mut t) = self.tls.write() {
+            *t = cfg;
+        }
+    }
+
+    /// The mirror's counters so far.
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Stops accepting, lets connections end, and returns what they handed on last.
+    pub fn shutdown(&mut self) -> Vec<(OrderKey, HttpOut)> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        // Connection threads see the flag within a read timeout.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.shared.open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.take(usize::MAX)
+    }
+}
+
+/// SIGHUP for the mirror: the certificates read again, for new connections.
+pub fn reload_tls(server: &MirrorServer, reload: &mut TlsReload<'_>) {
+    match reload() {
+        Ok(cfg) => {
+            server.set_tls(cfg);
+            tracing::info!("SIGHUP: certificates reloaded");
+        }
+        Err(e) => tracing::error!("SIGHUP: certificates not reloaded, the old ones stay: {e}"),
+    }
+}
+
 /// Serves until `stop` is set; returns the counters. Alerts go to `out` as they are judged.
 /// When `hup` is set, `reload` gives the TLS configuration for the connections that follow.
 pub fn run_mirror(
@@ -84,63 +188,48 @@ pub fn run_mirror(
     hup: Arc<AtomicBool>,
     reload: &mut TlsReload<'_>,
 ) -> Result<Stats, RunError> {
-    let mut session_settings = SessionSettings::with_hashing(
-        &config.http,
-        &config.limits,
-        config.log_requests,
-        config.tracker.watch_methods.clone(),
-    );
-    {
-        let ss = Arc::make_mut(&mut session_settings);
-        ss.requests_only = true;
-        ss.trusted_proxies = settings.trusted_proxies.clone();
-    }
-    let shared = Arc::new(Shared {
-        stop,
-        open: AtomicUsize::new(0),
-        serial: AtomicU64::new(0),
-        stats: Mutex::new(Stats::default()),
-    });
-    let (tx, rx) = crossbeam_channel::bounded::<HttpOut>(QUEUE);
-    let tls = Arc::new(RwLock::new(settings.tls.clone()));
-    let acceptor = {
-        let shared = shared.clone();
-        let tls = tls.clone();
-        let s = MirrorSettingsCopy::from(settings);
-        std::thread::Builder::new()
-            .name("mirror-accept".into())
-            .spawn(move || accept_loop(listener, tls, s, session_settings, tx, shared))
-            .map_err(RunError::Output)?
-    };
+    let mut server =
+        MirrorServer::start(config, settings, listener, stop.clone()).map_err(RunError::Output)?;
     let mut judge = Judge {
         tracker: Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
         stats: Stats::default(),
         alerts: Vec::new(),
     };
-    let mut on_hup = || {
+    let mut result = Ok(());
+    while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
-            match reload() {
-                Ok(cfg) => {
-                    if let Ok(mut t) = tls.write() {
-                        *t = cfg;
+            reload_tls(&server, reload);
+        }
+        match server.wait(POLL) {
+            Ok(ev) => {
+                let mut batch = vec![(order(), ev)];
+                batch.extend(server.take(255));
+                match judge.write(config, &[], batch, out) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
                     }
-                    tracing::info!("SIGHUP: certificates reloaded");
                 }
-                Err(e) => {
-                    tracing::error!("SIGHUP: certificates not reloaded, the old ones stay: {e}")
+                match out.flush() {
+                    Ok(WriteOutcome::Closed) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        result = Err(RunError::Output(e));
+                        break;
+                    }
                 }
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-    };
-    let result = judge_loop(config, &mut judge, &rx, out, &shared, &mut on_hup);
-    shared.stop.store(true, Ordering::Relaxed);
-    let _ = acceptor.join();
-    // What connections handed on before they closed.
-    let rest: Vec<(OrderKey, HttpOut)> = rx.try_iter().map(|e| (order(), e)).collect();
+    }
+    let rest = server.shutdown();
     judge.write(config, &[], rest, out)?;
     out.flush()?;
     result?;
-    let mut st = shared.stats.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut st = server.stats();
     st.merge(&judge.stats);
     Ok(st)
 }
@@ -151,34 +240,6 @@ fn order() -> OrderKey {
         flow_serial: 0,
         sub: 0,
     }
-}
-
-fn judge_loop(
-    config: &Config,
-    judge: &mut Judge,
-    rx: &Receiver<HttpOut>,
-    out: &mut Output,
-    shared: &Shared,
-    on_hup: &mut dyn FnMut(),
-) -> Result<(), RunError> {
-    while !shared.stop.load(Ordering::Relaxed) {
-        on_hup();
-        match rx.recv_timeout(POLL) {
-            Ok(ev) => {
-                let mut batch = vec![(order(), ev)];
-                batch.extend(rx.try_iter().take(255).map(|e| (order(), e)));
-                if judge.write(config, &[], batch, out)? {
-                    return Ok(());
-                }
-                if out.flush()? == WriteOutcome::Closed {
-                    return Ok(());
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        }
-    }
-    Ok(())
 }
 
 /// The settings a connection thread needs (copied: threads outlive no borrow).

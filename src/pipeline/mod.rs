@@ -10,7 +10,9 @@ mod mirror;
 mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
-pub use mirror::{MirrorSettings, TlsReload, bind as bind_mirror, run_mirror};
+pub use mirror::{
+    MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror, reload_tls, run_mirror,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
