@@ -448,3 +448,39 @@ fn live_and_mirror_in_one_daemon_share_the_tracker() {
     assert_eq!(a["original"]["dest_port"], api.port);
     assert_eq!(a["request"]["dest_port"], mirror_port);
 }
+
+#[test]
+fn sighup_reloads_the_policy_from_the_configuration_file() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let conf = dir.path().join("idemwatch.toml");
+    std::fs::write(&conf, "missing-key = \"off\"\n").expect("write config");
+    let conf_arg = conf.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--config", &conf_arg]);
+    let keyless = "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+                   post(c, '/v1/charges', {'amount': 1}, key='reload-k')\n\
+                   post(c, '/v1/charges', {'amount': %d})\n";
+    client(api.port, &keyless.replace("%d", "2"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alerts_of(&events(dir.path()), "missing_key").is_empty(),
+        "off"
+    );
+    // Policy back on, and a change that needs a restart (named in a warning, not applied).
+    std::fs::write(&conf, "missing-key = \"learned\"\nmax-keys = 10\n").expect("write config");
+    signal(&live, "-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || stderr_text(dir.path())
+            .contains("policy options reloaded")),
+        "{}",
+        stderr_text(dir.path())
+    );
+    assert!(stderr_text(dir.path()).contains("max-keys"));
+    client(api.port, &keyless.replace("%d", "3"));
+    let seen = wait_for(Duration::from_secs(10), || {
+        alerts_of(&events(dir.path()), "missing_key").len() == 1
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(seen, "missing_key after the reload");
+}
