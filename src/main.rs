@@ -72,32 +72,25 @@ fn main() -> ExitCode {
 fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    let tls = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) if !args.insecure_plaintext => {
-            match idemwatch::source::mirror::server_config(cert, key, args.client_ca.as_deref()) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    eprintln!("idemwatch: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    // clap requires both files unless --insecure-plaintext.
+    let files = (!args.insecure_plaintext)
+        .then(|| args.cert.as_deref().zip(args.key.as_deref()))
+        .flatten();
+    let tls = match mirror_tls(files, args.client_ca.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("idemwatch: {e}");
+            return ExitCode::from(2);
         }
-        _ => None,
     };
     let config = args.config();
     let mut out = match open_output(args.output.as_deref()) {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let listener = match idemwatch::pipeline::bind_mirror(args.listen) {
+    let listener = match bind_mirror(args.listen) {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "idemwatch: cannot listen on {}: {e}; check no other process uses that port and the address is local",
-                args.listen
-            );
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -123,14 +116,7 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
         return ExitCode::from(1);
     }
     // SIGHUP: the same files read again (renewed certificates), for new connections.
-    let mut reload = || match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) if !args.insecure_plaintext => {
-            idemwatch::source::mirror::server_config(cert, key, args.client_ca.as_deref())
-                .map(Some)
-                .map_err(|e| e.to_string())
-        }
-        _ => Ok(None),
-    };
+    let mut reload = || mirror_tls(files, args.client_ca.as_deref());
     match idemwatch::pipeline::run_mirror(
         &config,
         &settings,
@@ -206,35 +192,26 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         mirror: None,
     };
     let mut settings = settings;
+    let mirror_files = (!args.mirror_insecure_plaintext)
+        .then(|| args.mirror_cert.as_deref().zip(args.mirror_key.as_deref()))
+        .flatten();
     if let Some(listen) = args.mirror_listen {
-        let tls = match (&args.mirror_cert, &args.mirror_key) {
-            _ if args.mirror_insecure_plaintext => None,
-            (Some(cert), Some(key)) => match idemwatch::source::mirror::server_config(
-                cert,
-                key,
-                args.mirror_client_ca.as_deref(),
-            ) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    eprintln!("idemwatch: mirror: {e}");
-                    return ExitCode::from(2);
-                }
-            },
-            _ => {
-                eprintln!(
-                    "idemwatch: --mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)"
-                );
+        if mirror_files.is_none() && !args.mirror_insecure_plaintext {
+            eprintln!(
+                "idemwatch: --mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)"
+            );
+            return ExitCode::from(2);
+        }
+        let tls = match mirror_tls(mirror_files, args.mirror_client_ca.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("idemwatch: mirror: {e}");
                 return ExitCode::from(2);
             }
         };
-        let listener = match idemwatch::pipeline::bind_mirror(listen) {
+        let listener = match bind_mirror(listen) {
             Ok(l) => l,
-            Err(e) => {
-                eprintln!(
-                    "idemwatch: cannot listen on {listen}: {e}; check no other process uses that port and the address is local"
-                );
-                return ExitCode::from(1);
-            }
+            Err(code) => return code,
         };
         let defaults = idemwatch::pipeline::MirrorSettings {
             listen,
@@ -247,14 +224,7 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         };
         settings.mirror = Some((defaults, listener));
     }
-    let mut tls_reload = || match (&args.mirror_cert, &args.mirror_key) {
-        (Some(cert), Some(key)) if !args.mirror_insecure_plaintext => {
-            idemwatch::source::mirror::server_config(cert, key, args.mirror_client_ca.as_deref())
-                .map(Some)
-                .map_err(|e| e.to_string())
-        }
-        _ => Ok(None),
-    };
+    let mut tls_reload = || mirror_tls(mirror_files, args.mirror_client_ca.as_deref());
     // SIGHUP: the file again, merged with the same command line; only the policy is taken.
     let mut reload = || -> Result<idemwatch::config::Config, String> {
         let (cli, _, _) = parse_quiet(argv)?;
@@ -270,6 +240,30 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
+}
+
+/// The mirror's TLS configuration from its certificate and key files (`None`: plain TCP), at
+/// start and again on SIGHUP.
+fn mirror_tls(
+    files: Option<(&Path, &Path)>,
+    client_ca: Option<&Path>,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    match files {
+        Some((cert, key)) => idemwatch::source::mirror::server_config(cert, key, client_ca)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
+/// The mirror's listening socket; the error is printed.
+fn bind_mirror(listen: std::net::SocketAddr) -> Result<std::net::TcpListener, ExitCode> {
+    idemwatch::pipeline::bind_mirror(listen).map_err(|e| {
+        eprintln!(
+            "idemwatch: cannot listen on {listen}: {e}; check no other process uses that port and the address is local"
+        );
+        ExitCode::from(1)
+    })
 }
 
 fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {

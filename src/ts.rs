@@ -8,6 +8,18 @@ use std::fmt;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The wall clock: a live capture's packets are stamped by it, so it stands in for
+    /// capture time when none arrive.
+    pub fn now() -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::from_parts(
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            i64::from(d.subsec_nanos()),
+        )
+    }
+
     pub fn from_parts(secs: i64, nanos: i64) -> Timestamp {
         Timestamp(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
     }

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::{FlowWorker, Judge, RunError, SWEEP_INTERVAL_NS};
 use crate::config::Config;
@@ -72,16 +72,6 @@ impl Signals {
         signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
         Ok(Signals { stop, hup })
     }
-}
-
-fn wall_now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_parts(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        i64::from(d.subsec_nanos()),
-    )
 }
 
 /// Drops root for `user` (its uid, gid and only that group).
@@ -224,7 +214,7 @@ pub fn run_live(
             }
             // A quiet link: the wall clock moves capture time on.
             LiveRead::Idle => {
-                last_ts = last_ts.max(wall_now());
+                last_ts = last_ts.max(Timestamp::now());
                 last_ts
             }
         };
@@ -286,7 +276,7 @@ pub fn run_live(
     notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!(packets = packet_no, "stopping");
     // What is complete is written; a last sweep hands on exchanges held for pairing.
-    let now = last_ts.max(wall_now());
+    let now = last_ts.max(Timestamp::now());
     worker.tick(packet_no, now);
     if !closed && !worker.emitter.out.is_empty() {
         closed = judge.write(config, &names, worker.drain(), out)?;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustls::ServerConfig;
@@ -44,16 +44,6 @@ const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: idemwatch\r\n\r\n";
 const POLL: Duration = Duration::from_millis(100);
 /// Requests waiting for the judge; connections wait when it is full.
 const QUEUE: usize = 4096;
-
-fn wall_now() -> Timestamp {
-    let d = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp::from_parts(
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        i64::from(d.subsec_nanos()),
-    )
-}
 
 /// State shared by the acceptor, the connections and the judge.
 struct Shared {
@@ -351,7 +341,7 @@ fn serve(
         port: a.port(),
     };
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
-    let info = FlowInfo::new(ep(peer), ep(s.local), wall_now(), serial, 0);
+    let info = FlowInfo::new(ep(peer), ep(s.local), Timestamp::now(), serial, 0);
     let mut session = Session::new(settings, &info);
     let mut em = Emitter::default();
     let client = Side(0);
@@ -382,7 +372,7 @@ fn serve(
         };
         last_read = Instant::now();
         request_started.get_or_insert(last_read);
-        let ts = wall_now();
+        let ts = Timestamp::now();
         packet += 1;
         em.set_packet(packet, ts);
         let Some(bytes) = buf.get(..n) else {
@@ -437,7 +427,7 @@ fn serve(
             break EndReason::Rst;
         }
     };
-    let ts = wall_now();
+    let ts = Timestamp::now();
     session.on_end(client, end, ts, &mut em);
     session.on_end(client.other(), end, ts, &mut em);
     for (_, ev) in std::mem::take(&mut em.out) {

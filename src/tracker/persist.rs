@@ -873,46 +873,33 @@ fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
 /// Merges decoded entries, oldest first, into room left under each table's cap; entries the
 /// tracker already holds are kept as they are.
 fn apply(t: &mut Tracker, d: Decoded) -> LoadOutcome {
-    let mut dropped = d.dropped;
-    let room = t.keys.cap().saturating_sub(t.keys.len());
-    let skip = d.keys.len().saturating_sub(room);
-    dropped += skip;
-    let mut keys = 0;
-    for (k, e, deadline) in d.keys.into_iter().skip(skip) {
-        if t.keys.contains_key(&k) {
-            dropped += 1;
-        } else {
-            t.keys.insert(k, e, deadline);
-            keys += 1;
-        }
-    }
-    let room = t.endpoints.cap().saturating_sub(t.endpoints.len());
-    let skip = d.endpoints.len().saturating_sub(room);
-    dropped += skip;
-    let mut endpoints = 0;
-    for (name, v, deadline) in d.endpoints.into_iter().skip(skip) {
-        if t.endpoints.contains_key(&name) {
-            dropped += 1;
-        } else {
-            t.endpoints.insert(name, v, deadline);
-            endpoints += 1;
-        }
-    }
-    let room = t.keyless.cap().saturating_sub(t.keyless.len());
-    let skip = d.keyless.len().saturating_sub(room);
-    dropped += skip;
-    for (k, v, deadline) in d.keyless.into_iter().skip(skip) {
-        if t.keyless.contains_key(&k) {
-            dropped += 1;
-        } else {
-            t.keyless.insert(k, v, deadline);
-        }
-    }
+    let (keys, dropped_keys) = merge(&mut t.keys, d.keys);
+    let (endpoints, dropped_endpoints) = merge(&mut t.endpoints, d.endpoints);
+    let (_, dropped_keyless) = merge(&mut t.keyless, d.keyless);
     LoadOutcome::Loaded {
         keys,
         endpoints,
-        dropped,
+        dropped: d.dropped + dropped_keys + dropped_endpoints + dropped_keyless,
     }
+}
+
+/// Inserts the newest `entries` that fit under `map`'s cap; (loaded, dropped).
+fn merge<K: std::hash::Hash + Eq + Clone, V>(
+    map: &mut super::store::ExpiringMap<K, V>,
+    entries: Vec<(K, V, Timestamp)>,
+) -> (usize, usize) {
+    let room = map.cap().saturating_sub(map.len());
+    let skip = entries.len().saturating_sub(room);
+    let (mut loaded, mut dropped) = (0, skip);
+    for (k, v, deadline) in entries.into_iter().skip(skip) {
+        if map.contains_key(&k) {
+            dropped += 1;
+        } else {
+            map.insert(k, v, deadline);
+            loaded += 1;
+        }
+    }
+    (loaded, dropped)
 }
 
 #[cfg(test)]
