@@ -66,32 +66,48 @@ fn make_certs(dir: &Path) {
     }
 }
 
-fn start(dir: &Path, port: u16, extra: &[&str]) -> Proc {
-    let err = std::fs::File::create(dir.join("err")).expect("stderr file");
-    let child = Command::new(BIN)
-        .args([
-            "-v",
-            "mirror",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "-o",
-        ])
-        .arg(dir.join("out.json"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("idemwatch starts");
-    let p = Proc(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mirror did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+/// Starts the mirror on a free port: (the process, its port). A port another test took
+/// between our choosing it and the mirror binding it makes the mirror exit: then another port.
+fn start(dir: &Path, extra: &[&str]) -> (Proc, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let err = std::fs::File::create(dir.join("err")).expect("stderr file");
+        let child = Command::new(BIN)
+            .args([
+                "-v",
+                "mirror",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "-o",
+            ])
+            .arg(dir.join("out.json"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("idemwatch starts");
+        let mut p = Proc(child);
+        let start = Instant::now();
+        loop {
+            // Logged once the socket is bound, so it is this mirror that listens.
+            let text = std::fs::read_to_string(dir.join("err")).unwrap_or_default();
+            if text.contains("mirror listening") {
+                return (p, port);
+            }
+            if matches!(p.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "mirror did not listen: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    p
+    panic!(
+        "mirror could not listen: {}",
+        std::fs::read_to_string(dir.join("err")).unwrap_or_default()
+    );
 }
 
 /// Stops the mirror (SIGTERM) and returns its events and its stderr.
@@ -163,11 +179,9 @@ fn kinds(events: &[Value]) -> Vec<String> {
 fn mirrored_requests_over_tls_raise_request_side_alerts() {
     let dir = tempfile::tempdir().expect("tempdir");
     make_certs(dir.path());
-    let port = free_port();
     let d = |f: &str| dir.path().join(f).display().to_string();
-    let p = start(
+    let (p, port) = start(
         dir.path(),
-        port,
         &["--cert", &d("server.pem"), "--key", &d("server.key")],
     );
     let url = format!("https://127.0.0.1:{port}/v1/charges");
@@ -208,11 +222,9 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
 fn mutual_tls_refuses_a_client_without_a_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     make_certs(dir.path());
-    let port = free_port();
     let d = |f: &str| dir.path().join(f).display().to_string();
-    let p = start(
+    let (p, port) = start(
         dir.path(),
-        port,
         &[
             "--cert",
             &d("server.pem"),
@@ -241,10 +253,8 @@ fn mutual_tls_refuses_a_client_without_a_certificate() {
 #[test]
 fn garbage_and_slow_senders_are_closed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let p = start(
+    let (p, port) = start(
         dir.path(),
-        port,
         &["--insecure-plaintext", "--request-timeout", "1s"],
     );
     // Not HTTP: closed at once, no answer.
@@ -376,11 +386,8 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
     make_certs(dir.path());
     let d = |f: &str| dir.path().join(f).display().to_string();
     let (_api, api_port) = start_api(dir.path());
-    let mirror_port = free_port();
-    let ngx = start_nginx(dir.path(), api_port, mirror_port);
-    let p = start(
+    let (p, mirror_port) = start(
         dir.path(),
-        mirror_port,
         &[
             "--cert",
             &d("server.pem"),
@@ -390,6 +397,7 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
             &d("ca.pem"),
         ],
     );
+    let ngx = start_nginx(dir.path(), api_port, mirror_port);
     // The API's own answers come back through nginx; the mirror's 204s are dropped by it.
     assert_eq!(
         via_nginx(ngx.port, Some("ngx-1"), r#"{"amount":100}"#).0,
@@ -447,12 +455,11 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
 fn a_trusted_proxy_names_the_client_an_untrusted_one_does_not() {
     for (trust, expected) in [(true, "203.0.113.7"), (false, "127.0.0.1")] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
         let mut args = vec!["--insecure-plaintext"];
         if trust {
             args.extend(["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
         }
-        let p = start(dir.path(), port, &args);
+        let (p, port) = start(dir.path(), &args);
         let url = format!("http://127.0.0.1:{port}/v1/charges");
         let xff = ["-H", "X-Forwarded-For: 203.0.113.7, 10.1.2.3"];
         assert_eq!(curl(&url, Some("p-1"), r#"{"a":1}"#, &xff), 204);
@@ -473,12 +480,10 @@ fn sighup_reloads_renewed_certificates() {
     let renewed = tempfile::tempdir().expect("tempdir");
     make_certs(dir.path());
     make_certs(renewed.path());
-    let port = free_port();
     let d = |f: &str| dir.path().join(f).display().to_string();
     let r = |f: &str| renewed.path().join(f).display().to_string();
-    let p = start(
+    let (p, port) = start(
         dir.path(),
-        port,
         &["--cert", &d("server.pem"), "--key", &d("server.key")],
     );
     let url = format!("https://127.0.0.1:{port}/v1/charges");
