@@ -336,22 +336,12 @@ fn serve(
         }
     };
     let _ = stream.socket().set_read_timeout(Some(POLL));
-    let ep = |a: SocketAddr| Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    };
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
-    let info = FlowInfo::new(ep(peer), ep(s.local), Timestamp::now(), serial, 0);
-    let mut session = Session::new(settings, &info);
-    let mut em = Emitter::default();
-    let client = Side(0);
-    session.on_client_side(client, &mut em);
+    let mut conn = MirrorConnection::new(settings, peer, s.local, serial);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut offset = 0u64;
     let mut last_read = Instant::now();
     // When the bytes of the request being received began (None: between requests).
     let mut request_started: Option<Instant> = None;
-    let mut packet = 0u64;
     let end = loop {
         if shared.stop.load(Ordering::Relaxed) {
             break EndReason::Fin;
@@ -372,41 +362,20 @@ fn serve(
         };
         last_read = Instant::now();
         request_started.get_or_insert(last_read);
-        let ts = Timestamp::now();
-        packet += 1;
-        em.set_packet(packet, ts);
         let Some(bytes) = buf.get(..n) else {
             break EndReason::Rst;
         };
-        session.on_data(
-            client,
-            Chunk {
-                offset,
-                bytes,
-                ts,
-                peer_ack: None,
-                vlans: Default::default(),
-            },
-            &mut em,
-        );
-        offset += n as u64;
-        let mut answers = 0usize;
-        for (_, ev) in std::mem::take(&mut em.out) {
-            if matches!(ev, HttpOut::Request { .. }) {
-                answers += 1;
-            }
+        let fed = conn.feed(bytes, Timestamp::now());
+        for ev in fed.events {
             if tx.send(ev).is_err() {
                 break;
             }
         }
-        if answers > 0 {
+        if fed.answers > 0 {
             // The request is whole: a new one starts with the next byte.
             request_started = None;
-            count(shared, |st| st.mirror_requests += answers as u64);
-            let mut reply = Vec::with_capacity(ANSWER.len() * answers);
-            for _ in 0..answers {
-                reply.extend_from_slice(ANSWER);
-            }
+            count(shared, |st| st.mirror_requests += fed.answers as u64);
+            let reply = ANSWER.repeat(fed.answers);
             if stream
                 .write_all(&reply)
                 .and_then(|()| stream.flush())
@@ -415,24 +384,109 @@ fn serve(
                 break EndReason::Rst;
             }
         }
-        let st = &em.stats;
-        if st.http_parse_errors
-            + st.http_resync_skipped_bytes
-            + st.http_head_too_large
-            + st.http_too_many_headers
-            > 0
-        {
-            // Not HTTP, or a head over the limits: close it.
+        if fed.bad {
             count(shared, |st| st.mirror_bad_requests += 1);
             break EndReason::Rst;
         }
     };
-    let ts = Timestamp::now();
-    session.on_end(client, end, ts, &mut em);
-    session.on_end(client.other(), end, ts, &mut em);
-    for (_, ev) in std::mem::take(&mut em.out) {
+    let (events, st) = conn.end(end, Timestamp::now());
+    for ev in events {
         let _ = tx.send(ev);
     }
-    let st = std::mem::take(&mut em.stats);
     count(shared, |s| s.merge(&st));
 }
+
+/// What one read of a mirrored connection gave.
+pub struct MirrorFed {
+    /// Requests (and their events) finished by these bytes, in order.
+    pub events: Vec<HttpOut>,
+    /// Requests to answer `204`.
+    pub answers: usize,
+    /// Not HTTP, or a head over the limits: the connection must be closed.
+    pub bad: bool,
+}
+
+/// The request path of one mirrored connection, without its socket: bytes in, requests out.
+/// Apart from `serve` so that it can be fuzzed and tested on its own.
+pub struct MirrorConnection {
+    session: Session,
+    em: Emitter,
+    offset: u64,
+    packet: u64,
+}
+
+impl MirrorConnection {
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        peer: SocketAddr,
+        local: SocketAddr,
+        serial: u64,
+    ) -> Self {
+        let ep = |a: SocketAddr| Endpoint {
+            ip: a.ip(),
+            port: a.port(),
+        };
+        let info = FlowInfo::new(ep(peer), ep(local), Timestamp::now(), serial, 0);
+        let mut session = Session::new(settings, &info);
+        let mut em = Emitter::default();
+        session.on_client_side(CLIENT, &mut em);
+        MirrorConnection {
+            session,
+            em,
+            offset: 0,
+            packet: 0,
+        }
+    }
+
+    /// Feeds the next bytes the peer sent.
+    pub fn feed(&mut self, bytes: &[u8], ts: Timestamp) -> MirrorFed {
+        self.packet += 1;
+        self.em.set_packet(self.packet, ts);
+        self.session.on_data(
+            CLIENT,
+            Chunk {
+                offset: self.offset,
+                bytes,
+                ts,
+                peer_ack: None,
+                vlans: Default::default(),
+            },
+            &mut self.em,
+        );
+        self.offset += bytes.len() as u64;
+        let events: Vec<HttpOut> = std::mem::take(&mut self.em.out)
+            .into_iter()
+            .map(|(_, ev)| ev)
+            .collect();
+        let answers = events
+            .iter()
+            .filter(|ev| matches!(ev, HttpOut::Request { .. }))
+            .count();
+        let st = &self.em.stats;
+        let bad = st.http_parse_errors
+            + st.http_resync_skipped_bytes
+            + st.http_head_too_large
+            + st.http_too_many_headers
+            > 0;
+        MirrorFed {
+            events,
+            answers,
+            bad,
+        }
+    }
+
+    /// Ends the connection: its last events and its counters.
+    pub fn end(mut self, reason: EndReason, ts: Timestamp) -> (Vec<HttpOut>, Stats) {
+        self.session.on_end(CLIENT, reason, ts, &mut self.em);
+        self.session
+            .on_end(CLIENT.other(), reason, ts, &mut self.em);
+        let events = std::mem::take(&mut self.em.out)
+            .into_iter()
+            .map(|(_, ev)| ev)
+            .collect();
+        (events, std::mem::take(&mut self.em.stats))
+    }
+}
+
+/// The mirror's peer is always the client.
+const CLIENT: Side = Side(0);
