@@ -1,7 +1,8 @@
 //! The HTTP session fed arbitrary bytes in both directions, at arbitrary split points, with
-//! gaps: it must neither panic nor stall. (That split points never change the transactions of
-//! well-formed traffic is a property test in tests/segmentation_props.rs: on garbage they may,
-//! since segment starts are resynchronisation points.)
+//! gaps: it must neither panic nor stall. Without gaps, the same bytes cut at other points (each
+//! piece cut again into pieces of 1 to 8 bytes, the interleaving of the two directions kept) must
+//! give the same transactions: a sender chooses its segment boundaries, and they must not change
+//! what idemwatch sees.
 #![no_main]
 
 use idemwatch::config::{HttpConfig, Limits};
@@ -26,11 +27,21 @@ fn session() -> Session {
     s
 }
 
-/// Runs the pieces; returns the transactions as (path, status, request body length).
-fn run(
-    pieces: &[(u8, &[u8])],
-    with_gaps: bool,
-) -> Vec<(Option<String>, Option<u16>, Option<u64>)> {
+/// What a transaction shows, for comparing runs.
+type Seen = (
+    Option<(
+        String,
+        String,
+        Option<String>,
+        Vec<String>,
+        u64,
+        Option<[u8; 32]>,
+    )>,
+    Option<(u16, u64, Option<[u8; 32]>)>,
+);
+
+/// Runs the pieces; returns the transactions.
+fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
     let mut s = session();
     let mut em = Emitter::default();
     let mut off = [0u64; 2];
@@ -62,9 +73,19 @@ fn run(
         .iter()
         .filter_map(|(_, e)| match e {
             HttpEvent::Transaction(t) => Some((
-                t.request.as_ref().map(|r| r.path.clone()),
-                t.response.as_ref().map(|r| r.status),
-                t.request.as_ref().map(|r| r.body.len),
+                t.request.as_ref().map(|r| {
+                    (
+                        r.method.clone(),
+                        r.path.clone(),
+                        r.host.clone(),
+                        r.keys.iter().map(|k| k.value.clone()).collect(),
+                        r.body.len,
+                        r.body.sha256,
+                    )
+                }),
+                t.response
+                    .as_ref()
+                    .map(|r| (r.status, r.body.len, r.body.sha256)),
             )),
             _ => None,
         })
@@ -82,4 +103,21 @@ fuzz_target!(|data: &[u8]| {
         rest = r2;
     }
     let _ = run(&pieces, true);
+
+    let whole = run(&pieces, false);
+    let step = usize::from(data.first().copied().unwrap_or(0) % 8) + 1;
+    let mut cut = Vec::new();
+    for (ctl, bytes) in &pieces {
+        if bytes.is_empty() {
+            cut.push((*ctl, *bytes));
+        }
+        for part in bytes.chunks(step) {
+            cut.push((*ctl, part));
+        }
+    }
+    assert_eq!(
+        whole,
+        run(&cut, false),
+        "segment boundaries changed the transactions"
+    );
 });

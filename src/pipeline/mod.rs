@@ -11,7 +11,8 @@ mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
 pub use mirror::{
-    MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror, reload_tls, run_mirror,
+    MirrorConnection, MirrorFed, MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror,
+    reload_tls, run_mirror,
 };
 
 use std::path::PathBuf;

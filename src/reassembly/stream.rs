@@ -255,6 +255,9 @@ impl HalfStream {
         self.settle(side, seg.ts, sink, ctx);
         if self.is_finished() && !self.ended {
             self.ended = true;
+            // Bytes buffered past the FIN are not stream data (RFC 9293 section 3.10.7.4).
+            self.ooo.clear();
+            self.ooo_bytes = 0;
             sink.on_end(side, EndReason::Fin, seg.ts, ctx);
         }
     }
@@ -484,6 +487,10 @@ impl HalfStream {
         sink: &mut S,
         ctx: &mut S::Ctx,
     ) {
+        // An ended direction delivers nothing more (bytes held past its FIN are not its).
+        if self.ended {
+            return;
+        }
         loop {
             let proven = match (self.acked, self.ooo.first_key_value()) {
                 (Some(acked), Some((&first, _))) => {
@@ -632,6 +639,39 @@ mod tests {
         // Offset 2 came first as 'x' (in "xyzw"), so 'x' stands against the later 'C'.
         assert_eq!(sink.bytes, b"ABxEFGH");
         assert_eq!(st.tcp_overlap_mismatch, 2);
+    }
+
+    #[test]
+    fn bytes_held_past_the_fin_are_never_delivered() {
+        // Found by the reassembly fuzz target: bytes sent past the FIN sat in the out-of-order
+        // buffer and a later ACK delivered them after the direction had ended.
+        let (mut h, mut sink, mut st) =
+            (HalfStream::default(), Collect::default(), Stats::default());
+        h.set_syn(0);
+        h.on_segment(Side(0), seg(10, b"late"), 1 << 20, &mut sink, &mut st);
+        let fin = SegIn {
+            fin: true,
+            ..seg(1, b"abc")
+        };
+        h.on_segment(Side(0), fin, 1 << 20, &mut sink, &mut st);
+        assert!(sink.ended);
+        assert_eq!(h.buffered(), 0);
+        h.on_peer_ack(Side(0), 20, Timestamp(0), &mut sink, &mut st);
+        h.on_tick(
+            Side(0),
+            Timestamp(HOLE_GRACE_NS as i64 * 2),
+            &mut sink,
+            &mut st,
+        );
+        h.on_peer_ack(
+            Side(0),
+            20,
+            Timestamp(HOLE_GRACE_NS as i64 * 3),
+            &mut sink,
+            &mut st,
+        );
+        assert_eq!(sink.bytes, b"abc");
+        assert!(sink.gaps.is_empty());
     }
 
     #[test]
