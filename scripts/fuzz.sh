@@ -1,15 +1,45 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for SECONDS each (default 60), seeded from captures/.
-#   bash scripts/fuzz.sh [SECONDS]
-# Needs cargo-fuzz (`cargo install cargo-fuzz`); with a stable toolchain RUSTC_BOOTSTRAP=1 lets
-# it pass the sanitizer flags. Crashes land in fuzz/artifacts/TARGET/.
+# Runs the fuzz targets (all, or those named) for SECONDS each (default 60), starting from the
+# committed seeds (fuzz/seeds/TARGET, made by scripts/fuzz_seeds.py from captures/) and the
+# corpus earlier runs grew (fuzz/corpus/TARGET, not committed).
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]
+# Installs cargo-fuzz when missing. With a stable toolchain RUSTC_BOOTSTRAP=1 lets it pass the
+# sanitizer flags. A crash, a leak, an input slower than 10 s or over 2 GiB fails the run; the
+# input lands in fuzz/artifacts/TARGET/ and `cargo fuzz run -O TARGET FILE` replays it.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS=${1:-60}
+shift || true
+TARGETS=("$@")
+if [ ${#TARGETS[@]} -eq 0 ]; then
+    TARGETS=(decode_frame reassembly http_session mirror_request capture_file config_file)
+fi
 export RUSTC_BOOTSTRAP=1
-mkdir -p corpus/capture_file corpus/decode_frame corpus/http_session
-cp -n ../captures/*.pcap ../captures/*.pcapng corpus/capture_file/ 2>/dev/null || true
-for t in decode_frame http_session capture_file; do
-    echo "== $t ($SECS s)"
-    cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=65536 2>&1 | tail -3
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --version 0.13.2 --locked
+fi
+cargo fuzz build -O
+failed=()
+for t in "${TARGETS[@]}"; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    max_len=4096
+    [ "$t" = capture_file ] && max_len=65536
+    [ "$t" = config_file ] && max_len=16384
+    log=$(mktemp)
+    if cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+        -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 >"$log" 2>&1; then
+        runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
+        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
+        echo "$t: ok, $runs executions in $SECS s, $cov"
+    else
+        echo "$t: FAILED"
+        grep -E 'panicked|ERROR|SUMMARY|Test unit written|artifact_prefix' "$log" | head -8
+        failed+=("$t")
+    fi
+    rm -f "$log"
 done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz targets that failed: ${failed[*]}" >&2
+    exit 1
+fi

@@ -24,7 +24,11 @@ pub fn canonical_sha256(
         .map(str::trim)
         .unwrap_or_default();
     let is = |name: &str| ct.eq_ignore_ascii_case(name);
-    let json_suffix = ct.len() >= 5 && ct[ct.len() - 5..].eq_ignore_ascii_case("+json");
+    // Bytes, not a str slice: the header may hold any UTF-8 (a slice inside a character panics).
+    let json_suffix = ct
+        .as_bytes()
+        .get(ct.len().saturating_sub(5)..)
+        .is_some_and(|tail| ct.len() >= 5 && tail.eq_ignore_ascii_case(b"+json"));
     let looks_json = is("application/json")
         || json_suffix
         || (ct.is_empty() && decoded.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
@@ -238,6 +242,20 @@ mod tests {
 
     fn canon(ct: Option<&str>, body: &[u8]) -> [u8; 32] {
         canonical_sha256(ct, body, None)
+    }
+
+    #[test]
+    fn content_type_ending_inside_a_multibyte_character_is_not_a_panic() {
+        // Found by fuzzing: "+json" was checked on a str slice that could cut a character.
+        for ct in ["application/jsoné", "é", "x/éééé", "a/vnd+JSON", "ü+json"] {
+            let as_sent: [u8; 32] = Sha256::digest(b"{ }").into();
+            let h = canon(Some(ct), b"{ }");
+            assert_eq!(
+                h == as_sent,
+                !ct.to_ascii_lowercase().ends_with("+json"),
+                "{ct}"
+            );
+        }
     }
 
     fn jcs(text: &[u8]) -> String {

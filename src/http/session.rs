@@ -158,6 +158,8 @@ struct Half {
     buf: Vec<u8>,
     start: Option<Start>,
     ended: bool,
+    /// Where a start line may begin while resynchronising.
+    sync: SyncMode,
 }
 
 impl Half {
@@ -167,8 +169,31 @@ impl Half {
             buf: Vec::new(),
             start: None,
             ended: false,
+            sync: SyncMode::Segments,
         }
     }
+
+    /// Resynchronises after bytes that are not a message head (a parse error, a head over the
+    /// limits): no byte was lost, so only line starts qualify, never segment starts. Segment
+    /// boundaries are the sender's choice and must not change what is parsed.
+    fn resync_on_lines(&mut self) {
+        self.state = State::Sync;
+        self.sync = SyncMode::Lines {
+            at_line_start: false,
+        };
+    }
+}
+
+/// Candidates for the next start line when resynchronising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncMode {
+    /// After lost bytes (a gap, a connection picked up mid-stream): line starts, and the start
+    /// of every segment, since senders start messages on segment boundaries far more often than
+    /// a body's bytes happen to look like a head.
+    Segments,
+    /// The byte stream is whole: line starts only. `at_line_start`: the next byte begins a
+    /// line (or the stream).
+    Lines { at_line_start: bool },
 }
 
 struct Exchange {
@@ -601,7 +626,7 @@ impl Session {
             if stalled > 3 {
                 em.stats.http_parse_errors += 1;
                 let half = self.half(side);
-                half.state = State::Sync;
+                half.resync_on_lines();
                 half.buf.clear();
                 pos += 1;
                 stalled = 0;
@@ -630,10 +655,13 @@ impl Session {
         } else {
             rest
         };
-        // Candidates: line starts, the start of each segment (senders start messages on
-        // segment boundaries far more often than a body's bytes happen to look like a head),
-        // and bytes carried over because they were too few to judge.
-        let mut cand = Some(0);
+        // Candidates: line starts, and (see `SyncMode`) the start of this segment or of the
+        // bytes carried over because they were too few to judge.
+        let first = match half.sync {
+            SyncMode::Segments => true,
+            SyncMode::Lines { at_line_start } => at_line_start,
+        };
+        let mut cand = first.then_some(0);
         let mut search_from = 0usize;
         loop {
             let c = match cand.take() {
@@ -674,11 +702,14 @@ impl Session {
                     return start_in_rest;
                 }
                 Plausible::Maybe => {
-                    // Too short to tell: carry it to the next chunk.
+                    // Too short to tell: carry it to the next chunk, where it is a candidate.
                     let keep = data.get(c..).unwrap_or(&[]).to_vec();
                     em.stats.http_resync_skipped_bytes += c as u64;
                     let half = self.half(side);
                     half.buf = keep;
+                    if let SyncMode::Lines { at_line_start } = &mut half.sync {
+                        *at_line_start = true;
+                    }
                     return rest.len();
                 }
                 Plausible::No => {
@@ -689,6 +720,10 @@ impl Session {
             }
         }
         em.stats.http_resync_skipped_bytes += data.len() as u64;
+        let ends_line = data.last() == Some(&b'\n');
+        if let SyncMode::Lines { at_line_start } = &mut self.half(side).sync {
+            *at_line_start = ends_line;
+        }
         rest.len()
     }
 
@@ -720,7 +755,8 @@ impl Session {
                     ..here
                 });
             }
-            if let Some(end) = find_head_end(rest, 0) {
+            // A whole head in one piece obeys the same limit as one gathered from several.
+            if let Some(end) = find_head_end(rest.get(..max.min(rest.len())).unwrap_or(&[]), 0) {
                 let head = rest.get(..end).unwrap_or(&[]);
                 let ok = self.on_head(side, head, em);
                 return skipped + if ok { end } else { 1 };
@@ -738,12 +774,18 @@ impl Session {
                 let ok = self.on_head(side, head.get(..end).unwrap_or(&[]), em);
                 let half = self.half(side);
                 half.buf.clear();
-                skipped + if ok { used_here } else { used_here.max(1) }
+                if !ok {
+                    // Resume one byte into the bad head, as when it came in one piece: carry
+                    // the rest of it to resynchronisation.
+                    half.buf.extend_from_slice(head.get(1..end).unwrap_or(&[]));
+                    half.start = None;
+                }
+                skipped + used_here
             }
             None if take < rest.len() || half.buf.len() >= max => {
                 em.stats.http_head_too_large += 1;
                 half.buf.clear();
-                half.state = State::Sync;
+                half.resync_on_lines();
                 self.desync = true;
                 skipped + take.max(1)
             }
@@ -829,7 +871,7 @@ impl Session {
             em.stats.http_parse_errors += 1;
             self.desync = true;
             let half = self.half(side);
-            half.state = State::Sync;
+            half.resync_on_lines();
             half.buf.clear();
         }
         ok
@@ -1352,9 +1394,17 @@ impl StreamSink for Session {
         if self.client.is_none() {
             self.client = Some(side);
         }
-        // A handshake was seen: this connection starts at its beginning.
+        // A handshake was seen: this connection starts at its beginning, where the first
+        // message starts; nothing was lost before any later one.
         if self.pending.is_empty() && self.next_id == 0 {
             self.desync = false;
+            for half in &mut self.halves {
+                if matches!(half.state, State::Sync) && half.buf.is_empty() {
+                    half.sync = SyncMode::Lines {
+                        at_line_start: true,
+                    };
+                }
+            }
         }
     }
 
@@ -1524,6 +1574,7 @@ impl Session {
         }
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Sync);
+        half.sync = SyncMode::Segments;
         // Between two messages, or at the very start of a stream whose start is known.
         let at_boundary = half.buf.is_empty()
             && (matches!(state, State::Head) || (offset == 0 && matches!(state, State::Sync)));
@@ -1876,6 +1927,65 @@ mod tests {
         end(&mut s, &mut em);
         assert_eq!(pairs(&em), vec![(Some("/next".into()), None)]);
         assert_eq!(em.stats.http_resync_skipped_bytes, 16);
+    }
+
+    /// The client's stream fed whole, then in pieces of `step` bytes: the paths seen each time.
+    fn paths_whole_and_cut(
+        stream: &[u8],
+        step: usize,
+    ) -> (Vec<Option<String>>, Vec<Option<String>>) {
+        let run = |pieces: Vec<&[u8]>| {
+            let (mut s, mut em) = (session(), Emitter::default());
+            let mut off = 0u64;
+            for p in pieces {
+                feed(&mut s, &mut em, C, off, p, 0);
+                off += p.len() as u64;
+            }
+            end(&mut s, &mut em);
+            pairs(&em).into_iter().map(|p| p.0).collect::<Vec<_>>()
+        };
+        (run(vec![stream]), run(stream.chunks(step).collect()))
+    }
+
+    #[test]
+    fn segment_boundaries_after_bad_bytes_do_not_change_what_is_parsed() {
+        // Found by fuzzing: after bytes that were not a head, every segment start was a
+        // candidate start line, so a sender choosing its segments chose what idemwatch saw
+        // (here: a request hidden from one run, or one conjured from the middle of a line).
+        let stream = b"\xe8POST /a HTTP/1.1\r\nHost: x\r\n\r\nxxGET /hidden HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        for step in 1..12 {
+            let (whole, cut) = paths_whole_and_cut(stream, step);
+            assert_eq!(whole, cut, "pieces of {step}");
+            assert_eq!(whole, vec![Some("/b".to_string())], "pieces of {step}");
+        }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused_whether_it_came_in_one_piece_or_many() {
+        let limits = Limits {
+            max_head_bytes: 256,
+            ..Limits::default()
+        };
+        let long = format!(
+            "POST /big HTTP/1.1\r\nX-Pad: {}\r\n\r\nGET /after HTTP/1.1\r\n\r\n",
+            "p".repeat(400)
+        );
+        for step in [long.len(), 100, 7] {
+            let (mut s, mut em) = (session(), Emitter::default());
+            s.cfg = SessionSettings::new(&HttpConfig::default(), &limits);
+            let mut off = 0u64;
+            for p in long.as_bytes().chunks(step) {
+                feed(&mut s, &mut em, C, off, p, 0);
+                off += p.len() as u64;
+            }
+            end(&mut s, &mut em);
+            assert_eq!(em.stats.http_head_too_large, 1, "pieces of {step}");
+            assert_eq!(
+                pairs(&em),
+                vec![(Some("/after".into()), None)],
+                "pieces of {step}"
+            );
+        }
     }
 
     proptest::proptest! {
