@@ -10,7 +10,9 @@
 //! load it starts empty. Saved requests hold what alerts print and nothing more: addresses,
 //! method, host, path (credential-like query values already redacted), the idempotency key,
 //! body lengths and SHA-256 digests. Never an Authorization or Cookie value, never a body. The
-//! file is created with mode 0600 all the same, since it holds idempotency key values.
+//! file is created with mode 0600 all the same, since it holds idempotency key values. With
+//! `--redact-keys` no key value is saved: keys are matched by the hash every entry holds
+//! (`key_id`), and a request loaded from the file prints a null key hash in `original`.
 //!
 //! # Format (version 1)
 //!
@@ -291,11 +293,13 @@ type KeylessRow<'a> = (&'a (Scope, Identity), &'a Keyless, Timestamp);
 struct KeysOut<'a> {
     rows: Vec<KeyRow<'a>>,
     conns: &'a ConnIndex<'a>,
+    redact_keys: bool,
 }
 
 struct KeylessOut<'a> {
     rows: Vec<KeylessRow<'a>>,
     conns: &'a ConnIndex<'a>,
+    redact_keys: bool,
 }
 
 impl Serialize for KeysOut<'_> {
@@ -311,7 +315,7 @@ impl Serialize for KeysOut<'_> {
                 scope: scope.0,
                 key_id: kid.0,
                 deadline: deadline.0,
-                first: req_saved(&e.first, self.conns),
+                first: req_saved(&e.first, self.conns, self.redact_keys),
                 identity: e.identity.map(|i| i.0),
                 decoded: e.decoded,
                 first_ts: e.first_ts.0,
@@ -331,7 +335,7 @@ impl Serialize for KeylessOut<'_> {
                     scope: scope.0,
                     identity: ident.0,
                     deadline: deadline.0,
-                    rec: req_saved(&k.rec, self.conns),
+                    rec: req_saved(&k.rec, self.conns, self.redact_keys),
                     response: k.response.as_deref().map(resp_saved),
                 }),
         )
@@ -361,7 +365,9 @@ impl<'a> ConnIndex<'a> {
     }
 }
 
-fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>) -> ReqSaved<'a> {
+/// With `redact_keys` the key values are left out: the file must not hold what the output may
+/// not show.
+fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> ReqSaved<'a> {
     ReqSaved {
         conn: conns.id(&r.conn),
         flow_id: r.id.flow_id,
@@ -370,10 +376,11 @@ fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>) -> ReqSaved<'a> {
         method: &r.method,
         path: &r.path,
         host: r.host.as_deref(),
-        key: r.key.as_deref(),
+        key: r.key.as_deref().filter(|_| !redact_keys),
         all_keys: r
             .all_keys
             .as_ref()
+            .filter(|_| !redact_keys)
             .map(|v| v.iter().map(String::as_str).collect()),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
@@ -504,11 +511,13 @@ pub fn save(tracker: &Tracker, dir: &Path) -> Result<SaveReport, StateError> {
         keys: KeysOut {
             rows: keys,
             conns: &conns,
+            redact_keys: tracker.cfg.redact_keys,
         },
         endpoints,
         keyless: KeylessOut {
             rows: keyless,
             conns: &conns,
+            redact_keys: tracker.cfg.redact_keys,
         },
     };
 
@@ -1123,6 +1132,34 @@ mod tests {
         assert_eq!(orig.id.flow_serial, LOADED_FLOW_SERIAL);
         let orig_resp = a.original_response.as_ref().unwrap();
         assert_eq!(orig_resp.resource_id.as_deref(), Some("ch_1"));
+    }
+
+    #[test]
+    fn with_redact_keys_no_key_value_is_saved_and_reuse_is_still_judged() {
+        let cfg = TrackerConfig {
+            redact_keys: true,
+            ..TrackerConfig::default()
+        };
+        let (_, plain) = saved_one(TrackerConfig::default());
+        assert!(plain.windows(2).any(|w| w == b"k1"), "saved without it");
+        let (dir, bytes) = saved_one(cfg.clone());
+        assert!(
+            !bytes.windows(2).any(|w| w == b"k1"),
+            "the key value is in the state file"
+        );
+        let mut s = Sim::with(cfg);
+        assert_eq!(loaded(load(&mut s.t, dir.path()).unwrap()), (1, 1, 0));
+        s.exchange(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"amount":999}"#,
+            ok("ch_1"),
+            61.0,
+        );
+        assert_eq!(s.kinds()[0], AlertKind::KeyConflict);
+        let a = &s.alerts[0];
+        assert_eq!(a.key.as_deref(), Some("k1"));
+        assert_eq!(a.original.as_ref().unwrap().key, None);
     }
 
     #[test]
