@@ -510,8 +510,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
 
-    /// Out-of-order bytes buffered per flow direction before a hole is declared, in bytes
-    /// [default: 1048576].
+    /// Out-of-order bytes buffered per flow direction before a hole is declared, in bytes; each
+    /// held segment also counts its bookkeeping (about 130 bytes) [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     pub max_ooo_bytes: Option<usize>,
 
@@ -530,6 +530,11 @@ pub struct LimitArgs {
     /// Most requests awaiting a response on one connection [default: 256].
     #[arg(long, value_name = "N")]
     pub max_pending: Option<usize>,
+
+    /// Most incomplete IPv4 fragment sets kept at once; the oldest are dropped past it
+    /// (fragments_dropped) [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub max_fragment_sets: Option<usize>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -556,6 +561,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.max_pending {
             l.max_pending_requests = v;
+        }
+        if let Some(v) = self.max_fragment_sets {
+            l.max_fragment_sets = v;
         }
     }
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 pub struct Limits {
     /// Flows tracked at once; the least recently active are evicted beyond it.
     pub max_flows: usize,
-    /// Out-of-order bytes buffered per direction of a flow before a hole is declared.
+    /// Out-of-order bytes buffered per direction of a flow before a hole is declared; each held
+    /// segment also counts its bookkeeping (about 130 bytes), so tiny segments fill it sooner.
     pub max_ooo_bytes_per_flow: usize,
     /// A flow without packets for this long (capture time) is closed.
     pub flow_idle_timeout: Duration,

@@ -320,6 +320,8 @@ fn run_single(
     }
     let mut stats = worker.emitter.stats.clone();
     stats.merge(&judge.stats);
+    // A gauge, read once at the end: the store's size shows `--max-keys` holding.
+    stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
     Ok(RunEnd {
         stats,
         packets: front.packet_no,

@@ -312,5 +312,7 @@ fn merge_loop(
         }
     }
     stats.merge(&judge.stats);
+    // A gauge, read once at the end: the store's size shows `--max-keys` holding.
+    stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
     Ok((stats, closed))
 }

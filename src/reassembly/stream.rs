@@ -76,6 +76,7 @@ pub struct HalfStream {
     /// Next offset to deliver.
     next: u64,
     ooo: BTreeMap<u64, Held>,
+    /// Bytes held in `ooo`, plus `HELD_OVERHEAD` per segment.
     ooo_bytes: usize,
     /// Offset of the FIN, once seen.
     fin: Option<u64>,
@@ -95,6 +96,11 @@ pub struct HalfStream {
 /// a gap.
 const HOLE_GRACE_PACKETS: u32 = 4;
 const HOLE_GRACE_NS: u64 = 50_000_000;
+
+/// What holding one segment costs beyond its bytes: its map entry (key and `Held`, with the
+/// B-tree's slack) and its allocation. Charged against the out-of-order limit so that a storm
+/// of tiny segments is bounded by the memory it takes, not by its payload bytes alone.
+const HELD_OVERHEAD: usize = 2 * (size_of::<u64>() + size_of::<Held>());
 
 /// Unacknowledged bytes kept for overlap checks (amortised: trimmed at twice this).
 const RECENT_KEEP: usize = 1536;
@@ -157,7 +163,7 @@ impl HalfStream {
         self.fin.is_some_and(|f| self.next >= f)
     }
 
-    /// Bytes waiting in the out-of-order buffer.
+    /// Bytes waiting in the out-of-order buffer, with the overhead charged per segment.
     pub fn buffered(&self) -> usize {
         self.ooo_bytes
     }
@@ -300,7 +306,7 @@ impl HalfStream {
         ctx.stats().tcp_out_of_order_segments += u64::from(off != self.next);
         for (o, range) in pieces {
             let bytes = payload.get(range).unwrap_or(&[]).to_vec();
-            self.ooo_bytes += bytes.len();
+            self.ooo_bytes += bytes.len() + HELD_OVERHEAD;
             self.ooo.insert(
                 o,
                 Held {
@@ -434,7 +440,7 @@ impl HalfStream {
                 break;
             }
             let held = entry.remove();
-            self.ooo_bytes -= held.bytes.len();
+            self.ooo_bytes -= held.bytes.len() + HELD_OVERHEAD;
             let end = o + held.bytes.len() as u64;
             if end <= self.next {
                 continue;
@@ -700,12 +706,30 @@ mod tests {
         let (mut h, mut sink, mut st) =
             (HalfStream::default(), Collect::default(), Stats::default());
         h.set_syn(0);
-        h.on_segment(Side(0), seg(1, b"a"), 8, &mut sink, &mut st);
-        h.on_segment(Side(0), seg(5, b"12345"), 8, &mut sink, &mut st);
-        h.on_segment(Side(0), seg(10, b"6789"), 8, &mut sink, &mut st);
+        let max = 8 + 2 * HELD_OVERHEAD;
+        h.on_segment(Side(0), seg(1, b"a"), max, &mut sink, &mut st);
+        h.on_segment(Side(0), seg(5, b"12345"), max, &mut sink, &mut st);
+        assert_eq!(st.tcp_reassembly_limit_gaps, 0);
+        h.on_segment(Side(0), seg(10, b"6789"), max, &mut sink, &mut st);
         assert_eq!(st.tcp_reassembly_limit_gaps, 1);
         assert_eq!(sink.bytes, b"a123456789");
-        assert!(h.buffered() <= 8);
+        assert!(h.buffered() <= max);
+    }
+
+    #[test]
+    fn tiny_segments_are_charged_their_bookkeeping() {
+        let (mut h, mut sink, mut st) =
+            (HalfStream::default(), Collect::default(), Stats::default());
+        h.set_syn(0);
+        // Room for ten 1-byte segments; 100 come, each after a hole of one byte.
+        let max = 10 * (1 + HELD_OVERHEAD);
+        for i in 0..100u32 {
+            h.on_segment(Side(0), seg(2 + 2 * i, b"x"), max, &mut sink, &mut st);
+            assert!(h.buffered() <= max);
+        }
+        assert_eq!(st.tcp_reassembly_limit_gaps, 90);
+        assert_eq!(sink.bytes.len(), 90);
+        assert_eq!(sink.gaps.len(), 90);
     }
 
     #[test]

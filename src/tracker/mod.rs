@@ -296,6 +296,10 @@ pub struct Tracker {
     /// Learned endpoints, with the deadline last set.
     endpoints: ExpiringMap<String, Timestamp>,
     in_flight: HashMap<TxId, InFlight>,
+    /// For each request, how many in-flight requests hold a waiter for it: kept with the
+    /// waiters, so that an exchange's end does not scan everything in flight (100k requests
+    /// that all end at once would take quadratic time).
+    waited_on: HashMap<TxId, usize>,
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
     responses: HashMap<TxId, Option<Arc<RespRec>>>,
@@ -313,6 +317,7 @@ impl Tracker {
             keyless: ExpiringMap::new(cap),
             endpoints: ExpiringMap::new(cap),
             in_flight: HashMap::default(),
+            waited_on: HashMap::default(),
             finished: HashMap::default(),
             responses: HashMap::default(),
             key_headers: normalized_key_headers(crate::config::DEFAULT_KEY_HEADERS),
@@ -614,6 +619,7 @@ impl Tracker {
         for (earlier, kind) in waits {
             if let Some(f) = self.in_flight.get_mut(&earlier) {
                 f.waiters.push(Waiter { kind, later: id });
+                *self.waited_on.entry(id).or_default() += 1;
             }
         }
         self.in_flight.insert(
@@ -663,6 +669,14 @@ impl Tracker {
         let Some(f) = self.in_flight.remove(&tx.id) else {
             return;
         };
+        for w in &f.waiters {
+            if let Some(n) = self.waited_on.get_mut(&w.later) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.waited_on.remove(&w.later);
+                }
+            }
+        }
         let now = tx.ts_done;
         let response = tx.response.as_ref().map(|r| Arc::new(RespRec::new(r)));
         // Whether the outcome is known: a response, or a server that was seen at all.
@@ -896,10 +910,7 @@ impl Tracker {
 
     /// How many in-flight requests `later` waits on.
     fn waiting_count(&self, later: TxId) -> usize {
-        self.in_flight
-            .values()
-            .map(|f| f.waiters.iter().filter(|w| w.later == later).count())
-            .sum()
+        self.waited_on.get(&later).copied().unwrap_or(0)
     }
 
     fn original_of(&self, f: &InFlight) -> Option<Arc<ReqRec>> {

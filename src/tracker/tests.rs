@@ -627,3 +627,34 @@ fn the_oldest_keys_are_evicted_past_the_limit() {
     assert_eq!(s.t.tracked_keys(), 10);
     assert!(s.stats.tracker_keys_evicted >= 40);
 }
+
+#[test]
+fn requests_waiting_on_an_in_flight_one_are_decided_when_it_ends() {
+    let mut s = Sim::new();
+    // Unrelated requests in flight (other keys, other bodies): they hold no waiters.
+    let others: Vec<_> = (0..1000)
+        .map(|i| {
+            let (key, body) = (format!("other-{i}"), format!("{{\"n\":{i}}}"));
+            s.request(&post("/v1/charges", Some(key.as_str()), &body), 0.0)
+        })
+        .collect();
+    let r = post("/v1/charges", Some("k1"), "{}");
+    let a = s.request(&r, 0.1);
+    let b = s.request(&r, 0.2);
+    let c = s.request(&r, 0.3);
+    assert_eq!(s.t.waiting_count(b.0), 1, "b waits on a");
+    assert_eq!(s.t.waiting_count(c.0), 1, "c waits on a");
+    assert_eq!(s.t.waiting_count(a.0), 0);
+    s.done(&c, Some(resp(409, None, "{}")), 0.4, true);
+    s.done(&b, Some(resp(409, None, "{}")), 0.5, true);
+    assert_eq!(s.kinds(), vec![], "decided when the first ends");
+    assert_eq!(s.t.waiting_count(c.0), 1, "still waiting once ended itself");
+    s.done(&a, ok("ch_1"), 1.0, true);
+    assert_eq!(s.t.waiting_count(c.0), 0);
+    assert_eq!(s.kinds(), vec![ConcurrentReuse, ConcurrentReuse]);
+    for o in &others {
+        s.done(o, None, 2.0, true);
+    }
+    assert!(s.t.in_flight.is_empty() && s.t.finished.is_empty());
+    assert!(s.t.waited_on.is_empty(), "no count outlives its waiters");
+}
