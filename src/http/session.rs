@@ -237,6 +237,9 @@ enum Held {
 /// Server bytes held at most this long (capture time) or this much, waiting for the client's.
 const HOLD_NS: u64 = 1_000_000_000;
 const HOLD_MAX_BYTES: usize = 64 * 1024;
+/// What holding one chunk costs besides its bytes (its entry and allocation), charged against
+/// `HOLD_MAX_BYTES` so that a flood of one-byte segments is bounded too.
+const HOLD_ENTRY_BYTES: usize = size_of::<Held>() + 32;
 
 /// HTTP state of one connection.
 pub struct Session {
@@ -269,6 +272,9 @@ pub struct Session {
     /// Holes in the server's stream so far: an exchange left without a response after one may
     /// have had it in the hole, so its missing response says nothing about the server.
     server_gaps: u64,
+    /// Requests dropped from a full pending queue before their responses came: that many next
+    /// responses answer them (in order), and must not be paired with the requests after.
+    skip_responses: u64,
     /// Server bytes that acknowledge client bytes not read yet (mirror ports deliver one
     /// direction a little late): parsed once the client catches up, so that a response never
     /// meets the queue before its request.
@@ -389,11 +395,29 @@ struct Heads {
     forwarded: Vec<(u8, String)>,
 }
 
+/// A field value as text. A byte that is not UTF-8 is written U+FFFD followed by its two hex
+/// digits (0xFF: `�FF`), not U+FFFD alone: two keys (or hosts) that differ only in such bytes
+/// stay two keys, as they are for a server comparing bytes, and the text is still not ASCII,
+/// so such a key is still an invalid one.
+fn field_text(value: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(value) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for chunk in value.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\u{FFFD}{b:02X}"));
+        }
+    }
+    out
+}
+
 fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
     let mut h = Heads::default();
     for hd in headers {
         let name = hd.name;
-        let value = || String::from_utf8_lossy(hd.value).trim().to_string();
+        let value = || field_text(hd.value).trim().to_string();
         if name.eq_ignore_ascii_case("x-forwarded-for") {
             h.forwarded.push((0, value()));
         } else if name.eq_ignore_ascii_case("x-real-ip") {
@@ -402,7 +426,7 @@ fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Head
             h.forwarded.push((2, value()));
         } else if name.eq_ignore_ascii_case("host") {
             if h.host.is_none() {
-                h.host = Some(String::from_utf8_lossy(hd.value).into_owned());
+                h.host = Some(field_text(hd.value));
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             h.content_length.push(value());
@@ -425,7 +449,7 @@ fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Head
         } else if key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
             h.keys.push(KeyHeader {
                 name: name.to_ascii_lowercase(),
-                value: String::from_utf8_lossy(hd.value).into_owned(),
+                value: field_text(hd.value),
             });
         }
     }
@@ -543,6 +567,7 @@ impl Session {
             client_end: 0,
             server_seen: false,
             server_gaps: 0,
+            skip_responses: 0,
             held: VecDeque::new(),
             held_bytes: 0,
         }
@@ -960,6 +985,12 @@ impl Session {
             if let Some(mut ex) = self.pending.pop_front() {
                 ex.req_done = true;
                 ex.resp_done = true;
+                if ex.req.is_some() && !ex.resp_started && !ex.resp_lost {
+                    // Its response is still to come: it is unobservable, and the next
+                    // unpaired response is its own.
+                    ex.resp_lost = true;
+                    self.skip_responses += 1;
+                }
                 self.emit_exchange(ex, em);
             }
         }
@@ -1086,7 +1117,14 @@ impl Session {
             return;
         }
         em.stats.http_responses += 1;
-        let idx = match self.pair(start.peer_ack, start.offset) {
+        let skip = self.skip_responses > 0;
+        self.skip_responses = self.skip_responses.saturating_sub(1);
+        let paired = if skip {
+            None
+        } else {
+            self.pair(start.peer_ack, start.offset)
+        };
+        let idx = match paired {
             Some(i) => i,
             None => {
                 em.stats.http_orphan_responses += 1;
@@ -1420,7 +1458,7 @@ impl StreamSink for Session {
                 let early = !client_ended && chunk.peer_ack.is_some_and(|a| a > self.client_end);
                 if !self.held.is_empty() || early {
                     ctx.stats.http_held_chunks += 1;
-                    self.held_bytes += chunk.bytes.len();
+                    self.held_bytes += chunk.bytes.len() + HOLD_ENTRY_BYTES;
                     self.held.push_back(Held::Data {
                         offset: chunk.offset,
                         bytes: chunk.bytes.to_vec(),
@@ -1464,6 +1502,7 @@ impl StreamSink for Session {
             self.server_seen = true;
         }
         if self.role(side) == Role::Responses && !self.held.is_empty() {
+            self.held_bytes += HOLD_ENTRY_BYTES;
             self.held.push_back(Held::Gap { offset, len, ts });
             return;
         }
@@ -1513,7 +1552,9 @@ impl Session {
                     peer_ack,
                     vlans,
                 }) => {
-                    self.held_bytes -= bytes.len();
+                    self.held_bytes = self
+                        .held_bytes
+                        .saturating_sub(bytes.len() + HOLD_ENTRY_BYTES);
                     let chunk = Chunk {
                         offset,
                         bytes: &bytes,
@@ -1523,7 +1564,10 @@ impl Session {
                     };
                     self.feed(server, chunk, em);
                 }
-                Some(Held::Gap { offset, len, ts }) => self.gap(server, offset, len, ts, em),
+                Some(Held::Gap { offset, len, ts }) => {
+                    self.held_bytes = self.held_bytes.saturating_sub(HOLD_ENTRY_BYTES);
+                    self.gap(server, offset, len, ts, em)
+                }
                 Some(Held::End { reason, ts }) => self.end(server, reason, ts, em),
                 None => break,
             }
@@ -1958,6 +2002,23 @@ mod tests {
             assert_eq!(whole, cut, "pieces of {step}");
             assert_eq!(whole, vec![Some("/b".to_string())], "pieces of {step}");
         }
+    }
+
+    #[test]
+    fn one_byte_server_segments_held_for_the_client_are_bounded_by_their_count_too() {
+        let (mut s, mut em) = (session(), Emitter::default());
+        feed(&mut s, &mut em, C, 0, b"GET /a HTTP/1.1\r\n", 0);
+        // The server's bytes acknowledge client bytes not seen yet: they are held.
+        let reply = resp(200, &"x".repeat(20_000));
+        for (i, b) in reply.iter().enumerate() {
+            feed(&mut s, &mut em, S, i as u64, std::slice::from_ref(b), 1_000);
+            assert!(
+                s.held.len() <= HOLD_MAX_BYTES / HOLD_ENTRY_BYTES + 1,
+                "{} chunks held",
+                s.held.len()
+            );
+        }
+        assert!(em.stats.http_held_chunks > 0);
     }
 
     #[test]
