@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Every check of the project, installing what is missing: the test suite, each fuzz target for
+# FUZZ_SECONDS (default 30; 0 skips them), and the dependency policy of deny.toml.
+#   bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+# shellcheck disable=SC1091
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+cargo test --release --locked
+
+# cargo-deny, when missing, builds on one core while the fuzzers run on the other.
+deny_pid=""
+deny_log=$(mktemp)
+if ! cargo deny --version >/dev/null 2>&1; then
+    cargo install cargo-deny --version 0.20.2 --locked -j 1 >"$deny_log" 2>&1 &
+    deny_pid=$!
+fi
+fuzz_status=0
+if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
+    bash scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || fuzz_status=$?
+fi
+if [ -n "$deny_pid" ] && ! wait "$deny_pid"; then
+    tail -20 "$deny_log" >&2
+    echo "test: installing cargo-deny failed" >&2
+    exit 1
+fi
+rm -f "$deny_log"
+# Advisories need the RustSec database from the network; licences, bans and sources do not.
+cargo deny --offline check bans licenses sources
+exit "$fuzz_status"
