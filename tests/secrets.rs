@@ -1015,14 +1015,14 @@ fn mirror_writes_no_secret_over_tls_nor_on_bad_requests() {
         )
         .as_bytes()],
     );
-    // A head longer than --max-head-bytes, its first 3000 bytes in one read (a head that is
-    // whole in one read is not held to the limit).
+    // A head longer than --max-head-bytes, whole in one write and again in two.
     let long = format!(
         "POST /v1/charges?{} HTTP/1.1\r\nHost: api.example.com\r\n{secret_head}X-Pad: {}\r\n\r\n{}",
         secret_query(),
         "p".repeat(4000),
         json_body(1)
     );
+    hostile(port, &[long.as_bytes()]);
     let (a, b) = long.as_bytes().split_at(3000);
     hostile(port, &[a, b]);
     // A bad Content-Length after a valid head.
@@ -1050,8 +1050,8 @@ fn mirror_writes_no_secret_over_tls_nor_on_bad_requests() {
     assert_eq!(code, Some(0));
     assert_eq!(
         summary_count(&err, " not HTTP"),
-        3,
-        "garbage, HTTP/9.9 and the long head are refused: {err}"
+        4,
+        "garbage, HTTP/9.9 and the long head (twice) are refused: {err}"
     );
     assert_alerted("plain mirror", &out_events(d), &expected, &streams);
     assert_no_leaks(
