@@ -711,6 +711,28 @@ fn decode(bytes: &[u8], tracker: &Tracker) -> Result<Decoded, String> {
     convert(payload, tracker, saved_window, saved_dup)
 }
 
+/// For the `state_file` fuzz target: `tail` (the saved windows, then the payload) sealed as a
+/// state file of `tracker` (magic, version, fingerprint, checksum), so that the fuzzer's bytes
+/// reach the decoder behind the checksum; then decoded and loaded as [`load`] does. Whether it
+/// was loaded.
+#[cfg(fuzzing)]
+pub fn fuzz_load(tracker: &mut Tracker, tail: &[u8]) -> bool {
+    let mut b = Vec::with_capacity(HEADER_LEN + tail.len() + SUM_LEN);
+    b.extend_from_slice(MAGIC);
+    b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b.extend_from_slice(&fingerprint(tracker));
+    b.extend_from_slice(tail);
+    let sum: [u8; 32] = Sha256::digest(&b).into();
+    b.extend_from_slice(&sum);
+    match decode(&b, tracker) {
+        Ok(state) => {
+            apply(tracker, state);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// `d` moved by the change from `old` to `new` nanoseconds, `times` over.
 fn shifted(d: i64, old: u64, new: u64, times: i128) -> Timestamp {
     let v = i128::from(d) + times * (i128::from(new) - i128::from(old));
@@ -1503,6 +1525,19 @@ mod tests {
         let n = s.alerts.len();
         s.exchange("/v1/charges", Some("k0"), r#"{"x":1}"#, ok("d"), 101.0);
         assert_eq!(s.alerts.len(), n, "{:?}", s.kinds());
+    }
+
+    /// Writes the seed of the `state_file` fuzz target: a saved state without its magic,
+    /// version, fingerprint and checksum, which the target adds back.
+    /// `cargo test --lib persist::tests::write_fuzz_seed -- --ignored`
+    #[test]
+    #[ignore]
+    fn write_fuzz_seed() {
+        let (_dir, bytes) = saved_one(TrackerConfig::default());
+        let tail = &bytes[16 + 4 + 32..bytes.len() - SUM_LEN];
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/state_file");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("saved-one"), tail).unwrap();
     }
 
     /// Size and speed for 100k keys: `cargo test --release --lib persist::tests::measure --
