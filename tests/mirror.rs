@@ -1,29 +1,18 @@
 //! `idemwatch mirror` with real clients: curl over TLS (certificates made here with rcgen),
 //! mutual TLS, and hostile peers (garbage, a sender that never finishes its head).
 
+mod daemon;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use daemon::{Proc, free_port};
+
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
 fn make_certs(dir: &Path) {

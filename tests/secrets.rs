@@ -6,12 +6,13 @@
 //!
 //! `live` needs CAP_NET_RAW (CI runs as root), like tests/live.rs.
 
+mod daemon;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -20,6 +21,8 @@ use support::{
     BASE_TS_NS, Conversation, Format, LINKTYPE_ETHERNET, STEP_NS, capture_bytes, post,
     record_offsets, server_v4, v4,
 };
+
+use daemon::{Proc, free_port, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
 
@@ -562,33 +565,6 @@ fn read_error_paths_print_no_secret() {
 // ---------------------------------------------------------------------------------------------
 // Processes (live, mirror)
 // ---------------------------------------------------------------------------------------------
-
-/// A child process killed when dropped, so that a failing test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("local address").port()
-}
-
-/// Polls `cond` every 50 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
 
 fn text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
