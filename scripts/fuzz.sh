@@ -6,13 +6,15 @@
 # Installs cargo-fuzz when missing. With a stable toolchain RUSTC_BOOTSTRAP=1 lets it pass the
 # sanitizer flags. A crash, a leak, an input slower than 10 s or over 2 GiB fails the run; the
 # input lands in fuzz/artifacts/TARGET/ and `cargo fuzz run -O TARGET FILE` replays it.
+# Each line reports the executions and the coverage when the corpus was loaded and at the end:
+# a target whose coverage no longer grows over a run has reached its plateau.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(decode_frame reassembly http_session mirror_request capture_file config_file)
+    TARGETS=(decode_frame reassembly http_session mirror_request capture_file config_file state_file)
 fi
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -21,7 +23,7 @@ fi
 cargo fuzz build -O
 failed=()
 for t in "${TARGETS[@]}"; do
-    mkdir -p "corpus/$t" "artifacts/$t"
+    mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
     max_len=4096
     [ "$t" = capture_file ] && max_len=65536
     [ "$t" = config_file ] && max_len=16384
@@ -30,11 +32,13 @@ for t in "${TARGETS[@]}"; do
         -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
-        cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
-        echo "$t: ok, $runs executions in $SECS s, $cov"
+        cov0=$(grep -m1 'INITED' "$log" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo '?')
+        cov1=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
+        corpus=$(find "corpus/$t" -type f | wc -l)
+        echo "$t: ok, $runs executions in $SECS s, coverage $cov0 -> $cov1, corpus $corpus inputs"
     else
         echo "$t: FAILED"
-        grep -E 'panicked|ERROR|SUMMARY|Test unit written|artifact_prefix' "$log" | head -8
+        grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -8
         failed+=("$t")
     fi
     rm -f "$log"
