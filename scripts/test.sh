@@ -7,14 +7,20 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # shellcheck disable=SC1091
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo test --release --locked
 
-# cargo-deny, when missing, builds on one core while the fuzzers run on the other.
+# cargo-deny, when missing, builds alongside the tests and the fuzzers (their link steps and the
+# fuzzers leave a core idle).
 deny_pid=""
 deny_log=$(mktemp)
 if ! cargo deny --version >/dev/null 2>&1; then
     cargo install cargo-deny --version 0.20.2 --locked -j 1 >"$deny_log" 2>&1 &
     deny_pid=$!
+fi
+test_status=0
+cargo test --release --locked || test_status=$?
+if [ "$test_status" != 0 ]; then
+    [ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null
+    exit "$test_status"
 fi
 fuzz_status=0
 if [ "${FUZZ_SECONDS:-30}" != 0 ]; then
