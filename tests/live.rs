@@ -3,6 +3,7 @@
 //! CAP_NET_RAW (CI runs as root); without it the tests fail and say so.
 
 mod daemon;
+
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,38 +12,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, free_port, signal, wait_exit, wait_for};
+use daemon::{Proc, signal, start_api, wait_exit, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
-
-struct Api {
-    _proc: Proc,
-    port: u16,
-}
-
-fn start_api(dir: &Path) -> Api {
-    let port = free_port();
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
-    let child = Command::new("python3")
-        .arg(server)
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--log"])
-        .arg(dir.join("server.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs captures/server.py");
-    let proc = Proc(child);
-    assert!(
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "the fake API did not start"
-    );
-    Api { _proc: proc, port }
-}
 
 fn stderr_text(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("idemwatch.err")).unwrap_or_default()

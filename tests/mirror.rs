@@ -2,6 +2,7 @@
 //! mutual TLS, and hostile peers (garbage, a sender that never finishes its head).
 
 mod daemon;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use daemon::{Proc, free_port};
+use daemon::{Proc, alert_kinds, free_port, start_api};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
 
@@ -154,16 +155,6 @@ fn curl(url: &str, key: Option<&str>, body: &str, tls: &[&str]) -> u16 {
         .unwrap_or(0)
 }
 
-fn kinds(events: &[Value]) -> Vec<String> {
-    let mut k: Vec<String> = events
-        .iter()
-        .filter(|e| e["event_type"] == "alert")
-        .filter_map(|e| e["kind"].as_str().map(String::from))
-        .collect();
-    k.sort();
-    k
-}
-
 #[test]
 fn mirrored_requests_over_tls_raise_request_side_alerts() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -185,7 +176,7 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
     std::thread::sleep(Duration::from_millis(300));
     let (events, err) = stop(p, dir.path());
     assert_eq!(
-        kinds(&events),
+        alert_kinds(&events),
         [
             "key_conflict",
             "keyless_duplicate",
@@ -279,30 +270,6 @@ struct Nginx {
     port: u16,
 }
 
-fn start_api(dir: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
-    let child = Command::new("python3")
-        .arg(server)
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1", "--log"])
-        .arg(dir.join("api.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs captures/server.py");
-    let p = Proc(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the API did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (p, port)
-}
-
 fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
     let port = free_port();
     let d = |f: &str| dir.join(f).display().to_string();
@@ -374,7 +341,8 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     make_certs(dir.path());
     let d = |f: &str| dir.path().join(f).display().to_string();
-    let (_api, api_port) = start_api(dir.path());
+    let api = start_api(dir.path());
+    let api_port = api.port;
     let (p, mirror_port) = start(
         dir.path(),
         &[
@@ -414,7 +382,7 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
     std::thread::sleep(Duration::from_millis(500));
     let (events, err) = stop(p, dir.path());
     assert_eq!(
-        kinds(&events),
+        alert_kinds(&events),
         [
             "invalid_key",
             "key_conflict",

@@ -22,7 +22,7 @@ use support::{
     record_offsets, server_v4, v4,
 };
 
-use daemon::{Proc, free_port, wait_for};
+use daemon::{Proc, alert_kinds, free_port, spawn_listening, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
 
@@ -205,16 +205,6 @@ fn json_lines(bytes: &[u8]) -> Vec<Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-fn alert_kinds(events: &[Value]) -> Vec<String> {
-    let mut k: Vec<String> = events
-        .iter()
-        .filter(|e| e["event_type"] == "alert")
-        .filter_map(|e| e["kind"].as_str().map(String::from))
-        .collect();
-    k.sort();
-    k
 }
 
 /// Guards against a vacuous pass: the run saw the traffic and alerted on it.
@@ -661,28 +651,15 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 
 fn start_api() -> (Proc, u16) {
     let port = free_port();
-    let child = Command::new("python3")
-        .args([
-            "-c",
-            API,
-            &port.to_string(),
-            RESP_BODY.value,
-            SET_COOKIE.value,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 runs");
-    let p = Proc(child);
-    assert!(
-        wait_for(Duration::from_secs(10), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "the API did not start"
-    );
-    (p, port)
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        API,
+        &port.to_string(),
+        RESP_BODY.value,
+        SET_COOKIE.value,
+    ]);
+    (spawn_listening(&mut cmd, port, "the canary API"), port)
 }
 
 /// The canary traffic with Python's http.client: the keyed POST and its conflicting reuse,

@@ -2,9 +2,12 @@
 //! test, free loopback ports, polling. Each test file uses a part of it.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// A child process killed when dropped, so that a failing test leaves nothing running.
 pub struct Proc(pub Child);
@@ -54,4 +57,55 @@ pub fn wait_exit(p: &mut Proc, limit: Duration) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// Spawns `cmd` (output discarded) and waits up to 10 s for it to accept on loopback `port`.
+pub fn spawn_listening(cmd: &mut Command, port: u16, what: &str) -> Proc {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    let p = Proc(child);
+    assert!(
+        wait_for(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "{what} did not listen on port {port}"
+    );
+    p
+}
+
+/// The fake payment API of `captures/server.py`, on a free loopback port, logging to
+/// `dir/api.log`.
+pub struct Api {
+    _proc: Proc,
+    pub port: u16,
+}
+
+pub fn start_api(dir: &Path) -> Api {
+    let port = free_port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(server)
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--log"])
+        .arg(dir.join("api.log"));
+    Api {
+        _proc: spawn_listening(&mut cmd, port, "python3 captures/server.py"),
+        port,
+    }
+}
+
+/// The kinds of the alert events, sorted.
+pub fn alert_kinds(events: &[Value]) -> Vec<String> {
+    let mut k: Vec<String> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .filter_map(|e| e["kind"].as_str().map(String::from))
+        .collect();
+    k.sort();
+    k
 }
