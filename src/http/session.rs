@@ -241,6 +241,17 @@ const HOLD_MAX_BYTES: usize = 64 * 1024;
 /// `HOLD_MAX_BYTES` so that a flood of one-byte segments is bounded too.
 const HOLD_ENTRY_BYTES: usize = size_of::<Held>() + 32;
 
+impl Held {
+    /// What it counts against `HOLD_MAX_BYTES`.
+    fn cost(&self) -> usize {
+        match self {
+            Held::Data { bytes, .. } => bytes.len() + HOLD_ENTRY_BYTES,
+            Held::Gap { .. } => HOLD_ENTRY_BYTES,
+            Held::End { .. } => 0,
+        }
+    }
+}
+
 /// HTTP state of one connection.
 pub struct Session {
     cfg: Arc<SessionSettings>,
@@ -399,9 +410,9 @@ struct Heads {
 /// digits (0xFF: `�FF`), not U+FFFD alone: two keys (or hosts) that differ only in such bytes
 /// stay two keys, as they are for a server comparing bytes, and the text is still not ASCII,
 /// so such a key is still an invalid one.
-fn field_text(value: &[u8]) -> String {
+fn field_text(value: &[u8]) -> std::borrow::Cow<'_, str> {
     if let Ok(s) = std::str::from_utf8(value) {
-        return s.to_owned();
+        return s.into();
     }
     let mut out = String::with_capacity(value.len() + 8);
     for chunk in value.utf8_chunks() {
@@ -410,7 +421,7 @@ fn field_text(value: &[u8]) -> String {
             out.push_str(&format!("\u{FFFD}{b:02X}"));
         }
     }
-    out
+    out.into()
 }
 
 fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
@@ -426,7 +437,7 @@ fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Head
             h.forwarded.push((2, value()));
         } else if name.eq_ignore_ascii_case("host") {
             if h.host.is_none() {
-                h.host = Some(field_text(hd.value));
+                h.host = Some(field_text(hd.value).into_owned());
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             h.content_length.push(value());
@@ -449,7 +460,7 @@ fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Head
         } else if key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
             h.keys.push(KeyHeader {
                 name: name.to_ascii_lowercase(),
-                value: field_text(hd.value),
+                value: field_text(hd.value).into_owned(),
             });
         }
     }
@@ -1458,8 +1469,7 @@ impl StreamSink for Session {
                 let early = !client_ended && chunk.peer_ack.is_some_and(|a| a > self.client_end);
                 if !self.held.is_empty() || early {
                     ctx.stats.http_held_chunks += 1;
-                    self.held_bytes += chunk.bytes.len() + HOLD_ENTRY_BYTES;
-                    self.held.push_back(Held::Data {
+                    self.hold(Held::Data {
                         offset: chunk.offset,
                         bytes: chunk.bytes.to_vec(),
                         ts: chunk.ts,
@@ -1502,8 +1512,7 @@ impl StreamSink for Session {
             self.server_seen = true;
         }
         if self.role(side) == Role::Responses && !self.held.is_empty() {
-            self.held_bytes += HOLD_ENTRY_BYTES;
-            self.held.push_back(Held::Gap { offset, len, ts });
+            self.hold(Held::Gap { offset, len, ts });
             return;
         }
         self.gap(side, offset, len, ts, ctx);
@@ -1516,7 +1525,7 @@ impl StreamSink for Session {
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
         if self.role(side) == Role::Responses && !self.held.is_empty() {
             // The server's end comes after what is held; the client may still catch up.
-            self.held.push_back(Held::End { reason, ts });
+            self.hold(Held::End { reason, ts });
             return;
         }
         // Whatever is held is older than the end: read it first.
@@ -1526,6 +1535,12 @@ impl StreamSink for Session {
 }
 
 impl Session {
+    /// Holds server bytes (or their gap or end) behind the client's stream.
+    fn hold(&mut self, h: Held) {
+        self.held_bytes += h.cost();
+        self.held.push_back(h);
+    }
+
     /// Parses held server bytes that the client's stream has caught up with, or that waited
     /// too long, or all of them (`all`).
     fn release(&mut self, now: Timestamp, all: bool, em: &mut Emitter) {
@@ -1544,7 +1559,11 @@ impl Session {
             if !go {
                 break;
             }
-            match self.held.pop_front() {
+            let next = self.held.pop_front();
+            if let Some(h) = &next {
+                self.held_bytes = self.held_bytes.saturating_sub(h.cost());
+            }
+            match next {
                 Some(Held::Data {
                     offset,
                     bytes,
@@ -1552,9 +1571,6 @@ impl Session {
                     peer_ack,
                     vlans,
                 }) => {
-                    self.held_bytes = self
-                        .held_bytes
-                        .saturating_sub(bytes.len() + HOLD_ENTRY_BYTES);
                     let chunk = Chunk {
                         offset,
                         bytes: &bytes,
@@ -1564,10 +1580,7 @@ impl Session {
                     };
                     self.feed(server, chunk, em);
                 }
-                Some(Held::Gap { offset, len, ts }) => {
-                    self.held_bytes = self.held_bytes.saturating_sub(HOLD_ENTRY_BYTES);
-                    self.gap(server, offset, len, ts, em)
-                }
+                Some(Held::Gap { offset, len, ts }) => self.gap(server, offset, len, ts, em),
                 Some(Held::End { reason, ts }) => self.end(server, reason, ts, em),
                 None => break,
             }
