@@ -117,6 +117,9 @@ pub struct MirrorArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl MirrorArgs {
@@ -129,6 +132,7 @@ impl MirrorArgs {
         };
         self.limits.apply(&mut c.limits);
         self.policy.apply(&mut c);
+        c.store = self.store.config();
         c
     }
 }
@@ -260,6 +264,9 @@ pub struct LiveArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl LiveArgs {
@@ -272,6 +279,7 @@ impl LiveArgs {
         };
         self.limits.apply(&mut c.limits);
         self.policy.apply(&mut c);
+        c.store = self.store.config();
         c
     }
 
@@ -353,6 +361,9 @@ pub struct ReadArgs {
 
     #[command(flatten)]
     pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// The idempotency policy: windows, watched endpoints, key headers, scope.
@@ -501,6 +512,68 @@ impl PolicyArgs {
     }
 }
 
+/// Fleet mode: the key store shared by the idemwatch instances of several gateways.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Fleet mode (shared key store)")]
+pub struct StoreArgs {
+    /// Share keys with other instances through this store: redis://HOST:PORT/DB,
+    /// rediss://HOST:PORT/DB (TLS), several redis:// URLs comma-separated (the seed nodes of a
+    /// Redis Cluster), or memory (this process only) [default: none, this instance's keys
+    /// only].
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<crate::fleet::StoreSpec>,
+
+    /// Prefix of every name this fleet uses in the store (several fleets can share one Redis).
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "idemwatch:",
+        requires = "store"
+    )]
+    pub store_prefix: String,
+
+    /// This instance's name in the store, printed as `observer` in alerts whose original it saw
+    /// [default: the host name]. Instances of one fleet need distinct names.
+    #[arg(long, value_name = "NAME", requires = "store")]
+    pub store_instance: Option<String>,
+
+    /// A round trip to the store (or a connection attempt) taking longer fails.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration,
+          requires = "store")]
+    pub store_timeout: Duration,
+
+    /// How long a keyed request waits for the store's answer before it is judged on this
+    /// instance's keys alone (counted in store_judged_locally). Alerts are delayed by the
+    /// store's round trip, never longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration,
+          requires = "store")]
+    pub store_wait: Duration,
+
+    /// Operations queued for the store at most; past it they are skipped (store_ops_skipped),
+    /// and a daemon judges the oldest held request without waiting.
+    #[arg(long, value_name = "N", default_value_t = 8192, requires = "store")]
+    pub store_max_inflight: usize,
+}
+
+fn parse_store(s: &str) -> Result<crate::fleet::StoreSpec, String> {
+    crate::fleet::StoreSpec::parse(s)
+}
+
+impl StoreArgs {
+    pub fn config(&self) -> Option<crate::fleet::StoreConfig> {
+        let spec = self.store.clone()?;
+        let mut c = crate::fleet::StoreConfig::new(spec);
+        c.prefix = self.store_prefix.clone();
+        if let Some(i) = &self.store_instance {
+            c.instance = i.clone();
+        }
+        c.timeout = self.store_timeout;
+        c.wait = self.store_wait;
+        c.max_inflight = self.store_max_inflight.max(1);
+        Some(c)
+    }
+}
+
 /// Memory and time bounds shared by the commands that capture.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Limits")]
@@ -578,6 +651,7 @@ impl ReadArgs {
         };
         self.limits.apply(&mut c.limits);
         self.policy.apply(&mut c);
+        c.store = self.store.config();
         c
     }
 

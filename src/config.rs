@@ -105,4 +105,6 @@ pub struct Config {
     pub threads: usize,
     /// The idempotency policy.
     pub tracker: crate::tracker::TrackerConfig,
+    /// Fleet mode: the shared key store (`None`: this instance's keys only).
+    pub store: Option<crate::fleet::StoreConfig>,
 }

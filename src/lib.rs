@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod config_file;
 pub mod decode;
+pub mod fleet;
 pub mod http;
 pub mod output;
 pub mod pipeline;

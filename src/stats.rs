@@ -158,6 +158,39 @@ counters! {
     tracker_order_unknown_skipped,
     /// In-flight judgements skipped because the server's side was never seen.
     tracker_unobservable_skipped,
+    /// Fleet mode: pipelined round trips to the shared store.
+    store_round_trips,
+    /// Fleet mode: operations the store ran (claims, settles, endpoints).
+    store_ops,
+    /// Fleet mode: operations that failed because the store was unreachable or erred.
+    store_ops_failed,
+    /// Fleet mode: operations not sent because the store's queue (`--store-max-inflight`) was
+    /// full.
+    store_ops_skipped,
+    /// Fleet mode: keys the store found already held by an earlier first use.
+    store_claims_held,
+    /// Fleet mode: records in the store that this version cannot read (ignored).
+    store_bad_records,
+    /// Fleet mode: failed round trips.
+    store_errors,
+    /// Fleet mode: times the store became unreachable.
+    store_outages,
+    /// Fleet mode: times the connection came back after an outage.
+    store_reconnects,
+    /// Fleet mode: milliseconds spent without the store (outages that ended).
+    store_degraded_ms,
+    /// Fleet mode, a gauge: 1 while the store is unreachable.
+    store_down,
+    /// Fleet mode, a gauge: the last round trip's time in microseconds.
+    store_last_rtt_us,
+    /// Fleet mode: keyed requests judged with a first use seen by another instance.
+    store_shared_originals,
+    /// Fleet mode: keyed requests judged on this instance's keys alone because the store did
+    /// not answer in time (`--store-wait`) or was unreachable: detections that needed the
+    /// shared store may have been missed for them.
+    store_judged_locally,
+    /// Fleet mode: endpoints learned from other instances.
+    store_endpoints_imported,
     /// Alerts raised, all kinds.
     alerts,
     alerts_key_conflict,

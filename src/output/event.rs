@@ -48,6 +48,9 @@ pub struct RequestObj<'a> {
     pub body_missing_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pcap_filename: Option<&'a str>,
+    /// Fleet mode: the instance that saw this request, when it was another one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observer: Option<&'a str>,
 }
 
 /// A response object (`response`, `original_response`).
@@ -118,6 +121,7 @@ impl<'a> RequestObj<'a> {
             body_complete: req.body.complete,
             body_missing_bytes: missing(&req.body),
             pcap_filename,
+            observer: None,
         }
     }
 }
@@ -150,7 +154,12 @@ impl<'a> RequestObj<'a> {
             body_canon_sha256: r.body_canon_sha256.as_ref().map(hex),
             body_complete: r.body_complete,
             body_missing_bytes: (!r.body_complete).then_some(r.body_missing),
-            pcap_filename,
+            // A request another instance saw names its file there, and that instance.
+            pcap_filename: match &r.origin {
+                Some(o) => o.file.as_deref(),
+                None => pcap_filename,
+            },
+            observer: r.origin.as_deref().map(|o| &*o.observer),
         }
     }
 }

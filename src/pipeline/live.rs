@@ -167,11 +167,11 @@ pub fn run_live(
     };
     let mut decoder = Decoder::new(&config.limits);
     let mut worker = FlowWorker::new(config, 1);
-    let mut judge = Judge {
-        tracker: Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
-        stats: Stats::default(),
-        alerts: Vec::new(),
-    };
+    let mut judge = Judge::new(
+        config,
+        Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
+        false,
+    )?;
     if let Some(dir) = &settings.state_dir {
         load_state(&mut judge.tracker, dir, &mut judge.stats);
     }
@@ -234,6 +234,11 @@ pub fn run_live(
                 dirty = true;
             }
         }
+        // Fleet mode: requests whose answer from the shared store came since.
+        if judge.fleet.as_ref().is_some_and(|f| !f.is_empty()) && !closed {
+            closed = judge.pump(config, &names, out)?;
+            dirty = true;
+        }
         // Alerts reach the file (and whoever tails it) at once, not when a buffer fills.
         if dirty {
             closed |= out.flush().map_err(RunError::Output)? == WriteOutcome::Closed;
@@ -289,6 +294,9 @@ pub fn run_live(
         }
         mirror_stats = m.stats();
     }
+    if !closed {
+        closed = judge.finish(config, &names, out)?;
+    }
     if let Some(dir) = &settings.state_dir {
         save_state(&judge.tracker, dir, &mut judge.stats);
     }
@@ -309,7 +317,7 @@ pub fn run_live(
 /// Every counter now: the worker's, the tracker's and libpcap's.
 fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
     let mut st = worker.emitter.stats.clone();
-    st.merge(&judge.stats);
+    st.merge(&judge.counters());
     let k = cap.kernel_stats();
     st.capture_kernel_packets = k.received;
     st.capture_kernel_drops = k.dropped;

@@ -180,11 +180,11 @@ pub fn run_mirror(
 ) -> Result<Stats, RunError> {
     let mut server =
         MirrorServer::start(config, settings, listener, stop.clone()).map_err(RunError::Output)?;
-    let mut judge = Judge {
-        tracker: Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
-        stats: Stats::default(),
-        alerts: Vec::new(),
-    };
+    let mut judge = Judge::new(
+        config,
+        Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
+        false,
+    )?;
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
@@ -214,13 +214,29 @@ pub fn run_mirror(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        // Fleet mode: requests whose answer from the shared store came since.
+        if judge.fleet.as_ref().is_some_and(|f| !f.is_empty()) {
+            match judge
+                .pump(config, &[], out)
+                .and_then(|c| Ok(c || out.flush()? == WriteOutcome::Closed))
+            {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
     }
     let rest = server.shutdown();
-    judge.write(config, &[], rest, out)?;
+    if !judge.write(config, &[], rest, out)? {
+        judge.finish(config, &[], out)?;
+    }
     out.flush()?;
     result?;
     let mut st = server.stats();
-    st.merge(&judge.stats);
+    st.merge(&judge.counters());
     Ok(st)
 }
 

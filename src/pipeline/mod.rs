@@ -40,6 +40,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(String),
 }
 
 impl RunError {
@@ -47,6 +49,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Source(e) if e.is_usage() => 2,
+            RunError::Store(_) => 2,
             _ => 1,
         }
     }
@@ -165,11 +168,8 @@ pub fn run_read(
     let started = Instant::now();
     let source = CaptureSet::open(files, filter)?;
     let names = source.names();
-    let judge = Judge {
-        tracker: Tracker::new(config.tracker.clone()),
-        stats: Stats::default(),
-        alerts: Vec::new(),
-    };
+    // A file can wait for the shared store: nothing is lost while it answers.
+    let judge = Judge::new(config, Tracker::new(config.tracker.clone()), true)?;
     let workers = worker_count(config.threads);
     let run = if workers <= 1 {
         run_single(config, source, &names, judge, out)?
@@ -318,8 +318,11 @@ fn run_single(
         worker.finish(front.last_ts);
         closed = judge.write(config, names, worker.drain(), out)?;
     }
+    if !closed {
+        closed = judge.finish(config, names, out)?;
+    }
     let mut stats = worker.emitter.stats.clone();
-    stats.merge(&judge.stats);
+    stats.merge(&judge.counters());
     // A gauge, read once at the end: the store's size shows `--max-keys` holding.
     stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
     Ok(RunEnd {
@@ -331,16 +334,46 @@ fn run_single(
     })
 }
 
-/// The policy stage: the tracker and its counters.
+/// The policy stage: the tracker and its counters, and in fleet mode the stage that asks the
+/// shared store before the tracker judges.
 struct Judge {
     tracker: Tracker,
     stats: Stats,
     alerts: Vec<Alert>,
+    fleet: Option<crate::fleet::stage::Fleet>,
 }
 
 impl Judge {
+    /// `patient`: in fleet mode, wait for the store rather than judge without it when much is
+    /// held (files); a daemon never waits.
+    fn new(config: &Config, tracker: Tracker, patient: bool) -> Result<Judge, RunError> {
+        let mut j = Judge {
+            tracker,
+            stats: Stats::default(),
+            alerts: Vec::new(),
+            fleet: None,
+        };
+        if let Some(sc) = &config.store {
+            j.fleet = Some(
+                crate::fleet::stage::Fleet::start(sc, patient, &mut j.tracker, &mut j.stats)
+                    .map_err(RunError::Store)?,
+            );
+        }
+        Ok(j)
+    }
+
+    /// The tracker's counters, and the shared store's in fleet mode.
+    fn counters(&self) -> Stats {
+        let mut st = self.stats.clone();
+        if let Some(f) = &self.fleet {
+            f.add_counters(&mut st);
+        }
+        st
+    }
+
     /// Judges finished HTTP events, in order, and writes them and their alerts; true when the
-    /// reader closed the output.
+    /// reader closed the output. In fleet mode events may be held for the store: they are
+    /// written by a later call, [`Judge::pump`] or [`Judge::finish`].
     fn write(
         &mut self,
         config: &Config,
@@ -348,28 +381,95 @@ impl Judge {
         events: Vec<(OrderKey, HttpOut)>,
         out: &mut Output,
     ) -> Result<bool, RunError> {
-        let redact = config.tracker.redact_keys;
-        for (_, ev) in events {
-            let now = match &ev {
-                HttpOut::Request { request, .. } => request.ts_end,
-                HttpOut::Transaction(tx) => tx.ts_done,
-            };
-            self.alerts.clear();
-            self.tracker
-                .on_event(&ev, now, &mut self.stats, &mut self.alerts);
-            crate::tracker::count_alerts(&mut self.stats, &self.alerts);
-            if let HttpOut::Transaction(tx) = &ev
-                && config.log_requests
-            {
-                let name = names.get(tx.conn.file_index).map(String::as_str);
-                if out.write(&HttpEvent::new(tx, name, redact))? == WriteOutcome::Closed {
-                    return Ok(true);
-                }
+        if let Some(f) = &mut self.fleet {
+            for (_, ev) in events {
+                f.admit(ev, &self.tracker, names);
             }
-            for a in &self.alerts {
-                if out.write(&AlertEvent::new(a, names, redact))? == WriteOutcome::Closed {
-                    return Ok(true);
-                }
+            return self.release(config, names, out, false);
+        }
+        for (_, ev) in events {
+            if self.judge_one(config, names, &ev, out)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes the held events whose answer came (or whose wait ended).
+    fn pump(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        out: &mut Output,
+    ) -> Result<bool, RunError> {
+        self.release(config, names, out, false)
+    }
+
+    /// Writes every held event, waiting for the store up to `--store-wait` each.
+    fn finish(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        out: &mut Output,
+    ) -> Result<bool, RunError> {
+        let closed = self.release(config, names, out, true)?;
+        if let Some(f) = self.fleet.as_mut() {
+            f.flush(&mut self.tracker, &mut self.stats);
+        }
+        Ok(closed)
+    }
+
+    fn release(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        out: &mut Output,
+        finishing: bool,
+    ) -> Result<bool, RunError> {
+        loop {
+            let Some(f) = self.fleet.as_mut() else {
+                return Ok(false);
+            };
+            let Some(ev) = f.next_ready(&mut self.tracker, &mut self.stats, finishing) else {
+                return Ok(false);
+            };
+            let closed = self.judge_one(config, names, &ev, out)?;
+            if let Some(f) = self.fleet.as_mut() {
+                f.publish(&mut self.tracker);
+            }
+            if closed {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn judge_one(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        ev: &HttpOut,
+        out: &mut Output,
+    ) -> Result<bool, RunError> {
+        let redact = config.tracker.redact_keys;
+        let now = match ev {
+            HttpOut::Request { request, .. } => request.ts_end,
+            HttpOut::Transaction(tx) => tx.ts_done,
+        };
+        self.alerts.clear();
+        self.tracker
+            .on_event(ev, now, &mut self.stats, &mut self.alerts);
+        crate::tracker::count_alerts(&mut self.stats, &self.alerts);
+        if let HttpOut::Transaction(tx) = ev
+            && config.log_requests
+        {
+            let name = names.get(tx.conn.file_index).map(String::as_str);
+            if out.write(&HttpEvent::new(tx, name, redact))? == WriteOutcome::Closed {
+                return Ok(true);
+            }
+        }
+        for a in &self.alerts {
+            if out.write(&AlertEvent::new(a, names, redact))? == WriteOutcome::Closed {
+                return Ok(true);
             }
         }
         Ok(false)

@@ -311,7 +311,10 @@ fn merge_loop(
             stop.store(true, Ordering::Relaxed);
         }
     }
-    stats.merge(&judge.stats);
+    if !closed {
+        closed = judge.finish(config, names, out)?;
+    }
+    stats.merge(&judge.counters());
     // A gauge, read once at the end: the store's size shows `--max-keys` holding.
     stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
     Ok((stats, closed))

@@ -9,6 +9,7 @@
 pub mod persist;
 pub mod rules;
 pub mod scope;
+pub mod shared;
 pub mod store;
 
 use foldhash::HashMap;
@@ -83,9 +84,18 @@ impl Default for TrackerConfig {
     }
 }
 
+/// Where a request seen by another instance was seen (fleet mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The instance that saw it (`--store-instance`).
+    pub observer: Box<str>,
+    /// Its capture file there, when it read files.
+    pub file: Option<Box<str>>,
+}
+
 /// A request as the tracker keeps it: what the `request` and `original` objects print, and
 /// nothing else (a key's first request is kept for a window or two, so it is kept small).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReqRec {
     pub id: TxId,
     /// Shared by every request of the connection.
@@ -105,6 +115,8 @@ pub struct ReqRec {
     pub body_complete: bool,
     pub body_missing: u64,
     pub vlans: crate::decode::Vlans,
+    /// Set when another instance saw it (fleet mode); `None` for this instance's own.
+    pub origin: Option<Arc<Origin>>,
 }
 
 /// A response as the tracker keeps it (a key's stored result lives a window or two).
@@ -154,6 +166,7 @@ impl ReqRec {
             body_complete: req.body.complete,
             body_missing: req.body.missing,
             vlans: req.vlans,
+            origin: None,
         }
     }
 }
@@ -187,6 +200,10 @@ impl KeyId {
         let mut out = [0u8; 16];
         out.copy_from_slice(d.get(..16).unwrap_or(&[0; 16]));
         KeyId(out)
+    }
+
+    pub fn bytes(&self) -> &[u8; 16] {
+        &self.0
     }
 }
 
@@ -306,6 +323,9 @@ pub struct Tracker {
     /// The header names that carry keys (lower case, sorted): never read by the tracker, only
     /// part of the saved state's fingerprint (see `persist`).
     key_headers: Vec<String>,
+    /// Fleet mode: what other instances should learn is recorded in `published`.
+    publishing: bool,
+    published: Vec<shared::Publish>,
 }
 
 impl Tracker {
@@ -321,6 +341,8 @@ impl Tracker {
             finished: HashMap::default(),
             responses: HashMap::default(),
             key_headers: normalized_key_headers(crate::config::DEFAULT_KEY_HEADERS),
+            publishing: false,
+            published: Vec::new(),
             cfg,
         }
     }
@@ -454,10 +476,12 @@ impl Tracker {
                 Some(d) if deadline.since(*d) > window / 4 => {
                     *d = deadline;
                     self.endpoints.touch(&ep, deadline);
+                    self.publish(shared::Publish::Endpoint { name: ep, deadline });
                 }
                 Some(_) => {}
                 None => {
-                    self.endpoints.insert(ep, deadline, deadline);
+                    self.endpoints.insert(ep.clone(), deadline, deadline);
+                    self.publish(shared::Publish::Endpoint { name: ep, deadline });
                 }
             }
         }
@@ -739,6 +763,7 @@ impl Tracker {
         }
         let mut then = Then::Nothing;
         let mut newly_stored = None;
+        let mut first_answered = false;
         if let Some(k) = &f.key
             && let Some(e) = self
                 .keys
@@ -751,6 +776,7 @@ impl Tracker {
             }
             if e.first.id == tx.id {
                 e.first_response = response.clone();
+                first_answered = true;
             }
             match (f.role, &response) {
                 (Role::First | Role::Retry | Role::Reencoded, Some(r)) => {
@@ -785,6 +811,22 @@ impl Tracker {
                 }
                 _ => {}
             }
+        }
+        if self.publishing
+            && (first_answered || newly_stored.is_some())
+            && let Some(kid) = f.key_id
+        {
+            self.publish(shared::Publish::Settle {
+                scope: f.scope,
+                key: kid,
+                first: tx.id,
+                first_response: if first_answered {
+                    response.clone()
+                } else {
+                    None
+                },
+                stored: newly_stored.clone(),
+            });
         }
         match then {
             Then::Nothing => {}

@@ -884,6 +884,7 @@ fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
         body_complete: r.body_complete,
         body_missing: r.body_missing,
         vlans,
+        origin: None,
     })
 }
 

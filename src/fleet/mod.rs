@@ -1,0 +1,254 @@
+//! Fleet mode: several idemwatch instances (one per gateway) judge keys through one shared key
+//! store, so that a retry that lands on another gateway than its first attempt is still
+//! compared with it.
+//!
+//! The tracker keeps its own tables and stays the judge; the shared store only answers "who
+//! used this key first, and what did the server answer it". The pieces:
+//! - [`Backend`]: one round trip of operations against a store. Two implementations: Redis
+//!   (single node, TLS or Cluster; [`redis_store`]) and in-process ([`memory`], a `dashmap`,
+//!   for one process and for tests).
+//! - [`worker`]: a thread that owns the backend: batches operations into pipelined round trips,
+//!   bounds what is queued, survives faults (reconnects with backoff, counts the outage).
+//! - [`stage`]: in front of the tracker, holds a keyed request until the store says who holds
+//!   its key (or a timeout passes), then hands it over in order. Capture never waits for it.
+//! - [`wire`]: the bytes of a record.
+
+pub mod memory;
+pub mod redis_store;
+pub mod stage;
+pub mod wire;
+pub mod worker;
+
+use std::fmt;
+
+use crate::tracker::{KeyId, Scope};
+
+/// Where a key is filed: its scope's and its own hashes (never the key, never a credential).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    pub scope: Scope,
+    pub key: KeyId,
+}
+
+impl RecordKey {
+    /// The record's name under `prefix`: `PREFIXk:` and 64 hex digits.
+    pub fn name(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(prefix.len() + 66);
+        s.push_str(prefix);
+        s.push_str("k:");
+        for b in self.scope.0.iter().chain(self.key.bytes().iter()) {
+            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+        }
+        s
+    }
+}
+
+/// A claim of a key's first use.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// Who claims: `INSTANCE/flow.serial.n`, unique in the fleet.
+    pub claim_id: String,
+    /// Capture time of the first use, in microseconds.
+    pub first_us: i64,
+    /// A holder older than this (µs) is replaced (the key's window passed).
+    pub window_us: i64,
+    /// How long the store keeps the record (wall clock).
+    pub ttl_ms: u64,
+    /// [`wire::encode_first`].
+    pub record: Vec<u8>,
+}
+
+/// One operation on the shared store.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Claims a key for a first use (or, without a claim, only reads who holds it). Answered.
+    Claim {
+        ticket: u64,
+        rk: RecordKey,
+        claim: Option<Claim>,
+    },
+    /// Files what the server answered: the first request's response (only its claimer may
+    /// write it) and the key's stored result (the first writer wins). Not answered.
+    Settle {
+        rk: RecordKey,
+        claim_id: String,
+        first_response: Option<Vec<u8>>,
+        /// `Some(None)`: the stored result is the first response itself.
+        stored: Option<Option<Vec<u8>>>,
+    },
+    /// An endpoint learned (took a key header) until `deadline_us`. Not answered.
+    Endpoint { name: String, deadline_us: i64 },
+    /// Reads every learned endpoint (and forgets those past `now_us`). Answered.
+    SyncEndpoints { now_us: i64 },
+    /// Answered once everything queued before it was sent (never reaches a backend).
+    Barrier { ticket: u64 },
+}
+
+impl Op {
+    fn answered(&self) -> bool {
+        matches!(
+            self,
+            Op::Claim { .. } | Op::SyncEndpoints { .. } | Op::Barrier { .. }
+        )
+    }
+}
+
+/// A record as a backend returns it, still in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    pub claim_id: String,
+    pub record: Vec<u8>,
+    pub first_response: Option<Vec<u8>>,
+    /// `Some(None)`: same as the first response.
+    pub stored: Option<Option<Vec<u8>>>,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawClaim {
+    /// The key is ours (claimed), or nobody's (read only).
+    Free,
+    /// Another first use holds the key within its window.
+    Held(RawRecord),
+    /// Ours now; the holder whose window had passed is returned (a late retry is judged on it).
+    Replaced(RawRecord),
+}
+
+/// A backend's answer to one operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawReply {
+    Claim(RawClaim),
+    Endpoints(Vec<(String, i64)>),
+    /// Operations that are not answered.
+    Done,
+}
+
+/// Why a round trip failed.
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A shared key store: one round trip for a batch of operations, in order, one reply each.
+pub trait Backend: Send {
+    /// Opens (or reopens) the connection.
+    fn connect(&mut self) -> Result<(), StoreError>;
+    /// Runs `ops` in one round trip. An error means nothing can be assumed of any of them.
+    fn run(&mut self, ops: &[Op]) -> Result<Vec<RawReply>, StoreError>;
+    /// What to name in logs (no password).
+    fn describe(&self) -> String;
+}
+
+/// `--store`: where the shared key store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// In-process (`memory`): shared by the trackers of one process only.
+    Memory,
+    /// `redis://` or `rediss://` URL of one node.
+    Redis(String),
+    /// Several URLs, comma-separated: seed nodes of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+impl StoreSpec {
+    pub fn parse(s: &str) -> Result<StoreSpec, String> {
+        let s = s.trim();
+        if s == "memory" {
+            return Ok(StoreSpec::Memory);
+        }
+        let urls: Vec<String> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect();
+        for u in &urls {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                return Err(format!(
+                    "'{u}' is not a store; write memory, redis://HOST:PORT/DB, \
+                     rediss://HOST:PORT/DB (TLS) or several redis:// URLs, comma-separated, \
+                     for the seed nodes of a Redis Cluster"
+                ));
+            }
+            if let Err(e) = redis::parse_redis_url(u).ok_or("bad URL") {
+                return Err(format!("'{u}' is not a Redis URL: {e}"));
+            }
+        }
+        match urls.len() {
+            0 => Err("empty store; write memory or redis://HOST:PORT/DB".into()),
+            1 => Ok(StoreSpec::Redis(
+                urls.into_iter().next().unwrap_or_default(),
+            )),
+            _ => Ok(StoreSpec::Cluster(urls)),
+        }
+    }
+}
+
+/// Settings of the shared store (`--store*` options).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub spec: StoreSpec,
+    /// Names every record and list of this fleet in the store.
+    pub prefix: String,
+    /// This instance's name in records (alerts print it as `observer`).
+    pub instance: String,
+    /// A round trip (and a connection attempt) longer than this fails.
+    pub timeout: std::time::Duration,
+    /// How long a request waits for the store before it is judged without it.
+    pub wait: std::time::Duration,
+    /// Operations queued for the store at most; past it they are skipped and counted.
+    pub max_inflight: usize,
+    /// Operations in one round trip at most.
+    pub max_batch: usize,
+    /// How often learned endpoints are read back.
+    pub sync_interval: std::time::Duration,
+}
+
+impl StoreConfig {
+    pub fn new(spec: StoreSpec) -> StoreConfig {
+        StoreConfig {
+            spec,
+            prefix: "idemwatch:".into(),
+            instance: default_instance(),
+            timeout: std::time::Duration::from_millis(200),
+            wait: std::time::Duration::from_millis(500),
+            max_inflight: 8192,
+            max_batch: 256,
+            sync_interval: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// The backend these settings name.
+    pub fn backend(&self) -> Result<Box<dyn Backend>, String> {
+        match &self.spec {
+            StoreSpec::Memory => Ok(Box::new(memory::MemoryBackend::new(
+                memory::MemoryStore::default(),
+                &self.prefix,
+            ))),
+            StoreSpec::Redis(url) => Ok(Box::new(redis_store::RedisBackend::single(
+                url,
+                &self.prefix,
+                self.timeout,
+            )?)),
+            StoreSpec::Cluster(urls) => Ok(Box::new(redis_store::RedisBackend::cluster(
+                urls,
+                &self.prefix,
+                self.timeout,
+            )?)),
+        }
+    }
+}
+
+/// The host's name, else `idemwatch`.
+pub fn default_instance() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "idemwatch".into())
+}

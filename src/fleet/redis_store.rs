@@ -1,0 +1,344 @@
+//! The Redis backend: one record per key, a Redis hash named `PREFIXk:` + scope and key hashes
+//! (fields `q` the first request, `t` its capture time in µs, `c` its claimer, `f` its response,
+//! `s` the stored result, `=` when it is the first response), with the key window twice as its
+//! TTL; and one hash `PREFIXendpoints` of learned endpoints and their deadlines.
+//!
+//! A claim is one Lua script, so two gateways claiming a key at the same moment agree on
+//! which is first: Redis runs scripts one at a time. Every operation touches one key, so the
+//! same scripts run on a Redis Cluster (routed by key). All operations of a batch go in one
+//! pipelined round trip.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreError};
+
+/// KEYS[1] the record; ARGV: mode (`c` claim, `l` look), first use (µs), window (µs), TTL
+/// (ms), claim id, record. Returns {0} (free, or claimed now), {1, q, c, f, s} (held) or
+/// {2, q, c, f, s} (claimed now, replacing a holder whose window had passed).
+const CLAIM: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'q', 't', 'c', 'f', 's')
+if cur[1] and (ARGV[1] == 'l' or tonumber(ARGV[2]) - tonumber(cur[2]) <= tonumber(ARGV[3])) then
+  return {1, cur[1], cur[3], cur[4], cur[5]}
+end
+if ARGV[1] == 'l' then return {0} end
+if cur[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[1], 'q', ARGV[6], 't', ARGV[2], 'c', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if cur[1] then return {2, cur[1], cur[3], cur[4], cur[5]} end
+return {0}
+";
+
+/// KEYS[1] the record; ARGV: claim id, first response (or empty), stored result (or empty;
+/// `=` for the first response).
+const SETTLE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'c') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'f', ARGV[2])
+end
+if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 's', ARGV[3]) end
+return 1
+";
+
+/// KEYS[1] the endpoints hash; ARGV[1] now (µs): forgets the endpoints past their deadline,
+/// returns the others as a flat name, deadline list.
+const SYNC: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  if tonumber(all[i + 1]) < tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+return out
+";
+
+/// KEYS[1] the endpoints hash; ARGV: name, deadline (µs). Keeps the later deadline.
+const ENDPOINT: &str = r"
+local d = redis.call('HGET', KEYS[1], ARGV[1])
+if (not d) or tonumber(d) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+";
+
+const SCRIPTS: [&str; 4] = [CLAIM, SETTLE, SYNC, ENDPOINT];
+
+enum Conn {
+    Single(redis::Connection),
+    Cluster(redis::cluster::ClusterConnection),
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A [`Backend`] on one Redis node (`redis://`, `rediss://`) or a Redis Cluster.
+pub struct RedisBackend {
+    target: Target,
+    conn: Option<Conn>,
+    prefix: String,
+    timeout: Duration,
+    /// SHA-1 of each script, as loaded on a single node (a cluster gets the scripts' text).
+    shas: Vec<String>,
+    described: String,
+}
+
+/// A URL without its password, for logs.
+fn shown(url: &str) -> String {
+    match redis::parse_redis_url(url) {
+        Some(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("REDACTED"));
+            }
+            u.to_string()
+        }
+        None => "(bad URL)".into(),
+    }
+}
+
+fn err(e: redis::RedisError) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl RedisBackend {
+    pub fn single(url: &str, prefix: &str, timeout: Duration) -> Result<RedisBackend, String> {
+        let client = redis::Client::open(url)
+            .map_err(|e| format!("cannot use store {}: {e}", shown(url)))?;
+        Ok(RedisBackend {
+            target: Target::Single(client),
+            conn: None,
+            prefix: prefix.to_string(),
+            timeout,
+            shas: Vec::new(),
+            described: shown(url),
+        })
+    }
+
+    pub fn cluster(
+        urls: &[String],
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<RedisBackend, String> {
+        let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot use the Redis Cluster {}: {e}", urls.join(",")))?;
+        Ok(RedisBackend {
+            target: Target::Cluster(client),
+            conn: None,
+            prefix: prefix.to_string(),
+            timeout,
+            shas: Vec::new(),
+            described: format!(
+                "Redis Cluster {}",
+                urls.iter().map(|u| shown(u)).collect::<Vec<_>>().join(",")
+            ),
+        })
+    }
+
+    /// The script `i` as a command: EVALSHA on a node where it was loaded, else EVAL.
+    fn script(&self, i: usize) -> redis::Cmd {
+        match self.shas.get(i) {
+            Some(sha) => {
+                let mut c = redis::cmd("EVALSHA");
+                c.arg(sha);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("EVAL");
+                c.arg(SCRIPTS.get(i).copied().unwrap_or("return 0"));
+                c
+            }
+        }
+    }
+
+    fn command(&self, op: &Op) -> redis::Cmd {
+        match op {
+            Op::Claim { rk, claim, .. } => {
+                let mut c = self.script(0);
+                c.arg(1).arg(rk.name(&self.prefix));
+                match claim {
+                    Some(cl) => {
+                        c.arg("c")
+                            .arg(cl.first_us)
+                            .arg(cl.window_us)
+                            .arg(cl.ttl_ms.max(1))
+                            .arg(&cl.claim_id)
+                            .arg(&cl.record[..]);
+                    }
+                    None => {
+                        c.arg("l").arg(0).arg(0).arg(1).arg("").arg("");
+                    }
+                }
+                c
+            }
+            Op::Settle {
+                rk,
+                claim_id,
+                first_response,
+                stored,
+            } => {
+                let mut c = self.script(1);
+                c.arg(1).arg(rk.name(&self.prefix)).arg(claim_id);
+                c.arg(first_response.as_deref().unwrap_or(b""));
+                match stored {
+                    None => c.arg(""),
+                    Some(None) => c.arg("="),
+                    Some(Some(s)) => c.arg(&s[..]),
+                };
+                c
+            }
+            Op::Endpoint { name, deadline_us } => {
+                let mut c = self.script(3);
+                c.arg(1)
+                    .arg(format!("{}endpoints", self.prefix))
+                    .arg(name)
+                    .arg(*deadline_us);
+                c
+            }
+            Op::SyncEndpoints { now_us } => {
+                let mut c = self.script(2);
+                c.arg(1)
+                    .arg(format!("{}endpoints", self.prefix))
+                    .arg(*now_us);
+                c
+            }
+            // The worker answers barriers itself; a PING keeps replies aligned if one came.
+            Op::Barrier { .. } => redis::cmd("PING"),
+        }
+    }
+}
+
+fn bytes(v: Option<&Value>) -> Option<Vec<u8>> {
+    match v? {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn int(v: Option<&Value>) -> Option<i64> {
+    match v? {
+        Value::Int(n) => Some(*n),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A claim's reply; `None` when it is not shaped as the script returns.
+fn claim_reply(v: &Value) -> Option<RawClaim> {
+    let Value::Array(items) = v else {
+        return None;
+    };
+    let status = int(items.first())?;
+    if status == 0 {
+        return Some(RawClaim::Free);
+    }
+    let stored = bytes(items.get(4)).map(|s| (s != b"=").then_some(s));
+    let raw = RawRecord {
+        record: bytes(items.get(1))?,
+        claim_id: String::from_utf8_lossy(&bytes(items.get(2)).unwrap_or_default()).into_owned(),
+        first_response: bytes(items.get(3)),
+        stored,
+    };
+    match status {
+        1 => Some(RawClaim::Held(raw)),
+        2 => Some(RawClaim::Replaced(raw)),
+        _ => None,
+    }
+}
+
+fn endpoints_reply(v: &Value) -> Option<Vec<(String, i64)>> {
+    let Value::Array(items) = v else {
+        return None;
+    };
+    let mut out = Vec::with_capacity(items.len() / 2);
+    for pair in items.chunks(2) {
+        let name = String::from_utf8(bytes(pair.first())?).ok()?;
+        out.push((name, int(pair.get(1))?));
+    }
+    Some(out)
+}
+
+impl Backend for RedisBackend {
+    fn connect(&mut self) -> Result<(), StoreError> {
+        self.conn = None;
+        self.shas.clear();
+        match &self.target {
+            Target::Single(client) => {
+                let mut con = client
+                    .get_connection_with_timeout(self.timeout)
+                    .map_err(err)?;
+                con.set_read_timeout(Some(self.timeout)).map_err(err)?;
+                con.set_write_timeout(Some(self.timeout)).map_err(err)?;
+                let mut shas = Vec::new();
+                for s in SCRIPTS {
+                    let sha: String = redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(s)
+                        .query(&mut con)
+                        .map_err(err)?;
+                    shas.push(sha);
+                }
+                self.shas = shas;
+                self.conn = Some(Conn::Single(con));
+            }
+            Target::Cluster(client) => {
+                let con = client.get_connection().map_err(err)?;
+                self.conn = Some(Conn::Cluster(con));
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, ops: &[Op]) -> Result<Vec<RawReply>, StoreError> {
+        let cmds: Vec<redis::Cmd> = ops.iter().map(|op| self.command(op)).collect();
+        let values: Vec<Value> = match self.conn.as_mut() {
+            None => return Err(StoreError("not connected".into())),
+            Some(Conn::Single(con)) => {
+                let mut p = redis::pipe();
+                for c in cmds {
+                    p.add_command(c);
+                }
+                p.query(con).map_err(err)?
+            }
+            Some(Conn::Cluster(con)) => {
+                let mut p = redis::cluster::cluster_pipe();
+                for c in cmds {
+                    p.add_command(c);
+                }
+                p.query(con).map_err(err)?
+            }
+        };
+        if values.len() != ops.len() {
+            return Err(StoreError(format!(
+                "{} replies to {} operations",
+                values.len(),
+                ops.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for (op, v) in ops.iter().zip(&values) {
+            out.push(match op {
+                Op::Claim { .. } => RawReply::Claim(
+                    claim_reply(v).ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                ),
+                Op::SyncEndpoints { .. } => RawReply::Endpoints(
+                    endpoints_reply(v)
+                        .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                ),
+                _ => RawReply::Done,
+            });
+        }
+        Ok(out)
+    }
+
+    fn describe(&self) -> String {
+        self.described.clone()
+    }
+}

@@ -1,0 +1,325 @@
+//! The stage in front of the tracker in fleet mode. A keyed request whose key this instance
+//! cannot answer for alone is held while the shared store says who used the key first; then
+//! the store's answer goes into the tracker's tables and the request (and every event after
+//! it, so that order never changes) goes to the tracker. A request whose answer does not come
+//! within `--store-wait` is judged on this instance's keys alone, and counted.
+//!
+//! `read` waits for the store when too much is held (a file can wait); `live` and `mirror`
+//! never do: past the limit the oldest held event is judged without its answer, so capture is
+//! never slowed by the store.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::worker::{Outcome, Remote, Reply, StoreHandle};
+use super::{Claim, Op, RecordKey, StoreConfig, wire};
+use crate::http::{HttpEvent, Request, TxId};
+use crate::stats::Stats;
+use crate::tracker::shared::{Publish, SharedFirst};
+use crate::tracker::{ReqRec, Tracker};
+use crate::ts::Timestamp;
+
+/// An event held in order, with the ticket of its claim.
+struct Held {
+    ev: HttpEvent,
+    ticket: Option<(u64, RecordKey, Option<String>)>,
+    since: Instant,
+}
+
+/// The fleet stage: the store's thread and the events held for it.
+pub struct Fleet {
+    store: StoreHandle,
+    cfg: StoreConfig,
+    queue: VecDeque<Held>,
+    outcomes: HashMap<u64, Outcome>,
+    /// Requests held whose exchange may follow in the queue (one claim for both).
+    queued_requests: HashSet<TxId>,
+    next_ticket: u64,
+    /// Wait for the store rather than judge without it (reading files).
+    patient: bool,
+    last_now: Timestamp,
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.0 / 1000
+}
+
+fn claim_id(instance: &str, id: &TxId) -> String {
+    format!(
+        "{instance}/{:x}.{:x}.{:x}",
+        id.flow_id, id.flow_serial, id.n
+    )
+}
+
+impl Fleet {
+    /// Starts the store's thread and reads the endpoints learned so far (waiting up to
+    /// `--store-wait` for them). `patient`: wait for the store when too much is held.
+    pub fn start(
+        cfg: &StoreConfig,
+        patient: bool,
+        tracker: &mut Tracker,
+        stats: &mut Stats,
+    ) -> Result<Fleet, String> {
+        let backend = cfg.backend()?;
+        let store = StoreHandle::start(backend, cfg);
+        tracker.enable_publishing();
+        let mut f = Fleet {
+            store,
+            cfg: cfg.clone(),
+            queue: VecDeque::new(),
+            outcomes: HashMap::new(),
+            queued_requests: HashSet::new(),
+            next_ticket: 0,
+            patient,
+            last_now: Timestamp::default(),
+        };
+        // The thread reads endpoints first thing; take them before the first request.
+        let deadline = Instant::now() + cfg.wait.max(cfg.timeout);
+        while Instant::now() < deadline {
+            match f
+                .store
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Some(Reply::Endpoints(list)) => {
+                    f.import_endpoints(list, tracker, stats);
+                    break;
+                }
+                Some(other) => f.take(other, tracker, stats),
+                None => break,
+            }
+        }
+        tracing::info!(store = %f.store.described, instance = %cfg.instance, "fleet mode");
+        Ok(f)
+    }
+
+    pub fn store_name(&self) -> &str {
+        &self.store.described
+    }
+
+    /// Adds the store's counters to `st`.
+    pub fn add_counters(&self, st: &mut Stats) {
+        self.store.counters.add_to(st);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Holds `ev` in order; sends a claim for its key when this instance cannot answer alone.
+    pub fn admit(&mut self, ev: HttpEvent, tracker: &Tracker, names: &[String]) {
+        let ticket = self.claim_for(&ev, tracker, names);
+        self.queue.push_back(Held {
+            ev,
+            ticket,
+            since: Instant::now(),
+        });
+    }
+
+    fn claim_for(
+        &mut self,
+        ev: &HttpEvent,
+        tracker: &Tracker,
+        names: &[String],
+    ) -> Option<(u64, RecordKey, Option<String>)> {
+        let (id, conn, req): (TxId, _, &Request) = match ev {
+            HttpEvent::Request { id, conn, request } => {
+                self.queued_requests.insert(*id);
+                (*id, conn, request)
+            }
+            HttpEvent::Transaction(tx) => {
+                let req = tx.request.as_ref()?;
+                if self.queued_requests.contains(&tx.id) || tracker.is_in_flight(tx.id) {
+                    return None;
+                }
+                (tx.id, &tx.conn, req)
+            }
+        };
+        let (scope, kid, identity) = tracker.tracked_key(req)?;
+        let now = req.ts_end;
+        if tracker.knows_key(scope, kid, now) {
+            return None;
+        }
+        let rk = RecordKey { scope, key: kid };
+        let window = tracker.config().window;
+        let claim = identity.map(|ident| {
+            let rec = ReqRec::new(id, conn, req);
+            let file = names.get(conn.file_index).map(String::as_str);
+            Claim {
+                claim_id: claim_id(&self.cfg.instance, &id),
+                first_us: micros(now),
+                window_us: i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
+                ttl_ms: u64::try_from(2 * window.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1000),
+                record: wire::encode_first(
+                    &rec,
+                    ident,
+                    req.body.decoded_sha256,
+                    now,
+                    &self.cfg.instance,
+                    file,
+                ),
+            }
+        });
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if !self.store.submit(Op::Claim { ticket, rk, claim }) {
+            return None;
+        }
+        Some((ticket, rk, req.idempotency_key()))
+    }
+
+    fn import_endpoints(
+        &mut self,
+        list: Vec<(String, i64)>,
+        tracker: &mut Tracker,
+        st: &mut Stats,
+    ) {
+        let list: Vec<(String, Timestamp)> = list
+            .into_iter()
+            .map(|(n, us)| (n, Timestamp(us.saturating_mul(1000))))
+            .collect();
+        st.store_endpoints_imported += tracker.import_endpoints(&list, self.last_now) as u64;
+    }
+
+    fn take(&mut self, r: Reply, tracker: &mut Tracker, st: &mut Stats) {
+        match r {
+            Reply::Claim { ticket, outcome } => {
+                self.outcomes.insert(ticket, outcome);
+            }
+            Reply::Endpoints(list) => self.import_endpoints(list, tracker, st),
+            Reply::Barrier { .. } => {}
+        }
+    }
+
+    /// Waits (up to `--store-wait`) until what was queued for the store was sent, so that the
+    /// counters read next are complete and other instances can read what this one filed.
+    pub fn flush(&mut self, tracker: &mut Tracker, st: &mut Stats) {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        if !self.store.barrier(ticket) {
+            return;
+        }
+        let deadline = Instant::now() + self.cfg.wait.max(self.cfg.timeout) * 2;
+        while let Some(r) = self
+            .store
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if matches!(r, Reply::Barrier { ticket: t } if t == ticket) {
+                return;
+            }
+            self.take(r, tracker, st);
+        }
+    }
+
+    /// The next event for the tracker, its key's shared first use already imported; `None`
+    /// when the front still waits. `finishing`: wait for every answer (up to `--store-wait`).
+    pub fn next_ready(
+        &mut self,
+        tracker: &mut Tracker,
+        st: &mut Stats,
+        finishing: bool,
+    ) -> Option<HttpEvent> {
+        while let Some(r) = self.store.try_recv() {
+            self.take(r, tracker, st);
+        }
+        loop {
+            let front = self.queue.front()?;
+            let Some((ticket, _, _)) = &front.ticket else {
+                break;
+            };
+            if self.outcomes.contains_key(ticket) {
+                break;
+            }
+            let waited = front.since.elapsed();
+            if waited >= self.cfg.wait {
+                break;
+            }
+            let must_wait =
+                finishing || (self.patient && self.queue.len() >= self.cfg.max_inflight);
+            if !must_wait {
+                if self.queue.len() > self.cfg.max_inflight {
+                    break;
+                }
+                return None;
+            }
+            match self.store.recv_timeout(self.cfg.wait - waited) {
+                Some(r) => self.take(r, tracker, st),
+                None => break,
+            }
+        }
+        let held = self.queue.pop_front()?;
+        if let HttpEvent::Request { id, .. } = &held.ev {
+            self.queued_requests.remove(id);
+        }
+        if let Some((ticket, rk, key)) = held.ticket {
+            match self.outcomes.remove(&ticket) {
+                Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
+                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(remote)) {
+                        st.store_shared_originals += 1;
+                    }
+                }
+                Some(Outcome::Free) => {}
+                Some(Outcome::Failed) | None => st.store_judged_locally += 1,
+            }
+        }
+        let now = match &held.ev {
+            HttpEvent::Request { request, .. } => request.ts_end,
+            HttpEvent::Transaction(tx) => tx.ts_done,
+        };
+        self.last_now = self.last_now.max(now);
+        self.store
+            .now_us
+            .store(micros(self.last_now), Ordering::Relaxed);
+        Some(held.ev)
+    }
+
+    /// Sends what the tracker learned to the store.
+    pub fn publish(&mut self, tracker: &mut Tracker) {
+        for p in tracker.take_published() {
+            let op = match p {
+                Publish::Endpoint { name, deadline } => Op::Endpoint {
+                    name,
+                    deadline_us: micros(deadline),
+                },
+                Publish::Settle {
+                    scope,
+                    key,
+                    first,
+                    first_response,
+                    stored,
+                } => {
+                    let same = match (&first_response, &stored) {
+                        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                        _ => false,
+                    };
+                    Op::Settle {
+                        rk: RecordKey { scope, key },
+                        claim_id: claim_id(&self.cfg.instance, &first),
+                        first_response: first_response.as_deref().map(wire::encode_response),
+                        stored: stored.map(|s| (!same).then(|| wire::encode_response(&s))),
+                    }
+                }
+            };
+            self.store.submit(op);
+        }
+    }
+
+    /// How long until the front's wait ends (a daemon may sleep that long at most).
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let f = self.queue.front()?;
+        Some(self.cfg.wait.saturating_sub(f.since.elapsed()))
+    }
+}
+
+fn shared(r: Remote) -> SharedFirst {
+    SharedFirst {
+        rec: r.first.rec,
+        identity: r.first.identity,
+        decoded: r.first.decoded,
+        first_ts: r.first.first_ts,
+        first_response: r.first_response,
+        stored: r.stored,
+    }
+}

@@ -1,0 +1,150 @@
+//! The tracker's side of fleet mode: what it takes from the shared store (a key's first use
+//! seen elsewhere, endpoints learned elsewhere) and what it gives back (responses, stored
+//! results, endpoints it learned). The tracker stays the judge; these only fill its tables.
+
+use std::sync::Arc;
+
+use thin_vec::ThinVec;
+
+use super::{Identity, KeyEntry, KeyId, KeyProblem, ReqRec, RespRec, Scope, Tracker, nanos, rules};
+use crate::http::{Request, TxId};
+use crate::ts::Timestamp;
+
+/// What the tracker learned that other instances should know.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    /// An endpoint took a key header; watched until the deadline.
+    Endpoint { name: String, deadline: Timestamp },
+    /// The server answered a key's request: the first request's response (when `first` is
+    /// this instance's own request) and the key's stored result, when it was just set.
+    Settle {
+        scope: Scope,
+        key: KeyId,
+        first: TxId,
+        first_response: Option<Arc<RespRec>>,
+        stored: Option<Arc<RespRec>>,
+    },
+}
+
+/// A key's first use as the shared store returned it.
+#[derive(Debug, Clone)]
+pub struct SharedFirst {
+    pub rec: ReqRec,
+    pub identity: Identity,
+    pub decoded: Option<[u8; 32]>,
+    pub first_ts: Timestamp,
+    pub first_response: Option<Arc<RespRec>>,
+    pub stored: Option<Arc<RespRec>>,
+}
+
+/// Whether a request was seen by another instance.
+pub fn is_remote(id: &TxId) -> bool {
+    id.flow_serial == crate::fleet::wire::REMOTE_FLOW_SERIAL
+}
+
+impl Tracker {
+    /// Starts recording what other instances should know ([`Tracker::take_published`]).
+    pub fn enable_publishing(&mut self) {
+        self.publishing = true;
+    }
+
+    /// What was learned since the last call.
+    pub fn take_published(&mut self) -> Vec<Publish> {
+        std::mem::take(&mut self.published)
+    }
+
+    /// The key a request would be tracked under, and its identity (`None` when its body
+    /// cannot be compared): the same choice as the tracker's own.
+    pub fn tracked_key(&self, req: &Request) -> Option<(Scope, KeyId, Option<Identity>)> {
+        let problem = rules::key_problem(&req.keys, self.cfg.max_key_len);
+        let key = req
+            .idempotency_key()
+            .filter(|k| !k.is_empty() && problem != Some(KeyProblem::Empty))?;
+        Some((
+            Scope::of(req, self.cfg.scope),
+            KeyId::of(&key),
+            Identity::of(req),
+        ))
+    }
+
+    /// Whether this instance's tables already answer for the key at `now`: a first use in
+    /// its window that is this instance's own, or another's whose stored result is known.
+    pub fn knows_key(&self, scope: Scope, key: KeyId, now: Timestamp) -> bool {
+        self.keys.get(&(scope, key)).is_some_and(|e| {
+            now.since(e.first_ts) <= nanos(self.cfg.window)
+                && (!is_remote(&e.first.id) || e.stored.is_some())
+        })
+    }
+
+    /// Takes a key's first use from the shared store. `key` is the key value of the request
+    /// that asked (the store keeps no key value). A key this instance already tracks keeps its
+    /// own first use; a first use from elsewhere only gains a stored result it lacked.
+    pub fn import_shared(
+        &mut self,
+        scope: Scope,
+        kid: KeyId,
+        key: Option<&str>,
+        shared: SharedFirst,
+    ) -> bool {
+        if let Some(e) = self.keys.get_mut(&(scope, kid)) {
+            if is_remote(&e.first.id) && e.first_ts == shared.first_ts {
+                if e.stored.is_none() {
+                    e.stored = shared.stored;
+                }
+                if e.first_response.is_none() {
+                    e.first_response = shared.first_response;
+                }
+            }
+            return false;
+        }
+        let mut rec = shared.rec;
+        rec.key = key.map(Into::into);
+        let deadline = shared.first_ts.add_nanos(2 * nanos(self.cfg.window));
+        let entry = Box::new(KeyEntry {
+            first: Arc::new(rec),
+            identity: Some(shared.identity),
+            decoded: shared.decoded,
+            first_ts: shared.first_ts,
+            first_response: shared.first_response,
+            stored: shared.stored,
+            in_flight: ThinVec::new(),
+            conflicts_waiting: ThinVec::new(),
+        });
+        self.keys.insert((scope, kid), entry, deadline);
+        true
+    }
+
+    /// Takes endpoints learned elsewhere (name, deadline), those not past `now`, within the
+    /// table's cap. Returns how many were new here.
+    pub fn import_endpoints(&mut self, list: &[(String, Timestamp)], now: Timestamp) -> usize {
+        let mut n = 0;
+        for (name, deadline) in list {
+            if *deadline <= now || self.endpoints.len() >= self.endpoints.cap() {
+                continue;
+            }
+            match self.endpoints.get_mut(name) {
+                Some(d) if *d < *deadline => {
+                    *d = *deadline;
+                    self.endpoints.touch(name, *deadline);
+                }
+                Some(_) => {}
+                None => {
+                    self.endpoints.insert(name.clone(), *deadline, *deadline);
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Whether the request's exchange is in flight here.
+    pub fn is_in_flight(&self, id: TxId) -> bool {
+        self.in_flight.contains_key(&id)
+    }
+
+    pub(super) fn publish(&mut self, p: Publish) {
+        if self.publishing {
+            self.published.push(p);
+        }
+    }
+}
