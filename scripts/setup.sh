@@ -10,11 +10,13 @@ dpkg -s libpcap-dev >/dev/null 2>&1 || need+=(libpcap-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 # For the tests: systemd-analyze checks the units, python3 runs the fake API, curl and nginx
-# are the client and the gateway of the mirror tests.
+# are the client and the gateway of the mirror tests, redis-server the fleet tests' store.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The fleet tests start their own Redis on loopback.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

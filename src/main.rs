@@ -138,6 +138,7 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
                     st.mirror_requests,
                     st.alerts
                 );
+                idemwatch::pipeline::print_store_summary(&st);
             }
             ExitCode::SUCCESS
         }

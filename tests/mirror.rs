@@ -9,11 +9,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use daemon::{Proc, alert_kinds, free_port, start_api};
-
-const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
+use daemon::{
+    Proc, alert_kinds, curl, free_port, start_api, start_mirror as start, stop_mirror as stop,
+};
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
 fn make_certs(dir: &Path) {
@@ -54,105 +52,6 @@ fn make_certs(dir: &Path) {
         write(&format!("{name}.pem"), cert.pem());
         write(&format!("{name}.key"), key.serialize_pem());
     }
-}
-
-/// Starts the mirror on a free port: (the process, its port). A port another test took
-/// between our choosing it and the mirror binding it makes the mirror exit: then another port.
-fn start(dir: &Path, extra: &[&str]) -> (Proc, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let err = std::fs::File::create(dir.join("err")).expect("stderr file");
-        let child = Command::new(BIN)
-            .args([
-                "-v",
-                "mirror",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "-o",
-            ])
-            .arg(dir.join("out.json"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("idemwatch starts");
-        let mut p = Proc(child);
-        let start = Instant::now();
-        loop {
-            // Logged once the socket is bound, so it is this mirror that listens.
-            let text = std::fs::read_to_string(dir.join("err")).unwrap_or_default();
-            if text.contains("mirror listening") {
-                return (p, port);
-            }
-            if matches!(p.0.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "mirror did not listen: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    panic!(
-        "mirror could not listen: {}",
-        std::fs::read_to_string(dir.join("err")).unwrap_or_default()
-    );
-}
-
-/// Stops the mirror (SIGTERM) and returns its events and its stderr.
-fn stop(mut p: Proc, dir: &Path) -> (Vec<Value>, String) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &p.0.id().to_string()])
-        .status();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
-        if let Ok(Some(s)) = p.0.try_wait() {
-            assert!(s.success(), "mirror exited with {s}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let events = std::fs::read_to_string(dir.join("out.json"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    (
-        events,
-        std::fs::read_to_string(dir.join("err")).unwrap_or_default(),
-    )
-}
-
-/// curl POST; returns the HTTP status curl saw (0 when it failed).
-fn curl(url: &str, key: Option<&str>, body: &str, tls: &[&str]) -> u16 {
-    let mut c = Command::new("curl");
-    c.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-X",
-        "POST",
-        url,
-    ])
-    .args([
-        "-H",
-        "Host: api.example.com",
-        "-H",
-        "Authorization: Bearer sk_test_m",
-    ])
-    .args(["-H", "Content-Type: application/json", "--data", body])
-    .args(tls);
-    if let Some(k) = key {
-        c.args(["-H", &format!("Idempotency-Key: {k}")]);
-    }
-    let out = c.output().expect("curl runs (install curl)");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 #[test]

@@ -505,6 +505,25 @@ pub fn print_summary(s: &Summary) {
         s.elapsed_secs,
         rate
     );
+    print_store_summary(st);
+}
+
+/// Fleet mode: one line on the shared store, when it was used.
+pub fn print_store_summary(st: &Stats) {
+    if st.store_round_trips == 0 && st.store_ops_failed == 0 && st.store_ops_skipped == 0 {
+        return;
+    }
+    eprintln!(
+        "idemwatch: shared store: {} operations in {} round trips, {} keys first used elsewhere, {} outages ({} ms without it), {} requests judged on this instance's keys alone, {} operations failed, {} skipped",
+        st.store_ops,
+        st.store_round_trips,
+        st.store_shared_originals,
+        st.store_outages,
+        st.store_degraded_ms,
+        st.store_judged_locally,
+        st.store_ops_failed,
+        st.store_ops_skipped
+    );
 }
 
 /// " (key_conflict 2, missing_key 1)" for the summary, or nothing.
