@@ -134,14 +134,22 @@ def tcp_segments(path):
         yield ts, fam, src, sport, dst, dport, seq, flags, tcp[doff:]
 
 
+def server_ports(entry):
+    """The server ports of an EXPECTED.json entry: server_ports when several, else server_port."""
+    return entry.get("server_ports") or [entry["server_port"]]
+
+
 def streams(path, server_port):
-    """Return {conn: {"c2s": bytes, "s2c": bytes, "client_port": p, "start": ts}}."""
+    """Return {conn: {"c2s": bytes, "s2c": bytes, "client_port": p, "server_port": p, "start": ts}}.
+
+    server_port: one port or a list of ports."""
+    ports = {server_port} if isinstance(server_port, int) else set(server_port)
     conns = {}
     for ts, fam, src, sport, dst, dport, seq, flags, payload in tcp_segments(path):
-        if dport == server_port:
+        if dport in ports:
             key = (src, sport, dst, dport)
             d = "c2s"
-        elif sport == server_port:
+        elif sport in ports:
             key = (dst, dport, src, sport)
             d = "s2c"
         else:
@@ -155,7 +163,7 @@ def streams(path, server_port):
             c[d].setdefault(seq, payload)  # first copy wins: retransmissions dropped
     out = {}
     for key, c in conns.items():
-        res = {"client_port": c["client_port"], "start": c["start"]}
+        res = {"client_port": c["client_port"], "server_port": key[3], "start": c["start"]}
         for d in ("c2s", "s2c"):
             segs = c[d]
             if not segs:
@@ -285,15 +293,15 @@ def http_transactions(conn, server_port):
 def check(name, entry, capdir):
     path = os.path.join(capdir, name)
     txs = entry["transactions"]
-    server_port = entry["server_port"]
+    ports = server_ports(entry)
     problems = []
     lts = {lt for lt, _, _ in read_frames(path)}
     want_lt = entry.get("linktype")
     if want_lt and {LINKTYPE_NAMES.get(x, str(x)) for x in lts} != {want_lt}:
         problems.append("linktype %s, expected %s" % (lts, want_lt))
     wire = {}
-    for conn in streams(path, server_port).values():
-        wire.setdefault(conn["client_port"], []).extend(http_transactions(conn, server_port))
+    for conn in streams(path, ports).values():
+        wire.setdefault(conn["client_port"], []).extend(http_transactions(conn, conn["server_port"]))
     logged = {}
     for t in txs:
         logged.setdefault(t["client_port"], []).append(t)

@@ -60,7 +60,10 @@ def main():
             ("format", fmt), ("linktype", lt), ("timestamp_precision", prec),
             ("ip_version", 6 if ":" in recs[0]["server_ip"] else 4) if recs else ("ip_version", None),
             ("server_ip", recs[0]["server_ip"] if recs else None),
-            ("server_port", recs[0]["server_port"] if recs else None),
+            ("server_port", recs[0]["server_port"] if recs else None)] +
+            # several ports (fleet: one backend behind two gateways): all of them, sorted
+            ([("server_ports", sorted({r["server_port"] for r in recs}))]
+             if len({r["server_port"] for r in recs}) > 1 else []) + [
             ("derived_from", None if derived == "-" else derived),
             ("recorded_with", how),
             ("transaction_count", len(txs)),

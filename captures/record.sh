@@ -62,16 +62,31 @@ wait_for() {  # wait_for FILE TEXT SECONDS
 
 # record NAME IFACE FAMILY "SERVER-ARGS" "TCPDUMP-ARGS" CLIENT [ARGS...]
 # Client arguments: BASE is replaced by the base URL, WORK by a scratch dir.
+# FIXED_PORTS="P1 P2" (environment): the server listens on P1 and, with
+# --also-port, on P2 (one backend, one idempotency store: two gateways); tcpdump
+# takes both ports; BASE2 is replaced by the base URL of P2.
 record() {
     local name=$1 iface=$2 fam=$3 sargs=$4 targs=$5
     shift 5
-    local port bind base out log
-    port=$(free_port "$fam")
+    local port port2= bind base base2= out log filter
+    if [ -n "${FIXED_PORTS:-}" ]; then
+        read -r port port2 <<<"$FIXED_PORTS"
+    else
+        port=$(free_port "$fam")
+    fi
+    filter="tcp port $port"
+    if [ -n "$port2" ]; then
+        filter="tcp port $port or tcp port $port2"
+        sargs="${sargs:+$sargs }--also-port $port2"
+    fi
     if [ "$fam" = 6 ]; then bind=::1; base="http://[::1]:$port"; else bind=127.0.0.1; base="http://127.0.0.1:$port"; fi
+    if [ -n "$port2" ]; then
+        if [ "$fam" = 6 ]; then base2="http://[::1]:$port2"; else base2="http://127.0.0.1:$port2"; fi
+    fi
     out=$HERE/$name.pcap
     log=$WORK/$name.log
     rm -f "$out" "$log"
-    echo "== $name (port $port, -i $iface${targs:+ $targs}${sargs:+, server $sargs})"
+    echo "== $name (port $port${port2:+ and $port2}, -i $iface${targs:+ $targs}${sargs:+, server $sargs})"
 
     # shellcheck disable=SC2086
     python3 "$HERE/server.py" "$port" --bind "$bind" --log "$log" $sargs 2>"$WORK/$name.server.err" &
@@ -82,7 +97,7 @@ record() {
     # and no immediate mode the last block can be lost on SIGINT).  -Z root:
     # keep root as the file owner.  -B: 16 MiB kernel buffer, nothing dropped.
     # shellcheck disable=SC2086
-    tcpdump -i "$iface" -s 0 -U --immediate-mode -B 16384 -Z root $targs -w "$out" "tcp port $port" \
+    tcpdump -i "$iface" -s 0 -U --immediate-mode -B 16384 -Z root $targs -w "$out" "$filter" \
         2>"$WORK/$name.tcpdump.err" &
     TPID=$!
     wait_for "$WORK/$name.tcpdump.err" "listening on" 10
@@ -90,6 +105,7 @@ record() {
 
     local args=() a
     for a in "$@"; do
+        if [ -n "$base2" ]; then a=${a//BASE2/$base2}; fi
         a=${a//BASE/$base}
         a=${a//WORK/$WORK\/$name.files}
         args+=("$a")
@@ -180,6 +196,7 @@ scenario get-only lo 4 "" "" python3 get-only.py BASE
 scenario search-only lo 4 "" "" python3 search-only.py BASE
 scenario stripe-sdk-retry lo 4 "" "" python3 stripe-sdk-retry.py BASE
 scenario demo lo 4 "" "" python3 demo.py BASE
+FIXED_PORTS="18081 18082" scenario fleet lo 4 "" "" python3 fleet.py BASE BASE2
 
 python3 "$HERE/make_expected.py" "$HERE/EXPECTED.json" "$MANIFEST"
 echo "== checking EXPECTED.json against the captures (check_expected.py)"

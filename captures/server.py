@@ -42,6 +42,10 @@ request header `X-Test-Mode: M[, M...]` (that request only):
   The *-first switches count attempts per (scope, key); for a request without
   a key, per (scope, method, path, canonical parameters).
 
+With `--also-port N` the same API, store and log are served on port N as
+well: two gateways in front of one backend whose idempotency store they share
+(a request's port is in its log line as server_port).
+
 Every handled request is appended as one JSON line to --log (see LOG FIELDS in
 README.md); record.sh turns those lines into EXPECTED.json.
 """
@@ -518,6 +522,9 @@ def main():
                     help="accept-conflict | replay-conflict | no-idempotency | drift | slow=MS | fail-first | "
                          "error-first | busy-first | drop-first")
     ap.add_argument("--seed", type=int, default=None, help="seed for generated ids")
+    ap.add_argument("--also-port", type=int, action="append", default=[], metavar="N",
+                    help="serve the same API, with the same idempotency store and log, on port N too "
+                         "(repeatable): several gateways in front of one backend")
     a = ap.parse_args()
     if a.seed is not None:
         RNG.seed(a.seed)
@@ -525,6 +532,10 @@ def main():
     LOG_FILE = open(a.log, "a", encoding="utf-8")
     cls = Server6 if ":" in a.bind else Server
     httpd = cls((a.bind, a.port), Handler)
+    others = [cls((a.bind, p), Handler) for p in a.also_port]
+    for o in others:
+        threading.Thread(target=o.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        sys.stderr.write("server: also listening on %s port %d\n" % (a.bind, o.server_address[1]))
     sys.stderr.write("server: listening on %s port %d\n" % (a.bind, a.port))
     sys.stderr.flush()
     try:
@@ -533,6 +544,9 @@ def main():
         pass
     finally:
         httpd.server_close()
+        for o in others:
+            o.shutdown()
+            o.server_close()
 
 
 if __name__ == "__main__":
