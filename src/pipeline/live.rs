@@ -11,6 +11,7 @@ use super::{FlowWorker, Judge, RunError, SWEEP_INTERVAL_NS};
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder};
 use crate::output::{Output, StatsEvent, WriteOutcome};
+use crate::source::live::READ_TIMEOUT_MS;
 use crate::source::{KernelStats, LiveCapture, LiveError, LiveOptions, LiveRead};
 use crate::stats::Stats;
 use crate::tracker::Tracker;
@@ -196,7 +197,10 @@ pub fn run_live(
     let mut dirty = false;
 
     while !signals.stop.load(Ordering::Relaxed) && !closed {
-        let now = match cap.read()? {
+        // Requests held for the shared store are written as soon as its answer comes: look
+        // again within a millisecond while any is held.
+        let held = judge.fleet.as_ref().is_some_and(|f| !f.is_empty());
+        let now = match cap.read_within(if held { 1 } else { READ_TIMEOUT_MS })? {
             LiveRead::Frame(frame) => {
                 last_ts = last_ts.max(frame.ts);
                 worker.emitter.set_packet(packet_no, frame.ts);

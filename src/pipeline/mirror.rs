@@ -190,7 +190,10 @@ pub fn run_mirror(
         if hup.swap(false, Ordering::Relaxed) {
             reload_tls(&server, reload);
         }
-        match server.wait(POLL) {
+        // Requests held for the shared store are written as soon as its answer comes: look
+        // again within a millisecond while any is held.
+        let held = judge.fleet.as_ref().is_some_and(|f| !f.is_empty());
+        match server.wait(if held { Duration::from_millis(1) } else { POLL }) {
             Ok(ev) => {
                 let mut batch = vec![(order(), ev)];
                 batch.extend(server.take(255));

@@ -136,12 +136,18 @@ impl LiveCapture {
 
     /// Waits up to the read timeout for the next frame.
     pub fn read(&mut self) -> Result<LiveRead<'_>, LiveError> {
+        self.read_within(READ_TIMEOUT_MS)
+    }
+
+    /// Waits up to `ms` milliseconds for the next frame (a caller with work of its own due
+    /// soon waits less).
+    pub fn read_within(&mut self, ms: u16) -> Result<LiveRead<'_>, LiveError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         use std::os::fd::AsFd;
         if !self.ready {
             let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
             // A signal interrupts the wait (EINTR): the caller looks at its flags.
-            match poll(&mut fds, PollTimeout::from(READ_TIMEOUT_MS)) {
+            match poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(0) | Err(_) => return Ok(LiveRead::Idle),
                 Ok(_) => {}
             }
