@@ -138,3 +138,134 @@ impl Backend for MemoryBackend {
         "memory (this process)".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::{Claim, RecordKey};
+    use crate::tracker::{KeyId, Scope};
+
+    fn claim(id: &str, first_us: i64) -> Option<Claim> {
+        Some(Claim {
+            claim_id: id.into(),
+            first_us,
+            window_us: 1000,
+            ttl_ms: 1000,
+            record: id.as_bytes().to_vec(),
+        })
+    }
+
+    fn rk() -> RecordKey {
+        RecordKey {
+            scope: Scope([1; 16]),
+            key: KeyId::of("k"),
+        }
+    }
+
+    fn one(b: &mut MemoryBackend, op: Op) -> RawReply {
+        b.run(&[op])
+            .unwrap_or_default()
+            .pop()
+            .unwrap_or(RawReply::Done)
+    }
+
+    fn held_by(r: &RawReply) -> Option<(&str, bool)> {
+        match r {
+            RawReply::Claim(RawClaim::Held(x)) => Some((&x.claim_id, false)),
+            RawReply::Claim(RawClaim::Replaced(x)) => Some((&x.claim_id, true)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_first_claim_holds_the_key_for_its_window_then_is_replaced() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (
+            MemoryBackend::new(store.clone(), "p:"),
+            MemoryBackend::new(store, "p:"),
+        );
+        let c = |t, id| Op::Claim {
+            ticket: t,
+            rk: rk(),
+            claim: claim(id, 5000),
+        };
+        assert_eq!(one(&mut a, c(0, "a")), RawReply::Claim(RawClaim::Free));
+        assert_eq!(held_by(&one(&mut b, c(1, "b"))), Some(("a", false)));
+        // Read only: who holds it, nothing changed.
+        let look = Op::Claim {
+            ticket: 2,
+            rk: rk(),
+            claim: None,
+        };
+        assert_eq!(held_by(&one(&mut b, look)), Some(("a", false)));
+        // After the window, a claim takes the key and gets the old holder back.
+        let late = Op::Claim {
+            ticket: 3,
+            rk: rk(),
+            claim: claim("b", 7000),
+        };
+        assert_eq!(held_by(&one(&mut b, late)), Some(("a", true)));
+        let look = Op::Claim {
+            ticket: 4,
+            rk: rk(),
+            claim: None,
+        };
+        assert_eq!(held_by(&one(&mut a, look)), Some(("b", false)));
+    }
+
+    #[test]
+    fn only_the_claimer_files_the_first_response_and_the_first_stored_result_wins() {
+        let mut a = MemoryBackend::new(MemoryStore::default(), "p:");
+        one(
+            &mut a,
+            Op::Claim {
+                ticket: 0,
+                rk: rk(),
+                claim: claim("a", 1),
+            },
+        );
+        let settle = |id: &str, f: &[u8], s: Option<Option<Vec<u8>>>| Op::Settle {
+            rk: rk(),
+            claim_id: id.into(),
+            first_response: Some(f.to_vec()),
+            stored: s,
+        };
+        one(
+            &mut a,
+            settle("b", b"not the claimer", Some(Some(b"b stored".to_vec()))),
+        );
+        one(
+            &mut a,
+            settle("a", b"first", Some(Some(b"a stored".to_vec()))),
+        );
+        let look = Op::Claim {
+            ticket: 1,
+            rk: rk(),
+            claim: None,
+        };
+        match one(&mut a, look) {
+            RawReply::Claim(RawClaim::Held(r)) => {
+                assert_eq!(r.first_response.as_deref(), Some(&b"first"[..]));
+                assert_eq!(r.stored, Some(Some(b"b stored".to_vec())));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoints_keep_their_latest_deadline_and_past_ones_are_forgotten() {
+        let mut a = MemoryBackend::new(MemoryStore::default(), "p:");
+        let ep = |n: &str, d| Op::Endpoint {
+            name: n.into(),
+            deadline_us: d,
+        };
+        one(&mut a, ep("x", 10));
+        one(&mut a, ep("x", 30));
+        one(&mut a, ep("x", 20));
+        one(&mut a, ep("y", 5));
+        assert_eq!(
+            one(&mut a, Op::SyncEndpoints { now_us: 8 }),
+            RawReply::Endpoints(vec![("x".into(), 30)])
+        );
+    }
+}

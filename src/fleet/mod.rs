@@ -116,11 +116,12 @@ pub enum RawClaim {
 }
 
 /// A backend's answer to one operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RawReply {
     Claim(RawClaim),
     Endpoints(Vec<(String, i64)>),
     /// Operations that are not answered.
+    #[default]
     Done,
 }
 

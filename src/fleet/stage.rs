@@ -45,11 +45,21 @@ fn micros(t: Timestamp) -> i64 {
     t.0 / 1000
 }
 
+/// Who claims a key: 64 bits of a hash of the instance and its request, in hex (only compared,
+/// never printed).
 fn claim_id(instance: &str, id: &TxId) -> String {
-    format!(
-        "{instance}/{:x}.{:x}.{:x}",
-        id.flow_id, id.flow_serial, id.n
-    )
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(instance.as_bytes());
+    h.update([0]);
+    h.update(id.flow_id.to_le_bytes());
+    h.update(id.flow_serial.to_le_bytes());
+    h.update(id.n.to_le_bytes());
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Fleet {

@@ -10,13 +10,42 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{Conn, TxId};
-use crate::reassembly::flow::Endpoint;
+use crate::reassembly::flow::{Endpoint, community_id};
 use crate::tracker::{Identity, Origin, ReqRec, RespRec};
 use crate::ts::Timestamp;
 
 /// Marks the id of a request seen by another instance: it never equals a local exchange's.
 pub const REMOTE_FLOW_SERIAL: u64 = u64::MAX - 1;
 
+/// A digest that most often equals the body's own (an uncompressed body, an already canonical
+/// one): kept once.
+#[derive(Serialize, Deserialize)]
+enum Digest {
+    None,
+    SameAsBody,
+    Own([u8; 32]),
+}
+
+impl Digest {
+    fn of(d: Option<[u8; 32]>, body: Option<[u8; 32]>) -> Digest {
+        match d {
+            None => Digest::None,
+            Some(d) if Some(d) == body => Digest::SameAsBody,
+            Some(d) => Digest::Own(d),
+        }
+    }
+
+    fn get(&self, body: Option<[u8; 32]>) -> Option<[u8; 32]> {
+        match self {
+            Digest::None => None,
+            Digest::SameAsBody => body,
+            Digest::Own(d) => Some(*d),
+        }
+    }
+}
+
+/// A first request as stored: every field the `original` object prints, small (the Community
+/// ID is computed again from the addresses; digests equal to the body's are kept once).
 #[derive(Serialize, Deserialize)]
 struct FirstWire<'a> {
     observer: &'a str,
@@ -24,20 +53,19 @@ struct FirstWire<'a> {
     /// When the tracker took it as the key's first use (the end of the request).
     first_ts: i64,
     identity: [u8; 16],
-    decoded: Option<[u8; 32]>,
+    decoded: Digest,
     ts: i64,
     method: &'a str,
     path: &'a str,
     host: Option<&'a str>,
     body_len: u64,
     body_sha256: Option<[u8; 32]>,
-    body_canon_sha256: Option<[u8; 32]>,
+    body_canon_sha256: Digest,
     client_ip: IpAddr,
     client_port: u16,
     server_ip: IpAddr,
     server_port: u16,
     flow_id: u64,
-    community_id: &'a str,
     vlans: Vec<u16>,
 }
 
@@ -77,20 +105,19 @@ pub fn encode_first(
         file,
         first_ts: first_ts.0,
         identity: identity.0,
-        decoded,
+        decoded: Digest::of(decoded, rec.body_sha256),
         ts: rec.ts.0,
         method: &rec.method,
         path: &rec.path,
         host: rec.host.as_deref(),
         body_len: rec.body_len,
         body_sha256: rec.body_sha256,
-        body_canon_sha256: rec.body_canon_sha256,
+        body_canon_sha256: Digest::of(rec.body_canon_sha256, rec.body_sha256),
         client_ip: rec.conn.client.ip,
         client_port: rec.conn.client.port,
         server_ip: rec.conn.server.ip,
         server_port: rec.conn.server.port,
         flow_id: rec.conn.flow_id,
-        community_id: &rec.conn.community_id,
         vlans: rec.vlans.as_slice().to_vec(),
     };
     postcard::to_stdvec(&w).unwrap_or_default()
@@ -100,17 +127,19 @@ pub fn encode_first(
 /// damaged): such a record is ignored, never trusted in part.
 pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
     let w: FirstWire<'_> = postcard::from_bytes(bytes).ok()?;
+    let client = Endpoint {
+        ip: w.client_ip,
+        port: w.client_port,
+    };
+    let server = Endpoint {
+        ip: w.server_ip,
+        port: w.server_port,
+    };
     let conn = Arc::new(Conn {
-        client: Endpoint {
-            ip: w.client_ip,
-            port: w.client_port,
-        },
-        server: Endpoint {
-            ip: w.server_ip,
-            port: w.server_port,
-        },
+        client,
+        server,
         flow_id: w.flow_id,
-        community_id: w.community_id.into(),
+        community_id: community_id(client, server).into(),
         // No file of this run: the origin names the other instance's.
         file_index: usize::MAX,
     });
@@ -134,7 +163,7 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
         all_keys: None,
         body_len: w.body_len,
         body_sha256: w.body_sha256,
-        body_canon_sha256: w.body_canon_sha256,
+        body_canon_sha256: w.body_canon_sha256.get(w.body_sha256),
         body_complete: true,
         body_missing: 0,
         vlans,
@@ -146,7 +175,7 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
     Some(RemoteFirst {
         rec,
         identity: Identity(w.identity),
-        decoded: w.decoded,
+        decoded: w.decoded.get(w.body_sha256),
         first_ts: Timestamp(w.first_ts),
     })
 }
@@ -179,4 +208,111 @@ pub fn decode_response(bytes: &[u8]) -> Option<Arc<RespRec>> {
         resource_id: w.resource_id.map(Into::into),
         replayed: w.replayed,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Origin;
+
+    fn rec(canon: Option<[u8; 32]>) -> ReqRec {
+        let client = Endpoint {
+            ip: "10.0.0.5".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: 51544,
+        };
+        let server = Endpoint {
+            ip: "10.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: 80,
+        };
+        let mut vlans = crate::decode::Vlans::default();
+        vlans.push(100);
+        ReqRec {
+            id: TxId {
+                flow_id: 42,
+                flow_serial: 3,
+                n: 1,
+            },
+            conn: Arc::new(Conn {
+                client,
+                server,
+                flow_id: 42,
+                community_id: community_id(client, server).into(),
+                file_index: 0,
+            }),
+            ts: Timestamp(1_795_852_800_000_000_123),
+            method: "POST".into(),
+            path: "/v1/charges?api_key=REDACTED".into(),
+            host: Some("api.example.com".into()),
+            key: Some("k1".into()),
+            all_keys: None,
+            body_len: 31,
+            body_sha256: Some([1; 32]),
+            body_canon_sha256: canon,
+            body_complete: true,
+            body_missing: 0,
+            vlans,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn a_first_request_comes_back_as_it_was_filed_without_its_key() {
+        for canon in [Some([1; 32]), Some([2; 32]), None] {
+            let r = rec(canon);
+            let bytes = encode_first(
+                &r,
+                Identity([9; 16]),
+                Some([3; 32]),
+                Timestamp(77),
+                "gw1",
+                Some("a.pcap"),
+            );
+            let back = decode_first(&bytes).expect("decodes");
+            let b = &back.rec;
+            assert_eq!(b.key, None, "no key value is filed");
+            assert_eq!(
+                (b.ts, &b.method, &b.path, &b.host),
+                (r.ts, &r.method, &r.path, &r.host)
+            );
+            assert_eq!(
+                (b.body_len, b.body_sha256, b.body_canon_sha256),
+                (31, Some([1; 32]), canon)
+            );
+            assert_eq!(b.conn.community_id, r.conn.community_id);
+            assert_eq!(
+                (b.conn.client, b.conn.server, b.conn.flow_id),
+                (r.conn.client, r.conn.server, 42)
+            );
+            assert_eq!(b.vlans.as_slice(), &[100]);
+            assert_eq!(
+                b.origin.as_deref(),
+                Some(&Origin {
+                    observer: "gw1".into(),
+                    file: Some("a.pcap".into())
+                })
+            );
+            assert_eq!(
+                (back.identity, back.decoded, back.first_ts),
+                (Identity([9; 16]), Some([3; 32]), Timestamp(77))
+            );
+            assert_ne!(b.id.flow_serial, r.id.flow_serial);
+        }
+    }
+
+    #[test]
+    fn damaged_records_are_refused_whole() {
+        let bytes = encode_first(
+            &rec(None),
+            Identity([9; 16]),
+            None,
+            Timestamp(1),
+            "gw1",
+            None,
+        );
+        for cut in 0..bytes.len() {
+            let _ = decode_first(&bytes[..cut]);
+        }
+        assert!(decode_first(&[]).is_none());
+        assert!(decode_response(&[0xff; 3]).is_none());
+    }
 }
