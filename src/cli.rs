@@ -553,6 +553,18 @@ pub struct StoreArgs {
     /// and a daemon judges the oldest held request without waiting.
     #[arg(long, value_name = "N", default_value_t = 8192, requires = "store")]
     pub store_max_inflight: usize,
+
+    /// With rediss://: trust the CAs in this file (PEM) instead of the system's.
+    #[arg(long, value_name = "PEM", requires = "store")]
+    pub store_ca: Option<PathBuf>,
+
+    /// With rediss://: present this client certificate (PEM) to a store that asks for one.
+    #[arg(long, value_name = "PEM", requires_all = ["store", "store_key"])]
+    pub store_cert: Option<PathBuf>,
+
+    /// The private key of --store-cert (PEM).
+    #[arg(long, value_name = "PEM", requires_all = ["store", "store_cert"])]
+    pub store_key: Option<PathBuf>,
 }
 
 fn parse_store(s: &str) -> Result<crate::fleet::StoreSpec, String> {
@@ -570,6 +582,11 @@ impl StoreArgs {
         c.timeout = self.store_timeout;
         c.wait = self.store_wait;
         c.max_inflight = self.store_max_inflight.max(1);
+        c.tls = crate::fleet::StoreTls {
+            ca: self.store_ca.clone(),
+            cert: self.store_cert.clone(),
+            key: self.store_key.clone(),
+        };
         Some(c)
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, curl, free_port, start_mirror, stop_mirror, wait_for};
+use daemon::{Proc, curl, free_port, make_certs, start_mirror, stop_mirror, wait_for};
 use idemwatch::fleet::worker::{Outcome, Reply, StoreHandle};
 use idemwatch::fleet::{Claim, Op, RecordKey, StoreConfig, StoreSpec};
 use idemwatch::tracker::{KeyId, Scope};
@@ -54,19 +54,54 @@ impl Redis {
 
     /// Starts (again) on the same port, empty.
     fn restart(&mut self) {
+        self.spawn(&["--port", &self.port.to_string()]);
+        assert!(
+            wait_for(Duration::from_secs(10), || ping(self.port)),
+            "redis-server did not answer on port {}",
+            self.port
+        );
+    }
+
+    /// TLS only, on a free port, with the certificates of [`make_certs`] in `dir`; clients
+    /// must present a certificate signed by the same CA.
+    fn start_tls(dir: &Path) -> Redis {
+        let mut r = Redis {
+            proc: None,
+            port: free_port(),
+        };
+        let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        r.spawn(&[
+            "--port",
+            "0",
+            "--tls-port",
+            &r.port.to_string(),
+            "--tls-cert-file",
+            &f("server.pem"),
+            "--tls-key-file",
+            &f("server.key"),
+            "--tls-ca-cert-file",
+            &f("ca.pem"),
+        ]);
+        assert!(
+            wait_for(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                r.port
+            ))
+            .is_ok()),
+            "redis-server (TLS) did not listen"
+        );
+        r
+    }
+
+    fn spawn(&mut self, args: &[&str]) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(args)
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (apt-get install redis-server; scripts/setup.sh does)");
         self.proc = Some(Proc(child));
-        assert!(
-            wait_for(Duration::from_secs(10), || ping(self.port)),
-            "redis-server did not answer on port {}",
-            self.port
-        );
     }
 
     fn kill(&mut self) {
@@ -561,4 +596,59 @@ fn redis_killed_and_restarted_under_running_mirrors_is_ridden_out() {
         .filter_map(|v| v["key"].as_str())
         .collect();
     assert_eq!(kinds, vec!["fleet-k1", "fleet-k3"]);
+}
+
+#[test]
+fn keys_are_shared_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let redis = Redis::start_tls(dir.path());
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let f = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let tls = [
+        "--store-ca".to_string(),
+        f("ca.pem"),
+        "--store-cert".into(),
+        f("client.pem"),
+        "--store-key".into(),
+        f("client.key"),
+    ];
+    let read = |instance: &str, port: u16, tls: &[String]| {
+        let filter = format!("tcp port {port}");
+        let mut args = vec![
+            "read",
+            "--stats",
+            "--store",
+            &url,
+            "--store-instance",
+            instance,
+        ];
+        args.extend(tls.iter().map(String::as_str));
+        args.extend([FLEET_PCAP, "--", &filter]);
+        let run = run_with(&args, None, &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run
+    };
+    let gw1 = read("gw1", 18081, &tls);
+    assert_eq!(stats(&gw1.lines)["store_ops_failed"], 0, "{}", gw1.stderr);
+    let gw2 = read("gw2", 18082, &tls);
+    let kinds: Vec<&str> = alerts(&gw2.lines)
+        .iter()
+        .filter_map(|v| v["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["key_conflict", "replay_mismatch", "missing_key"]
+    );
+
+    // Without the client certificate the store refuses the handshake: the run goes on, on its
+    // own keys, and says so.
+    let alone = read("gw2", 18082, &tls[..2]);
+    assert!(alerts(&alone.lines).is_empty(), "{:?}", alone.lines);
+    assert!(
+        alone.stderr.contains("cannot reach the shared store"),
+        "{}",
+        alone.stderr
+    );
+    assert_eq!(stats(&alone.lines)["store_judged_locally"], 3);
 }

@@ -10,49 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use daemon::{
-    Proc, alert_kinds, curl, free_port, start_api, start_mirror as start, stop_mirror as stop,
+    Proc, alert_kinds, curl, free_port, make_certs, start_api, start_mirror as start,
+    stop_mirror as stop,
 };
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-fn make_certs(dir: &Path) {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-        IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    };
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    // Distinct names: a leaf whose subject equals its issuer's looks self-signed.
-    ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "idemwatch test CA");
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let issuer = Issuer::new(ca_params, ca_key);
-    let write = |name: &str, text: String| std::fs::write(dir.join(name), text).expect("write");
-    write("ca.pem", ca.pem());
-    for name in ["server", "client"] {
-        let key = KeyPair::generate().expect("key");
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        if name == "server" {
-            // nginx checks proxy_ssl_name against DNS names only; curl goes by the address.
-            params.subject_alt_names = vec![
-                SanType::DnsName("localhost".try_into().expect("name")),
-                SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-            ];
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        } else {
-            params.subject_alt_names = vec![SanType::DnsName("gateway".try_into().expect("name"))];
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        write(&format!("{name}.pem"), cert.pem());
-        write(&format!("{name}.key"), key.serialize_pem());
-    }
-}
 
 #[test]
 fn mirrored_requests_over_tls_raise_request_side_alerts() {

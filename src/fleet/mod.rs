@@ -208,6 +208,46 @@ pub struct StoreConfig {
     pub max_batch: usize,
     /// How often learned endpoints are read back.
     pub sync_interval: std::time::Duration,
+    /// TLS (`rediss://`): the CA to trust instead of the system's, and a client certificate.
+    pub tls: StoreTls,
+}
+
+/// Certificates for a store reached over TLS (PEM files).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreTls {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl StoreTls {
+    /// The certificates read, or `None` to use the system's trust store and no client
+    /// certificate.
+    pub fn load(&self) -> Result<Option<redis::TlsCertificates>, String> {
+        let read = |p: &std::path::Path, what: &str| {
+            std::fs::read(p)
+                .map_err(|e| format!("cannot read {what} {}: {e}; give a PEM file", p.display()))
+        };
+        let root_cert = self
+            .ca
+            .as_deref()
+            .map(|p| read(p, "--store-ca"))
+            .transpose()?;
+        let client_tls = match (&self.cert, &self.key) {
+            (Some(c), Some(k)) => Some(redis::ClientTlsConfig {
+                client_cert: read(c, "--store-cert")?,
+                client_key: read(k, "--store-key")?,
+            }),
+            (None, None) => None,
+            _ => return Err("--store-cert and --store-key go together".into()),
+        };
+        Ok(
+            (root_cert.is_some() || client_tls.is_some()).then_some(redis::TlsCertificates {
+                client_tls,
+                root_cert,
+            }),
+        )
+    }
 }
 
 impl StoreConfig {
@@ -221,6 +261,7 @@ impl StoreConfig {
             max_inflight: 8192,
             max_batch: 256,
             sync_interval: std::time::Duration::from_secs(5),
+            tls: StoreTls::default(),
         }
     }
 
@@ -235,11 +276,13 @@ impl StoreConfig {
                 url,
                 &self.prefix,
                 self.timeout,
+                self.tls.load()?,
             )?)),
             StoreSpec::Cluster(urls) => Ok(Box::new(redis_store::RedisBackend::cluster(
                 urls,
                 &self.prefix,
                 self.timeout,
+                self.tls.load()?,
             )?)),
         }
     }

@@ -105,9 +105,17 @@ fn err(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisBackend {
-    pub fn single(url: &str, prefix: &str, timeout: Duration) -> Result<RedisBackend, String> {
-        let client = redis::Client::open(url)
-            .map_err(|e| format!("cannot use store {}: {e}", shown(url)))?;
+    pub fn single(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        tls: Option<redis::TlsCertificates>,
+    ) -> Result<RedisBackend, String> {
+        let client = match tls {
+            None => redis::Client::open(url),
+            Some(certs) => redis::Client::build_with_tls(url, certs),
+        }
+        .map_err(|e| format!("cannot use store {}: {e}", shown(url)))?;
         Ok(RedisBackend {
             target: Target::Single(client),
             conn: None,
@@ -122,10 +130,15 @@ impl RedisBackend {
         urls: &[String],
         prefix: &str,
         timeout: Duration,
+        tls: Option<redis::TlsCertificates>,
     ) -> Result<RedisBackend, String> {
-        let client = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+        let mut builder = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(timeout);
+        if let Some(certs) = tls {
+            builder = builder.certs(certs);
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot use the Redis Cluster {}: {e}", urls.join(",")))?;
         Ok(RedisBackend {
