@@ -60,7 +60,15 @@ fn main() -> ExitCode {
             } else {
                 println!("# no configuration file; defaults and command line");
             }
-            print!("{}", config_file::effective_toml(&cmd, "check-config", sub));
+            // A store URL may carry a password: never printed.
+            print!(
+                "{}",
+                idemwatch::fleet::redact_passwords(&config_file::effective_toml(
+                    &cmd,
+                    "check-config",
+                    sub
+                ))
+            );
             ExitCode::SUCCESS
         }
         Command::Live(args) => live(&argv, &args, config_path.as_deref()),

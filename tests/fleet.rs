@@ -652,3 +652,76 @@ fn keys_are_shared_over_tls_with_client_certificates() {
     );
     assert_eq!(stats(&alone.lines)["store_judged_locally"], 3);
 }
+
+#[test]
+fn a_store_password_never_reaches_output_or_logs() {
+    let mut redis = Redis {
+        proc: None,
+        port: free_port(),
+    };
+    redis.spawn(&[
+        "--port",
+        &redis.port.to_string(),
+        "--requirepass",
+        "canary-pw-7f3a",
+    ]);
+    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
+        "127.0.0.1",
+        redis.port
+    ))
+    .is_ok()));
+    let good = format!("redis://:canary-pw-7f3a@127.0.0.1:{}/0", redis.port);
+    let bad = format!("redis://:canary-wrong-9c1d@127.0.0.1:{}/0", redis.port);
+    let gw1 = run_with(
+        &[
+            "-vv",
+            "read",
+            "--stats",
+            "--store",
+            &good,
+            "--store-instance",
+            "gw1",
+            FLEET_PCAP,
+            "--",
+            "tcp port 18081",
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(stats(&gw1.lines)["store_ops_failed"], 0, "{}", gw1.stderr);
+    let denied = run_with(
+        &["-vv", "read", "--stats", "--store", &bad, FLEET_PCAP],
+        None,
+        &[],
+    );
+    assert!(
+        denied.stderr.contains("cannot reach the shared store"),
+        "{}",
+        denied.stderr
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, format!("interface = \"lo\"\nstore = \"{good}\"\n")).expect("write");
+    let check = Command::new(env!("CARGO_BIN_EXE_idemwatch"))
+        .args(["check-config", "--config"])
+        .arg(&conf)
+        .output()
+        .expect("check-config runs");
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        shown.contains("store = \"redis://:REDACTED@127.0.0.1"),
+        "{shown}"
+    );
+    for run in [
+        &gw1.stdout,
+        &gw1.stderr,
+        &denied.stdout,
+        &denied.stderr,
+        &shown.to_string(),
+    ] {
+        assert!(
+            !run.contains("canary-pw") && !run.contains("canary-wrong"),
+            "{run}"
+        );
+    }
+}

@@ -171,13 +171,17 @@ impl StoreSpec {
         for u in &urls {
             if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
                 return Err(format!(
-                    "'{u}' is not a store; write memory, redis://HOST:PORT/DB, \
+                    "'{}' is not a store; write memory, redis://HOST:PORT/DB, \
                      rediss://HOST:PORT/DB (TLS) or several redis:// URLs, comma-separated, \
-                     for the seed nodes of a Redis Cluster"
+                     for the seed nodes of a Redis Cluster",
+                    redact_passwords(u)
                 ));
             }
-            if let Err(e) = redis::parse_redis_url(u).ok_or("bad URL") {
-                return Err(format!("'{u}' is not a Redis URL: {e}"));
+            if redis::parse_redis_url(u).is_none() {
+                return Err(format!(
+                    "'{}' is not a Redis URL; write redis://HOST:PORT/DB",
+                    redact_passwords(u)
+                ));
             }
         }
         match urls.len() {
@@ -288,6 +292,51 @@ impl StoreConfig {
     }
 }
 
+/// `text` with the password of every `redis://` or `rediss://` URL in it replaced by
+/// `REDACTED` (`redis://user:secret@host` -> `redis://user:REDACTED@host`).
+pub fn redact_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("redis") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let scheme = if tail.starts_with("rediss://") {
+            "rediss://"
+        } else if tail.starts_with("redis://") {
+            "redis://"
+        } else {
+            out.push_str("redis");
+            rest = &tail[5..];
+            continue;
+        };
+        out.push_str(scheme);
+        let after = &tail[scheme.len()..];
+        // The authority ends at the first '/', quote, comma or blank; a '@' inside it ends the
+        // user information, whose part after ':' is the password.
+        let end = after
+            .find(|c: char| c == '/' || c == '"' || c == '\'' || c == ',' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..=colon]);
+                        out.push_str("REDACTED");
+                    }
+                    None => out.push_str("REDACTED"),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The host's name, else `idemwatch`.
 pub fn default_instance() -> String {
     nix::unistd::gethostname()
@@ -295,4 +344,35 @@ pub fn default_instance() -> String {
         .and_then(|h| h.into_string().ok())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "idemwatch".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_store_urls_are_never_shown() {
+        assert_eq!(
+            redact_passwords("store = \"redis://:s3cret@10.0.0.2:6379/0\""),
+            "store = \"redis://:REDACTED@10.0.0.2:6379/0\""
+        );
+        assert_eq!(
+            redact_passwords("rediss://app:p@ss:w@h:1/0,redis://h2:2"),
+            "rediss://app:REDACTED@h:1/0,redis://h2:2"
+        );
+        assert_eq!(
+            redact_passwords("redis://tok@h/0 redisx"),
+            "redis://REDACTED@h/0 redisx"
+        );
+        let e = StoreSpec::parse("redis://:s3cret@")
+            .err()
+            .unwrap_or_default();
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(StoreSpec::parse("http://h").is_err());
+        assert_eq!(StoreSpec::parse("memory"), Ok(StoreSpec::Memory));
+        assert!(matches!(
+            StoreSpec::parse("redis://a:1,redis://b:2"),
+            Ok(StoreSpec::Cluster(v)) if v.len() == 2
+        ));
+    }
 }
