@@ -68,7 +68,7 @@ const SCRIPTS: [&str; 4] = [CLAIM, SETTLE, SYNC, ENDPOINT];
 
 enum Conn {
     Single(redis::Connection),
-    Cluster(redis::cluster::ClusterConnection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
 }
 
 enum Target {
@@ -303,7 +303,7 @@ impl Backend for RedisBackend {
             }
             Target::Cluster(client) => {
                 let con = client.get_connection().map_err(err)?;
-                self.conn = Some(Conn::Cluster(con));
+                self.conn = Some(Conn::Cluster(Box::new(con)));
             }
         }
         Ok(())

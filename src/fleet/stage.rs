@@ -266,7 +266,7 @@ impl Fleet {
         if let Some((ticket, rk, key)) = held.ticket {
             match self.outcomes.remove(&ticket) {
                 Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
-                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(remote)) {
+                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
                         st.store_shared_originals += 1;
                     }
                 }

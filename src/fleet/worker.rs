@@ -30,9 +30,9 @@ pub enum Outcome {
     /// Ours (claimed), or nobody's (read only).
     Free,
     /// Held by another first use in its window.
-    Held(Remote),
+    Held(Box<Remote>),
     /// Ours now; the expired holder is returned.
-    Replaced(Remote),
+    Replaced(Box<Remote>),
     /// The store did not answer (unreachable, error, or a record it could not read).
     Failed,
 }
@@ -345,7 +345,7 @@ impl Worker<'_> {
         }
     }
 
-    fn remote(&self, raw: RawRecord) -> Option<Remote> {
+    fn remote(&self, raw: RawRecord) -> Option<Box<Remote>> {
         let first = wire::decode_first(&raw.record);
         let first_response = raw
             .first_response
@@ -357,12 +357,12 @@ impl Worker<'_> {
             Some(Some(b)) => wire::decode_response(b),
         };
         match first {
-            Some(first) => Some(Remote {
+            Some(first) => Some(Box::new(Remote {
                 first,
                 claim_id: raw.claim_id,
                 first_response,
                 stored,
-            }),
+            })),
             None => {
                 self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
                 None
