@@ -299,6 +299,36 @@ mod tests {
         }
     }
 
+    /// Seeds of the `store_record` fuzz target: `cargo test --lib
+    /// fleet::wire::tests::write_fuzz_seed -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_fuzz_seed() -> std::io::Result<()> {
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/store_record");
+        std::fs::create_dir_all(&out)?;
+        let first = encode_first(
+            &rec(Some([2; 32])),
+            Identity([9; 16]),
+            None,
+            Timestamp(77),
+            "gw1",
+            Some("a.pcap"),
+        );
+        std::fs::write(out.join("first"), first)?;
+        let resp = RespRec {
+            ts: Timestamp(5),
+            status: 200,
+            interim: vec![100].into_boxed_slice(),
+            body_len: 47,
+            body_sha256: Some([4; 32]),
+            body_complete: true,
+            body_missing: 0,
+            resource_id: Some("ch_1".into()),
+            replayed: false,
+        };
+        std::fs::write(out.join("response"), encode_response(&resp))
+    }
+
     #[test]
     fn damaged_records_are_refused_whole() {
         let bytes = encode_first(
