@@ -725,3 +725,118 @@ fn a_store_password_never_reaches_output_or_logs() {
         );
     }
 }
+
+#[test]
+fn keys_are_shared_through_a_redis_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Three primaries, no replicas: every slot covered, keys spread over the nodes.
+    let nodes: Vec<(Proc, u16)> = (0..3)
+        .map(|i| {
+            let port = free_port();
+            let d = dir.path().join(format!("n{i}"));
+            std::fs::create_dir_all(&d).expect("node dir");
+            let child = Command::new("redis-server")
+                .current_dir(&d)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            let p = Proc(child);
+            assert!(wait_for(Duration::from_secs(10), || ping(port)));
+            (p, port)
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|(_, p)| format!("127.0.0.1:{p}"))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let cluster_ok = || {
+        let out = Command::new("redis-cli")
+            .args(["-p", &nodes[0].1.to_string(), "cluster", "info"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.contains("cluster_state:ok")
+    };
+    assert!(
+        wait_for(Duration::from_secs(15), cluster_ok),
+        "cluster not ready"
+    );
+    let seeds = addrs
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let read = |instance: &str, port: u16| {
+        let filter = format!("tcp port {port}");
+        let args = [
+            "read",
+            "--stats",
+            "--store",
+            &seeds,
+            "--store-instance",
+            instance,
+            FLEET_PCAP,
+            "--",
+            &filter,
+        ];
+        let run = run_with(&args, None, &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run
+    };
+    let gw1 = read("gw1", 18081);
+    assert_eq!(stats(&gw1.lines)["store_ops_failed"], 0, "{}", gw1.stderr);
+    let gw2 = read("gw2", 18082);
+    let got: Vec<(&str, &str)> = alerts(&gw2.lines)
+        .iter()
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or(""),
+                v["original"]["observer"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("key_conflict", "gw1"),
+            ("replay_mismatch", "gw1"),
+            ("missing_key", "-")
+        ]
+    );
+    // The records went to several nodes (by slot), the endpoints hash to one.
+    let sizes: Vec<u64> = nodes
+        .iter()
+        .map(|(_, p)| {
+            let o = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "dbsize"])
+                .output()
+                .expect("redis-cli");
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 5, "{sizes:?}");
+    assert!(sizes.iter().filter(|n| **n > 0).count() >= 2, "{sizes:?}");
+}
