@@ -7,7 +7,6 @@ mod daemon;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, curl, free_port, make_certs, start_mirror, stop_mirror, wait_for};
+use daemon::{Proc, Redis, curl, free_port, make_certs, ping, start_mirror, stop_mirror, wait_for};
 use idemwatch::fleet::worker::{Outcome, Reply, StoreHandle};
 use idemwatch::fleet::{Claim, Op, RecordKey, StoreConfig, StoreSpec};
 use idemwatch::tracker::{KeyId, Scope};
@@ -26,106 +25,6 @@ const FLEET_PCAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/captures/fleet.pc
 const K_RETRY: &str = "f1ee7000-0001-4000-8000-000000000001";
 const K_CONFLICT: &str = "f1ee7000-0002-4000-8000-000000000002";
 const K_REPLAY: &str = "f1ee7000-0003-4000-8000-000000000003";
-
-/// A `redis-server` on a loopback port, without persistence, killed when dropped.
-struct Redis {
-    proc: Option<Proc>,
-    port: u16,
-}
-
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let mut r = Redis {
-            proc: None,
-            port: free_port(),
-        };
-        r.restart();
-        r
-    }
-
-    /// Starts (again) on the same port, empty.
-    fn restart(&mut self) {
-        self.spawn(&["--port", &self.port.to_string()]);
-        assert!(
-            wait_for(Duration::from_secs(10), || ping(self.port)),
-            "redis-server did not answer on port {}",
-            self.port
-        );
-    }
-
-    /// TLS only, on a free port, with the certificates of [`make_certs`] in `dir`; clients
-    /// must present a certificate signed by the same CA.
-    fn start_tls(dir: &Path) -> Redis {
-        let mut r = Redis {
-            proc: None,
-            port: free_port(),
-        };
-        let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
-        r.spawn(&[
-            "--port",
-            "0",
-            "--tls-port",
-            &r.port.to_string(),
-            "--tls-cert-file",
-            &f("server.pem"),
-            "--tls-key-file",
-            &f("server.key"),
-            "--tls-ca-cert-file",
-            &f("ca.pem"),
-        ]);
-        assert!(
-            wait_for(Duration::from_secs(10), || TcpStream::connect((
-                "127.0.0.1",
-                r.port
-            ))
-            .is_ok()),
-            "redis-server (TLS) did not listen"
-        );
-        r
-    }
-
-    fn spawn(&mut self, args: &[&str]) {
-        let child = Command::new("redis-server")
-            .args(args)
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs (apt-get install redis-server; scripts/setup.sh does)");
-        self.proc = Some(Proc(child));
-    }
-
-    fn kill(&mut self) {
-        self.proc = None;
-        assert!(
-            wait_for(Duration::from_secs(5), || !ping(self.port)),
-            "redis-server still answers"
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// `redis-cli` output for `args`.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
 
 fn alerts(lines: &[Value]) -> Vec<&Value> {
     lines

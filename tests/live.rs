@@ -411,3 +411,67 @@ fn sighup_reloads_the_policy_from_the_configuration_file() {
     assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
     assert!(seen, "missing_key after the reload");
 }
+
+#[test]
+fn live_judges_a_retry_against_the_first_use_another_gateway_filed() {
+    let dir = tempdir();
+    let redis = daemon::Redis::start();
+    let url = redis.url();
+    // Gateway 1's half of captures/fleet.pcap files its first uses in the store.
+    let fleet = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/fleet.pcap");
+    let gw1 = Command::new(BIN)
+        .args(["-q", "read", "--store", &url, "--store-instance", "gw1"])
+        .arg(&fleet)
+        .args(["--", "tcp port 18081"])
+        .output()
+        .expect("idemwatch read runs");
+    assert!(gw1.status.success());
+    // Gateway 2 runs live; a client reuses a key of gateway 1 with another amount. This API
+    // has its own store, so it runs the request: the conflict was accepted.
+    let api = start_api(dir.path());
+    let mut live = start_live(
+        dir.path(),
+        api.port,
+        &["--store", &url, "--store-instance", "gw2"],
+    );
+    let status = client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         c.request('POST', '/v1/charges', body=json.dumps({'amount': 2600, 'currency': 'usd'}), \
+         headers={'Host': 'api.example.test', \
+         'Authorization': 'Bearer sk_test_4eC39HqLyjWDarjtT1zdp7dc', \
+         'Idempotency-Key': 'f1ee7000-0002-4000-8000-000000000002', \
+         'Content-Type': 'application/json'})\n\
+         print(c.getresponse().status)\n",
+    );
+    assert_eq!(status.trim(), "200");
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "conflict_accepted").is_empty()
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        seen,
+        "no conflict across gateways:\n{}",
+        stderr_text(dir.path())
+    );
+    let evs = events(dir.path());
+    let conflict = &alerts_of(&evs, "key_conflict")[0];
+    assert_eq!(conflict["original"]["observer"], "gw1");
+    assert_eq!(conflict["original"]["dest_port"], 18081);
+    assert_eq!(conflict["request"]["dest_port"], api.port);
+    let accepted = &alerts_of(&evs, "conflict_accepted")[0];
+    assert_ne!(
+        accepted["response"]["resource_id"],
+        accepted["original_response"]["resource_id"]
+    );
+    // The stats lines carry the store's counters.
+    let last = evs
+        .iter()
+        .rev()
+        .find(|v| v["event_type"] == "stats")
+        .expect("a stats line");
+    assert_eq!(last["stats"]["store_shared_originals"], 1, "{last}");
+    assert_eq!(last["stats"]["store_down"], 0);
+    assert!(last["stats"]["store_round_trips"].as_u64().unwrap_or(0) >= 1);
+}

@@ -2,6 +2,7 @@
 //! test, free loopback ports, polling. Each test file uses a part of it.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -247,5 +248,105 @@ pub fn make_certs(dir: &Path) {
         let cert = params.signed_by(&key, &issuer).expect("sign");
         write(&format!("{name}.pem"), cert.pem());
         write(&format!("{name}.key"), key.serialize_pem());
+    }
+}
+
+/// A `redis-server` on a loopback port, without persistence, killed when dropped.
+pub struct Redis {
+    pub proc: Option<Proc>,
+    pub port: u16,
+}
+
+pub fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis {
+            proc: None,
+            port: free_port(),
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts (again) on the same port, empty.
+    pub fn restart(&mut self) {
+        self.spawn(&["--port", &self.port.to_string()]);
+        assert!(
+            wait_for(Duration::from_secs(10), || ping(self.port)),
+            "redis-server did not answer on port {}",
+            self.port
+        );
+    }
+
+    /// TLS only, on a free port, with the certificates of [`make_certs`] in `dir`; clients
+    /// must present a certificate signed by the same CA.
+    pub fn start_tls(dir: &Path) -> Redis {
+        let mut r = Redis {
+            proc: None,
+            port: free_port(),
+        };
+        let f = |n: &str| dir.join(n).to_string_lossy().into_owned();
+        r.spawn(&[
+            "--port",
+            "0",
+            "--tls-port",
+            &r.port.to_string(),
+            "--tls-cert-file",
+            &f("server.pem"),
+            "--tls-key-file",
+            &f("server.key"),
+            "--tls-ca-cert-file",
+            &f("ca.pem"),
+        ]);
+        assert!(
+            wait_for(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                r.port
+            ))
+            .is_ok()),
+            "redis-server (TLS) did not listen"
+        );
+        r
+    }
+
+    pub fn spawn(&mut self, args: &[&str]) {
+        let child = Command::new("redis-server")
+            .args(args)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (apt-get install redis-server; scripts/setup.sh does)");
+        self.proc = Some(Proc(child));
+    }
+
+    pub fn kill(&mut self) {
+        self.proc = None;
+        assert!(
+            wait_for(Duration::from_secs(5), || !ping(self.port)),
+            "redis-server still answers"
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `redis-cli` output for `args`.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
