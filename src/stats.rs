@@ -185,6 +185,8 @@ counters! {
     store_last_rtt_us,
     /// Fleet mode: keyed requests judged with a first use seen by another instance.
     store_shared_originals,
+    /// Fleet mode: attempts that ended badly on another instance, taken to judge key_churn.
+    store_shared_attempts,
     /// Fleet mode: keyed requests judged on this instance's keys alone because the store did
     /// not answer in time (`--store-wait`) or was unreachable: detections that needed the
     /// shared store may have been missed for them.

@@ -739,3 +739,106 @@ fn keys_are_shared_through_a_redis_cluster() {
     assert_eq!(sizes.iter().sum::<u64>(), 5, "{sizes:?}");
     assert!(sizes.iter().filter(|n| **n > 0).count() >= 2, "{sizes:?}");
 }
+
+/// One keyed POST on its own connection, answered `status`.
+fn one_attempt(path: &Path, client: u8, at_ns: u64, key: &str, status: u16, amount: u32) {
+    let mut c = Conversation::new(support::v4([10, 0, 0, client], 40000), support::server_v4())
+        .starting_at(at_ns);
+    c.handshake();
+    let key = format!("Idempotency-Key: {key}");
+    c.client_send(&post(
+        "/v1/charges",
+        &[
+            &key,
+            "Content-Type: application/json",
+            "Authorization: Bearer sk_test_churn",
+        ],
+        format!("{{\"amount\":{amount},\"currency\":\"usd\"}}").as_bytes(),
+    ));
+    if status == 200 {
+        c.server_send(&json_ok("ch_churn_2"));
+    } else {
+        c.server_send(&support::response(
+            status,
+            "application/json",
+            br#"{"error":{"type":"api_error"}}"#,
+        ));
+    }
+    c.close();
+    write_capture(
+        path,
+        Format::Pcap {
+            big_endian: false,
+            nanos: true,
+        },
+        1,
+        c.packets(),
+    );
+}
+
+#[test]
+fn a_fresh_key_on_another_gateway_after_a_failed_attempt_is_key_churn() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("gw1.pcap"), dir.path().join("gw2.pcap"));
+    // Gateway 1: the first attempt gets a 503; the SDK retries 5 s later with a new key, and
+    // the load balancer sends it to gateway 2.
+    one_attempt(&a, 5, support::BASE_TS_NS, "churn-first", 503, 4200);
+    one_attempt(
+        &b,
+        6,
+        support::BASE_TS_NS + 5_000_000_000,
+        "churn-second",
+        200,
+        4200,
+    );
+    let url = redis.url();
+    let read = |path: &Path, instance: &str, store: bool| {
+        let p = path.to_string_lossy().into_owned();
+        let mut args = vec!["read", "--stats"];
+        if store {
+            args.extend(["--store", &url, "--store-instance", instance]);
+        }
+        args.push(&p);
+        let run = run_with(&args, None, &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.lines
+    };
+    assert!(alerts(&read(&a, "gw1", true)).is_empty());
+    let gw2 = read(&b, "gw2", true);
+    let churn: Vec<&Value> = alerts(&gw2)
+        .into_iter()
+        .filter(|v| v["kind"] == "key_churn")
+        .collect();
+    assert_eq!(churn.len(), 1, "{gw2:?}");
+    let c = churn[0];
+    assert_eq!(c["key"], "churn-second");
+    assert_eq!(c["original"]["idempotency_key"], "churn-first");
+    assert_eq!(c["original"]["observer"], "gw1");
+    assert_eq!(c["original"]["src_ip"], "10.0.0.5");
+    assert_eq!(c["original_response"]["status"], 503);
+    assert_eq!(stats(&gw2)["store_shared_attempts"], 1);
+    // Alone, gateway 2 sees one successful first use.
+    assert!(alerts(&read(&b, "gw2", false)).is_empty());
+    // A successful first attempt files nothing: a new key later is a new request.
+    let ok = dir.path().join("ok.pcap");
+    let later = dir.path().join("later.pcap");
+    one_attempt(
+        &ok,
+        7,
+        support::BASE_TS_NS + 10_000_000_000,
+        "fine-first",
+        200,
+        77,
+    );
+    one_attempt(
+        &later,
+        8,
+        support::BASE_TS_NS + 15_000_000_000,
+        "fine-second",
+        200,
+        77,
+    );
+    read(&ok, "gw1", true);
+    assert!(alerts(&read(&later, "gw2", true)).is_empty());
+}

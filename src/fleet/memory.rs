@@ -20,7 +20,14 @@ struct Entry {
 pub struct MemoryStore {
     records: Arc<DashMap<String, Entry>>,
     endpoints: Arc<DashMap<String, i64>>,
+    /// Attempts that ended badly, with when they are forgotten.
+    attempts: Arc<DashMap<String, (Vec<u8>, std::time::Instant)>>,
+    inserts: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Every this many new records, records older than two windows are dropped (as Redis's TTL
+/// would), so that a long-running process stays bounded by the keys of two windows.
+const PRUNE_EVERY: u64 = 4096;
 
 impl MemoryStore {
     pub fn records(&self) -> usize {
@@ -62,6 +69,24 @@ impl MemoryBackend {
                         stored: None,
                     },
                 });
+                let fresh = slot.first_us == i64::MIN;
+                if fresh {
+                    drop(slot);
+                    self.prune(c.first_us, c.window_us);
+                    slot = self
+                        .store
+                        .records
+                        .entry(rk.name(&self.prefix))
+                        .or_insert_with(|| Entry {
+                            first_us: i64::MIN,
+                            raw: RawRecord {
+                                claim_id: String::new(),
+                                record: Vec::new(),
+                                first_response: None,
+                                stored: None,
+                            },
+                        });
+                }
                 let fresh = slot.first_us == i64::MIN;
                 if !fresh && c.first_us.saturating_sub(slot.first_us) <= c.window_us {
                     return RawReply::Claim(RawClaim::Held(slot.raw.clone()));
@@ -121,7 +146,37 @@ impl MemoryBackend {
                 RawReply::Endpoints(v)
             }
             Op::Barrier { .. } => RawReply::Done,
+            Op::AttemptEnded { ak, record, ttl_ms } => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(*ttl_ms);
+                let now = std::time::Instant::now();
+                if self.store.attempts.len() >= 4096 {
+                    self.store.attempts.retain(|_, (_, t)| *t > now);
+                }
+                self.store
+                    .attempts
+                    .insert(ak.name(&self.prefix), (record.clone(), until));
+                RawReply::Done
+            }
+            Op::AttemptLookup { ak, .. } => RawReply::Attempt(
+                self.store
+                    .attempts
+                    .get(&ak.name(&self.prefix))
+                    .filter(|e| e.1 > std::time::Instant::now())
+                    .map(|e| e.0.clone()),
+            ),
         }
+    }
+
+    /// Drops records older than two windows before `now_us`, every [`PRUNE_EVERY`] inserts.
+    fn prune(&self, now_us: i64, window_us: i64) {
+        use std::sync::atomic::Ordering;
+        if self.store.inserts.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY != PRUNE_EVERY - 1 {
+            return;
+        }
+        let oldest = now_us.saturating_sub(window_us.saturating_mul(2));
+        self.store
+            .records
+            .retain(|_, e| e.first_us == i64::MIN || e.first_us >= oldest);
     }
 }
 

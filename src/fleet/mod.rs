@@ -21,7 +21,7 @@ pub mod worker;
 
 use std::fmt;
 
-use crate::tracker::{KeyId, Scope};
+use crate::tracker::{Identity, KeyId, Scope};
 
 /// Where a key is filed: its scope's and its own hashes (never the key, never a credential).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,6 +37,27 @@ impl RecordKey {
         s.push_str(prefix);
         s.push_str("k:");
         for b in self.scope.0.iter().chain(self.key.bytes().iter()) {
+            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+        }
+        s
+    }
+}
+
+/// Where an attempt at a request is filed: its scope's and its identity's hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AttemptKey {
+    pub scope: Scope,
+    pub identity: Identity,
+}
+
+impl AttemptKey {
+    /// `PREFIXa:` and 64 hex digits.
+    pub fn name(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(prefix.len() + 66);
+        s.push_str(prefix);
+        s.push_str("a:");
+        for b in self.scope.0.iter().chain(self.identity.0.iter()) {
             s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
             s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
         }
@@ -83,13 +104,25 @@ pub enum Op {
     SyncEndpoints { now_us: i64 },
     /// Answered once everything queued before it was sent (never reaches a backend).
     Barrier { ticket: u64 },
+    /// Files an attempt that ended badly ([`wire::encode_attempt`]), kept `ttl_ms`. Not
+    /// answered.
+    AttemptEnded {
+        ak: AttemptKey,
+        record: Vec<u8>,
+        ttl_ms: u64,
+    },
+    /// Reads the attempt filed for a request, if any. Answered.
+    AttemptLookup { ticket: u64, ak: AttemptKey },
 }
 
 impl Op {
     fn answered(&self) -> bool {
         matches!(
             self,
-            Op::Claim { .. } | Op::SyncEndpoints { .. } | Op::Barrier { .. }
+            Op::Claim { .. }
+                | Op::SyncEndpoints { .. }
+                | Op::Barrier { .. }
+                | Op::AttemptLookup { .. }
         )
     }
 }
@@ -120,6 +153,8 @@ pub enum RawClaim {
 pub enum RawReply {
     Claim(RawClaim),
     Endpoints(Vec<(String, i64)>),
+    /// The attempt filed for a request, in bytes.
+    Attempt(Option<Vec<u8>>),
     /// Operations that are not answered.
     #[default]
     Done,

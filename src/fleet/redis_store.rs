@@ -223,6 +223,19 @@ impl RedisBackend {
             }
             // The worker answers barriers itself; a PING keeps replies aligned if one came.
             Op::Barrier { .. } => redis::cmd("PING"),
+            Op::AttemptEnded { ak, record, ttl_ms } => {
+                let mut c = redis::cmd("SET");
+                c.arg(ak.name(&self.prefix))
+                    .arg(&record[..])
+                    .arg("PX")
+                    .arg((*ttl_ms).max(1));
+                c
+            }
+            Op::AttemptLookup { ak, .. } => {
+                let mut c = redis::cmd("GET");
+                c.arg(ak.name(&self.prefix));
+                c
+            }
         }
     }
 }
@@ -341,6 +354,13 @@ impl Backend for RedisBackend {
                 Op::Claim { .. } => RawReply::Claim(
                     claim_reply(v).ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
                 ),
+                Op::AttemptLookup { .. } => RawReply::Attempt(match v {
+                    Value::Nil => None,
+                    other => Some(
+                        bytes(Some(other))
+                            .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
+                    ),
+                }),
                 Op::SyncEndpoints { .. } => RawReply::Endpoints(
                     endpoints_reply(v)
                         .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,

@@ -13,18 +13,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::worker::{Outcome, Remote, Reply, StoreHandle};
-use super::{Claim, Op, RecordKey, StoreConfig, wire};
+use super::{AttemptKey, Claim, Op, RecordKey, StoreConfig, wire};
 use crate::http::{HttpEvent, Request, TxId};
 use crate::stats::Stats;
-use crate::tracker::shared::{Publish, SharedFirst};
+use crate::tracker::shared::{Publish, SharedAttempt, SharedFirst};
 use crate::tracker::{ReqRec, Tracker};
 use crate::ts::Timestamp;
 
 /// An event held in order, with the ticket of its claim.
 struct Held {
     ev: HttpEvent,
-    ticket: Option<(u64, RecordKey, Option<String>)>,
+    ticket: Option<Ticket>,
     since: Instant,
+}
+
+/// What a held request asked the store: its key's claim, and (for a new key) the attempt at
+/// the same request filed elsewhere, both under one ticket.
+struct Ticket {
+    n: u64,
+    rk: RecordKey,
+    key: Option<String>,
+    attempt: Option<AttemptKey>,
 }
 
 /// The fleet stage: the store's thread and the events held for it.
@@ -33,6 +42,7 @@ pub struct Fleet {
     cfg: StoreConfig,
     queue: VecDeque<Held>,
     outcomes: HashMap<u64, Outcome>,
+    attempts: HashMap<u64, Option<Box<SharedAttempt>>>,
     /// Requests held whose exchange may follow in the queue (one claim for both).
     queued_requests: HashSet<TxId>,
     next_ticket: u64,
@@ -79,6 +89,7 @@ impl Fleet {
             cfg: cfg.clone(),
             queue: VecDeque::new(),
             outcomes: HashMap::new(),
+            attempts: HashMap::new(),
             queued_requests: HashSet::new(),
             next_ticket: 0,
             patient,
@@ -126,12 +137,7 @@ impl Fleet {
         });
     }
 
-    fn claim_for(
-        &mut self,
-        ev: &HttpEvent,
-        tracker: &Tracker,
-        names: &[String],
-    ) -> Option<(u64, RecordKey, Option<String>)> {
+    fn claim_for(&mut self, ev: &HttpEvent, tracker: &Tracker, names: &[String]) -> Option<Ticket> {
         let (id, conn, req): (TxId, _, &Request) = match ev {
             HttpEvent::Request { id, conn, request } => {
                 self.queued_requests.insert(*id);
@@ -177,7 +183,18 @@ impl Fleet {
         if !self.store.submit(Op::Claim { ticket, rk, claim }) {
             return None;
         }
-        Some((ticket, rk, req.idempotency_key()))
+        // key_churn across gateways: a new key for a request whose attempt another instance
+        // saw end badly.
+        let attempt = identity
+            .map(|identity| AttemptKey { scope, identity })
+            .filter(|ak| !tracker.knows_attempt(ak.scope, ak.identity))
+            .filter(|ak| self.store.submit(Op::AttemptLookup { ticket, ak: *ak }));
+        Some(Ticket {
+            n: ticket,
+            rk,
+            key: req.idempotency_key(),
+            attempt,
+        })
     }
 
     fn import_endpoints(
@@ -197,6 +214,9 @@ impl Fleet {
         match r {
             Reply::Claim { ticket, outcome } => {
                 self.outcomes.insert(ticket, outcome);
+            }
+            Reply::Attempt { ticket, attempt } => {
+                self.attempts.insert(ticket, attempt);
             }
             Reply::Endpoints(list) => self.import_endpoints(list, tracker, st),
             Reply::Barrier { .. } => {}
@@ -236,10 +256,12 @@ impl Fleet {
         }
         loop {
             let front = self.queue.front()?;
-            let Some((ticket, _, _)) = &front.ticket else {
+            let Some(t) = &front.ticket else {
                 break;
             };
-            if self.outcomes.contains_key(ticket) {
+            if self.outcomes.contains_key(&t.n)
+                && (t.attempt.is_none() || self.attempts.contains_key(&t.n))
+            {
                 break;
             }
             let waited = front.since.elapsed();
@@ -263,8 +285,9 @@ impl Fleet {
         if let HttpEvent::Request { id, .. } = &held.ev {
             self.queued_requests.remove(id);
         }
-        if let Some((ticket, rk, key)) = held.ticket {
-            match self.outcomes.remove(&ticket) {
+        if let Some(t) = held.ticket {
+            let (rk, key) = (t.rk, t.key);
+            match self.outcomes.remove(&t.n) {
                 Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
                     if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
                         st.store_shared_originals += 1;
@@ -272,6 +295,11 @@ impl Fleet {
                 }
                 Some(Outcome::Free) => {}
                 Some(Outcome::Failed) | None => st.store_judged_locally += 1,
+            }
+            if let (Some(ak), Some(Some(a))) = (t.attempt, self.attempts.remove(&t.n))
+                && tracker.import_attempt(ak.scope, ak.identity, *a)
+            {
+                st.store_shared_attempts += 1;
             }
         }
         let now = match &held.ev {
@@ -309,6 +337,39 @@ impl Fleet {
                         claim_id: claim_id(&self.cfg.instance, &first),
                         first_response: first_response.as_deref().map(wire::encode_response),
                         stored: stored.map(|s| (!same).then(|| wire::encode_response(&s))),
+                    }
+                }
+                Publish::AttemptEnded {
+                    scope,
+                    identity,
+                    key,
+                    rec,
+                    end,
+                    response,
+                } => {
+                    let first = wire::encode_first(
+                        &rec,
+                        identity,
+                        None,
+                        end,
+                        rec.origin
+                            .as_deref()
+                            .map_or(&*self.cfg.instance, |o| &o.observer),
+                        None,
+                    );
+                    let churn = tracker.config().churn_window;
+                    Op::AttemptEnded {
+                        ak: AttemptKey { scope, identity },
+                        record: wire::encode_attempt(
+                            key,
+                            rec.key.as_deref().filter(|_| !tracker.config().redact_keys),
+                            end,
+                            &first,
+                            response.as_deref(),
+                        ),
+                        ttl_ms: u64::try_from(churn.as_millis())
+                            .unwrap_or(u64::MAX)
+                            .max(1000),
                     }
                 }
             };

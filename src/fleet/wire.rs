@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{Conn, TxId};
 use crate::reassembly::flow::{Endpoint, community_id};
-use crate::tracker::{Identity, Origin, ReqRec, RespRec};
+use crate::tracker::shared::SharedAttempt;
+use crate::tracker::{Identity, KeyId, Origin, ReqRec, RespRec};
 use crate::ts::Timestamp;
 
 /// Marks the id of a request seen by another instance: it never equals a local exchange's.
@@ -177,6 +178,59 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
         identity: Identity(w.identity),
         decoded: w.decoded.get(w.body_sha256),
         first_ts: Timestamp(w.first_ts),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct AttemptWire<'a> {
+    key: [u8; 16],
+    /// The key itself: `original.idempotency_key` of a `key_churn` is the first attempt's key,
+    /// which the asking instance does not know. Kept for the churn window only, and never with
+    /// `--redact-keys`.
+    #[serde(borrow)]
+    key_value: Option<&'a str>,
+    end: i64,
+    #[serde(borrow)]
+    first: &'a [u8],
+    #[serde(borrow)]
+    response: Option<&'a [u8]>,
+}
+
+/// An attempt that ended badly: the hash of its key, when it ended, the request (as
+/// [`encode_first`]) and its response if any.
+pub fn encode_attempt(
+    key: KeyId,
+    key_value: Option<&str>,
+    end: Timestamp,
+    first: &[u8],
+    response: Option<&RespRec>,
+) -> Vec<u8> {
+    let response = response.map(encode_response);
+    let w = AttemptWire {
+        key: *key.bytes(),
+        key_value,
+        end: end.0,
+        first,
+        response: response.as_deref(),
+    };
+    postcard::to_stdvec(&w).unwrap_or_default()
+}
+
+/// An attempt from its bytes; `None` when they are not one.
+pub fn decode_attempt(bytes: &[u8]) -> Option<SharedAttempt> {
+    let w: AttemptWire<'_> = postcard::from_bytes(bytes).ok()?;
+    let first = decode_first(w.first)?;
+    let response = match w.response {
+        Some(r) => Some(decode_response(r)?),
+        None => None,
+    };
+    let mut rec = first.rec;
+    rec.key = w.key_value.map(Into::into);
+    Some(SharedAttempt {
+        key: KeyId::from_bytes(w.key),
+        rec,
+        end: Timestamp(w.end),
+        response,
     })
 }
 

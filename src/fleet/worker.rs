@@ -14,6 +14,7 @@ use super::wire::{self, RemoteFirst};
 use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreConfig};
 use crate::stats::Stats;
 use crate::tracker::RespRec;
+use crate::tracker::shared::SharedAttempt;
 
 /// A key's holder, decoded.
 #[derive(Debug, Clone)]
@@ -40,9 +41,19 @@ pub enum Outcome {
 /// An answered operation.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    Claim { ticket: u64, outcome: Outcome },
+    Claim {
+        ticket: u64,
+        outcome: Outcome,
+    },
+    /// The attempt filed for a request (`None`: none, or the store did not answer).
+    Attempt {
+        ticket: u64,
+        attempt: Option<Box<SharedAttempt>>,
+    },
     Endpoints(Vec<(String, i64)>),
-    Barrier { ticket: u64 },
+    Barrier {
+        ticket: u64,
+    },
 }
 
 /// Counters of the store, shared with whoever reports them.
@@ -282,11 +293,20 @@ impl Worker<'_> {
             .ops_failed
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for op in batch {
-            if let Op::Claim { ticket, .. } = op {
-                let _ = self.replies.send(Reply::Claim {
-                    ticket: *ticket,
-                    outcome: Outcome::Failed,
-                });
+            match op {
+                Op::Claim { ticket, .. } => {
+                    let _ = self.replies.send(Reply::Claim {
+                        ticket: *ticket,
+                        outcome: Outcome::Failed,
+                    });
+                }
+                Op::AttemptLookup { ticket, .. } => {
+                    let _ = self.replies.send(Reply::Attempt {
+                        ticket: *ticket,
+                        attempt: None,
+                    });
+                }
+                _ => {}
             }
         }
     }
@@ -389,15 +409,32 @@ impl Worker<'_> {
                 })
             }
             (Op::SyncEndpoints { .. }, RawReply::Endpoints(v)) => Some(Reply::Endpoints(v)),
+            (Op::AttemptLookup { ticket, .. }, RawReply::Attempt(bytes)) => {
+                let attempt = bytes.and_then(|b| {
+                    let a = wire::decode_attempt(&b);
+                    if a.is_none() {
+                        self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                    }
+                    a.map(Box::new)
+                });
+                Some(Reply::Attempt {
+                    ticket: *ticket,
+                    attempt,
+                })
+            }
             (op, _) if op.answered() => {
                 // A reply of the wrong shape: the caller must not wait for it.
-                if let Op::Claim { ticket, .. } = op {
-                    return Some(Reply::Claim {
+                match op {
+                    Op::Claim { ticket, .. } => Some(Reply::Claim {
                         ticket: *ticket,
                         outcome: Outcome::Failed,
-                    });
+                    }),
+                    Op::AttemptLookup { ticket, .. } => Some(Reply::Attempt {
+                        ticket: *ticket,
+                        attempt: None,
+                    }),
+                    _ => None,
                 }
-                None
             }
             _ => None,
         }

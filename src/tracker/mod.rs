@@ -205,6 +205,11 @@ impl KeyId {
     pub fn bytes(&self) -> &[u8; 16] {
         &self.0
     }
+
+    /// A key hash as filed (fleet mode).
+    pub fn from_bytes(b: [u8; 16]) -> KeyId {
+        KeyId(b)
+    }
 }
 
 fn normalized_key_headers<S: AsRef<str>>(names: &[S]) -> Vec<String> {
@@ -879,8 +884,17 @@ impl Tracker {
             };
             if bad {
                 a.ended = Some((now, bad, response.clone()));
+                let (key, rec) = (a.key, a.rec.clone());
                 let deadline = now.add_nanos(nanos(self.cfg.churn_window).max(1));
                 self.attempts.touch(&(f.scope, ident), deadline);
+                self.publish(shared::Publish::AttemptEnded {
+                    scope: f.scope,
+                    identity: ident,
+                    key,
+                    rec,
+                    end: now,
+                    response: response.clone(),
+                });
             } else {
                 // It ended well: a fresh key for the same request later is a new request, not
                 // churn, so there is nothing left to remember.

@@ -24,6 +24,25 @@ pub enum Publish {
         first_response: Option<Arc<RespRec>>,
         stored: Option<Arc<RespRec>>,
     },
+    /// A keyed attempt at a request ended badly (unanswered, aborted, 5xx, 409): the same
+    /// request under another key within the churn window is `key_churn`, on any gateway.
+    AttemptEnded {
+        scope: Scope,
+        identity: Identity,
+        key: KeyId,
+        rec: Arc<ReqRec>,
+        end: Timestamp,
+        response: Option<Arc<RespRec>>,
+    },
+}
+
+/// An attempt that ended badly, as the shared store returned it.
+#[derive(Debug, Clone)]
+pub struct SharedAttempt {
+    pub key: KeyId,
+    pub rec: ReqRec,
+    pub end: Timestamp,
+    pub response: Option<Arc<RespRec>>,
 }
 
 /// A key's first use as the shared store returned it.
@@ -111,6 +130,30 @@ impl Tracker {
             conflicts_waiting: ThinVec::new(),
         });
         self.keys.insert((scope, kid), entry, deadline);
+        true
+    }
+
+    /// Whether this instance remembers an attempt at the request.
+    pub fn knows_attempt(&self, scope: Scope, identity: Identity) -> bool {
+        self.attempts.contains_key(&(scope, identity))
+    }
+
+    /// Takes an attempt another instance saw end badly, unless this instance remembers one of
+    /// its own. `key` is the key value of the request that asked, for the `original` object
+    /// when it is the same key (else the attempt's key is unknown here: the store keeps none).
+    pub fn import_attempt(&mut self, scope: Scope, identity: Identity, a: SharedAttempt) -> bool {
+        if self.attempts.contains_key(&(scope, identity)) {
+            return false;
+        }
+        let deadline = a.end.add_nanos(nanos(self.cfg.churn_window).max(1));
+        let rec = Arc::new(a.rec);
+        let attempt = super::Attempt {
+            key: a.key,
+            tx: rec.id,
+            rec,
+            ended: Some((a.end, true, a.response)),
+        };
+        self.attempts.insert((scope, identity), attempt, deadline);
         true
     }
 
