@@ -842,3 +842,82 @@ fn a_fresh_key_on_another_gateway_after_a_failed_attempt_is_key_churn() {
     read(&ok, "gw1", true);
     assert!(alerts(&read(&later, "gw2", true)).is_empty());
 }
+
+#[test]
+fn a_stalled_redis_delays_alerts_by_the_store_wait_at_most() {
+    let mut redis = Redis {
+        proc: None,
+        port: free_port(),
+    };
+    redis.spawn(&[
+        "--port",
+        &redis.port.to_string(),
+        "--enable-debug-command",
+        "yes",
+    ]);
+    assert!(wait_for(Duration::from_secs(10), || ping(redis.port)));
+    let dir = tempfile::tempdir().expect("tmp");
+    let url = redis.url();
+    let (p, port) = start_mirror(
+        dir.path(),
+        &[
+            "--insecure-plaintext",
+            "--store",
+            &url,
+            "--store-instance",
+            "gw-a",
+            "--store-timeout",
+            "200ms",
+            "--store-wait",
+            "300ms",
+        ],
+    );
+    let out = dir.path().join("out.json");
+    let conflict_seen = |key: &str| {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("key_conflict") && l.contains(key))
+    };
+    // Redis answers nothing for 4 s (one command blocks the whole server).
+    let port_s = redis.port.to_string();
+    let sleeper = std::thread::spawn(move || {
+        Command::new("redis-cli")
+            .args(["-p", &port_s, "debug", "sleep", "4"])
+            .output()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let start = std::time::Instant::now();
+    assert_eq!(
+        curl(&mirror_url(port), Some("stall-k"), r#"{"amount":1}"#, &[]),
+        204
+    );
+    assert_eq!(
+        curl(&mirror_url(port), Some("stall-k"), r#"{"amount":2}"#, &[]),
+        204
+    );
+    assert!(
+        wait_for(Duration::from_secs(3), || conflict_seen("stall-k")),
+        "no alert while Redis stalled"
+    );
+    let took = start.elapsed();
+    eprintln!("alert {took:?} after the pair was sent to a stalled Redis");
+    // Two requests, each held at most --store-wait, and the round trip that failed first:
+    // far less than the 4 s stall.
+    assert!(took < Duration::from_millis(2500), "alert after {took:?}");
+    let _ = sleeper.join();
+    // After the stall the store is used again.
+    let err = dir.path().join("err");
+    assert!(
+        wait_for(Duration::from_secs(15), || std::fs::read_to_string(&err)
+            .unwrap_or_default()
+            .contains("shared store reachable again")),
+        "no reconnection after the stall"
+    );
+    let (_, log) = stop_mirror(p, dir.path());
+    let line = log
+        .lines()
+        .find(|l| l.contains("idemwatch: shared store:"))
+        .unwrap_or_default();
+    assert!(!line.contains(" 0 requests judged"), "{line}");
+}
