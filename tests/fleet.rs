@@ -375,57 +375,31 @@ fn redis_killed_and_restarted_under_running_mirrors_is_ridden_out() {
             .collect()
     };
 
+    let post = |port: u16, key: &str, amount: u32| {
+        let body = format!("{{\"amount\":{amount}}}");
+        assert_eq!(curl(&mirror_url(port), Some(key), &body, &[]), 204);
+    };
+    // A key used at A, then reused at B with another body: B's conflict names A's request.
+    let share = |key: &str, when: &str| {
+        post(port_a, key, 1);
+        std::thread::sleep(Duration::from_millis(300));
+        post(port_b, key, 2);
+        assert!(
+            wait_for(Duration::from_secs(5), || !conflicts_in(&out_b, key)
+                .is_empty()),
+            "no conflict across mirrors {when}"
+        );
+        assert_eq!(conflicts_in(&out_b, key)[0]["original"]["observer"], "gw-a");
+    };
+
     // Sharing works: a conflict across the two mirrors.
-    assert_eq!(
-        curl(
-            &mirror_url(port_a),
-            Some("fleet-k1"),
-            r#"{"amount":1}"#,
-            &[]
-        ),
-        204
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        curl(
-            &mirror_url(port_b),
-            Some("fleet-k1"),
-            r#"{"amount":2}"#,
-            &[]
-        ),
-        204
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || !conflicts_in(&out_b, "fleet-k1")
-            .is_empty()),
-        "no conflict across mirrors before the outage"
-    );
-    assert_eq!(
-        conflicts_in(&out_b, "fleet-k1")[0]["original"]["observer"],
-        "gw-a"
-    );
+    share("fleet-k1", "before the outage");
 
     // Redis dies: both keep judging what each sees itself.
     redis.kill();
     let out_a = da.path().join("out.json");
-    assert_eq!(
-        curl(
-            &mirror_url(port_a),
-            Some("fleet-k2"),
-            r#"{"amount":1}"#,
-            &[]
-        ),
-        204
-    );
-    assert_eq!(
-        curl(
-            &mirror_url(port_a),
-            Some("fleet-k2"),
-            r#"{"amount":3}"#,
-            &[]
-        ),
-        204
-    );
+    post(port_a, "fleet-k2", 1);
+    post(port_a, "fleet-k2", 3);
     assert!(
         wait_for(Duration::from_secs(5), || !conflicts_in(&out_a, "fleet-k2")
             .is_empty()),
@@ -452,34 +426,7 @@ fn redis_killed_and_restarted_under_running_mirrors_is_ridden_out() {
             log(e)
         );
     }
-    assert_eq!(
-        curl(
-            &mirror_url(port_a),
-            Some("fleet-k3"),
-            r#"{"amount":1}"#,
-            &[]
-        ),
-        204
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(
-        curl(
-            &mirror_url(port_b),
-            Some("fleet-k3"),
-            r#"{"amount":2}"#,
-            &[]
-        ),
-        204
-    );
-    assert!(
-        wait_for(Duration::from_secs(5), || !conflicts_in(&out_b, "fleet-k3")
-            .is_empty()),
-        "sharing did not resume after the restart"
-    );
-    assert_eq!(
-        conflicts_in(&out_b, "fleet-k3")[0]["original"]["observer"],
-        "gw-a"
-    );
+    share("fleet-k3", "after the restart");
 
     let (_, err) = stop_mirror(pa, da.path());
     let line = err
@@ -668,16 +615,18 @@ fn keys_are_shared_through_a_redis_cluster() {
         "{}",
         String::from_utf8_lossy(&created.stdout)
     );
+    // Every node must see the cluster whole (each learns the slots of the others in turn).
     let cluster_ok = || {
-        let out = Command::new("redis-cli")
-            .args(["-p", &nodes[0].1.to_string(), "cluster", "info"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.contains("cluster_state:ok")
+        nodes.iter().all(|(_, port)| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                .unwrap_or(false)
+        })
     };
     assert!(
-        wait_for(Duration::from_secs(15), cluster_ok),
+        wait_for(Duration::from_secs(30), cluster_ok),
         "cluster not ready"
     );
     let seeds = addrs

@@ -11,8 +11,23 @@ use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreError};
 
 #[derive(Debug, Clone)]
 struct Entry {
+    /// `i64::MIN` while being created.
     first_us: i64,
     raw: RawRecord,
+}
+
+impl Entry {
+    fn empty() -> Entry {
+        Entry {
+            first_us: i64::MIN,
+            raw: RawRecord {
+                claim_id: String::new(),
+                record: Vec::new(),
+                first_response: None,
+                stored: None,
+            },
+        }
+    }
 }
 
 /// The shared maps; clones share them.
@@ -59,34 +74,9 @@ impl MemoryBackend {
                         None => RawClaim::Free,
                     });
                 };
+                self.prune(c.first_us, c.window_us);
                 // The entry API locks the record's shard: two claims of one key are serial.
-                let mut slot = self.store.records.entry(name).or_insert_with(|| Entry {
-                    first_us: i64::MIN,
-                    raw: RawRecord {
-                        claim_id: String::new(),
-                        record: Vec::new(),
-                        first_response: None,
-                        stored: None,
-                    },
-                });
-                let fresh = slot.first_us == i64::MIN;
-                if fresh {
-                    drop(slot);
-                    self.prune(c.first_us, c.window_us);
-                    slot = self
-                        .store
-                        .records
-                        .entry(rk.name(&self.prefix))
-                        .or_insert_with(|| Entry {
-                            first_us: i64::MIN,
-                            raw: RawRecord {
-                                claim_id: String::new(),
-                                record: Vec::new(),
-                                first_response: None,
-                                stored: None,
-                            },
-                        });
-                }
+                let mut slot = self.store.records.entry(name).or_insert_with(Entry::empty);
                 let fresh = slot.first_us == i64::MIN;
                 if !fresh && c.first_us.saturating_sub(slot.first_us) <= c.window_us {
                     return RawReply::Claim(RawClaim::Held(slot.raw.clone()));
@@ -167,7 +157,8 @@ impl MemoryBackend {
         }
     }
 
-    /// Drops records older than two windows before `now_us`, every [`PRUNE_EVERY`] inserts.
+    /// Drops records older than two windows before `now_us`, once every [`PRUNE_EVERY`]
+    /// claims.
     fn prune(&self, now_us: i64, window_us: i64) {
         use std::sync::atomic::Ordering;
         if self.store.inserts.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY != PRUNE_EVERY - 1 {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{Conn, TxId};
 use crate::reassembly::flow::{Endpoint, community_id};
+use crate::tracker::persist;
 use crate::tracker::shared::SharedAttempt;
 use crate::tracker::{Identity, KeyId, Origin, ReqRec, RespRec};
 use crate::ts::Timestamp;
@@ -68,19 +69,6 @@ struct FirstWire<'a> {
     server_port: u16,
     flow_id: u64,
     vlans: Vec<u16>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RespWire<'a> {
-    ts: i64,
-    status: u16,
-    interim: Vec<u16>,
-    body_len: u64,
-    body_sha256: Option<[u8; 32]>,
-    body_complete: bool,
-    body_missing: u64,
-    resource_id: Option<&'a str>,
-    replayed: bool,
 }
 
 /// A key's first request as another instance (or this one, earlier) filed it.
@@ -234,34 +222,13 @@ pub fn decode_attempt(bytes: &[u8]) -> Option<SharedAttempt> {
     })
 }
 
+/// A response's bytes: as the state file saves it.
 pub fn encode_response(r: &RespRec) -> Vec<u8> {
-    let w = RespWire {
-        ts: r.ts.0,
-        status: r.status,
-        interim: r.interim.to_vec(),
-        body_len: r.body_len,
-        body_sha256: r.body_sha256,
-        body_complete: r.body_complete,
-        body_missing: r.body_missing,
-        resource_id: r.resource_id.as_deref(),
-        replayed: r.replayed,
-    };
-    postcard::to_stdvec(&w).unwrap_or_default()
+    postcard::to_stdvec(&persist::resp_saved(r)).unwrap_or_default()
 }
 
 pub fn decode_response(bytes: &[u8]) -> Option<Arc<RespRec>> {
-    let w: RespWire<'_> = postcard::from_bytes(bytes).ok()?;
-    Some(Arc::new(RespRec {
-        ts: Timestamp(w.ts),
-        status: w.status,
-        interim: w.interim.into_boxed_slice(),
-        body_len: w.body_len,
-        body_sha256: w.body_sha256,
-        body_complete: w.body_complete,
-        body_missing: w.body_missing,
-        resource_id: w.resource_id.map(Into::into),
-        replayed: w.replayed,
-    }))
+    postcard::from_bytes(bytes).ok().map(persist::resp_rec)
 }
 
 #[cfg(test)]
