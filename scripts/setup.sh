@@ -17,6 +17,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The fleet tests start their own Redis on loopback.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The manual page test renders it with man(1).
+command -v man >/dev/null 2>&1 || need+=(man-db)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -41,6 +41,23 @@ pub enum Command {
     /// over TLS, answer each 204 at once, print alerts until stopped.
     #[command(after_long_help = MIRROR_EXAMPLES)]
     Mirror(MirrorArgs),
+    /// Write the manual page or a shell completion script to stdout (made from these very
+    /// definitions, so they match --help).
+    #[command(subcommand)]
+    Generate(Generate),
+}
+
+/// What `idemwatch generate` writes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// idemwatch(1) in roff: `idemwatch generate man > idemwatch.1; man -l idemwatch.1`.
+    Man,
+    /// A completion script: `idemwatch generate completions bash >
+    /// /usr/share/bash-completion/completions/idemwatch`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 const MIRROR_EXAMPLES: &str = "\

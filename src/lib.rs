@@ -12,6 +12,7 @@ pub mod config_file;
 pub mod decode;
 pub mod fleet;
 pub mod http;
+pub mod manpage;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;

@@ -50,6 +50,25 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Generate(what) => {
+            let mut out = std::io::stdout().lock();
+            let written = match what {
+                idemwatch::cli::Generate::Man => {
+                    idemwatch::manpage::render(Cli::command(), &mut out)
+                }
+                idemwatch::cli::Generate::Completions { shell } => {
+                    idemwatch::manpage::completions(shell, Cli::command(), &mut out);
+                    Ok(())
+                }
+            };
+            match written.and_then(|()| std::io::Write::flush(&mut out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("idemwatch: cannot write: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::CheckConfig(_) => {
             let cmd = Cli::command();
             let sub = matches
@@ -387,7 +406,7 @@ fn parse_quiet(argv: &[OsString]) -> Result<Parsed, String> {
 }
 
 fn parse_quiet_inner(argv: &[OsString]) -> Result<Parsed, ParseFail> {
-    let mut cmd = Cli::command();
+    let mut cmd = Cli::command().version(idemwatch::source::version_line());
     let mut argv = argv.to_vec();
     let mut used = None;
     let mut merged = None;
