@@ -121,6 +121,11 @@ pub struct MirrorArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
+    /// Serve the counters at http://ADDR/metrics in the Prometheus text format, e.g.
+    /// 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
     /// Write one "event_type":"http" line per mirrored request.
     #[arg(long)]
     pub log_requests: bool,
@@ -150,6 +155,7 @@ impl MirrorArgs {
         self.limits.apply(&mut c.limits);
         self.policy.apply(&mut c);
         c.store = self.store.config();
+        c.metrics_listen = self.metrics_listen;
         c
     }
 }
@@ -209,6 +215,11 @@ pub struct LiveArgs {
     /// Write an "event_type":"stats" line this often (0: never).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub stats_interval: Duration,
+
+    /// Serve the counters of the stats lines at http://ADDR/metrics in the Prometheus text
+    /// format, e.g. 127.0.0.1:9464 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Log a warning when more than this share of packets was dropped in a stats interval.
     #[arg(long, value_name = "RATIO", default_value_t = 0.001)]
@@ -297,6 +308,7 @@ impl LiveArgs {
         self.limits.apply(&mut c.limits);
         self.policy.apply(&mut c);
         c.store = self.store.config();
+        c.metrics_listen = self.metrics_listen;
         c
     }
 

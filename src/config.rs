@@ -107,4 +107,6 @@ pub struct Config {
     pub tracker: crate::tracker::TrackerConfig,
     /// Fleet mode: the shared key store (`None`: this instance's keys only).
     pub store: Option<crate::fleet::StoreConfig>,
+    /// Daemons: serve the counters at `/metrics` (Prometheus text format) on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }

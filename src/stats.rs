@@ -7,12 +7,15 @@
 use serde::Serialize;
 
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+    ($( $(#[doc = $doc:literal])* $name:ident ),* $(,)?) => {
         /// Counters of one worker, or of the whole run once merged.
         #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
         pub struct Stats {
-            $( $(#[$doc])* pub $name: u64, )*
+            $( $(#[doc = $doc])* pub $name: u64, )*
         }
+
+        /// Each counter's name and its documentation (the help of its Prometheus metric).
+        pub const HELP: &[(&str, &str)] = &[ $( (stringify!($name), concat!($($doc, " ",)* "")), )* ];
 
         impl Stats {
             /// Adds every counter of `other` into `self`.

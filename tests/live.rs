@@ -475,3 +475,83 @@ fn live_judges_a_retry_against_the_first_use_another_gateway_filed() {
     assert_eq!(last["stats"]["store_down"], 0);
     assert!(last["stats"]["store_round_trips"].as_u64().unwrap_or(0) >= 1);
 }
+
+/// `GET /metrics` from a daemon: the body, parsed as the Prometheus text format.
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listens");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format")
+}
+
+fn metric(s: &prometheus_parse::Scrape, name: &str, kind: Option<&str>) -> f64 {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && kind.is_none_or(|k| x.labels.get("kind") == Some(k)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn metrics_are_scraped_while_capturing_and_match_the_traffic() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mport = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{mport}");
+    let mut live = start_live(dir.path(), api.port, &["--metrics-listen", &listen]);
+    // Five POSTs on one connection: a key, its retry, a conflicting reuse, two keyless.
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 1}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 3})\n\
+         post(c, '/v1/charges', {'amount': 4})\n",
+    );
+    let done = wait_for(Duration::from_secs(10), || {
+        let s = scrape(mport);
+        metric(&s, "idemwatch_http_transactions_total", None) >= 5.0
+    });
+    let s = scrape(mport);
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        done,
+        "transactions never reached 5:\n{}",
+        stderr_text(dir.path())
+    );
+    assert_eq!(metric(&s, "idemwatch_http_requests_total", None), 5.0);
+    assert_eq!(metric(&s, "idemwatch_http_responses_total", None), 5.0);
+    assert_eq!(metric(&s, "idemwatch_tracker_retries_total", None), 1.0);
+    // The alerts the output file holds, kind by kind.
+    let evs = events(dir.path());
+    for kind in ["key_conflict", "missing_key"] {
+        let n = alerts_of(&evs, kind).len() as f64;
+        assert!(n > 0.0, "no {kind} in the output");
+        assert_eq!(
+            metric(&s, "idemwatch_alerts_by_kind_total", Some(kind)),
+            n,
+            "{kind}"
+        );
+    }
+    assert!(metric(&s, "idemwatch_capture_kernel_packets_total", None) > 0.0);
+    assert_eq!(metric(&s, "idemwatch_tracker_keys_tracked", None), 1.0);
+}

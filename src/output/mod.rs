@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod event;
+pub mod metrics;
 pub mod writer;
 
 pub use alert::AlertEvent;

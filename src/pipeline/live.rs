@@ -166,6 +166,14 @@ pub fn run_live(
         }
         None => None,
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            crate::output::metrics::Metrics::serve(addr)
+                .map_err(|e| LiveRunError::Run(RunError::Setup(e)))?,
+        ),
+        None => None,
+    };
+    let mut last_metrics = Instant::now();
     let mut decoder = Decoder::new(&config.limits);
     let mut worker = FlowWorker::new(config, 1);
     let mut judge = Judge::new(
@@ -254,6 +262,16 @@ pub fn run_live(
             notify(&[sd_notify::NotifyState::Watchdog]);
             last_ping = Instant::now();
         }
+        if let Some(m) = &metrics
+            && last_metrics.elapsed() >= METRICS_EVERY
+        {
+            last_metrics = Instant::now();
+            let mut st = snapshot(&mut cap, &worker, &judge);
+            if let Some(mx) = &mirror {
+                st.merge(&mx.stats());
+            }
+            m.update(&st);
+        }
         if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
             last_stats = Instant::now();
             let mut st = snapshot(&mut cap, &worker, &judge);
@@ -317,6 +335,9 @@ pub fn run_live(
     out.flush().map_err(RunError::Output)?;
     Ok(st)
 }
+
+/// How often `/metrics` gets a fresh snapshot.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Every counter now: the worker's, the tracker's and libpcap's.
 fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {

@@ -185,8 +185,21 @@ pub fn run_mirror(
         Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
         false,
     )?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(crate::output::metrics::Metrics::serve(addr).map_err(RunError::Setup)?),
+        None => None,
+    };
+    let mut last_metrics = std::time::Instant::now();
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
+        if let Some(m) = &metrics
+            && last_metrics.elapsed() >= Duration::from_secs(1)
+        {
+            last_metrics = std::time::Instant::now();
+            let mut st = server.stats();
+            st.merge(&judge.counters());
+            m.update(&st);
+        }
         if hup.swap(false, Ordering::Relaxed) {
             reload_tls(&server, reload);
         }

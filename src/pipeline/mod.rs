@@ -41,7 +41,7 @@ pub enum RunError {
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("{0}")]
-    Store(String),
+    Setup(String),
 }
 
 impl RunError {
@@ -49,7 +49,7 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Source(e) if e.is_usage() => 2,
-            RunError::Store(_) => 2,
+            RunError::Setup(_) => 2,
             _ => 1,
         }
     }
@@ -356,7 +356,7 @@ impl Judge {
         if let Some(sc) = &config.store {
             j.fleet = Some(
                 crate::fleet::stage::Fleet::start(sc, patient, &mut j.tracker, &mut j.stats)
-                    .map_err(RunError::Store)?,
+                    .map_err(RunError::Setup)?,
             );
         }
         Ok(j)
