@@ -33,5 +33,7 @@ if [ -n "$deny_pid" ] && ! wait "$deny_pid"; then
 fi
 rm -f "$deny_log"
 # Advisories need the RustSec database from the network; licences, bans and sources do not.
+# cargo-deny reads every crate of the lock file, those of other platforms too: fetch them first.
+cargo fetch --locked --quiet
 cargo deny --offline check bans licenses sources
 exit "$fuzz_status"

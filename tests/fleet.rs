@@ -306,6 +306,7 @@ fn two_gateways_racing_on_the_same_keys_raise_one_conflict_per_key() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         for l in String::from_utf8_lossy(&o.stdout).lines() {
             let v: Value = serde_json::from_str(l).expect("JSON line");
+            support::schema::check(&v);
             // Both servers ran their request: conflict_accepted follows where the winner's
             // result was filed before the loser's response was judged.
             if v["kind"] == "conflict_accepted" {
@@ -371,6 +372,7 @@ fn redis_killed_and_restarted_under_running_mirrors_is_ridden_out() {
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .inspect(support::schema::check)
             .filter(|v| v["kind"] == "key_conflict" && v["key"] == key)
             .collect()
     };

@@ -73,6 +73,7 @@ fn events(dir: &Path) -> Vec<Value> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .inspect(daemon::schema::check)
         .collect()
 }
 

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../schema/check.rs"]
+pub mod schema;
+
 /// A child process killed when dropped, so that a failing test leaves nothing running.
 pub struct Proc(pub Child);
 
@@ -172,6 +175,7 @@ pub fn stop_mirror(mut p: Proc, dir: &Path) -> (Vec<Value>, String) {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .inspect(schema::check)
         .collect();
     (
         events,

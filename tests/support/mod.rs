@@ -1136,14 +1136,19 @@ pub fn strip_volatile(mut v: Value) -> Value {
     v
 }
 
+#[path = "../schema/check.rs"]
+pub mod schema;
+
 fn parse_lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| {
+            let v = serde_json::from_str(l).unwrap_or_else(|e| {
                 panic!("stdout line is not JSON ({e}): {l:?}\nstdout:\n{stdout}")
-            })
+            });
+            schema::check(&v);
+            v
         })
         .collect()
 }
