@@ -36,4 +36,9 @@ rm -f "$deny_log"
 # cargo-deny reads every crate of the lock file, those of other platforms too: fetch them first.
 cargo fetch --locked --quiet
 cargo deny --offline check bans licenses sources
+# The Debian package, installed and removed for real: only in CI (as root), since it changes
+# the system; elsewhere `sudo bash scripts/package_test.sh` runs it.
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then
+    bash scripts/package_test.sh
+fi
 exit "$fuzz_status"

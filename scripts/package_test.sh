@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds the .deb, installs it with dpkg, checks that everything is where README.md says, that
+# man finds the page and systemd-analyze accepts the installed unit, that nothing was enabled,
+# then removes it. Needs root; changes the system (run by scripts/test.sh only as root in CI).
+#   sudo bash scripts/package_test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail() { echo "package test: $*" >&2; exit 1; }
+bash scripts/package.sh
+DEB=$(ls -t target/debian/idemwatch_*.deb | head -1)
+dpkg-deb -f "$DEB" Depends | grep -q "libpcap0.8" || fail "no libpcap dependency"
+dpkg -i "$DEB"
+for f in /usr/bin/idemwatch /etc/idemwatch/idemwatch.toml /etc/logrotate.d/idemwatch \
+    /usr/lib/systemd/system/idemwatch.service /usr/lib/systemd/system/idemwatch@.service \
+    /usr/share/man/man1/idemwatch.1.gz /usr/share/bash-completion/completions/idemwatch \
+    /usr/share/zsh/vendor-completions/_idemwatch /usr/share/fish/vendor_completions.d/idemwatch.fish \
+    /usr/share/doc/idemwatch/README.md /usr/share/doc/idemwatch/FLEET.md; do
+    [ -e "$f" ] || fail "$f is not installed"
+done
+dpkg-query -W -f='${Conffiles}\n' idemwatch | grep -q /etc/idemwatch/idemwatch.toml \
+    || fail "the configuration is not a conffile"
+[ "$(man -w idemwatch)" = /usr/share/man/man1/idemwatch.1.gz ] || fail "man -w does not find the page"
+man idemwatch 2>/dev/null | grep -q "ALERT KINDS" || fail "man idemwatch does not show the page"
+grep -q '^ExecStart=/usr/bin/idemwatch ' /usr/lib/systemd/system/idemwatch.service \
+    || fail "the unit does not run the packaged binary"
+systemd-analyze verify /usr/lib/systemd/system/idemwatch.service
+/usr/bin/idemwatch --version | grep -q "^idemwatch .* (libpcap " || fail "--version"
+/usr/bin/idemwatch check-config --config /etc/idemwatch/idemwatch.toml >/dev/null \
+    || fail "the packaged configuration does not pass check-config"
+if [ -e /etc/systemd/system/multi-user.target.wants/idemwatch.service ]; then
+    fail "installing enabled the service"
+fi
+dpkg -r idemwatch
+[ ! -e /usr/bin/idemwatch ] || fail "the binary stayed after dpkg -r"
+[ ! -e /usr/lib/systemd/system/idemwatch.service ] || fail "the unit stayed after dpkg -r"
+dpkg -P idemwatch
+[ ! -e /etc/idemwatch/idemwatch.toml ] || fail "the configuration stayed after dpkg -P"
+echo "package test: $(basename "$DEB") installed, checked, removed and purged"
