@@ -16,10 +16,22 @@ if ! cargo deny --version >/dev/null 2>&1; then
     cargo install cargo-deny --version 0.20.2 --locked -j 1 >"$deny_log" 2>&1 &
     deny_pid=$!
 fi
+# The package test (CI, as root) needs cargo-deb: built alongside the tests as well.
+deb_pid=""
+deb_log=$(mktemp)
+package_test=false
+if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then
+    package_test=true
+    if ! cargo deb --version >/dev/null 2>&1; then
+        cargo install cargo-deb --version 3.8.0 --locked -j 1 >"$deb_log" 2>&1 &
+        deb_pid=$!
+    fi
+fi
 test_status=0
 cargo test --release --locked || test_status=$?
 if [ "$test_status" != 0 ]; then
     [ -n "$deny_pid" ] && kill "$deny_pid" 2>/dev/null
+    [ -n "$deb_pid" ] && kill "$deb_pid" 2>/dev/null
     exit "$test_status"
 fi
 fuzz_status=0
@@ -38,7 +50,13 @@ cargo fetch --locked --quiet
 cargo deny --offline check bans licenses sources
 # The Debian package, installed and removed for real: only in CI (as root), since it changes
 # the system; elsewhere `sudo bash scripts/package_test.sh` runs it.
-if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then
+if [ "$package_test" = true ]; then
+    if [ -n "$deb_pid" ] && ! wait "$deb_pid"; then
+        tail -20 "$deb_log" >&2
+        echo "test: installing cargo-deb failed" >&2
+        exit 1
+    fi
     bash scripts/package_test.sh
 fi
+rm -f "$deb_log"
 exit "$fuzz_status"
