@@ -129,6 +129,22 @@ struct Nginx {
     port: u16,
 }
 
+impl Drop for Nginx {
+    /// SIGTERM first: the master stops its workers (a SIGKILL would leave them running).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self._proc.0.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if matches!(self._proc.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
     let port = free_port();
     let d = |f: &str| dir.join(f).display().to_string();
