@@ -7,7 +7,6 @@ mod daemon;
 mod support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -503,21 +502,7 @@ fn keys_are_shared_over_tls_with_client_certificates() {
 
 #[test]
 fn a_store_password_never_reaches_output_or_logs() {
-    let mut redis = Redis {
-        proc: None,
-        port: free_port(),
-    };
-    redis.spawn(&[
-        "--port",
-        &redis.port.to_string(),
-        "--requirepass",
-        "canary-pw-7f3a",
-    ]);
-    assert!(wait_for(Duration::from_secs(10), || TcpStream::connect((
-        "127.0.0.1",
-        redis.port
-    ))
-    .is_ok()));
+    let redis = Redis::start_with(&["--requirepass", "canary-pw-7f3a"]);
     let good = format!("redis://:canary-pw-7f3a@127.0.0.1:{}/0", redis.port);
     let bad = format!("redis://:canary-wrong-9c1d@127.0.0.1:{}/0", redis.port);
     let gw1 = run_with(
@@ -796,17 +781,7 @@ fn a_fresh_key_on_another_gateway_after_a_failed_attempt_is_key_churn() {
 
 #[test]
 fn a_stalled_redis_delays_alerts_by_the_store_wait_at_most() {
-    let mut redis = Redis {
-        proc: None,
-        port: free_port(),
-    };
-    redis.spawn(&[
-        "--port",
-        &redis.port.to_string(),
-        "--enable-debug-command",
-        "yes",
-    ]);
-    assert!(wait_for(Duration::from_secs(10), || ping(redis.port)));
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
     let dir = tempfile::tempdir().expect("tmp");
     let url = redis.url();
     let (p, port) = start_mirror(

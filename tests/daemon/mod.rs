@@ -282,6 +282,29 @@ impl Redis {
         r
     }
 
+    /// On a free port with extra options (`--requirepass`, ...); waits until it accepts
+    /// connections (a PING may be refused: it may need a password).
+    pub fn start_with(options: &[&str]) -> Redis {
+        let mut r = Redis {
+            proc: None,
+            port: free_port(),
+        };
+        let port = r.port.to_string();
+        let mut args = vec!["--port", &port];
+        args.extend_from_slice(options);
+        r.spawn(&args);
+        assert!(
+            wait_for(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                r.port
+            ))
+            .is_ok()),
+            "redis-server did not listen on port {}",
+            r.port
+        );
+        r
+    }
+
     /// Starts (again) on the same port, empty.
     pub fn restart(&mut self) {
         self.spawn(&["--port", &self.port.to_string()]);
