@@ -5,7 +5,7 @@
 //! overlap) and compares what `idemwatch read --log-requests --stats` prints with what the
 //! plain conversation gives.
 
-mod support;
+use crate::support;
 
 use std::ops::Range;
 

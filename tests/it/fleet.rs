@@ -3,8 +3,8 @@
 //! instances claiming the same keys at the same moment agree on one original each time; a Redis
 //! killed and restarted under running mirrors is ridden out and sharing resumes.
 
-mod daemon;
-mod support;
+use crate::daemon;
+use crate::support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

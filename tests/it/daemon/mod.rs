@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-// Test crates use this module alone or with the other helper module; both carry the checker.
-#[allow(clippy::duplicate_mod)]
-#[path = "../schema/check.rs"]
-pub mod schema;
+pub use crate::schema;
 
 /// A child process killed when dropped, so that a failing test leaves nothing running.
 pub struct Proc(pub Child);

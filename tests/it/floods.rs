@@ -3,7 +3,7 @@
 //! `idemwatch read --stats`, that the limit meant for the flood was applied and that nothing
 //! was invented. Time and memory are not asserted here.
 
-mod support;
+use crate::support;
 
 use support::*;
 

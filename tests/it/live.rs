@@ -2,7 +2,7 @@
 //! `captures/server.py`, Python's http.client as the client, libpcap capturing. Needs
 //! CAP_NET_RAW (CI runs as root); without it the tests fail and say so.
 
-mod daemon;
+use crate::daemon;
 
 use std::io::Read;
 use std::net::TcpListener;

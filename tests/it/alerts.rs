@@ -9,7 +9,7 @@
 //! Leaves out the HTTP details of each transaction (tests/captures.rs) and hand-built traffic
 //! (tests/reassembly.rs, tests/decode_encapsulations.rs).
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

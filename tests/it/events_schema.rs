@@ -3,7 +3,7 @@
 //! each line is validated as it is parsed (tests/support). The other integration tests validate
 //! what they read the same way.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 

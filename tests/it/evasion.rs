@@ -2,7 +2,7 @@
 //! or miss what it did. Each test says what is alerted and why; docs/HOSTILE.md lists them all
 //! (with the overlap cases of tests/reassembly.rs).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::*;

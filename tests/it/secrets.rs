@@ -6,8 +6,8 @@
 //!
 //! `live` needs CAP_NET_RAW (CI runs as root), like tests/live.rs.
 
-mod daemon;
-mod support;
+use crate::daemon;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! `idemwatch mirror` with real clients: curl over TLS (certificates made here with rcgen),
 //! mutual TLS, and hostile peers (garbage, a sender that never finishes its head).
 
-mod daemon;
+use crate::daemon;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! Content-Length and chunked bodies, 1xx, bodiless responses, close-delimited bodies, split
 //! heads, conflicting framing headers, content coding, redaction and idempotency keys.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 

@@ -3,7 +3,7 @@
 //! Every capture is written by `tests/support` and read by `idemwatch read --log-requests
 //! --stats`; the tests assert on the JSON lines it prints and on its exit status.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

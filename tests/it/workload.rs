@@ -3,7 +3,7 @@
 //! of the ground truth, by kind, and nothing else. The generator must be deterministic.
 
 #[allow(dead_code)]
-#[path = "../examples/workload.rs"]
+#[path = "../../examples/workload.rs"]
 mod workload;
 
 use std::collections::BTreeMap;

@@ -1136,10 +1136,7 @@ pub fn strip_volatile(mut v: Value) -> Value {
     v
 }
 
-// Test crates use this module alone or with the other helper module; both carry the checker.
-#[allow(clippy::duplicate_mod)]
-#[path = "../schema/check.rs"]
-pub mod schema;
+pub use crate::schema;
 
 fn parse_lines(stdout: &str) -> Vec<Value> {
     stdout

@@ -9,7 +9,7 @@
 //! the window span both directions, as a mirror port merging them may. Each case runs the
 //! binary twice, so the case count is modest.
 
-mod support;
+use crate::support;
 
 use std::ops::Range;
 
