@@ -2,7 +2,8 @@
 //! idemwatch must see every transaction, count every plain retry and raise exactly the alerts
 //! of the ground truth, by kind, and nothing else. The generator must be deterministic.
 
-#[allow(dead_code)]
+// The example, included under its own name inside the `workload` test module.
+#[allow(dead_code, clippy::module_inception)]
 #[path = "../../examples/workload.rs"]
 mod workload;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use crate::schema;
+pub(crate) use crate::schema;
 
 /// A child process killed when dropped, so that a failing test leaves nothing running.
 pub struct Proc(pub Child);

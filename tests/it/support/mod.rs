@@ -1136,7 +1136,7 @@ pub fn strip_volatile(mut v: Value) -> Value {
     v
 }
 
-pub use crate::schema;
+pub(crate) use crate::schema;
 
 fn parse_lines(stdout: &str) -> Vec<Value> {
     stdout
