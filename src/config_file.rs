@@ -379,9 +379,12 @@ fn effective(
     let Some(sub) = root.find_subcommand(subcommand) else {
         return format!("# the command has no subcommand '{subcommand}'\n");
     };
-    let m = matches
-        .subcommand_matches(sub.get_name())
-        .unwrap_or(matches);
+    // Not `subcommand_matches`: on the subcommand's own matches, which have no subcommands, clap's
+    // debug assertions panic on any name.
+    let m = match matches.subcommand() {
+        Some((name, m)) if name == sub.get_name() => m,
+        _ => matches,
+    };
     let mut out = "# The effective configuration: the command line over the configuration file \
                    over the defaults.\n"
         .to_owned();
@@ -1578,6 +1581,22 @@ mod tests {
         );
         assert!(out.contains("max-keys = 500  # command line\n"), "{out}");
         toml::from_str::<toml::Table>(&out).expect(&out);
+    }
+
+    #[test]
+    fn effective_toml_takes_the_subcommands_matches_as_well_as_the_roots() {
+        // check-config passes the subcommand's matches: asking them for a subcommand panicked
+        // under debug assertions.
+        let matches = TestCli::command()
+            .try_get_matches_from(["idemwatch", "-v", "live", "-i", "eth0"])
+            .unwrap();
+        let (_, sub) = matches.subcommand().unwrap();
+        let from_sub = effective_toml(&TestCli::command(), "live", sub);
+        assert!(from_sub.contains("interface = \"eth0\"\n"), "{from_sub}");
+        assert_eq!(
+            from_sub,
+            effective_toml(&TestCli::command(), "live", &matches)
+        );
     }
 
     #[test]
