@@ -18,6 +18,7 @@ mod evasion;
 mod events_schema;
 mod fleet;
 mod floods;
+mod fuzz_seeds;
 mod http_framing;
 mod live;
 mod manual;

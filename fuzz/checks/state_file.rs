@@ -1,13 +1,12 @@
 //! Arbitrary bytes as the body of a state file (behind a valid header and checksum, which the
 //! fuzzer could not forge): decoded and loaded into a tracker with small limits, then the
 //! tracker is used and saved. Errors are fine; panics and unbounded loading are not.
-#![no_main]
 
 use idemwatch::tracker::persist::fuzz_load;
 use idemwatch::tracker::{Tracker, TrackerConfig};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// One input through the target: a panic, a failed assertion included, is a finding.
+pub fn check(data: &[u8]) {
     let cfg = TrackerConfig {
         max_keys: 64,
         ..TrackerConfig::default()
@@ -19,4 +18,4 @@ fuzz_target!(|data: &[u8]| {
         let _ = idemwatch::tracker::persist::save(&t, &dir);
         let _ = std::fs::remove_dir_all(&dir);
     }
-});
+}

@@ -3,7 +3,6 @@
 //! piece cut again into pieces of 1 to 8 bytes, the interleaving of the two directions kept) must
 //! give the same transactions: a sender chooses its segment boundaries, and they must not change
 //! what idemwatch sees.
-#![no_main]
 
 use idemwatch::config::{HttpConfig, Limits};
 use idemwatch::decode::Vlans;
@@ -11,7 +10,6 @@ use idemwatch::http::session::{Emitter, SessionSettings};
 use idemwatch::http::{HttpEvent, Session};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
-use libfuzzer_sys::fuzz_target;
 
 fn session() -> Session {
     let ep = |p| Endpoint {
@@ -92,7 +90,8 @@ fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
         .collect()
 }
 
-fuzz_target!(|data: &[u8]| {
+/// One input through the target: a panic, a failed assertion included, is a finding.
+pub fn check(data: &[u8]) {
     // Pieces: a control byte (side, gap) then up to 31 bytes.
     let mut pieces = Vec::new();
     let mut rest = data;
@@ -120,4 +119,4 @@ fuzz_target!(|data: &[u8]| {
         run(&cut, false),
         "segment boundaries changed the transactions"
     );
-});
+}
