@@ -62,24 +62,16 @@ pub enum Format {
 
 impl Format {
     /// Classic little-endian µs pcap, what tcpdump writes on x86.
-    pub const PCAP: Format = Format::Pcap {
-        big_endian: false,
-        nanos: false,
-    };
-    pub const PCAP_BE: Format = Format::Pcap {
-        big_endian: true,
-        nanos: false,
-    };
-    pub const PCAP_NS: Format = Format::Pcap {
-        big_endian: false,
-        nanos: true,
-    };
-    pub const PCAP_BE_NS: Format = Format::Pcap {
-        big_endian: true,
-        nanos: true,
-    };
+    pub const PCAP: Format = Format::pcap(false, false);
+    pub const PCAP_BE: Format = Format::pcap(true, false);
+    pub const PCAP_NS: Format = Format::pcap(false, true);
+    pub const PCAP_BE_NS: Format = Format::pcap(true, true);
     pub const PCAPNG: Format = Format::PcapNg { nanos: false };
     pub const PCAPNG_NS: Format = Format::PcapNg { nanos: true };
+
+    const fn pcap(big_endian: bool, nanos: bool) -> Format {
+        Format::Pcap { big_endian, nanos }
+    }
 }
 
 /// A pcap-file error as an I/O error: the write failed, or a field does not fit the format.
