@@ -664,25 +664,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl LimitArgs {
     pub fn apply(&self, l: &mut Limits) {
         if let Some(v) = self.max_flows {
-            l.max_flows = v;
+            l.reassembly.max_flows = v;
         }
         if let Some(v) = self.max_ooo_bytes {
-            l.max_ooo_bytes_per_flow = v;
+            l.reassembly.max_ooo_bytes_per_flow = v;
         }
         if let Some(v) = self.flow_timeout {
-            l.flow_idle_timeout = v;
+            l.reassembly.flow_idle_timeout = v;
         }
         if let Some(v) = self.max_head_bytes {
-            l.max_head_bytes = v;
+            l.http.max_head_bytes = v;
         }
         if let Some(v) = self.max_headers {
-            l.max_headers = v;
+            l.http.max_headers = v;
         }
         if let Some(v) = self.max_pending {
-            l.max_pending_requests = v;
+            l.http.max_pending_requests = v;
         }
         if let Some(v) = self.max_fragment_sets {
-            l.max_fragment_sets = v;
+            l.decode.max_fragment_sets = v;
         }
     }
 }

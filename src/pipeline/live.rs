@@ -174,7 +174,7 @@ pub fn run_live(
         None => None,
     };
     let mut last_metrics = Instant::now();
-    let mut decoder = Decoder::new(&config.limits);
+    let mut decoder = Decoder::new(&config.limits.decode);
     let mut worker = FlowWorker::new(config, 1);
     let mut judge = Judge::new(
         config,
