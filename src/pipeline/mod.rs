@@ -8,12 +8,14 @@
 mod live;
 mod mirror;
 mod parallel;
+mod signals;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
 pub use mirror::{
     MirrorConnection, MirrorFed, MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror,
     reload_tls, run_mirror,
 };
+pub use signals::Signals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
