@@ -379,9 +379,12 @@ fn effective(
     let Some(sub) = root.find_subcommand(subcommand) else {
         return format!("# the command has no subcommand '{subcommand}'\n");
     };
-    let m = matches
-        .subcommand_matches(sub.get_name())
-        .unwrap_or(matches);
+    // The root's matches or the subcommand's: `subcommand_matches` would panic (a debug
+    // assertion) on the subcommand's own, which has no subcommands.
+    let m = match matches.subcommand() {
+        Some((name, m)) if name == sub.get_name() => m,
+        _ => matches,
+    };
     let mut out = "# The effective configuration: the command line over the configuration file \
                    over the defaults.\n"
         .to_owned();
@@ -1578,6 +1581,19 @@ mod tests {
         );
         assert!(out.contains("max-keys = 500  # command line\n"), "{out}");
         toml::from_str::<toml::Table>(&out).expect(&out);
+    }
+
+    #[test]
+    fn effective_toml_takes_the_subcommands_own_matches_too() {
+        // What check-config passes: a regression test for a debug assertion of clap's
+        // `subcommand_matches`, which panicked on matches without subcommands.
+        let m = TestCli::command()
+            .try_get_matches_from(["idemwatch", "live", "-i", "eth0"])
+            .unwrap();
+        let sub = m.subcommand_matches("live").unwrap();
+        let out = effective_toml(&TestCli::command(), "live", sub);
+        assert!(out.contains("\ninterface = \"eth0\"\n"), "{out}");
+        assert_eq!(out, effective_toml(&TestCli::command(), "live", &m));
     }
 
     #[test]
