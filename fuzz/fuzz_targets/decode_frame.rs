@@ -2,7 +2,7 @@
 //! fragment table across frames of one input).
 #![no_main]
 
-use idemwatch::decode::{DefragSettings, Decoder, LinkType};
+use idemwatch::decode::{Decoder, DefragSettings, LinkType};
 use idemwatch::stats::Stats;
 use idemwatch::ts::Timestamp;
 use libfuzzer_sys::fuzz_target;

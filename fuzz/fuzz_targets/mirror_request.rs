@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use idemwatch::http::{HttpEvent, Limits, Settings};
 use idemwatch::http::session::SessionSettings;
+use idemwatch::http::{HttpEvent, Limits, Settings};
 use idemwatch::pipeline::MirrorConnection;
 use idemwatch::reassembly::EndReason;
 use idemwatch::ts::Timestamp;
