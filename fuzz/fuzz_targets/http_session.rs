@@ -5,10 +5,9 @@
 //! what idemwatch sees.
 #![no_main]
 
-use idemwatch::config::{HttpConfig, Limits};
 use idemwatch::decode::Vlans;
 use idemwatch::http::session::{Emitter, SessionSettings};
-use idemwatch::http::{HttpEvent, Session};
+use idemwatch::http::{HttpEvent, Limits, Session, Settings};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +19,7 @@ fn session() -> Session {
     };
     let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
     let mut s = Session::new(
-        SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+        SessionSettings::new(&Settings::default(), &Limits::default()),
         &info,
     );
     s.on_client_side(Side(0), &mut Emitter::default());
