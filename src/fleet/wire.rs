@@ -10,7 +10,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{Conn, TxId};
-use crate::reassembly::flow::{Endpoint, community_id};
+use crate::net::{Endpoint, Vlans, community_id};
 use crate::tracker::persist;
 use crate::tracker::shared::SharedAttempt;
 use crate::tracker::{Identity, KeyId, Origin, ReqRec, RespRec};
@@ -132,7 +132,7 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
         // No file of this run: the origin names the other instance's.
         file_index: usize::MAX,
     });
-    let mut vlans = crate::decode::Vlans::default();
+    let mut vlans = Vlans::default();
     for v in &w.vlans {
         vlans.push(*v);
     }
@@ -245,7 +245,7 @@ mod tests {
             ip: "10.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
             port: 80,
         };
-        let mut vlans = crate::decode::Vlans::default();
+        let mut vlans = Vlans::default();
         vlans.push(100);
         ReqRec {
             id: TxId {

@@ -23,6 +23,7 @@ pub use rules::{AlertKind, Severity};
 pub use scope::{Identity, Scope, ScopeParts};
 
 use crate::http::{Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::net::Vlans;
 use crate::stats::Stats;
 use crate::ts::Timestamp;
 use rules::{KeyProblem, ReplayVerdict};
@@ -114,7 +115,7 @@ pub struct ReqRec {
     pub body_canon_sha256: Option<[u8; 32]>,
     pub body_complete: bool,
     pub body_missing: u64,
-    pub vlans: crate::decode::Vlans,
+    pub vlans: Vlans,
     /// Set when another instance saw it (fleet mode); `None` for this instance's own.
     pub origin: Option<Arc<Origin>>,
 }

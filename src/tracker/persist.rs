@@ -59,9 +59,8 @@ use sha2::{Digest, Sha256};
 use thin_vec::ThinVec;
 
 use super::{Identity, KeyEntry, KeyId, Keyless, ReqRec, RespRec, Scope, Tracker};
-use crate::decode::Vlans;
 use crate::http::{Conn, TxId};
-use crate::reassembly::Endpoint;
+use crate::net::{Endpoint, Vlans};
 use crate::ts::Timestamp;
 
 /// The state file's name in the state directory.
