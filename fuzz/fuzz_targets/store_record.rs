@@ -7,8 +7,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(f) = decode_first(data) {
-        let origin = f.rec.origin.clone();
-        let observer = origin.as_ref().map(|o| o.observer.to_string()).unwrap_or_default();
+        let origin = f.rec.origin.observer().cloned();
+        let observer = origin.as_ref().map(|o| o.instance.to_string()).unwrap_or_default();
         let file = origin.as_ref().and_then(|o| o.file.as_deref().map(str::to_string));
         let again = encode_first(&f.rec, f.identity, f.decoded, f.first_ts, &observer, file.as_deref());
         let g = decode_first(&again).expect("a re-encoded record decodes");

@@ -353,8 +353,8 @@ impl Fleet {
                         None,
                         end,
                         rec.origin
-                            .as_deref()
-                            .map_or(&*self.cfg.instance, |o| &o.observer),
+                            .observer()
+                            .map_or(&*self.cfg.instance, |o| &o.instance),
                         None,
                     );
                     let churn = tracker.config().churn_window;

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::http::{Conn, TxId};
+use crate::http::Conn;
 use crate::net::{Endpoint, Vlans, community_id};
 use crate::tracker::persist;
 use crate::tracker::shared::SharedAttempt;
-use crate::tracker::{Identity, KeyId, Origin, ReqRec, RespRec};
+use crate::tracker::{Identity, KeyId, Observer, Origin, ReqRec, RespRec};
 use crate::ts::Timestamp;
-
-/// Marks the id of a request seen by another instance: it never equals a local exchange's.
-pub const REMOTE_FLOW_SERIAL: u64 = u64::MAX - 1;
 
 /// A digest that most often equals the body's own (an uncompressed body, an already canonical
 /// one): kept once.
@@ -137,11 +134,10 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
         vlans.push(*v);
     }
     let rec = ReqRec {
-        id: TxId {
-            flow_id: w.flow_id,
-            flow_serial: REMOTE_FLOW_SERIAL,
-            n: u64::try_from(w.ts).unwrap_or(0),
-        },
+        origin: Origin::Remote(Arc::new(Observer {
+            instance: w.observer.into(),
+            file: w.file.map(Into::into),
+        })),
         conn,
         ts: Timestamp(w.ts),
         method: CompactString::new(w.method),
@@ -156,10 +152,6 @@ pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
         body_complete: true,
         body_missing: 0,
         vlans,
-        origin: Some(Arc::new(Origin {
-            observer: w.observer.into(),
-            file: w.file.map(Into::into),
-        })),
     };
     Some(RemoteFirst {
         rec,
@@ -234,7 +226,7 @@ pub fn decode_response(bytes: &[u8]) -> Option<Arc<RespRec>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::Origin;
+    use crate::http::TxId;
 
     fn rec(canon: Option<[u8; 32]>) -> ReqRec {
         let client = Endpoint {
@@ -248,11 +240,11 @@ mod tests {
         let mut vlans = Vlans::default();
         vlans.push(100);
         ReqRec {
-            id: TxId {
+            origin: Origin::Local(TxId {
                 flow_id: 42,
                 flow_serial: 3,
                 n: 1,
-            },
+            }),
             conn: Arc::new(Conn {
                 client,
                 server,
@@ -272,7 +264,6 @@ mod tests {
             body_complete: true,
             body_missing: 0,
             vlans,
-            origin: None,
         }
     }
 
@@ -306,9 +297,9 @@ mod tests {
             );
             assert_eq!(b.vlans.as_slice(), &[100]);
             assert_eq!(
-                b.origin.as_deref(),
-                Some(&Origin {
-                    observer: "gw1".into(),
+                b.origin.observer(),
+                Some(&Observer {
+                    instance: "gw1".into(),
                     file: Some("a.pcap".into())
                 })
             );
@@ -316,7 +307,10 @@ mod tests {
                 (back.identity, back.decoded, back.first_ts),
                 (Identity([9; 16]), Some([3; 32]), Timestamp(77))
             );
-            assert_ne!(b.id.flow_serial, r.id.flow_serial);
+            assert!(
+                b.origin.local().is_none(),
+                "never taken for an exchange here"
+            );
         }
     }
 

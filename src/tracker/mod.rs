@@ -87,18 +87,55 @@ impl Default for TrackerConfig {
 
 /// Where a request seen by another instance was seen (fleet mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
+pub struct Observer {
     /// The instance that saw it (`--store-instance`).
-    pub observer: Box<str>,
+    pub instance: Box<str>,
     /// Its capture file there, when it read files.
     pub file: Option<Box<str>>,
+}
+
+/// Where a kept request came from. Only this run's own exchanges have an id that events can
+/// name: a request loaded or filed elsewhere is never in flight here and has no response here
+/// to cite, so it can never be taken for one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An exchange of this run.
+    Local(TxId),
+    /// Loaded from the state file: its flow id and rank in the run that saved it (saved again
+    /// as they were).
+    Loaded { flow_id: u64, n: u64 },
+    /// Seen by another instance (fleet mode).
+    Remote(Arc<Observer>),
+}
+
+impl Origin {
+    /// The exchange of this run, for a request this run saw.
+    pub fn local(&self) -> Option<TxId> {
+        match self {
+            Origin::Local(id) => Some(*id),
+            Origin::Loaded { .. } | Origin::Remote(_) => None,
+        }
+    }
+
+    /// The instance that saw it, for a request another instance saw.
+    pub fn observer(&self) -> Option<&Observer> {
+        match self {
+            Origin::Remote(o) => Some(o),
+            Origin::Local(_) | Origin::Loaded { .. } => None,
+        }
+    }
+
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Origin::Remote(_))
+    }
 }
 
 /// A request as the tracker keeps it: what the `request` and `original` objects print, and
 /// nothing else (a key's first request is kept for a window or two, so it is kept small).
 #[derive(Debug, Clone)]
 pub struct ReqRec {
-    pub id: TxId,
+    /// Which exchange it was, or where else it was seen.
+    pub origin: Origin,
     /// Shared by every request of the connection.
     pub conn: Arc<Conn>,
     pub ts: Timestamp,
@@ -116,8 +153,6 @@ pub struct ReqRec {
     pub body_complete: bool,
     pub body_missing: u64,
     pub vlans: Vlans,
-    /// Set when another instance saw it (fleet mode); `None` for this instance's own.
-    pub origin: Option<Arc<Origin>>,
 }
 
 /// A response as the tracker keeps it (a key's stored result lives a window or two).
@@ -153,7 +188,7 @@ impl RespRec {
 impl ReqRec {
     pub fn new(id: TxId, conn: &Arc<Conn>, req: &Request) -> ReqRec {
         ReqRec {
-            id,
+            origin: Origin::Local(id),
             conn: conn.clone(),
             ts: req.ts,
             method: CompactString::new(&req.method),
@@ -167,7 +202,6 @@ impl ReqRec {
             body_complete: req.body.complete,
             body_missing: req.body.missing,
             vlans: req.vlans,
-            origin: None,
         }
     }
 }
@@ -296,7 +330,7 @@ struct KeyEntry {
 /// The last keyed attempt at a request (for `key_churn`).
 struct Attempt {
     key: KeyId,
-    tx: TxId,
+    /// Its request (its exchange, when this run saw it).
     rec: Arc<ReqRec>,
     /// When it ended, whether badly (unanswered, aborted, 5xx, 409), and its response.
     ended: Option<(Timestamp, bool, Option<Arc<RespRec>>)>,
@@ -304,8 +338,8 @@ struct Attempt {
 
 /// The last keyless request (for `keyless_duplicate`).
 struct Keyless {
+    /// Its request (its exchange, when this run saw it).
     rec: Arc<ReqRec>,
-    tx: TxId,
     response: Option<Arc<RespRec>>,
 }
 
@@ -533,7 +567,7 @@ impl Tracker {
                                 pending.push(Pending {
                                     kind,
                                     original: Some(e.first.clone()),
-                                    original_tx: Some(e.first.id),
+                                    original_tx: e.first.origin.local(),
                                     original_response: e.first_response.clone(),
                                 });
                             }
@@ -547,7 +581,7 @@ impl Tracker {
                             pending.push(Pending {
                                 kind: AlertKind::LateRetry,
                                 original: Some(e.first.clone()),
-                                original_tx: Some(e.first.id),
+                                original_tx: e.first.origin.local(),
                                 original_response: e.first_response.clone(),
                             });
                         }
@@ -587,13 +621,18 @@ impl Tracker {
                     && a.key != kid
                 {
                     match &a.ended {
-                        None => waits.push((a.tx, AlertKind::KeyChurn)),
+                        None => {
+                            // Not ended: only this run's own attempts (imported ones ended).
+                            if let Some(tx) = a.rec.origin.local() {
+                                waits.push((tx, AlertKind::KeyChurn));
+                            }
+                        }
                         Some((end, bad, resp)) => {
                             if *bad && now.since(*end) <= nanos(self.cfg.churn_window) {
                                 pending.push(Pending {
                                     kind: AlertKind::KeyChurn,
                                     original: Some(a.rec.clone()),
-                                    original_tx: Some(a.tx),
+                                    original_tx: a.rec.origin.local(),
                                     original_response: resp.clone(),
                                 });
                             }
@@ -604,7 +643,6 @@ impl Tracker {
                     akey,
                     Attempt {
                         key: kid,
-                        tx: id,
                         rec: rec.clone(),
                         ended: None,
                     },
@@ -628,7 +666,7 @@ impl Tracker {
                         pending.push(Pending {
                             kind: AlertKind::KeylessDuplicate,
                             original: Some(prev.rec.clone()),
-                            original_tx: Some(prev.tx),
+                            original_tx: prev.rec.origin.local(),
                             original_response: prev.response.clone(),
                         });
                     }
@@ -636,7 +674,6 @@ impl Tracker {
                         kk,
                         Keyless {
                             rec: rec.clone(),
-                            tx: id,
                             response: None,
                         },
                         now.add_nanos(nanos(self.cfg.duplicate_window)),
@@ -780,7 +817,7 @@ impl Tracker {
                 // Most keys are never in flight again: give the buffer back.
                 e.in_flight = ThinVec::new();
             }
-            if e.first.id == tx.id {
+            if e.first.origin.local() == Some(tx.id) {
                 e.first_response = response.clone();
                 first_answered = true;
             }
@@ -877,7 +914,7 @@ impl Tracker {
         // key_churn bookkeeping: how the attempt ended.
         if let Some(ident) = f.identity
             && let Some(a) = self.attempts.get_mut(&(f.scope, ident))
-            && a.tx == tx.id
+            && a.rec.origin.local() == Some(tx.id)
         {
             let bad = match &response {
                 None => observable,
@@ -904,7 +941,7 @@ impl Tracker {
         }
         if let Some(ident) = f.identity
             && let Some(k) = self.keyless.get_mut(&(f.scope, ident))
-            && k.tx == tx.id
+            && k.rec.origin.local() == Some(tx.id)
         {
             k.response = response.clone();
         }
@@ -1042,7 +1079,7 @@ impl Tracker {
         let p = Pending {
             kind: w.kind,
             original: Some(earlier.rec.clone()),
-            original_tx: Some(earlier.rec.id),
+            original_tx: earlier.rec.origin.local(),
             original_response: earlier_response,
         };
         if let Some(later) = self.in_flight.get_mut(&w.later) {
