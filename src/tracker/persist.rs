@@ -204,9 +204,9 @@ struct ReqSaved<'a> {
     vlans: Cow<'a, [u16]>,
 }
 
-/// A response as saved (also the bytes fleet mode files in its shared store).
+/// A response as saved.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct RespSaved<'a> {
+struct RespSaved<'a> {
     ts: i64,
     status: u16,
     interim: Cow<'a, [u16]>,
@@ -395,7 +395,7 @@ fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> Req
     }
 }
 
-pub(crate) fn resp_saved(r: &RespRec) -> RespSaved<'_> {
+fn resp_saved(r: &RespRec) -> RespSaved<'_> {
     RespSaved {
         ts: r.ts.0,
         status: r.status,
@@ -889,7 +889,7 @@ fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
     })
 }
 
-pub(crate) fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
+fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
     Arc::new(RespRec {
         ts: Timestamp(r.ts),
         status: r.status,
