@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use thin_vec::ThinVec;
 
-use super::{Identity, KeyEntry, KeyId, KeyProblem, ReqRec, RespRec, Scope, Tracker, nanos, rules};
+use super::rules::{self, KeyProblem};
+use super::{Identity, KeyEntry, KeyId, ReqRec, RespRec, Scope, Tracker, nanos};
 use crate::http::{Request, TxId};
 use crate::ts::Timestamp;
 
