@@ -1,8 +1,7 @@
 //! One frame of any link type through the decoder (fragments included: the decoder keeps its
 //! fragment table across frames of one input).
 
-use idemwatch::config::Limits;
-use idemwatch::decode::{Decoder, LinkType};
+use idemwatch::decode::{Decoder, DefragSettings, LinkType};
 use idemwatch::stats::Stats;
 use idemwatch::ts::Timestamp;
 
@@ -23,7 +22,7 @@ pub fn check(data: &[u8]) {
         return;
     };
     let link = LINKS[usize::from(sel) % LINKS.len()];
-    let mut d = Decoder::new(&Limits::default());
+    let mut d = Decoder::new(&DefragSettings::default());
     let mut st = Stats::default();
     // Several frames cut from the input, to exercise the fragment table.
     for (i, frame) in rest.split(|b| *b == 0xA5).enumerate().take(16) {

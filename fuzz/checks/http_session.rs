@@ -4,10 +4,9 @@
 //! give the same transactions: a sender chooses its segment boundaries, and they must not change
 //! what idemwatch sees.
 
-use idemwatch::config::{HttpConfig, Limits};
 use idemwatch::decode::Vlans;
 use idemwatch::http::session::{Emitter, SessionSettings};
-use idemwatch::http::{HttpEvent, Session};
+use idemwatch::http::{HttpEvent, Limits, Session, Settings};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
 
@@ -18,7 +17,7 @@ fn session() -> Session {
     };
     let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
     let mut s = Session::new(
-        SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+        SessionSettings::new(&Settings::default(), &Limits::default()),
         &info,
     );
     s.on_client_side(Side(0), &mut Emitter::default());

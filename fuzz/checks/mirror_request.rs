@@ -5,9 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use idemwatch::config::{HttpConfig, Limits};
-use idemwatch::http::HttpEvent;
 use idemwatch::http::session::SessionSettings;
+use idemwatch::http::{HttpEvent, Limits, Settings};
 use idemwatch::pipeline::MirrorConnection;
 use idemwatch::reassembly::EndReason;
 use idemwatch::ts::Timestamp;
@@ -22,7 +21,7 @@ fn run(data: &[u8], step: usize) -> (Vec<Seen>, usize, bool) {
         max_headers: 16,
         ..Limits::default()
     };
-    let mut s = SessionSettings::new(&HttpConfig::default(), &limits);
+    let mut s = SessionSettings::new(&Settings::default(), &limits);
     if let Some(s) = Arc::get_mut(&mut s) {
         s.requests_only = true;
         s.trusted_proxies = vec![

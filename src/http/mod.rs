@@ -8,8 +8,10 @@
 pub mod body;
 pub mod canon;
 pub mod session;
+pub mod settings;
 pub mod target;
 pub mod transaction;
 
 pub use session::{Emitter, Session};
+pub use settings::{DEFAULT_KEY_HEADERS, DEFAULT_REDACTED_PARAMS, Limits, Settings};
 pub use transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};

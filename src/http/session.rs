@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use super::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
 use super::canon::canonical_sha256;
+use super::settings::{Limits, Settings};
 use super::target;
 use super::transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};
-use crate::config::{HttpConfig, Limits};
 use crate::decode::Vlans;
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::stats::{HasStats, Stats};
@@ -75,7 +75,7 @@ impl HasStats for Emitter {
 /// Settings shared by all sessions.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    pub http: HttpConfig,
+    pub http: Settings,
     pub max_head_bytes: usize,
     pub max_headers: usize,
     pub max_pending: usize,
@@ -96,12 +96,12 @@ pub struct SessionSettings {
 }
 
 impl SessionSettings {
-    pub fn new(http: &HttpConfig, limits: &Limits) -> Arc<SessionSettings> {
+    pub fn new(http: &Settings, limits: &Limits) -> Arc<SessionSettings> {
         Self::with_hashing(http, limits, true, Vec::new())
     }
 
     pub fn with_hashing(
-        http: &HttpConfig,
+        http: &Settings,
         limits: &Limits,
         hash_all: bool,
         hash_methods: Vec<String>,
@@ -1713,7 +1713,7 @@ mod tests {
         };
         let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
         let mut s = Session::new(
-            SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+            SessionSettings::new(&Settings::default(), &Limits::default()),
             &info,
         );
         s.on_client_side(C, &mut Emitter::default());
@@ -2046,7 +2046,7 @@ mod tests {
         );
         for step in [long.len(), 100, 7] {
             let (mut s, mut em) = (session(), Emitter::default());
-            s.cfg = SessionSettings::new(&HttpConfig::default(), &limits);
+            s.cfg = SessionSettings::new(&Settings::default(), &limits);
             let mut off = 0u64;
             for p in long.as_bytes().chunks(step) {
                 feed(&mut s, &mut em, C, off, p, 0);
