@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use idemwatch::config::{HttpConfig, Limits};
 use idemwatch::http::HttpEvent;
-use idemwatch::http::session::SessionSettings;
+use idemwatch::http::SessionSettings;
 use idemwatch::pipeline::MirrorConnection;
 use idemwatch::reassembly::EndReason;
 use idemwatch::ts::Timestamp;

@@ -211,13 +211,13 @@ pub fn run_live(
         let now = match cap.read_within(if held { 1 } else { READ_TIMEOUT_MS })? {
             LiveRead::Frame(frame) => {
                 last_ts = last_ts.max(frame.ts);
-                worker.emitter.set_packet(packet_no, frame.ts);
+                worker.set_packet(packet_no, frame.ts);
                 if let Decoded::Segment(seg) = decoder.decode(
                     frame.ts,
                     frame.link,
                     frame.data,
                     frame.wire_len,
-                    &mut worker.emitter.stats,
+                    &mut worker.sink.stats,
                 ) {
                     worker.segment(&seg, packet_no, 0);
                 }
@@ -233,9 +233,9 @@ pub fn run_live(
         if next_sweep.is_none_or(|t| now >= t) {
             next_sweep = Some(now.add_nanos(SWEEP_INTERVAL_NS));
             worker.tick(packet_no, now);
-            decoder.expire(now, &mut worker.emitter.stats);
+            decoder.expire(now, &mut worker.sink.stats);
         }
-        if !worker.emitter.out.is_empty() {
+        if worker.has_events() {
             closed = judge.write(config, &names, worker.drain(), out)?;
             dirty = true;
         }
@@ -305,7 +305,7 @@ pub fn run_live(
     // What is complete is written; a last sweep hands on exchanges held for pairing.
     let now = last_ts.max(Timestamp::now());
     worker.tick(packet_no, now);
-    if !closed && !worker.emitter.out.is_empty() {
+    if !closed && worker.has_events() {
         closed = judge.write(config, &names, worker.drain(), out)?;
     }
     let mut mirror_stats = Stats::default();
@@ -341,7 +341,7 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Every counter now: the worker's, the tracker's and libpcap's.
 fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
-    let mut st = worker.emitter.stats.clone();
+    let mut st = worker.sink.stats.clone();
     st.merge(&judge.counters());
     let k = cap.kernel_stats();
     st.capture_kernel_packets = k.received;

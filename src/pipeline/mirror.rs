@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustls::ServerConfig;
 
-use super::{Judge, RunError};
+use super::{Judge, OrderKey, RunError};
 use crate::config::Config;
-use crate::http::session::{Emitter, OrderKey, SessionSettings};
-use crate::http::{HttpEvent as HttpOut, Session};
+use crate::http::{HttpEvent as HttpOut, Session, SessionSettings, Sink};
 use crate::output::{Output, WriteOutcome};
 use crate::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use crate::source::mirror::{HandshakeError, MirrorStream, is_timeout};
@@ -442,9 +441,8 @@ pub struct MirrorFed {
 /// Apart from `serve` so that it can be fuzzed and tested on its own.
 pub struct MirrorConnection {
     session: Session,
-    em: Emitter,
+    em: Sink,
     offset: u64,
-    packet: u64,
 }
 
 impl MirrorConnection {
@@ -460,20 +458,18 @@ impl MirrorConnection {
         };
         let info = FlowInfo::new(ep(peer), ep(local), Timestamp::now(), serial, 0);
         let mut session = Session::new(settings, &info);
-        let mut em = Emitter::default();
+        let mut em = Sink::default();
         session.on_client_side(CLIENT, &mut em);
         MirrorConnection {
             session,
             em,
             offset: 0,
-            packet: 0,
         }
     }
 
     /// Feeds the next bytes the peer sent.
     pub fn feed(&mut self, bytes: &[u8], ts: Timestamp) -> MirrorFed {
-        self.packet += 1;
-        self.em.set_packet(self.packet, ts);
+        self.em.advance(ts);
         self.session.on_data(
             CLIENT,
             Chunk {

@@ -1,12 +1,13 @@
 //! The offline run: source -> decode -> reassembly -> http -> output, in capture order.
 //!
 //! One thread reads and decodes; flows are sharded by their key over flow workers (reassembly
-//! and HTTP); every event carries an [`OrderKey`] (packet index, flow, rank), so the merge
-//! before the tracker puts them back in capture order: the output is the same byte for byte
-//! whatever the number of workers (`parallel.rs`).
+//! and HTTP); every event gets an [`OrderKey`] (packet index, flow, rank, `order.rs`), so the
+//! merge before the tracker puts them back in capture order: the output is the same byte for
+//! byte whatever the number of workers (`parallel.rs`).
 
 mod live;
 mod mirror;
+mod order;
 mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
@@ -14,6 +15,7 @@ pub use mirror::{
     MirrorConnection, MirrorFed, MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror,
     reload_tls, run_mirror,
 };
+pub use order::{Order, OrderKey};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,8 +23,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder, Segment};
-use crate::http::session::{Emitter, OrderKey, SessionSettings};
-use crate::http::{HttpEvent as HttpOut, Session};
+use crate::http::{HttpEvent as HttpOut, Session, SessionSettings, Sink};
 use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
 use crate::reassembly::FlowTable;
 use crate::source::{CaptureSet, SourceError};
@@ -71,7 +72,11 @@ pub struct Summary {
 pub struct FlowWorker {
     table: FlowTable<Session>,
     settings: Arc<SessionSettings>,
-    pub emitter: Emitter,
+    /// What the sessions finish, and the counters of decode, reassembly and HTTP.
+    pub sink: Sink,
+    order: Order,
+    /// Finished events with their place in the output.
+    out: Vec<(OrderKey, HttpOut)>,
 }
 
 impl FlowWorker {
@@ -87,40 +92,51 @@ impl FlowWorker {
                 config.log_requests,
                 config.tracker.watch_methods.clone(),
             ),
-            emitter: Emitter::default(),
+            sink: Sink::default(),
+            order: Order::default(),
+            out: Vec::new(),
         }
+    }
+
+    /// The packet (or tick) being processed, and its capture time.
+    pub fn set_packet(&mut self, packet_no: u64, now: Timestamp) {
+        self.order.set_packet(packet_no);
+        self.sink.advance(now);
     }
 
     /// Takes one segment, from the `packet_no`th frame of the input.
     pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
-        self.emitter.set_packet(packet_no, seg.ts);
+        self.set_packet(packet_no, seg.ts);
         let settings = &self.settings;
         let mut new_session =
             |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
-        self.table.on_segment(
-            seg,
-            packet_no,
-            file_index,
-            &mut new_session,
-            &mut self.emitter,
-        );
+        self.table
+            .on_segment(seg, packet_no, file_index, &mut new_session, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
     }
 
     /// Capture time passed: idle flows end, proven holes become gaps.
     pub fn tick(&mut self, packet_no: u64, now: Timestamp) {
-        self.emitter.set_packet(packet_no, now);
-        self.table.sweep(now, &mut self.emitter);
+        self.set_packet(packet_no, now);
+        self.table.sweep(now, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
     }
 
     /// End of input: ends every flow.
     pub fn finish(&mut self, last_ts: Timestamp) {
-        self.emitter.set_packet(u64::MAX, last_ts);
-        self.table.finish_all(last_ts, &mut self.emitter);
+        self.set_packet(u64::MAX, last_ts);
+        self.table.finish_all(last_ts, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
+    }
+
+    /// Whether events are waiting to be drained.
+    pub fn has_events(&self) -> bool {
+        !self.out.is_empty()
     }
 
     /// Takes the events finished so far, in order.
     pub fn drain(&mut self) -> Vec<(OrderKey, HttpOut)> {
-        let mut out = std::mem::take(&mut self.emitter.out);
+        let mut out = std::mem::take(&mut self.out);
         out.sort_by_key(|(k, _)| *k);
         out
     }
@@ -301,7 +317,7 @@ fn run_single(
         packet_no,
         file_index,
         sweep,
-    } = front.step(&mut worker.emitter.stats)
+    } = front.step(&mut worker.sink.stats)
     {
         if let Some(seg) = segment {
             worker.segment(&seg, packet_no, file_index);
@@ -309,7 +325,7 @@ fn run_single(
         if let Some(ts) = sweep {
             worker.tick(packet_no, ts);
         }
-        if !worker.emitter.out.is_empty() && judge.write(config, names, worker.drain(), out)? {
+        if worker.has_events() && judge.write(config, names, worker.drain(), out)? {
             closed = true;
             break;
         }
@@ -321,7 +337,7 @@ fn run_single(
     if !closed {
         closed = judge.finish(config, names, out)?;
     }
-    let mut stats = worker.emitter.stats.clone();
+    let mut stats = worker.sink.stats.clone();
     stats.merge(&judge.counters());
     // A gauge, read once at the end: the store's size shows `--max-keys` holding.
     stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;

@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{FlowWorker, Front, Judge, RunEnd, Step};
+use super::{FlowWorker, Front, Judge, OrderKey, RunEnd, Step};
 use crate::config::Config;
 use crate::decode::{Segment, TcpFlags, Vlans};
 use crate::http::HttpEvent as HttpOut;
-use crate::http::session::OrderKey;
 use crate::output::Output;
 use crate::pipeline::RunError;
 use crate::reassembly::{Endpoint, FlowKey};
@@ -242,7 +241,7 @@ fn worker_loop(
             worker: index,
             events: w.drain(),
             watermark,
-            stats: last.then(|| w.emitter.stats.clone()),
+            stats: last.then(|| w.sink.stats.clone()),
         };
         if done.send(d).is_err() {
             return;
