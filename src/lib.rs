@@ -13,6 +13,7 @@ pub mod decode;
 pub mod fleet;
 pub mod http;
 pub mod manpage;
+pub mod mirror;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;

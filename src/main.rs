@@ -99,26 +99,6 @@ fn main() -> ExitCode {
 fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    // clap requires both files unless --insecure-plaintext.
-    let files = (!args.insecure_plaintext)
-        .then(|| args.cert.as_deref().zip(args.key.as_deref()))
-        .flatten();
-    let tls = match mirror_tls(files, args.client_ca.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("idemwatch: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = args.config();
-    let mut out = match open_output(args.output.as_deref()) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
-    let listener = match bind_mirror(args.listen) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
@@ -126,52 +106,21 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    tracing::info!(listen = %args.listen, tls = tls.is_some(), "mirror listening");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let settings = idemwatch::pipeline::MirrorSettings {
-        listen: args.listen,
-        tls,
-        max_connections: args.max_connections,
-        handshake_timeout: args.handshake_timeout,
-        idle_timeout: args.idle_timeout,
-        request_timeout: args.request_timeout,
-        trusted_proxies: args.trusted_proxies.clone(),
-    };
     let hup = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)) {
         eprintln!("idemwatch: cannot install signal handlers: {e}");
         return ExitCode::from(1);
     }
-    // SIGHUP: the same files read again (renewed certificates), for new connections.
-    let mut reload = || mirror_tls(files, args.client_ca.as_deref());
-    match idemwatch::pipeline::run_mirror(
-        &config,
-        &settings,
-        listener,
-        &mut out,
-        stop,
-        hup,
-        &mut reload,
-    ) {
+    match idemwatch::pipeline::run_mirror(args, stop, hup) {
         Ok(st) => {
             if !quiet {
-                eprintln!(
-                    "idemwatch: mirror: {} connections ({} refused, {} TLS failures, {} timeouts, {} not HTTP), {} requests, {} alerts",
-                    st.mirror_connections,
-                    st.mirror_refused,
-                    st.mirror_tls_errors,
-                    st.mirror_timeouts,
-                    st.mirror_bad_requests,
-                    st.mirror_requests,
-                    st.alerts
-                );
-                idemwatch::pipeline::print_store_summary(&st);
+                idemwatch::pipeline::print_mirror_summary(&st);
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("idemwatch: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -230,18 +179,22 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
             );
             return ExitCode::from(2);
         }
-        let tls = match mirror_tls(mirror_files, args.mirror_client_ca.as_deref()) {
-            Ok(t) => t,
+        let tls =
+            match idemwatch::mirror::tls_config(mirror_files, args.mirror_client_ca.as_deref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("idemwatch: mirror: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+        let listener = match idemwatch::mirror::bind(listen) {
+            Ok(l) => l,
             Err(e) => {
-                eprintln!("idemwatch: mirror: {e}");
-                return ExitCode::from(2);
+                eprintln!("idemwatch: {e}");
+                return ExitCode::from(1);
             }
         };
-        let listener = match bind_mirror(listen) {
-            Ok(l) => l,
-            Err(code) => return code,
-        };
-        let defaults = idemwatch::pipeline::MirrorSettings {
+        let defaults = idemwatch::mirror::MirrorSettings {
             listen,
             tls,
             max_connections: 1024,
@@ -252,7 +205,8 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         };
         settings.mirror = Some((defaults, listener));
     }
-    let mut tls_reload = || mirror_tls(mirror_files, args.mirror_client_ca.as_deref());
+    let mut tls_reload =
+        || idemwatch::mirror::tls_config(mirror_files, args.mirror_client_ca.as_deref());
     // SIGHUP: the file again, merged with the same command line; only the policy is taken.
     let mut reload = || -> Result<idemwatch::config::Config, String> {
         let (cli, _, _) = parse_quiet(argv)?;
@@ -268,30 +222,6 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
-}
-
-/// The mirror's TLS configuration from its certificate and key files (`None`: plain TCP), at
-/// start and again on SIGHUP.
-fn mirror_tls(
-    files: Option<(&Path, &Path)>,
-    client_ca: Option<&Path>,
-) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
-    match files {
-        Some((cert, key)) => idemwatch::source::mirror::server_config(cert, key, client_ca)
-            .map(Some)
-            .map_err(|e| e.to_string()),
-        None => Ok(None),
-    }
-}
-
-/// The mirror's listening socket; the error is printed.
-fn bind_mirror(listen: std::net::SocketAddr) -> Result<std::net::TcpListener, ExitCode> {
-    idemwatch::pipeline::bind_mirror(listen).map_err(|e| {
-        eprintln!(
-            "idemwatch: cannot listen on {listen}: {e}; check no other process uses that port and the address is local"
-        );
-        ExitCode::from(1)
-    })
 }
 
 fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {

@@ -1,9 +1,11 @@
 //! The settings every HTTP session shares: the key headers and redactions, the limits on heads,
-//! pending requests and kept bodies, which bodies to hash, and the mirror's mode.
+//! pending requests and kept bodies, which bodies to hash, and the mirror's mode (requests
+//! only, and who names the client behind a proxy).
 //!
 //! Built once per run (or per mirror endpoint) and shared by `Arc`; it leaves out everything
 //! that is judged later (windows, kinds: the tracker's).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::config::{HttpConfig, Limits};
@@ -26,9 +28,18 @@ pub struct SessionSettings {
     /// Only requests flow (the mirror endpoint): an exchange ends with its request, its
     /// response unknowable.
     pub requests_only: bool,
-    /// Peers whose `X-Forwarded-For`, `X-Real-IP` or `Forwarded` header names the client (the
-    /// mirror's `--trusted-proxies`); empty: the peer is the client.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Who the client is when a proxy's forwarding headers name one (the mirror's
+    /// `--trusted-proxies`); None: the peer is the client.
+    pub forwarded: Option<Arc<dyn ForwardedClient>>,
+}
+
+/// Names the client behind a proxy. The session collects the forwarding headers as sent and
+/// asks; whom to believe is the caller's policy (the mirror's trusted proxies).
+pub trait ForwardedClient: std::fmt::Debug + Send + Sync {
+    /// The client that `values` name, sent by `peer`, or None to keep the peer. `values` holds
+    /// the `X-Forwarded-For` (rank 0), `X-Real-IP` (1) and `Forwarded` (2) values of a request
+    /// in the order they came; a lower rank is the more trusted header.
+    fn client(&self, peer: IpAddr, values: &[(u8, String)]) -> Option<IpAddr>;
 }
 
 impl SessionSettings {
@@ -53,7 +64,7 @@ impl SessionSettings {
             hash_all,
             hash_methods,
             requests_only: false,
-            trusted_proxies: Vec::new(),
+            forwarded: None,
         })
     }
 }

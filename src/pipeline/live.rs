@@ -29,7 +29,7 @@ pub struct LiveSettings {
     /// Run as this user once the handle is open.
     pub user: Option<String>,
     /// A mirror endpoint in the same daemon, feeding the same tracker.
-    pub mirror: Option<(super::MirrorSettings, std::net::TcpListener)>,
+    pub mirror: Option<(crate::mirror::MirrorSettings, std::net::TcpListener)>,
 }
 
 /// Re-reads the configuration on SIGHUP: the new policy, or why it was refused.
@@ -140,7 +140,7 @@ pub fn run_live(
     settings: LiveSettings,
     out: &mut Output,
     reload: &mut Reload<'_>,
-    tls_reload: &mut super::TlsReload<'_>,
+    tls_reload: &mut crate::mirror::TlsReload<'_>,
 ) -> Result<Stats, LiveRunError> {
     let signals = Signals::register().map_err(|e| {
         LiveRunError::Run(RunError::Output(std::io::Error::other(format!(
@@ -160,7 +160,7 @@ pub fn run_live(
                 .map_err(|e| LiveRunError::Run(RunError::Output(e)))?;
             tracing::info!(listen = %ms.listen, tls = ms.tls.is_some(), "mirror listening");
             Some(
-                super::MirrorServer::start(config, ms, l, mirror_stop.clone())
+                crate::mirror::MirrorServer::start(config, ms, l, mirror_stop.clone())
                     .map_err(|e| LiveRunError::Run(RunError::Output(e)))?,
             )
         }
@@ -236,7 +236,7 @@ pub fn run_live(
             decoder.expire(now, &mut worker.sink.stats);
         }
         if worker.has_events() {
-            closed = judge.write(config, &names, worker.drain(), out)?;
+            closed = judge.write(config, &names, worker.drain_events(), out)?;
             dirty = true;
         }
         if let Some(m) = &mirror {
@@ -296,7 +296,7 @@ pub fn run_live(
         if signals.hup.swap(false, Ordering::Relaxed) {
             on_hup(config, out, &mut judge.tracker, reload);
             if let Some(m) = &mirror {
-                super::reload_tls(m, tls_reload);
+                crate::mirror::reload_tls(m, tls_reload);
             }
         }
     }
@@ -306,7 +306,7 @@ pub fn run_live(
     let now = last_ts.max(Timestamp::now());
     worker.tick(packet_no, now);
     if !closed && worker.has_events() {
-        closed = judge.write(config, &names, worker.drain(), out)?;
+        closed = judge.write(config, &names, worker.drain_events(), out)?;
     }
     let mut mirror_stats = Stats::default();
     if let Some(m) = &mut mirror {

@@ -11,10 +11,7 @@ mod order;
 mod parallel;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
-pub use mirror::{
-    MirrorConnection, MirrorFed, MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror,
-    reload_tls, run_mirror,
-};
+pub use mirror::{MirrorError, print_mirror_summary, run_mirror};
 pub use order::{Order, OrderKey};
 
 use std::path::PathBuf;
@@ -134,11 +131,16 @@ impl FlowWorker {
         !self.out.is_empty()
     }
 
-    /// Takes the events finished so far, in order.
+    /// Takes the events finished so far, in order, with their keys (for merging workers).
     pub fn drain(&mut self) -> Vec<(OrderKey, HttpOut)> {
         let mut out = std::mem::take(&mut self.out);
         out.sort_by_key(|(k, _)| *k);
         out
+    }
+
+    /// Takes the events finished so far, in order.
+    pub fn drain_events(&mut self) -> impl Iterator<Item = HttpOut> + use<> {
+        self.drain().into_iter().map(|(_, ev)| ev)
     }
 }
 
@@ -325,14 +327,14 @@ fn run_single(
         if let Some(ts) = sweep {
             worker.tick(packet_no, ts);
         }
-        if worker.has_events() && judge.write(config, names, worker.drain(), out)? {
+        if worker.has_events() && judge.write(config, names, worker.drain_events(), out)? {
             closed = true;
             break;
         }
     }
     if !closed {
         worker.finish(front.last_ts);
-        closed = judge.write(config, names, worker.drain(), out)?;
+        closed = judge.write(config, names, worker.drain_events(), out)?;
     }
     if !closed {
         closed = judge.finish(config, names, out)?;
@@ -394,16 +396,16 @@ impl Judge {
         &mut self,
         config: &Config,
         names: &[String],
-        events: Vec<(OrderKey, HttpOut)>,
+        events: impl IntoIterator<Item = HttpOut>,
         out: &mut Output,
     ) -> Result<bool, RunError> {
         if let Some(f) = &mut self.fleet {
-            for (_, ev) in events {
+            for ev in events {
                 f.admit(ev, &self.tracker, names);
             }
             return self.release(config, names, out, false);
         }
-        for (_, ev) in events {
+        for ev in events {
             if self.judge_one(config, names, &ev, out)? {
                 return Ok(true);
             }

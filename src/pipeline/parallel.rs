@@ -269,7 +269,7 @@ fn merge_loop(
     let mut finished = vec![false; workers];
     let mut stats = Stats::default();
     let mut closed = false;
-    let mut ready: Vec<(OrderKey, HttpOut)> = Vec::new();
+    let mut ready: Vec<HttpOut> = Vec::new();
     for d in rx {
         if let Some(q) = queues.get_mut(d.worker) {
             q.extend(d.events);
@@ -298,7 +298,7 @@ fn merge_loop(
                 .min();
             match next {
                 Some((k, i)) if all_done || k.packet_no < limit => {
-                    if let Some(ev) = queues.get_mut(i).and_then(VecDeque::pop_front) {
+                    if let Some((_, ev)) = queues.get_mut(i).and_then(VecDeque::pop_front) {
                         ready.push(ev);
                     }
                 }

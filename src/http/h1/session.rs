@@ -935,49 +935,11 @@ impl Session {
         }
     }
 
-    /// The client a trusted proxy names: the right-most address of its header that is not
-    /// itself a trusted proxy (the left-most when all are). None when the peer is not trusted.
+    /// The client a trusted proxy's forwarding headers name, if the settings ask for one.
     fn forwarded_client(&self, values: &[(u8, String)]) -> Option<std::net::IpAddr> {
-        let trusted = &self.cfg.trusted_proxies;
+        let resolver = self.cfg.forwarded.as_ref()?;
         let c = self.client.unwrap_or(Side(0));
-        let peer = self.ends[c.index()].ip;
-        if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
-            return None;
-        }
-        let mut best: Option<(u8, Vec<std::net::IpAddr>)> = None;
-        for (rank, v) in values {
-            let addrs: Vec<std::net::IpAddr> = v
-                .split(',')
-                .filter_map(|part| {
-                    let p = part.trim();
-                    // Forwarded: for=192.0.2.1 or for="[2001:db8::1]:8080"; the rest as is.
-                    let p = p
-                        .split(';')
-                        .find_map(|kv| {
-                            let (k, v) = kv.trim().split_once('=')?;
-                            k.eq_ignore_ascii_case("for").then_some(v)
-                        })
-                        .unwrap_or(p);
-                    let p = p.trim_matches('"');
-                    let p = p
-                        .strip_prefix('[')
-                        .map_or(p, |r| r.split(']').next().unwrap_or(r));
-                    p.parse()
-                        .ok()
-                        .or_else(|| p.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
-                })
-                .collect();
-            if !addrs.is_empty() && best.as_ref().is_none_or(|(r, _)| rank < r) {
-                best = Some((*rank, addrs));
-            }
-        }
-        let (_, addrs) = best?;
-        addrs
-            .iter()
-            .rev()
-            .find(|a| !trusted.iter().any(|n| n.contains(*a)))
-            .or(addrs.first())
-            .copied()
+        resolver.client(self.ends[c.index()].ip, values)
     }
 
     /// The connection an exchange's events carry: the client a trusted proxy named, if any.
