@@ -1,4 +1,5 @@
-//! The offline run: source -> decode -> reassembly -> http -> output, in capture order.
+//! The offline run: source -> decode -> reassembly -> http -> tracker -> output, in capture
+//! order. The stages after reassembly are wired in one place, [`FlowWorker`]'s flow stages.
 //!
 //! One thread reads and decodes; flows are sharded by their key over flow workers (reassembly
 //! and HTTP); every event gets an [`OrderKey`] (packet index, flow, rank, `order.rs`), so the
@@ -22,7 +23,7 @@ use crate::config::Config;
 use crate::decode::{Decoded, Decoder, Segment};
 use crate::http::{HttpEvent as HttpOut, Session, SessionSettings, Sink};
 use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
-use crate::reassembly::FlowTable;
+use crate::reassembly::{FlowInfo, FlowTable};
 use crate::source::{CaptureSet, SourceError};
 use crate::stats::Stats;
 use crate::tracker::{Alert, Tracker};
@@ -64,10 +65,22 @@ pub struct Summary {
     pub output_closed: bool,
 }
 
+/// The stages after reassembly for one connection: the sink of its ordered bytes. This is the
+/// one place they are wired: a `tls` stage (`src/tls/`) would be a [`StreamSink`] here that
+/// hands each direction's plaintext to the session it wraps.
+///
+/// [`StreamSink`]: crate::reassembly::StreamSink
+type FlowStages = Session;
+
+/// A new connection's stages.
+fn flow_stages(settings: &Arc<SessionSettings>, info: &FlowInfo) -> FlowStages {
+    Session::new(settings.clone(), info)
+}
+
 /// Reassembly and HTTP for the flows of one shard: everything between decoding and the
 /// tracker. One per worker thread (or one in all when single-threaded).
 pub struct FlowWorker {
-    table: FlowTable<Session>,
+    table: FlowTable<FlowStages>,
     settings: Arc<SessionSettings>,
     /// What the sessions finish, and the counters of decode, reassembly and HTTP.
     pub sink: Sink,
@@ -105,10 +118,9 @@ impl FlowWorker {
     pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
         self.set_packet(packet_no, seg.ts);
         let settings = &self.settings;
-        let mut new_session =
-            |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
+        let mut new_flow = |info: &FlowInfo| flow_stages(settings, info);
         self.table
-            .on_segment(seg, packet_no, file_index, &mut new_session, &mut self.sink);
+            .on_segment(seg, packet_no, file_index, &mut new_flow, &mut self.sink);
         self.order.stamp(&mut self.sink, &mut self.out);
     }
 
