@@ -1,12 +1,12 @@
 //! Message heads of HTTP/1.1, read in place: where a start line may begin, where a head ends,
-//! and the header lines the session needs (framing, keys, credential, forwarding), collected
-//! from httparse's borrowed headers.
+//! the head itself (httparse), and the header lines the session needs (framing, keys,
+//! credential, forwarding), collected from httparse's borrowed headers.
 //!
 //! Takes head bytes and parsed header lines; gives plain values. It keeps no state and leaves
 //! out the state machine (`session.rs`) and body framing (`body.rs`).
 
-use super::super::transaction::KeyHeader;
 use super::session::Role;
+use crate::http::transaction::KeyHeader;
 
 const METHODS: &[&[u8]] = &[
     b"GET",
@@ -82,6 +82,72 @@ pub(super) fn plausible_start(b: &[u8], role: Role) -> Plausible {
         Plausible::Maybe
     } else {
         Plausible::No
+    }
+}
+
+/// A head read whole: its start line's parts and its header lines, borrowed.
+pub(super) enum Head<'h, 'b> {
+    Request {
+        method: &'b str,
+        target: &'b str,
+        headers: &'h [httparse::Header<'b>],
+    },
+    Response {
+        status: u16,
+        headers: &'h [httparse::Header<'b>],
+    },
+}
+
+/// Why a head could not be read.
+pub(super) enum BadHead {
+    /// More header lines than `headers` holds (`--max-headers`).
+    TooManyHeaders,
+    Invalid,
+}
+
+/// Parses a whole head (through its empty line) as a request or a response, its header lines
+/// into `headers`. Tolerant as servers are of extra spaces and of invalid header lines, which
+/// are skipped (responses: also obsolete line folding).
+pub(super) fn parse_head<'h, 'b>(
+    head: &'b [u8],
+    is_request: bool,
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Head<'h, 'b>, BadHead> {
+    let bad = |e: httparse::Error| match e {
+        httparse::Error::TooManyHeaders => BadHead::TooManyHeaders,
+        _ => BadHead::Invalid,
+    };
+    if is_request {
+        let mut req = httparse::Request::new(headers);
+        let parsed = httparse::ParserConfig::default()
+            .allow_multiple_spaces_in_request_line_delimiters(true)
+            .ignore_invalid_headers_in_requests(true)
+            .parse_request(&mut req, head)
+            .map_err(bad)?;
+        if parsed.is_partial() {
+            return Err(BadHead::Invalid);
+        }
+        Ok(Head::Request {
+            method: req.method.unwrap_or(""),
+            target: req.path.unwrap_or(""),
+            headers: req.headers,
+        })
+    } else {
+        let mut resp = httparse::Response::new(headers);
+        let parsed = httparse::ParserConfig::default()
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .allow_multiple_spaces_in_response_status_delimiters(true)
+            .ignore_invalid_headers_in_responses(true)
+            .parse_response(&mut resp, head)
+            .map_err(bad)?;
+        if parsed.is_partial() {
+            return Err(BadHead::Invalid);
+        }
+        Ok(Head::Response {
+            status: resp.code.unwrap_or(0),
+            headers: resp.headers,
+        })
     }
 }
 

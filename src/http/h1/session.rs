@@ -12,14 +12,15 @@
 //! Takes one connection's ordered bytes, gaps and ends per direction (from reassembly, or the
 //! mirror's plaintext); hands requests and transactions to a [`Sink`]. Heads are read in
 //! `heads.rs`, bodies in `body.rs`; server bytes that run ahead of the client's wait in
-//! `hold.rs`. Where each event goes in the output is the pipeline's business.
+//! `hold.rs`. Whom forwarding headers name is asked of the settings (the mirror's trusted
+//! proxies); where each event goes in the output is the pipeline's business.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::heads::{
-    Plausible, collect_heads, content_length, credential_identity, find_head_end, json_id,
-    plausible_start, transfer_codings,
+    BadHead, Head, Plausible, collect_heads, content_length, credential_identity, find_head_end,
+    json_id, parse_head, plausible_start, transfer_codings,
 };
 use super::hold::{Held, Holding};
 use crate::decode::Vlans;
@@ -32,6 +33,7 @@ use crate::http::transaction::{Body, Conn, HttpEvent, Request, Response, Transac
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::ts::Timestamp;
 
+/// What a direction carries: unknown until a handshake or a start line shows who the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
     Unknown,
@@ -468,55 +470,30 @@ impl Session {
             heap = vec![httparse::EMPTY_HEADER; n];
             &mut heap
         };
-        let ok = if is_request {
-            let mut req = httparse::Request::new(headers);
-            let parsed = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_request_line_delimiters(true)
-                .ignore_invalid_headers_in_requests(true)
-                .parse_request(&mut req, head);
-            match parsed {
-                Ok(httparse::Status::Complete(_)) => {
-                    let method = req.method.unwrap_or("").to_string();
-                    let target = req.path.unwrap_or("").to_string();
-                    let hs: &[httparse::Header<'_>] = req.headers;
-                    if self.client.is_none() {
-                        self.client = Some(side);
-                    }
-                    self.on_request(side, method, target, hs, em);
-                    true
+        let ok = match parse_head(head, is_request, headers) {
+            Ok(Head::Request {
+                method,
+                target,
+                headers,
+            }) => {
+                if self.client.is_none() {
+                    self.client = Some(side);
                 }
-                Ok(httparse::Status::Partial) => false,
-                Err(httparse::Error::TooManyHeaders) => {
-                    em.stats.http_too_many_headers += 1;
-                    false
-                }
-                Err(_) => false,
+                self.on_request(side, method.to_string(), target.to_string(), headers, em);
+                true
             }
-        } else {
-            let mut resp = httparse::Response::new(headers);
-            let parsed = httparse::ParserConfig::default()
-                .allow_spaces_after_header_name_in_responses(true)
-                .allow_obsolete_multiline_headers_in_responses(true)
-                .allow_multiple_spaces_in_response_status_delimiters(true)
-                .ignore_invalid_headers_in_responses(true)
-                .parse_response(&mut resp, head);
-            match parsed {
-                Ok(httparse::Status::Complete(_)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let hs: &[httparse::Header<'_>] = resp.headers;
-                    if self.client.is_none() {
-                        self.client = Some(side.other());
-                    }
-                    self.on_response(side, status, hs, em);
-                    true
+            Ok(Head::Response { status, headers }) => {
+                if self.client.is_none() {
+                    self.client = Some(side.other());
                 }
-                Ok(httparse::Status::Partial) => false,
-                Err(httparse::Error::TooManyHeaders) => {
-                    em.stats.http_too_many_headers += 1;
-                    false
-                }
-                Err(_) => false,
+                self.on_response(side, status, headers, em);
+                true
             }
+            Err(BadHead::TooManyHeaders) => {
+                em.stats.http_too_many_headers += 1;
+                false
+            }
+            Err(BadHead::Invalid) => false,
         };
         if !ok {
             tracing::debug!(
