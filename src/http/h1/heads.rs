@@ -322,3 +322,104 @@ pub(super) fn json_id(body: &[u8]) -> Option<String> {
         Id::Other(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_content_lengths_are_one_and_different_ones_unknowable() {
+        assert_eq!(content_length(&["5, 5".into(), "5".into()]), Ok(Some(5)));
+        assert_eq!(content_length(&[]), Ok(None));
+        assert_eq!(content_length(&["5".into(), "6".into()]), Err(()));
+        assert_eq!(content_length(&["+5".into()]), Err(()));
+        assert_eq!(content_length(&["99999999999999999999999".into()]), Err(()));
+    }
+
+    #[test]
+    fn identity_is_dropped_from_transfer_codings() {
+        assert_eq!(
+            transfer_codings(&["gzip, Identity".into(), "chunked".into()]),
+            vec!["gzip".to_string(), "chunked".to_string()]
+        );
+    }
+
+    #[test]
+    fn start_lines_are_told_from_their_first_bytes() {
+        assert_eq!(
+            plausible_start(b"POST /a HTTP/1.1", Role::Unknown),
+            Plausible::Request
+        );
+        assert_eq!(
+            plausible_start(b"HTTP/1.1 200 OK", Role::Unknown),
+            Plausible::Response
+        );
+        assert_eq!(plausible_start(b"PO", Role::Unknown), Plausible::Maybe);
+        assert_eq!(
+            plausible_start(b"HTTP/1.1 200 OK", Role::Requests),
+            Plausible::No
+        );
+        assert_eq!(
+            plausible_start(b"POSTAL code", Role::Unknown),
+            Plausible::No
+        );
+    }
+
+    #[test]
+    fn a_head_ends_after_its_empty_line_with_or_without_carriage_returns() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nbody", 0), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+    }
+
+    #[test]
+    fn sigv4_credentials_are_identified_by_their_access_key_only() {
+        let a =
+            b"AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/s3/aws4_request, Signature=aa";
+        let b =
+            b"AWS4-HMAC-SHA256 Credential=AKID/20240102/us-east-1/s3/aws4_request, Signature=bb";
+        assert_eq!(credential_identity(a), credential_identity(b));
+        assert_ne!(
+            credential_identity(b"Bearer one"),
+            credential_identity(b"Bearer two")
+        );
+        assert_eq!(
+            credential_identity(b"bearer one"),
+            credential_identity(b"Bearer one")
+        );
+    }
+
+    #[test]
+    fn only_a_top_level_id_of_a_json_object_is_taken() {
+        assert_eq!(
+            json_id(br#" {"x":{"id":"in"},"id":"ch_1"}"#),
+            Some("ch_1".into())
+        );
+        assert_eq!(json_id(br#"{"id":42}"#), Some("42".into()));
+        assert_eq!(json_id(br#"{"id":{"a":1}}"#), None);
+        assert_eq!(json_id(br#"[{"id":"x"}]"#), None);
+    }
+
+    #[test]
+    fn too_many_header_lines_are_told_apart_from_a_bad_head() {
+        let mut few = [httparse::EMPTY_HEADER; 1];
+        let head = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert!(matches!(
+            parse_head(head, true, &mut few),
+            Err(BadHead::TooManyHeaders)
+        ));
+        let mut enough = [httparse::EMPTY_HEADER; 4];
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nA: 1\r\n", true, &mut enough),
+            Err(BadHead::Invalid)
+        ));
+        match parse_head(head, true, &mut enough) {
+            Ok(Head::Request {
+                method,
+                target,
+                headers,
+            }) => assert_eq!((method, target, headers.len()), ("GET", "/", 2)),
+            _ => panic!("a request head"),
+        }
+    }
+}

@@ -96,3 +96,57 @@ impl Holding {
         self.held.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(peer_ack: u64, ts: i64, len: usize) -> Held {
+        Held::Data {
+            offset: 0,
+            bytes: vec![b'x'; len],
+            ts: Timestamp(ts),
+            peer_ack: Some(peer_ack),
+            vlans: Vlans::default(),
+        }
+    }
+
+    #[test]
+    fn held_bytes_wait_for_the_client_then_come_out_in_order() {
+        let mut h = Holding::default();
+        h.push(data(10, 0, 1));
+        h.push(Held::Gap {
+            offset: 1,
+            len: 1,
+            ts: Timestamp(0),
+        });
+        assert!(h.pop_due(Timestamp(1), 9, false).is_none());
+        assert!(matches!(
+            h.pop_due(Timestamp(1), 10, false),
+            Some(Held::Data { .. })
+        ));
+        assert!(matches!(
+            h.pop_due(Timestamp(1), 10, false),
+            Some(Held::Gap { .. })
+        ));
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn held_bytes_are_released_after_a_second_or_past_the_byte_bound() {
+        let mut h = Holding::default();
+        h.push(data(10, 0, 1));
+        assert!(
+            h.pop_due(Timestamp(0).add_nanos(HOLD_NS - 1), 0, false)
+                .is_none()
+        );
+        assert!(
+            h.pop_due(Timestamp(0).add_nanos(HOLD_NS), 0, false)
+                .is_some()
+        );
+        h.push(data(10, 0, HOLD_MAX_BYTES));
+        assert!(h.pop_due(Timestamp(0), 0, false).is_some());
+        h.push(data(10, 0, 1));
+        assert!(h.pop_due(Timestamp(0), 0, true).is_some());
+    }
+}
