@@ -37,7 +37,7 @@ fn frames() -> Vec<Frame> {
 }
 
 fn http_events(config: &Config, frames: &[Frame]) -> Vec<HttpEvent> {
-    let mut decoder = Decoder::new(&config.limits);
+    let mut decoder = Decoder::new(&config.limits.decode);
     let mut worker = FlowWorker::new(config, 1);
     let mut stats = Stats::default();
     for (i, f) in frames.iter().enumerate() {
@@ -68,7 +68,7 @@ fn stages(c: &mut Criterion) {
 
     g.bench_function("decode", |b| {
         b.iter(|| {
-            let mut decoder = Decoder::new(&config.limits);
+            let mut decoder = Decoder::new(&config.limits.decode);
             let mut stats = Stats::default();
             for f in &frames {
                 let _ = black_box(decoder.decode(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Independent check of EXPECTED.json against the capture files (stdlib only).
+"""Independent check of EXPECTED.json against the capture files (stdlib and dpkt).
 
-Reads each capture (pcap in either byte order, us or ns; pcapng), decodes the
+Reads each capture (pcap in either byte order, us or ns; pcapng: pcaputil.py), decodes the
 link layer (Ethernet, Linux SLL, Linux SLL2, null/loopback, raw IP), IPv4 and
 IPv6, reassembles TCP per direction (by sequence number, dropping duplicates),
 parses HTTP/1.1 requests and responses (Content-Length and chunked bodies,
@@ -17,74 +17,18 @@ import os
 import struct
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pcaputil  # noqa: E402
+
 FIELDS = ("method", "host", "uri", "request_body_len", "status",
           "response_body_len", "idempotency_key", "client_port", "server_port",
           "request_chunked", "response_chunked", "interim_statuses")
 KEY_HEADERS = (b"idempotency-key", b"x-idempotency-key")
 
 
-# -- capture files --------------------------------------------------------
-def read_frames(path):
-    """Yield (linktype, ts_float, bytes)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = data[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        yield from read_pcapng(data)
-        return
-    for endian, nano in (("<", False), (">", False), ("<", True), (">", True)):
-        m = struct.unpack(endian + "I", magic)[0]
-        if m == (0xA1B23C4D if nano else 0xA1B2C3D4):
-            break
-    else:
-        raise ValueError("%s: not a pcap file" % path)
-    linktype = struct.unpack(endian + "I", data[20:24])[0] & 0x0FFFFFFF
-    off = 24
-    div = 1e9 if nano else 1e6
-    while off + 16 <= len(data):
-        sec, frac, incl, _orig = struct.unpack(endian + "IIII", data[off:off + 16])
-        off += 16
-        yield linktype, sec + frac / div, data[off:off + incl]
-        off += incl
-
-
-def read_pcapng(data):
-    off = 0
-    endian = "<"
-    ifaces = []
-    while off + 12 <= len(data):
-        btype = struct.unpack(endian + "I", data[off:off + 4])[0]
-        if btype == 0x0A0D0D0A:
-            bom = data[off + 8:off + 12]
-            endian = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-            ifaces = []
-        blen = struct.unpack(endian + "I", data[off + 4:off + 8])[0]
-        body = data[off + 8:off + blen - 4]
-        if btype == 1:  # IDB
-            lt = struct.unpack(endian + "H", body[0:2])[0]
-            tsres = 6
-            o = 8
-            while o + 4 <= len(body):
-                code, olen = struct.unpack(endian + "HH", body[o:o + 4])
-                if code == 0:
-                    break
-                if code == 9:
-                    tsres = body[o + 4]
-                o += 4 + ((olen + 3) & ~3)
-            ifaces.append((lt, tsres))
-        elif btype == 6:  # EPB
-            iid, hi, lo, cap, _orig = struct.unpack(endian + "IIIII", body[:20])
-            lt, tsres = ifaces[iid]
-            ts = (hi << 32 | lo) / (10 ** tsres if tsres < 128 else 2 ** (tsres & 127))
-            yield lt, ts, body[20:20 + cap]
-        elif btype == 3:  # SPB
-            lt, _ = ifaces[0]
-            orig = struct.unpack(endian + "I", body[:4])[0]
-            yield lt, 0.0, body[4:4 + orig]
-        off += blen
-
-
-LINKTYPE_NAMES = {0: "NULL", 1: "EN10MB", 12: "RAW", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
+# -- capture files (pcaputil.py reads them) -----------------------------------
+read_frames = pcaputil.read_frames
+LINKTYPE_NAMES = pcaputil.LINKTYPE_NAMES
 
 
 def link_payload(lt, b):

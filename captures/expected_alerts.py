@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write ALERTS.json: the alerts the product spec (SPEC.md) requires for every capture.
 
-A small reference model of the spec's tracker, stdlib only, independent of the
+A small reference model of the spec's tracker, stdlib and dpkt, independent of the
 Rust code: it reads each capture named in EXPECTED.json (server port(s) from there),
 reassembles TCP with packet timestamps (check_expected.py's decoder), parses
 HTTP/1.1, and applies the rules of the spec's "Kinds", "Scope", "Request

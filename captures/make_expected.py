@@ -9,35 +9,22 @@ re-recording updates only its own captures).
 import collections
 import json
 import os
-import struct
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pcaputil  # noqa: E402
 
 # Per transaction, in this order.  See README.md for the meaning of each field.
 FIELDS = ("method", "host", "uri", "request_body_len", "status", "response_body_len",
           "idempotency_key", "idempotency_key_headers", "client_ip", "client_port", "server_port",
           "request_chunked", "request_content_encoding", "expect_100", "interim_statuses",
           "response_chunked", "replayed", "resource_id", "outcome", "response_written")
-LINKTYPES = {0: "NULL", 1: "EN10MB", 12: "RAW", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 
 def file_info(path):
-    with open(path, "rb") as f:
-        head = f.read(64)
-    if head[:4] == b"\x0a\x0d\x0d\x0a":
-        # first IDB follows the SHB
-        endian = "<" if head[8:12] == b"\x4d\x3c\x2b\x1a" else ">"
-        shb_len = struct.unpack(endian + "I", head[4:8])[0]
-        with open(path, "rb") as f:
-            f.seek(shb_len)
-            idb = f.read(12)
-        lt = struct.unpack(endian + "H", idb[8:10])[0]
-        return "pcapng", LINKTYPES.get(lt, str(lt)), "us"
-    for endian in ("<", ">"):
-        m = struct.unpack(endian + "I", head[:4])[0]
-        if m in (0xA1B2C3D4, 0xA1B23C4D):
-            lt = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
-            return "pcap", LINKTYPES.get(lt, str(lt)), "ns" if m == 0xA1B23C4D else "us"
-    raise ValueError(path + ": not a capture file")
+    """(format, link type name, timestamp precision) of a capture file."""
+    cap = pcaputil.open_capture(path)
+    return cap.format, pcaputil.LINKTYPE_NAMES.get(cap.linktype, str(cap.linktype)), cap.precision
 
 
 def main():

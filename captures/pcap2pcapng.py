@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Convert a classic pcap file to pcapng (SHB, one IDB, one EPB per packet).
 
-Used by record.sh only when Wireshark's editcap is not installed.
+Used by record.sh only when Wireshark's editcap is not installed. Reads with pcaputil.py;
+writes the blocks itself, keeping each packet's original length and exact timestamp.
 usage: pcap2pcapng.py IN.pcap OUT.pcapng
 """
+import os
 import struct
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pcaputil  # noqa: E402
 
 
 def opt(code, value):
@@ -19,28 +24,22 @@ def block(btype, body):
 
 
 def main():
-    data = open(sys.argv[1], "rb").read()
-    for endian, res in (("<", 6), (">", 6), ("<", 9), (">", 9)):
-        m = struct.unpack(endian + "I", data[:4])[0]
-        if m == (0xA1B2C3D4 if res == 6 else 0xA1B23C4D):
-            break
-    else:
+    try:
+        cap = pcaputil.open_capture(sys.argv[1])
+    except ValueError:
+        cap = None
+    if cap is None or cap.format != "pcap":
         sys.exit("not a pcap file")
-    snaplen, linktype = struct.unpack(endian + "II", data[16:24])
-    linktype &= 0x0FFFFFFF
+    res = 9 if cap.nanos else 6
     out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)
                  + opt(3, b"idemwatch captures/pcap2pcapng.py") + opt(0, b""))]
-    out.append(block(1, struct.pack("<HHI", linktype, 0, snaplen)
+    out.append(block(1, struct.pack("<HHI", cap.linktype, 0, cap.snaplen)
                      + opt(2, b"lo") + opt(9, bytes([res])) + opt(0, b"")))
-    off, mult = 24, 10 ** 6 if res == 6 else 10 ** 9
-    while off + 16 <= len(data):
-        sec, frac, incl, orig = struct.unpack(endian + "IIII", data[off:off + 16])
-        off += 16
-        pkt = data[off:off + incl]
-        off += incl
-        ts = sec * mult + frac
-        pad = b"\0" * ((4 - incl % 4) % 4)
-        out.append(block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, incl, orig) + pkt + pad))
+    for p in cap.packets():
+        ts = p.ts_sec * p.ts_units + p.ts_frac
+        pad = b"\0" * ((4 - p.caplen % 4) % 4)
+        out.append(block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, p.caplen, p.orig_len)
+                         + p.data + pad))
     open(sys.argv[2], "wb").write(b"".join(out))
 
 

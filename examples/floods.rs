@@ -18,6 +18,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use pcapgen::PcapStream;
+use pcapgen::frame::{self, ACK, FIN, PSH, SYN, TcpFrame};
 use serde_json::{Map, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -26,107 +28,34 @@ use serde_json::{Map, Value};
 
 type Ep = ([u8; 4], u16);
 
-const SYN: u8 = 0x02;
-const FIN: u8 = 0x01;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
 const MSS: usize = 1460;
-
-fn sum16(data: &[u8], mut s: u32) -> u32 {
-    let mut it = data.chunks_exact(2);
-    for c in &mut it {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = it.remainder() {
-        s += u32::from(*last) << 8;
-    }
-    s
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
-/// Ethernet and IPv4 headers; `frag` is the flags-and-offset word (DF for whole packets).
-fn ip_head(out: &mut Vec<u8>, src: [u8; 4], dst: [u8; 4], id: u16, frag: u16, ip_payload: usize) {
-    out.clear();
-    out.extend_from_slice(&[2, 0, 0, 0, 0, 9, 2, 0, 0, 0, 0, 5, 0x08, 0x00]);
-    let total = (20 + ip_payload) as u16;
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&total.to_be_bytes());
-    ip[4..6].copy_from_slice(&id.to_be_bytes());
-    ip[6..8].copy_from_slice(&frag.to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&dst);
-    let c = fold(sum16(&ip, 0));
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    out.extend_from_slice(&ip);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn tcp_frame(out: &mut Vec<u8>, src: Ep, dst: Ep, seq: u32, ack: u32, flags: u8, data: &[u8]) {
-    ip_head(out, src.0, dst.0, 0, 0x4000, 20 + data.len());
-    let mut tcp = [0u8; 20];
-    tcp[0..2].copy_from_slice(&src.1.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    tcp[12] = 0x50;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
-    let pseudo = sum16(&src.0, 0) + sum16(&dst.0, 0) + 6 + (20 + data.len()) as u32;
-    let c = fold(sum16(data, sum16(&tcp, pseudo)));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    out.extend_from_slice(&tcp);
-    out.extend_from_slice(data);
-}
+/// Every frame carries these MAC addresses, whatever its direction (nothing reads them).
+const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 5];
+const DST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
 
 /// A classic little-endian µs pcap written as it is generated; 10 µs between packets.
 struct Pcap<W: Write> {
-    w: W,
+    out: PcapStream<W>,
     ts_us: u64,
-    bytes: u64,
     frame: Vec<u8>,
 }
 
 impl<W: Write> Pcap<W> {
-    fn new(mut w: W) -> io::Result<Self> {
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&[0; 8]);
-        h.extend_from_slice(&262_144u32.to_le_bytes());
-        h.extend_from_slice(&1u32.to_le_bytes());
-        w.write_all(&h)?;
+    fn new(w: W) -> io::Result<Self> {
         Ok(Pcap {
-            w,
+            out: PcapStream::ethernet(w, 262_144)?,
             ts_us: 1_700_000_000_000_000,
-            bytes: 24,
             frame: Vec::with_capacity(1600),
         })
     }
 
     fn put(&mut self) -> io::Result<()> {
-        let n = self.frame.len() as u32;
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&((self.ts_us / 1_000_000) as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&((self.ts_us % 1_000_000) as u32).to_le_bytes());
-        h[8..12].copy_from_slice(&n.to_le_bytes());
-        h[12..16].copy_from_slice(&n.to_le_bytes());
-        self.w.write_all(&h)?;
-        self.w.write_all(&self.frame)?;
+        self.out.write_us(self.ts_us, &self.frame)?;
         self.ts_us += 10;
-        self.bytes += 16 + u64::from(n);
         Ok(())
     }
 
+    /// A TCP segment in IPv4 (identification 0, DF) with a window of 65535.
     fn tcp(
         &mut self,
         src: Ep,
@@ -136,7 +65,21 @@ impl<W: Write> Pcap<W> {
         flags: u8,
         data: &[u8],
     ) -> io::Result<()> {
-        tcp_frame(&mut self.frame, src, dst, seq, ack, flags, data);
+        TcpFrame {
+            src_mac: SRC_MAC,
+            dst_mac: DST_MAC,
+            src: src.0,
+            dst: dst.0,
+            ip_id: 0,
+            src_port: src.1,
+            dst_port: dst.1,
+            seq,
+            ack,
+            flags,
+            window: 0xffff,
+            options: &[],
+        }
+        .write(&mut self.frame, data)?;
         self.put()
     }
 }
@@ -530,16 +473,17 @@ fn fragments(p: &mut P<'_>, div: u64) -> io::Result<()> {
         let src = [10, 2 + a, b, c];
         // Offsets 1480.. in 8-byte units; the fragment at offset 0 never comes.
         for f in 1..=40u16 {
-            let frag = 0x2000 | (f * 185);
-            ip_head(
+            frame::ipv4_fragment(
                 &mut p.frame,
+                SRC_MAC,
+                DST_MAC,
                 src,
                 [10, 0, 0, 9],
                 set as u16,
-                frag,
-                data.len(),
-            );
-            p.frame.extend_from_slice(&data);
+                true,
+                f * 185,
+                &data,
+            )?;
             p.put()?;
         }
     }
@@ -595,8 +539,9 @@ fn measure(flood: &Flood, explicit: bool, div: u64) -> io::Result<()> {
         let mut w = BufWriter::with_capacity(1 << 20, stdin);
         let mut p: Pcap<&mut dyn Write> = Pcap::new(&mut w as &mut dyn Write)?;
         (flood.generate)(&mut p, div)?;
-        p.w.flush()?;
-        p.bytes
+        let bytes = p.out.bytes();
+        p.out.into_inner().flush()?;
+        bytes
     };
     let status = child.wait()?;
     let elapsed = start.elapsed();

@@ -37,6 +37,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, Write};
 
+use pcapgen::PcapStream;
+use pcapgen::frame::{ACK, FIN, PSH, SYN, TcpFrame};
 use serde_json::{Value, json};
 
 /// Command-line help.
@@ -71,9 +73,13 @@ pub fn generate(seed: u64, target: Target) -> (Vec<u8>, Value) {
 
 /// Writes the capture to `out` (buffer it) and returns the sidecar.
 pub fn generate_to<W: Write>(seed: u64, target: Target, out: W) -> io::Result<Value> {
+    // Classic pcap, little-endian, µs, Ethernet, snaplen 65535.
+    let out = PcapStream::ethernet(out, 65535)?;
     let mut g = Gen::new(seed, target, out);
     g.run()?;
-    Ok(g.sidecar())
+    let sidecar = g.sidecar();
+    g.out.into_inner().flush()?;
+    Ok(sidecar)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -181,11 +187,6 @@ const STRIPE_VERSION: &str = "2024-06-20";
 /// Completed keyed requests kept per credential for retries and conflicts.
 const POOL_CAP: usize = 4096;
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
-
 /// Client libraries: (User-Agent, X-Stripe-Client-User-Agent).
 const CLIENTS: [(&str, &str); 4] = [
     (
@@ -285,7 +286,7 @@ struct Conn {
 }
 
 struct Gen<W: Write> {
-    out: W,
+    out: PcapStream<W>,
     rng: Rng,
     seed: u64,
     target: Target,
@@ -299,9 +300,7 @@ struct Gen<W: Write> {
     charges_learned: bool,
     seq: u64,
     frame: Vec<u8>,
-    record: [u8; 16],
-    // counts
-    bytes: u64,
+    // counts (bytes: those written, `out.bytes()`)
     packets: u64,
     connections: u64,
     transactions: u64,
@@ -314,7 +313,7 @@ struct Gen<W: Write> {
 }
 
 impl<W: Write> Gen<W> {
-    fn new(seed: u64, target: Target, out: W) -> Self {
+    fn new(seed: u64, target: Target, out: PcapStream<W>) -> Self {
         let mut rng = Rng::new(seed);
         let host_ports = (0..CLIENT_HOSTS)
             .map(|_| 32768 + rng.below(20000) as u16)
@@ -334,8 +333,6 @@ impl<W: Write> Gen<W> {
             charges_learned: false,
             seq: 0,
             frame: Vec::with_capacity(2048),
-            record: [0; 16],
-            bytes: 0,
             packets: 0,
             connections: 0,
             transactions: 0,
@@ -358,7 +355,7 @@ impl<W: Write> Gen<W> {
             "seed": self.seed,
             "size_target": size_target,
             "transactions_target": tx_target,
-            "bytes": self.bytes,
+            "bytes": self.out.bytes(),
             "packets": self.packets,
             "connections": self.connections,
             "transactions": self.transactions,
@@ -379,7 +376,7 @@ impl<W: Write> Gen<W> {
     fn stop(&mut self) -> bool {
         if !self.stopped {
             self.stopped = match self.target {
-                Target::Bytes(b) => self.bytes >= b,
+                Target::Bytes(b) => self.out.bytes() >= b,
                 Target::Transactions(n) => self.transactions + self.pending_dups.len() as u64 >= n,
             };
         }
@@ -387,18 +384,6 @@ impl<W: Write> Gen<W> {
     }
 
     fn run(&mut self) -> io::Result<()> {
-        // Global header: magic, v2.4, thiszone, sigfigs, snaplen, Ethernet.
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&0i32.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&65535u32.to_le_bytes());
-        h.extend_from_slice(&1u32.to_le_bytes());
-        self.out.write_all(&h)?;
-        self.bytes = 24;
-
         let initial = match self.target {
             Target::Transactions(n) => CONCURRENCY.min(n as usize),
             Target::Bytes(_) => CONCURRENCY,
@@ -426,7 +411,7 @@ impl<W: Write> Gen<W> {
             self.open_conn(d.cred, Some(Plan::KeylessDup(d.body)), Some(1));
             self.drive()?;
         }
-        self.out.flush()
+        Ok(())
     }
 
     fn open_conn(&mut self, cred: usize, forced: Option<Plan>, planned: Option<u32>) {
@@ -829,57 +814,29 @@ impl<W: Write> Gen<W> {
             c.s_nxt = c.s_nxt.wrapping_add(consumed);
         }
 
-        let f = &mut self.frame;
-        f.clear();
-        let (dmac, smac) = if s.from_client {
+        let (dst_mac, src_mac) = if s.from_client {
             (SERVER_MAC, CLIENT_MAC)
         } else {
             (CLIENT_MAC, SERVER_MAC)
         };
-        f.extend_from_slice(&dmac);
-        f.extend_from_slice(&smac);
-        f.extend_from_slice(&[0x08, 0x00]);
-        let opts: &[u8] = if syn { &[2, 4, 0x05, 0xb4] } else { &[] };
-        let tcp_len = 20 + opts.len() + s.payload.len();
-        let ip_len = (20 + tcp_len) as u16;
-        // IPv4
-        f.extend_from_slice(&[0x45, 0]);
-        f.extend_from_slice(&ip_len.to_be_bytes());
-        f.extend_from_slice(&ipid.to_be_bytes());
-        f.extend_from_slice(&[0x40, 0, 64, 6, 0, 0]);
-        f.extend_from_slice(&src);
-        f.extend_from_slice(&dst);
-        let ip_sum = checksum(&f[14..34], 0);
-        f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
-        // TCP
-        f.extend_from_slice(&sport.to_be_bytes());
-        f.extend_from_slice(&dport.to_be_bytes());
-        f.extend_from_slice(&seq.to_be_bytes());
-        f.extend_from_slice(&ack.to_be_bytes());
-        f.push((((20 + opts.len()) / 4) as u8) << 4);
-        f.push(s.flags);
-        f.extend_from_slice(&window.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0, 0]);
-        f.extend_from_slice(opts);
-        f.extend_from_slice(&s.payload);
-        let mut pseudo = 0u32;
-        for w in [&src, &dst] {
-            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
-            pseudo += u32::from(u16::from_be_bytes([w[2], w[3]]));
+        // MSS 1460 on the handshake.
+        let options: &[u8] = if syn { &[2, 4, 0x05, 0xb4] } else { &[] };
+        TcpFrame {
+            src_mac,
+            dst_mac,
+            src,
+            dst,
+            ip_id: ipid,
+            src_port: sport,
+            dst_port: dport,
+            seq,
+            ack,
+            flags: s.flags,
+            window,
+            options,
         }
-        pseudo += 6 + tcp_len as u32;
-        let tcp_sum = checksum(&f[34..], pseudo);
-        f[50..52].copy_from_slice(&tcp_sum.to_be_bytes());
-
-        let len = f.len() as u32;
-        let r = &mut self.record;
-        r[0..4].copy_from_slice(&((self.now / 1_000_000) as u32).to_le_bytes());
-        r[4..8].copy_from_slice(&((self.now % 1_000_000) as u32).to_le_bytes());
-        r[8..12].copy_from_slice(&len.to_le_bytes());
-        r[12..16].copy_from_slice(&len.to_le_bytes());
-        self.out.write_all(&self.record)?;
-        self.out.write_all(&self.frame)?;
-        self.bytes += 16 + u64::from(len);
+        .write(&mut self.frame, &s.payload)?;
+        self.out.write_us(self.now, &self.frame)?;
         self.packets += 1;
 
         if let Some(d) = s.done {
@@ -920,28 +877,6 @@ fn split(data: &[u8]) -> Vec<Piece> {
             last: k + 1 == n,
         })
         .collect()
-}
-
-/// Internet checksum of `data`, starting from a partial sum.
-fn checksum(data: &[u8], init: u32) -> u16 {
-    let mut sum = u64::from(init);
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_be_bytes(c.try_into().expect("8 bytes"));
-        sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
-    }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        sum += u64::from(u16::from_be_bytes([p[0], p[1]]));
-    }
-    if let [b] = pairs.remainder() {
-        sum += u64::from(*b) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 fn head(first: &str, headers: &[(&str, String)], lower: bool) -> Vec<u8> {

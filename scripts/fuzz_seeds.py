@@ -12,30 +12,23 @@ import sys
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 CAPTURES = os.path.join(ROOT, "captures")
+sys.path.insert(0, CAPTURES)
+import pcaputil  # noqa: E402
+
 OUT = os.path.join(ROOT, "fuzz", "seeds")
 MAX_SEEDS = 24
 MAX_SEED_BYTES = 4096
 
 
 def pcap_frames(path):
-    """(linktype, [frame bytes]) of a classic pcap file, or None for another format."""
-    data = open(path, "rb").read()
-    if len(data) < 24:
+    """(capture, [frame bytes]) of a classic pcap file, or None for another format."""
+    try:
+        cap = pcaputil.open_capture(path)
+    except ValueError:
         return None
-    magic = data[:4]
-    if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1"):
-        e = "<"
-    elif magic in (b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d"):
-        e = ">"
-    else:
+    if cap.format != "pcap":
         return None
-    linktype = struct.unpack(e + "I", data[20:24])[0] & 0x0FFFFFFF
-    frames, pos = [], 24
-    while pos + 16 <= len(data):
-        incl = struct.unpack(e + "I", data[pos + 8:pos + 12])[0]
-        frames.append(data[pos + 16:pos + 16 + incl])
-        pos += 16 + incl
-    return linktype, frames
+    return cap, [p.data for p in cap.packets()]
 
 
 def tcp_of(linktype, frame):
@@ -136,17 +129,14 @@ def reassembly_seed(conn, flow):
     return bytes(out)
 
 
-def small_pcap(path):
+def small_pcap(cap):
     """The start of a classic pcap file: its header and the packets that fit in the seed size."""
-    data = open(path, "rb").read()
-    e = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    pos = 24
-    while pos + 16 <= len(data):
-        incl = struct.unpack(e + "I", data[pos + 8:pos + 12])[0]
-        if pos + 16 + incl > MAX_SEED_BYTES:
+    pos = cap.header_len
+    for p in cap.packets():
+        if pos + p.size > MAX_SEED_BYTES:
             break
-        pos += 16 + incl
-    return data[:pos]
+        pos += p.size
+    return cap.data[:pos]
 
 
 def write(target, seeds, limit=MAX_SEED_BYTES):
@@ -173,8 +163,9 @@ def main():
         parsed = pcap_frames(os.path.join(CAPTURES, name))
         if parsed is None:
             continue
-        linktype, frames = parsed
-        files.append(small_pcap(os.path.join(CAPTURES, name)))
+        cap, frames = parsed
+        linktype = cap.linktype
+        files.append(small_pcap(cap))
         conns = connections(linktype, frames)
         # One connection per capture (its first that carries data), for variety within bounds.
         for i, c in enumerate(conns):

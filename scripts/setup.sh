@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what idemwatch needs to build and test on Debian/Ubuntu: libpcap's headers (the
-# `pcap` crate links libpcap), pkg-config, systemd-analyze and python3 for the tests, and a Rust
-# toolchain when none is installed.
+# `pcap` crate links libpcap), pkg-config, systemd-analyze and python3 for the tests, dpkt for
+# the capture tools, and a Rust toolchain when none is installed.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 
@@ -13,6 +13,8 @@ command -v cc >/dev/null 2>&1 || need+=(gcc)
 # are the client and the gateway of the mirror tests, redis-server the fleet tests' store.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The capture tools (captures/*.py, scripts/fuzz_seeds.py) read pcap and pcapng with dpkt.
+dpkg -s python3-dpkt >/dev/null 2>&1 || need+=(python3-dpkt)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The fleet tests start their own Redis on loopback.

@@ -1,9 +1,13 @@
-//! Command line: clap definitions and all help text. Turns arguments into a [`Config`].
+//! Command line: clap definitions and all help text. Turns arguments (merged with the
+//! configuration file for `live` and `check-config`) into a [`Config`] and the settings of each
+//! command. Defaults are the stages' own (see [`settings_defaults`]), shown in the help from
+//! there. Running the commands is left to `main.rs` and the pipeline.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, Limits};
 
@@ -105,21 +109,8 @@ pub struct MirrorArgs {
     #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Most connections open at once; more are closed at once and counted (mirror_refused).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub max_connections: usize,
-
-    /// A TLS handshake must complete within this.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub handshake_timeout: Duration,
-
-    /// A connection silent this long is closed.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
-
-    /// A request must be whole this long after its first byte (slow senders are closed).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub request_timeout: Duration,
+    #[command(flatten)]
+    pub bounds: MirrorBounds,
 
     /// Serve the counters at http://ADDR/metrics in the Prometheus text format, e.g.
     /// 127.0.0.1:9464 [default: off].
@@ -144,7 +135,95 @@ pub struct MirrorArgs {
     pub store: StoreArgs,
 }
 
+/// The mirror endpoint's bounds: one definition for both commands that run the endpoint.
+/// `mirror` takes them as options; the endpoint of `live --mirror-listen` runs with their
+/// defaults, [`MirrorBounds::DEFAULT`].
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct MirrorBounds {
+    /// Most connections open at once; more are closed at once and counted (mirror_refused).
+    #[arg(long, value_name = "N", default_value_t = MirrorBounds::DEFAULT.max_connections)]
+    pub max_connections: usize,
+
+    /// A TLS handshake must complete within this.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(MirrorBounds::DEFAULT.handshake_timeout))]
+    pub handshake_timeout: Duration,
+
+    /// A connection silent this long is closed.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(MirrorBounds::DEFAULT.idle_timeout))]
+    pub idle_timeout: Duration,
+
+    /// A request must be whole this long after its first byte (slow senders are closed).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(MirrorBounds::DEFAULT.request_timeout))]
+    pub request_timeout: Duration,
+}
+
+impl MirrorBounds {
+    pub const DEFAULT: MirrorBounds = MirrorBounds {
+        max_connections: 1024,
+        handshake_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
+    };
+}
+
+/// The mirror endpoint as either command gives it (`mirror`, or `live --mirror-*`).
+#[derive(Debug, Clone)]
+pub struct MirrorEndpoint {
+    pub listen: std::net::SocketAddr,
+    /// The certificate chain and private key (PEM); `None`: plain TCP.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Mutual TLS: the CAs client certificates must be signed by.
+    pub client_ca: Option<PathBuf>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub bounds: MirrorBounds,
+}
+
+impl MirrorEndpoint {
+    /// The TLS configuration from [`Self::tls_files`] (`None`: plain TCP), at start and again
+    /// on SIGHUP.
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        let files = self
+            .tls_files
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        crate::mirror::tls_config(files, self.client_ca.as_deref())
+    }
+
+    /// The endpoint's settings, with its TLS configuration read from [`Self::tls_files`].
+    pub fn settings(
+        &self,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> crate::mirror::MirrorSettings {
+        crate::mirror::MirrorSettings {
+            listen: self.listen,
+            tls,
+            max_connections: self.bounds.max_connections,
+            handshake_timeout: self.bounds.handshake_timeout,
+            idle_timeout: self.bounds.idle_timeout,
+            request_timeout: self.bounds.request_timeout,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
+}
+
 impl MirrorArgs {
+    /// The endpoint these options describe (clap requires both TLS files unless
+    /// --insecure-plaintext).
+    pub fn endpoint(&self) -> MirrorEndpoint {
+        MirrorEndpoint {
+            listen: self.listen,
+            tls_files: (!self.insecure_plaintext)
+                .then(|| self.cert.clone().zip(self.key.clone()))
+                .flatten(),
+            client_ca: self.client_ca.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
+            bounds: self.bounds.clone(),
+        }
+    }
+
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
@@ -161,7 +240,7 @@ impl MirrorArgs {
 }
 
 /// Where `live` and `check-config` look for the configuration file by default.
-pub const DEFAULT_CONFIG: &str = "/etc/idemwatch/idemwatch.toml";
+pub const DEFAULT_CONFIG: &str = crate::config_file::DEFAULT_PATH;
 
 const LIVE_EXAMPLES: &str = "\
 Examples:
@@ -177,8 +256,9 @@ reloads the policy options of the configuration file.";
 
 #[derive(Debug, Args)]
 pub struct LiveArgs {
-    /// Configuration file (TOML) [default: /etc/idemwatch/idemwatch.toml when it exists].
-    #[arg(long, value_name = "FILE")]
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE",
+          help = format!("Configuration file (TOML) [default: {DEFAULT_CONFIG} when it exists]"))]
     pub config: Option<PathBuf>,
 
     /// Interface to capture on (any: every interface, Linux cooked capture).
@@ -298,6 +378,29 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
+    /// The mirror endpoint of `--mirror-listen`, if any, with the mirror's default bounds; an
+    /// error when it lacks its certificate and key.
+    pub fn mirror_endpoint(&self) -> Result<Option<MirrorEndpoint>, &'static str> {
+        let Some(listen) = self.mirror_listen else {
+            return Ok(None);
+        };
+        let tls_files = (!self.mirror_insecure_plaintext)
+            .then(|| self.mirror_cert.clone().zip(self.mirror_key.clone()))
+            .flatten();
+        if tls_files.is_none() && !self.mirror_insecure_plaintext {
+            return Err(
+                "--mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)",
+            );
+        }
+        Ok(Some(MirrorEndpoint {
+            listen,
+            tls_files,
+            client_ca: self.mirror_client_ca.clone(),
+            trusted_proxies: self.mirror_trusted_proxies.clone(),
+            bounds: MirrorBounds::DEFAULT,
+        }))
+    }
+
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
@@ -397,23 +500,23 @@ pub struct ReadArgs {
 
 /// The idempotency policy: windows, watched endpoints, key headers, scope.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Policy")]
+#[command(next_help_heading = "Policy", mut_args = with_settings_default)]
 pub struct PolicyArgs {
     /// How long a key is remembered; a retry after it is late_retry (keys are kept one more
-    /// window to see that) [default: 24h].
+    /// window to see that).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub window: Option<Duration>,
 
-    /// Identical keyless requests within this are keyless_duplicate [default: 60s].
+    /// Identical keyless requests within this are keyless_duplicate.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duplicate_window: Option<Duration>,
 
     /// A new key for the same request within this after the first attempt ended unanswered,
-    /// aborted, 5xx or 409 is key_churn [default: 60s].
+    /// aborted, 5xx or 409 is key_churn.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub churn_window: Option<Duration>,
 
-    /// Methods whose keyless requests are judged, comma-separated [default: POST,PATCH].
+    /// Methods whose keyless requests are judged, comma-separated.
     #[arg(long, value_name = "METHODS", value_delimiter = ',', value_parser = parse_method)]
     pub watch_methods: Option<Vec<String>>,
 
@@ -424,7 +527,7 @@ pub struct PolicyArgs {
 
     /// Which keyless requests raise missing_key: learned (endpoints that earlier saw a key, and
     /// --require-key prefixes), all (every watched method), off (never; keyless_duplicate still
-    /// runs on learned endpoints) [default: learned].
+    /// runs on learned endpoints).
     #[arg(long, value_enum, value_name = "MODE")]
     pub missing_key: Option<crate::tracker::MissingKeyMode>,
 
@@ -433,7 +536,7 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
     pub key_header: Vec<String>,
 
-    /// Statuses that reject a request, comma-separated [default: 400,409,422].
+    /// Statuses that reject a request, comma-separated.
     #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_status)]
     pub reject_statuses: Option<Vec<u16>>,
 
@@ -445,13 +548,11 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub redact_keys: bool,
 
-    /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted)
-    /// [default: 1000000].
+    /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted).
     #[arg(long, value_name = "N")]
     pub max_keys: Option<usize>,
 
-    /// What keys are scoped by, comma-separated from host, credential, account (or none)
-    /// [default: host,credential,account].
+    /// What keys are scoped by, comma-separated from host, credential, account (or none).
     #[arg(long, value_name = "PARTS", value_parser = parse_scope)]
     pub scope: Option<crate::tracker::ScopeParts>,
 
@@ -556,7 +657,7 @@ pub struct StoreArgs {
     #[arg(
         long,
         value_name = "PREFIX",
-        default_value = "idemwatch:",
+        default_value = store_defaults().prefix,
         requires = "store"
     )]
     pub store_prefix: String,
@@ -567,20 +668,20 @@ pub struct StoreArgs {
     pub store_instance: Option<String>,
 
     /// A round trip to the store (or a connection attempt) taking longer fails.
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration,
-          requires = "store")]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(store_defaults().timeout),
+          value_parser = parse_duration, requires = "store")]
     pub store_timeout: Duration,
 
     /// How long a keyed request waits for the store's answer before it is judged on this
     /// instance's keys alone (counted in store_judged_locally). Alerts are delayed by the
     /// store's round trip, never longer than this.
-    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration,
-          requires = "store")]
+    #[arg(long, value_name = "DURATION", default_value = duration_text(store_defaults().wait),
+          value_parser = parse_duration, requires = "store")]
     pub store_wait: Duration,
 
     /// Operations queued for the store at most; past it they are skipped (store_ops_skipped),
     /// and a daemon judges the oldest held request without waiting.
-    #[arg(long, value_name = "N", default_value_t = 8192, requires = "store")]
+    #[arg(long, value_name = "N", default_value_t = store_defaults().max_inflight, requires = "store")]
     pub store_max_inflight: usize,
 
     /// With rediss://: trust the CAs in this file (PEM) instead of the system's.
@@ -622,38 +723,136 @@ impl StoreArgs {
 
 /// Memory and time bounds shared by the commands that capture.
 #[derive(Debug, Args)]
-#[command(next_help_heading = "Limits")]
+#[command(next_help_heading = "Limits", mut_args = with_settings_default)]
 pub struct LimitArgs {
     /// Most TCP flows tracked at once, split evenly among the workers; the least recently
-    /// active are evicted past it [default: 200000].
+    /// active are evicted past it.
     #[arg(long, value_name = "N")]
     pub max_flows: Option<usize>,
 
     /// Out-of-order bytes buffered per flow direction before a hole is declared, in bytes; each
-    /// held segment also counts its bookkeeping (about 130 bytes) [default: 1048576].
+    /// held segment also counts its bookkeeping (about 130 bytes).
     #[arg(long, value_name = "BYTES")]
     pub max_ooo_bytes: Option<usize>,
 
-    /// A flow without packets for this long (capture time) is closed [default: 10m].
+    /// A flow without packets for this long (capture time) is closed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub flow_timeout: Option<Duration>,
 
-    /// Largest HTTP head (start line and headers), in bytes [default: 65536].
+    /// Largest HTTP head (start line and headers), in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_head_bytes: Option<usize>,
 
-    /// Most header lines in one HTTP message [default: 128].
+    /// Most header lines in one HTTP message.
     #[arg(long, value_name = "N")]
     pub max_headers: Option<usize>,
 
-    /// Most requests awaiting a response on one connection [default: 256].
+    /// Most requests awaiting a response on one connection.
     #[arg(long, value_name = "N")]
     pub max_pending: Option<usize>,
 
     /// Most incomplete IPv4 fragment sets kept at once; the oldest are dropped past it
-    /// (fragments_dropped) [default: 4096].
+    /// (fragments_dropped).
     #[arg(long, value_name = "N")]
     pub max_fragment_sets: Option<usize>,
+}
+
+/// The store settings' defaults, shown as the defaults of the store options (which the options
+/// then set, every one).
+fn store_defaults() -> crate::fleet::StoreConfig {
+    crate::fleet::StoreConfig::new(crate::fleet::StoreSpec::Memory)
+}
+
+/// The defaults of the options whose fields are `Option`s: an option left unset keeps the value
+/// of its stage's settings (`tracker::TrackerConfig`, `config::Limits`), so these are the values
+/// of `c`'s fields, written as on the command line. Keyed by the option's id. With the default
+/// `Config` they are the "[default: X]" of the help; with a parsed one, what `check-config`
+/// shows for the options not set.
+pub fn settings_defaults(c: &Config) -> Vec<(&'static str, String)> {
+    let t = &c.tracker;
+    let l = &c.limits;
+    let list = |v: &[String]| v.join(",");
+    let missing_key = clap::ValueEnum::to_possible_value(&t.missing_key)
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default();
+    let scope = [
+        (t.scope.host, "host"),
+        (t.scope.credential, "credential"),
+        (t.scope.account, "account"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect::<Vec<_>>()
+    .join(",");
+    let statuses: Vec<String> = t.reject_statuses.iter().map(u16::to_string).collect();
+    vec![
+        ("window", duration_text(t.window)),
+        ("duplicate_window", duration_text(t.duplicate_window)),
+        ("churn_window", duration_text(t.churn_window)),
+        ("watch_methods", list(&t.watch_methods)),
+        ("missing_key", missing_key),
+        ("reject_statuses", list(&statuses)),
+        ("max_keys", t.max_keys.to_string()),
+        (
+            "scope",
+            if scope.is_empty() {
+                "none".into()
+            } else {
+                scope
+            },
+        ),
+        ("max_flows", l.reassembly.max_flows.to_string()),
+        (
+            "max_ooo_bytes",
+            l.reassembly.max_ooo_bytes_per_flow.to_string(),
+        ),
+        (
+            "flow_timeout",
+            duration_text(l.reassembly.flow_idle_timeout),
+        ),
+        ("max_head_bytes", l.http.max_head_bytes.to_string()),
+        ("max_headers", l.http.max_headers.to_string()),
+        ("max_pending", l.http.max_pending_requests.to_string()),
+        ("max_fragment_sets", l.decode.max_fragment_sets.to_string()),
+    ]
+}
+
+/// Appends "[default: X]" to the help of an option listed by [`settings_defaults`], X from the
+/// default `Config`: the help shows the value the settings use, written nowhere else.
+fn with_settings_default(arg: clap::Arg) -> clap::Arg {
+    let id = arg.get_id().as_str().to_owned();
+    let Some((_, d)) = settings_defaults(&Config::default())
+        .into_iter()
+        .find(|(k, _)| *k == id)
+    else {
+        return arg;
+    };
+    let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    // Each flattened group runs this over every option of its command so far: once is enough.
+    if help.contains("[default: ") {
+        return arg;
+    }
+    arg.help(format!("{help} [default: {d}]"))
+}
+
+/// A duration as the options take it: "500ms" when not whole seconds, seconds under two
+/// minutes ("60s"), else whole hours ("24h") or minutes ("10m").
+pub fn duration_text(d: Duration) -> String {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{}ns", d.as_nanos());
+    }
+    if d.subsec_millis() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let s = d.as_secs();
+    if s < 120 || !s.is_multiple_of(60) {
+        format!("{s}s")
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}m", s / 60)
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -664,25 +863,25 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl LimitArgs {
     pub fn apply(&self, l: &mut Limits) {
         if let Some(v) = self.max_flows {
-            l.max_flows = v;
+            l.reassembly.max_flows = v;
         }
         if let Some(v) = self.max_ooo_bytes {
-            l.max_ooo_bytes_per_flow = v;
+            l.reassembly.max_ooo_bytes_per_flow = v;
         }
         if let Some(v) = self.flow_timeout {
-            l.flow_idle_timeout = v;
+            l.reassembly.flow_idle_timeout = v;
         }
         if let Some(v) = self.max_head_bytes {
-            l.max_head_bytes = v;
+            l.http.max_head_bytes = v;
         }
         if let Some(v) = self.max_headers {
-            l.max_headers = v;
+            l.http.max_headers = v;
         }
         if let Some(v) = self.max_pending {
-            l.max_pending_requests = v;
+            l.http.max_pending_requests = v;
         }
         if let Some(v) = self.max_fragment_sets {
-            l.max_fragment_sets = v;
+            l.decode.max_fragment_sets = v;
         }
     }
 }
@@ -704,5 +903,225 @@ impl ReadArgs {
     /// The BPF filter words joined, if any.
     pub fn filter(&self) -> Option<String> {
         (!self.filter.is_empty()).then(|| self.filter.join(" "))
+    }
+}
+
+/// The command line, parsed: what to run, clap's matches (for `check-config`), and the
+/// configuration file that was read, if any.
+pub struct Parsed {
+    pub cli: Cli,
+    pub matches: clap::ArgMatches,
+    pub config_file: Option<PathBuf>,
+}
+
+/// Why parsing stopped.
+pub enum ParseFail {
+    /// clap's (help and version included), with where a bad value came from when it was the
+    /// configuration file's.
+    Clap(clap::Error, Option<String>),
+    /// The configuration file cannot be read or used.
+    Config(String),
+}
+
+impl ParseFail {
+    /// What to print: on stdout with exit 0 for help and version (see [`Self::is_usage_error`]),
+    /// else on stderr with exit 2.
+    pub fn message(&self) -> String {
+        match self {
+            ParseFail::Clap(e, Some(blame)) if e.use_stderr() => {
+                format!("{}({blame})", e.render())
+            }
+            ParseFail::Clap(e, _) => e.render().to_string(),
+            ParseFail::Config(m) => m.clone(),
+        }
+    }
+
+    /// False for `--help` and `--version`, which are not errors.
+    pub fn is_usage_error(&self) -> bool {
+        match self {
+            ParseFail::Clap(e, _) => e.use_stderr(),
+            ParseFail::Config(_) => true,
+        }
+    }
+
+    /// Prints the message where it belongs (help and version: stdout).
+    pub fn print(&self) {
+        match self {
+            ParseFail::Clap(e, _) if !e.use_stderr() => {
+                let _ = e.print();
+            }
+            _ => eprintln!("{}", self.message().trim_end()),
+        }
+    }
+}
+
+/// The subcommand named on the command line, if it reads a configuration file.
+pub fn config_subcommand(argv: &[OsString]) -> Option<&'static str> {
+    let first = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.starts_with('-'))?;
+    match first.as_ref() {
+        "live" => Some("live"),
+        "check-config" => Some("check-config"),
+        _ => None,
+    }
+}
+
+/// `--config FILE` or `--config=FILE` from the command line.
+fn config_arg(argv: &[OsString]) -> Option<PathBuf> {
+    let mut it = argv.iter().map(|a| a.to_string_lossy().into_owned());
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
+}
+
+/// Parses the command line (argv\[0\] first), merged with the configuration file for `live`
+/// and `check-config`: the command line wins. Also what a SIGHUP re-reads.
+pub fn parse(argv: &[OsString]) -> Result<Parsed, ParseFail> {
+    let mut cmd = Cli::command().version(crate::source::version_line());
+    let mut argv = argv.to_vec();
+    let mut used = None;
+    let mut merged = None;
+    if let Some(sub) = config_subcommand(&argv) {
+        let explicit = config_arg(&argv);
+        let path = explicit
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        if let Some(text) = crate::config_file::read_config(&path, explicit.is_some())
+            .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?
+        {
+            let m = crate::config_file::merge(&cmd, sub, argv, &path, &text)
+                .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?;
+            argv = m.argv.clone();
+            merged = Some(m);
+            used = Some(path);
+        }
+    }
+    let fail = |e: clap::Error| {
+        let blame = merged.as_ref().and_then(|m| m.blame(&e));
+        ParseFail::Clap(e, blame)
+    };
+    let matches = cmd.try_get_matches_from_mut(argv).map_err(fail)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(fail)?;
+    Ok(Parsed {
+        cli,
+        matches,
+        config_file: used,
+    })
+}
+
+/// What `check-config` prints: the effective settings of `live` as TOML, every option with its
+/// value (from the command line, the file, or its default), passwords in store URLs hidden.
+pub fn check_config_text(args: &LiveArgs, parsed: &Parsed) -> String {
+    let sub = parsed
+        .matches
+        .subcommand_matches("check-config")
+        .unwrap_or(&parsed.matches);
+    let mut out = match &parsed.config_file {
+        Some(p) => format!("# configuration file: {}\n", p.display()),
+        None => "# no configuration file; defaults and command line\n".to_owned(),
+    };
+    let effective = crate::config_file::effective_toml(
+        &Cli::command(),
+        "check-config",
+        sub,
+        &settings_defaults(&args.config()),
+    );
+    // A store URL may carry a password: never printed.
+    out.push_str(&crate::fleet::redact_passwords(&effective));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_written_as_the_help_always_wrote_them() {
+        for (d, text) in [
+            (Duration::from_secs(24 * 3600), "24h"),
+            (Duration::from_secs(600), "10m"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(60), "60s"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_millis(200), "200ms"),
+            (Duration::from_secs(90 * 60), "90m"),
+            (Duration::from_nanos(1500), "1500ns"),
+        ] {
+            assert_eq!(duration_text(d), text);
+            assert_eq!(parse_duration(text), Ok(d), "{text}");
+        }
+    }
+
+    fn help_of(sub: &str, id: &str) -> String {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let sub = cmd.find_subcommand(sub).expect("a subcommand");
+        let arg = sub
+            .get_arguments()
+            .find(|a| a.get_id() == id)
+            .expect("an option");
+        arg.get_help().map(ToString::to_string).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_help_shows_the_settings_defaults_once() {
+        for sub in ["read", "live", "check-config", "mirror"] {
+            let h = help_of(sub, "window");
+            assert!(h.ends_with("see that) [default: 24h]"), "{sub}: {h}");
+            assert_eq!(h.matches("[default: ").count(), 1, "{sub}: {h}");
+            let h = help_of(sub, "max_fragment_sets");
+            assert!(
+                h.ends_with("(fragments_dropped) [default: 4096]"),
+                "{sub}: {h}"
+            );
+        }
+        let h = help_of("live", "scope");
+        assert!(h.ends_with("[default: host,credential,account]"), "{h}");
+        let h = help_of("live", "missing_key");
+        assert!(h.ends_with("[default: learned]"), "{h}");
+    }
+
+    #[test]
+    fn the_live_mirror_has_the_mirror_commands_default_bounds() {
+        let cli = Cli::try_parse_from([
+            "idemwatch",
+            "mirror",
+            "--listen",
+            "127.0.0.1:9080",
+            "--insecure-plaintext",
+        ])
+        .expect("parses");
+        let Command::Mirror(m) = cli.command else {
+            panic!("not mirror")
+        };
+        assert_eq!(m.bounds, MirrorBounds::DEFAULT);
+        let cli = Cli::try_parse_from([
+            "idemwatch",
+            "live",
+            "-i",
+            "lo",
+            "--mirror-listen",
+            "127.0.0.1:9080",
+            "--mirror-insecure-plaintext",
+        ])
+        .expect("parses");
+        let Command::Live(l) = cli.command else {
+            panic!("not live")
+        };
+        let e = l.mirror_endpoint().expect("complete").expect("a mirror");
+        assert_eq!(e.bounds, MirrorBounds::DEFAULT);
+        assert_eq!(e.tls_files, None);
     }
 }

@@ -351,10 +351,17 @@ pub fn merge(
 /// the command line, the file, or its default — and `# default` comments where not set), for
 /// `idemwatch check-config`. `matches` are the matches of the merged command line: the root's
 /// or the subcommand's. Options whose default is not clap's own (`Option` values whose default
-/// the program picks, documented as "\[default: X\]" in their help) appear commented out, as
-/// `# window = "24h"  # default`, so the output parses as TOML and holds exactly the values set.
-pub fn effective_toml(cmd: &Command, subcommand: &str, matches: &ArgMatches) -> String {
-    effective(cmd, subcommand, matches, None)
+/// the program's settings pick) appear commented out, as `# window = "24h"  # default`, so the
+/// output parses as TOML and holds exactly the values set. `defaults` gives those values, by
+/// option id, as written on the command line (from the run's settings); an option without one
+/// shows the "\[default: X\]" prose of its help ("none, not saved").
+pub fn effective_toml(
+    cmd: &Command,
+    subcommand: &str,
+    matches: &ArgMatches,
+    defaults: &[(&str, String)],
+) -> String {
+    effective(cmd, subcommand, matches, defaults, None)
 }
 
 /// [`effective_toml`], marking each set value with where it came from: the file and its line,
@@ -363,15 +370,17 @@ pub fn effective_toml_with_sources(
     cmd: &Command,
     subcommand: &str,
     matches: &ArgMatches,
+    defaults: &[(&str, String)],
     merged: &Merged,
 ) -> String {
-    effective(cmd, subcommand, matches, Some(merged))
+    effective(cmd, subcommand, matches, defaults, Some(merged))
 }
 
 fn effective(
     cmd: &Command,
     subcommand: &str,
     matches: &ArgMatches,
+    defaults: &[(&str, String)],
     merged: Option<&Merged>,
 ) -> String {
     let mut root = cmd.clone();
@@ -379,9 +388,12 @@ fn effective(
     let Some(sub) = root.find_subcommand(subcommand) else {
         return format!("# the command has no subcommand '{subcommand}'\n");
     };
-    let m = matches
-        .subcommand_matches(sub.get_name())
-        .unwrap_or(matches);
+    // The root's matches or the subcommand's: `subcommand_matches` would panic (a debug
+    // assertion) on the subcommand's own, which has no subcommands.
+    let m = match matches.subcommand() {
+        Some((name, m)) if name == sub.get_name() => m,
+        _ => matches,
+    };
     let mut out = "# The effective configuration: the command line over the configuration file \
                    over the defaults.\n"
         .to_owned();
@@ -428,8 +440,12 @@ fn effective(
                 }
             },
             _ => {
-                // Not set and no clap default: the program's default, from the help text.
-                match documented_default(opt.arg) {
+                // Not set and no clap default: the value the settings use.
+                let given = defaults
+                    .iter()
+                    .find(|(k, _)| *k == id)
+                    .map(|(_, d)| d.clone());
+                match given.or_else(|| documented_default(opt.arg)) {
                     Some(d) => match render_default(opt, &d) {
                         Some(v) => {
                             let _ = writeln!(out, "# {} = {v}  # default", opt.key);
@@ -1536,7 +1552,7 @@ mod tests {
         let cli = ["idemwatch", "-vv", "live", "--max-keys", "500"];
         let m = merge(&TestCli::command(), "live", os(&cli), Path::new(FILE), text).unwrap();
         let matches = TestCli::command().try_get_matches_from(&m.argv).unwrap();
-        let out = effective_toml(&TestCli::command(), "live", &matches);
+        let out = effective_toml(&TestCli::command(), "live", &matches, &[]);
         let v: toml::Table = toml::from_str(&out).expect(&out);
         assert_eq!(v["interface"].as_str(), Some("eth0"), "{out}");
         assert_eq!(v["max-keys"].as_integer(), Some(500), "{out}");
@@ -1568,16 +1584,29 @@ mod tests {
         // The output, fed back as a file, gives the same options.
         let again = merged(&["idemwatch", "live"], &out).unwrap();
         let matches2 = TestCli::command().try_get_matches_from(&again).unwrap();
-        let out2 = effective_toml(&TestCli::command(), "live", &matches2);
+        let out2 = effective_toml(&TestCli::command(), "live", &matches2, &[]);
         assert_eq!(toml::from_str::<toml::Table>(&out2).unwrap(), v, "{out2}");
         // With sources.
-        let out = effective_toml_with_sources(&TestCli::command(), "live", &matches, &m);
+        let out = effective_toml_with_sources(&TestCli::command(), "live", &matches, &[], &m);
         assert!(
             out.contains("interface = \"eth0\"  # /etc/idemwatch/idemwatch.toml line 1\n"),
             "{out}"
         );
         assert!(out.contains("max-keys = 500  # command line\n"), "{out}");
         toml::from_str::<toml::Table>(&out).expect(&out);
+    }
+
+    #[test]
+    fn effective_toml_takes_the_subcommands_own_matches_too() {
+        // What check-config passes: a regression test for a debug assertion of clap's
+        // `subcommand_matches`, which panicked on matches without subcommands.
+        let m = TestCli::command()
+            .try_get_matches_from(["idemwatch", "live", "-i", "eth0"])
+            .unwrap();
+        let sub = m.subcommand_matches("live").unwrap();
+        let out = effective_toml(&TestCli::command(), "live", sub, &[]);
+        assert!(out.contains("\ninterface = \"eth0\"\n"), "{out}");
+        assert_eq!(out, effective_toml(&TestCli::command(), "live", &m, &[]));
     }
 
     #[test]

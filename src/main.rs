@@ -3,7 +3,7 @@
 //! 2: usage or configuration error.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 // Many small allocations per request (strings, events): mimalloc halves their cost against
@@ -11,107 +11,87 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{CommandFactory, FromArgMatches};
-use idemwatch::cli::{Cli, Command, DEFAULT_CONFIG, LiveArgs};
-use idemwatch::config_file;
+use clap::CommandFactory;
+use idemwatch::cli::{Cli, Command, LiveArgs, Parsed};
 use idemwatch::output::Output;
 use idemwatch::pipeline::{LiveSettings, print_summary, run_live, run_read};
 use idemwatch::source::LiveOptions;
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
-    if config_subcommand(&argv) == Some("live") {
+    if idemwatch::cli::config_subcommand(&argv) == Some("live") {
         tune_allocator_for_live(&argv);
     }
-    let (cli, matches, config_path) = match parse(&argv) {
-        Ok(x) => x,
-        Err(code) => return code,
-    };
-    init_logging(cli.verbose);
-    match cli.command {
-        Command::Read(args) => {
-            let config = args.config();
-            let mut out = match open_output(args.output.as_deref()) {
-                Ok(o) => o,
-                Err(code) => return code,
-            };
-            let filter = args.filter();
-            match run_read(&config, &args.files, filter.as_deref(), &mut out) {
-                Ok(summary) => {
-                    // A closed stdout (`| head`) ends quietly.
-                    if !cli.quiet && !summary.output_closed {
-                        print_summary(&summary);
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("idemwatch: {e}");
-                    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
-                }
-            }
-        }
-        Command::Generate(what) => {
-            let mut out = std::io::stdout().lock();
-            let written = match what {
-                idemwatch::cli::Generate::Man => {
-                    idemwatch::manpage::render(Cli::command(), &mut out)
-                }
-                idemwatch::cli::Generate::Completions { shell } => {
-                    idemwatch::manpage::completions(shell, Cli::command(), &mut out);
-                    Ok(())
-                }
-            };
-            match written.and_then(|()| std::io::Write::flush(&mut out)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("idemwatch: cannot write: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Command::CheckConfig(_) => {
-            let cmd = Cli::command();
-            let sub = matches
-                .subcommand_matches("check-config")
-                .unwrap_or(&matches);
-            if let Some(p) = &config_path {
-                println!("# configuration file: {}", p.display());
+    let parsed = match idemwatch::cli::parse(&argv) {
+        Ok(p) => p,
+        Err(fail) => {
+            fail.print();
+            return if fail.is_usage_error() {
+                ExitCode::from(2)
             } else {
-                println!("# no configuration file; defaults and command line");
-            }
-            // A store URL may carry a password: never printed.
-            print!(
-                "{}",
-                idemwatch::fleet::redact_passwords(&config_file::effective_toml(
-                    &cmd,
-                    "check-config",
-                    sub
-                ))
-            );
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(parsed.cli.verbose);
+    match &parsed.cli.command {
+        Command::Read(args) => read(args, parsed.cli.quiet),
+        Command::Generate(what) => generate(what),
+        Command::CheckConfig(args) => {
+            print!("{}", idemwatch::cli::check_config_text(args, &parsed));
             ExitCode::SUCCESS
         }
-        Command::Live(args) => live(&argv, &args, config_path.as_deref()),
-        Command::Mirror(args) => mirror(&args, cli.quiet),
+        Command::Live(args) => live(&argv, args, &parsed),
+        Command::Mirror(args) => mirror(args, parsed.cli.quiet),
+    }
+}
+
+/// `read`: the files, then the summary.
+fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
+    let config = args.config();
+    let mut out = match open_output(args.output.as_deref()) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let filter = args.filter();
+    match run_read(&config, &args.files, filter.as_deref(), &mut out) {
+        Ok(summary) => {
+            // A closed stdout (`| head`) ends quietly.
+            if !quiet && !summary.output_closed {
+                print_summary(&summary);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("idemwatch: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
+        }
+    }
+}
+
+/// `generate`: the manual page or a completion script on stdout.
+fn generate(what: &idemwatch::cli::Generate) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let written = match what {
+        idemwatch::cli::Generate::Man => idemwatch::manpage::render(Cli::command(), &mut out),
+        idemwatch::cli::Generate::Completions { shell } => {
+            idemwatch::manpage::completions(*shell, Cli::command(), &mut out);
+            Ok(())
+        }
+    };
+    match written.and_then(|()| std::io::Write::flush(&mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("idemwatch: cannot write: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 
 /// The mirror endpoint.
 fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
-            eprintln!("idemwatch: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
-        }
-    }
-    let hup = Arc::new(AtomicBool::new(false));
-    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)) {
-        eprintln!("idemwatch: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
-    match idemwatch::pipeline::run_mirror(args, stop, hup) {
+    let output = args.output.as_deref();
+    match idemwatch::pipeline::run_mirror(&args.config(), &args.endpoint(), output) {
         Ok(st) => {
             if !quiet {
                 idemwatch::pipeline::print_mirror_summary(&st);
@@ -126,7 +106,7 @@ fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
 }
 
 /// The `live` daemon.
-fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitCode {
+fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
     if args.list_interfaces {
         return match idemwatch::source::live::list_interfaces() {
             Ok(lines) => {
@@ -145,7 +125,7 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         eprintln!("idemwatch: live needs --interface (or 'interface' in the configuration file)");
         return ExitCode::from(2);
     };
-    if let Some(p) = config_path {
+    if let Some(p) = &parsed.config_file {
         tracing::info!(file = %p.display(), "configuration file read");
     }
     let config = args.config();
@@ -153,7 +133,7 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         Ok(o) => o,
         Err(code) => return code,
     };
-    let settings = LiveSettings {
+    let mut settings = LiveSettings {
         capture: LiveOptions {
             interface,
             promisc: args.promisc,
@@ -168,49 +148,38 @@ fn live(argv: &[OsString], args: &LiveArgs, config_path: Option<&Path>) -> ExitC
         user: args.user.clone(),
         mirror: None,
     };
-    let mut settings = settings;
-    let mirror_files = (!args.mirror_insecure_plaintext)
-        .then(|| args.mirror_cert.as_deref().zip(args.mirror_key.as_deref()))
-        .flatten();
-    if let Some(listen) = args.mirror_listen {
-        if mirror_files.is_none() && !args.mirror_insecure_plaintext {
-            eprintln!(
-                "idemwatch: --mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)"
-            );
+    let endpoint = match args.mirror_endpoint() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("idemwatch: {e}");
             return ExitCode::from(2);
         }
-        let tls =
-            match idemwatch::mirror::tls_config(mirror_files, args.mirror_client_ca.as_deref()) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("idemwatch: mirror: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-        let listener = match idemwatch::mirror::bind(listen) {
+    };
+    if let Some(endpoint) = &endpoint {
+        let tls = match endpoint.tls() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("idemwatch: mirror: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let listener = match idemwatch::mirror::bind(endpoint.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("idemwatch: {e}");
                 return ExitCode::from(1);
             }
         };
-        let defaults = idemwatch::mirror::MirrorSettings {
-            listen,
-            tls,
-            max_connections: 1024,
-            handshake_timeout: std::time::Duration::from_secs(5),
-            idle_timeout: std::time::Duration::from_secs(60),
-            request_timeout: std::time::Duration::from_secs(30),
-            trusted_proxies: args.mirror_trusted_proxies.clone(),
-        };
-        settings.mirror = Some((defaults, listener));
+        settings.mirror = Some((endpoint.settings(tls), listener));
     }
-    let mut tls_reload =
-        || idemwatch::mirror::tls_config(mirror_files, args.mirror_client_ca.as_deref());
+    let mut tls_reload = || match &endpoint {
+        Some(e) => e.tls(),
+        None => Ok(None),
+    };
     // SIGHUP: the file again, merged with the same command line; only the policy is taken.
     let mut reload = || -> Result<idemwatch::config::Config, String> {
-        let (cli, _, _) = parse_quiet(argv)?;
-        match cli.command {
+        let parsed = idemwatch::cli::parse(argv).map_err(|f| f.message().trim_end().to_string())?;
+        match parsed.cli.command {
             Command::Live(a) => Ok(a.config()),
             _ => Err("not a live command line".into()),
         }
@@ -260,108 +229,6 @@ fn tune_allocator_for_live(argv: &[OsString]) {
         .env("MIMALLOC_PURGE_DELAY", "1000")
         .env("MIMALLOC_ARENA_EAGER_COMMIT", "1")
         .exec();
-}
-
-/// The subcommand named on the command line, if it reads a configuration file.
-fn config_subcommand(argv: &[OsString]) -> Option<&'static str> {
-    let first = argv
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'))?;
-    match first.as_ref() {
-        "live" => Some("live"),
-        "check-config" => Some("check-config"),
-        _ => None,
-    }
-}
-
-/// `--config FILE` or `--config=FILE` from the command line.
-fn config_arg(argv: &[OsString]) -> Option<PathBuf> {
-    let mut it = argv.iter().map(|a| a.to_string_lossy().into_owned());
-    while let Some(a) = it.next() {
-        if a == "--" {
-            break;
-        }
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(v) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(v));
-        }
-    }
-    None
-}
-
-type Parsed = (Cli, clap::ArgMatches, Option<PathBuf>);
-
-/// Why parsing stopped.
-enum ParseFail {
-    /// clap's (help and version included), with where a bad value came from when it was
-    /// the configuration file's.
-    Clap(clap::Error, Option<String>),
-    Config(String),
-}
-
-impl ParseFail {
-    fn message(&self) -> String {
-        match self {
-            ParseFail::Clap(e, Some(blame)) if e.use_stderr() => {
-                format!("{}({blame})", e.render())
-            }
-            ParseFail::Clap(e, _) => e.render().to_string(),
-            ParseFail::Config(m) => m.clone(),
-        }
-    }
-}
-
-/// Parses the command line, merged with the configuration file for `live` and `check-config`.
-/// Errors are printed; the exit code is returned.
-fn parse(argv: &[OsString]) -> Result<Parsed, ExitCode> {
-    parse_quiet_inner(argv).map_err(|fail| match &fail {
-        ParseFail::Clap(e, _) if !e.use_stderr() => {
-            // --help and --version: stdout, success.
-            let _ = e.print();
-            ExitCode::SUCCESS
-        }
-        _ => {
-            eprintln!("{}", fail.message().trim_end());
-            ExitCode::from(2)
-        }
-    })
-}
-
-fn parse_quiet(argv: &[OsString]) -> Result<Parsed, String> {
-    parse_quiet_inner(argv).map_err(|f| f.message().trim_end().to_string())
-}
-
-fn parse_quiet_inner(argv: &[OsString]) -> Result<Parsed, ParseFail> {
-    let mut cmd = Cli::command().version(idemwatch::source::version_line());
-    let mut argv = argv.to_vec();
-    let mut used = None;
-    let mut merged = None;
-    if let Some(sub) = config_subcommand(&argv) {
-        let explicit = config_arg(&argv);
-        let path = explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-        if let Some(text) = config_file::read_config(&path, explicit.is_some())
-            .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?
-        {
-            let m = config_file::merge(&cmd, sub, argv, &path, &text)
-                .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?;
-            argv = m.argv.clone();
-            merged = Some(m);
-            used = Some(path);
-        }
-    }
-    let fail = |e: clap::Error| {
-        let blame = merged.as_ref().and_then(|m| m.blame(&e));
-        ParseFail::Clap(e, blame)
-    };
-    let matches = cmd.try_get_matches_from_mut(argv).map_err(fail)?;
-    let cli = Cli::from_arg_matches(&matches).map_err(fail)?;
-    Ok((cli, matches, used))
 }
 
 fn init_logging(verbose: u8) {

@@ -6,8 +6,8 @@
 use std::ffi::OsString;
 use std::path::Path;
 
-use clap::CommandFactory;
-use idemwatch::cli::Cli;
+use clap::{CommandFactory, FromArgMatches};
+use idemwatch::cli::{Cli, Command, settings_defaults};
 use idemwatch::config_file::{effective_toml_with_sources, merge};
 use libfuzzer_sys::fuzz_target;
 
@@ -27,8 +27,15 @@ fuzz_target!(|data: &[u8]| {
                 let Ok(matches) = cmd.clone().try_get_matches_from(m.argv.clone()) else {
                     continue;
                 };
+                // The defaults of the parsed configuration, as check-config shows them.
+                let defaults = match Cli::from_arg_matches(&matches).map(|c| c.command) {
+                    Ok(Command::Live(a) | Command::CheckConfig(a)) => {
+                        settings_defaults(&a.config())
+                    }
+                    _ => Vec::new(),
+                };
                 if let Some((name, sub_m)) = matches.subcommand() {
-                    let _ = effective_toml_with_sources(&cmd, name, sub_m, &m);
+                    let _ = effective_toml_with_sources(&cmd, name, sub_m, &defaults, &m);
                 }
             }
             Err(e) => {

@@ -2,8 +2,7 @@
 //! fragment table across frames of one input).
 #![no_main]
 
-use idemwatch::config::Limits;
-use idemwatch::decode::{Decoder, LinkType};
+use idemwatch::decode::{Decoder, DefragSettings, LinkType};
 use idemwatch::stats::Stats;
 use idemwatch::ts::Timestamp;
 use libfuzzer_sys::fuzz_target;
@@ -24,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let link = LINKS[usize::from(sel) % LINKS.len()];
-    let mut d = Decoder::new(&Limits::default());
+    let mut d = Decoder::new(&DefragSettings::default());
     let mut st = Stats::default();
     // Several frames cut from the input, to exercise the fragment table.
     for (i, frame) in rest.split(|b| *b == 0xA5).enumerate().take(16) {

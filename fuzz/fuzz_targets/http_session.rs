@@ -5,9 +5,8 @@
 //! what idemwatch sees.
 #![no_main]
 
-use idemwatch::config::{HttpConfig, Limits};
 use idemwatch::decode::Vlans;
-use idemwatch::http::{HttpEvent, Session, SessionSettings, Sink};
+use idemwatch::http::{HttpEvent, Limits, Session, SessionSettings, Settings, Sink};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
 use libfuzzer_sys::fuzz_target;
@@ -19,7 +18,7 @@ fn session() -> Session {
     };
     let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
     let mut s = Session::new(
-        SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+        SessionSettings::new(&Settings::default(), &Limits::default()),
         &info,
     );
     s.on_client_side(Side(0), &mut Sink::default());

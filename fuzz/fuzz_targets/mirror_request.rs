@@ -5,9 +5,7 @@
 
 use std::net::SocketAddr;
 
-use idemwatch::config::{HttpConfig, Limits};
-use idemwatch::http::HttpEvent;
-use idemwatch::http::SessionSettings;
+use idemwatch::http::{HttpEvent, Limits, SessionSettings, Settings};
 use idemwatch::mirror::{MirrorConnection, mirrored};
 use idemwatch::reassembly::EndReason;
 use idemwatch::ts::Timestamp;
@@ -23,7 +21,7 @@ fn run(data: &[u8], step: usize) -> (Vec<Seen>, usize, bool) {
         max_headers: 16,
         ..Limits::default()
     };
-    let mut s = SessionSettings::new(&HttpConfig::default(), &limits);
+    let mut s = SessionSettings::new(&Settings::default(), &limits);
     mirrored(
         &mut s,
         &[

@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use idemwatch::config::Limits;
 use idemwatch::decode::{Segment, TcpFlags, Vlans};
-use idemwatch::reassembly::{Chunk, EndReason, FlowInfo, FlowTable, Side, StreamSink};
+use idemwatch::reassembly::{Chunk, EndReason, FlowInfo, FlowTable, Settings, Side, StreamSink};
 use idemwatch::stats::{HasStats, Stats};
 use idemwatch::ts::Timestamp;
 use libfuzzer_sys::fuzz_target;
@@ -82,11 +81,10 @@ impl StreamSink for Check {
 const MAX_FLOWS: usize = 2;
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits {
+    let limits = Settings {
         max_flows: MAX_FLOWS,
         max_ooo_bytes_per_flow: 512,
         flow_idle_timeout: Duration::from_secs(5),
-        ..Limits::default()
     };
     let mut table: FlowTable<Check> = FlowTable::new(&limits);
     let mut ctx = Ctx::default();

@@ -13,6 +13,32 @@ use etherparse::defrag::IpDefragBuf;
 
 use crate::ts::Timestamp;
 
+/// The fragment table's bounds: the decode stage's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefragSettings {
+    /// Incomplete IPv4 fragment sets kept at once.
+    pub max_fragment_sets: usize,
+    /// Largest IPv4 packet rebuilt from fragments.
+    pub max_fragment_bytes: usize,
+    /// Fragment sets older than this (capture time) are dropped.
+    pub fragment_timeout: std::time::Duration,
+}
+
+impl DefragSettings {
+    /// The defaults, as a constant so that the command line's help can show them.
+    pub const DEFAULT: DefragSettings = DefragSettings {
+        max_fragment_sets: 4096,
+        max_fragment_bytes: 65_535,
+        fragment_timeout: std::time::Duration::from_secs(30),
+    };
+}
+
+impl Default for DefragSettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct FragKey {
     src: Ipv4Addr,

@@ -7,10 +7,9 @@ use std::net::IpAddr;
 
 use etherparse::{EtherType, IpNumber, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice};
 
-use super::defrag::{Defragmenter, FragOutcome, Fragment};
+use super::defrag::{DefragSettings, Defragmenter, FragOutcome, Fragment};
 use super::link::{LinkType, NetStart, net_start};
 use super::{Segment, TcpFlags, Vlans};
-use crate::config::Limits;
 use crate::stats::Stats;
 use crate::ts::Timestamp;
 
@@ -35,12 +34,12 @@ struct IpInfo {
 }
 
 impl Decoder {
-    pub fn new(limits: &Limits) -> Self {
+    pub fn new(settings: &DefragSettings) -> Self {
         Decoder {
             defrag: Defragmenter::new(
-                limits.max_fragment_sets,
-                limits.max_fragment_bytes,
-                limits.fragment_timeout,
+                settings.max_fragment_sets,
+                settings.max_fragment_bytes,
+                settings.fragment_timeout,
             ),
             rebuilt: Vec::new(),
         }
@@ -268,7 +267,7 @@ mod tests {
                 LinkType::Ethernet, LinkType::Null, LinkType::Loop, LinkType::LinuxSll,
                 LinkType::LinuxSll2, LinkType::Raw, LinkType::Ipv4, LinkType::Ipv6,
             ];
-            let mut d = Decoder::new(&Limits::default());
+            let mut d = Decoder::new(&DefragSettings::default());
             let mut st = Stats::default();
             let wire = frame.len() as u32 + wire_extra;
             let _ = d.decode(Timestamp(0), links[link], &frame, wire, &mut st);
@@ -290,7 +289,7 @@ mod tests {
             p.extend_from_slice(&flags.to_be_bytes());
             p.extend_from_slice(&[64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
             p.extend_from_slice(&tail);
-            let mut d = Decoder::new(&Limits::default());
+            let mut d = Decoder::new(&DefragSettings::default());
             let mut st = Stats::default();
             for _ in 0..3 {
                 let _ = d.decode(Timestamp(0), LinkType::Raw, &p, p.len() as u32, &mut st);

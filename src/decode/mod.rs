@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use crate::ts::Timestamp;
 
-pub use defrag::Defragmenter;
+pub use defrag::{DefragSettings, Defragmenter};
 pub use ip::{Decoded, Decoder};
 pub use link::LinkType;
 

@@ -19,6 +19,8 @@ pub mod target;
 pub mod transaction;
 
 pub use h1::Session;
-pub use settings::SessionSettings;
+pub use settings::{
+    DEFAULT_KEY_HEADERS, DEFAULT_REDACTED_PARAMS, Limits, SessionSettings, Settings,
+};
 pub use sink::Sink;
 pub use transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};

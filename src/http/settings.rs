@@ -1,19 +1,93 @@
-//! The settings every HTTP session shares: the key headers and redactions, the limits on heads,
-//! pending requests and kept bodies, which bodies to hash, and the mirror's mode (requests
-//! only, and who names the client behind a proxy).
+//! The HTTP stage's settings: what it extracts from messages and how much it keeps.
 //!
-//! Built once per run (or per mirror endpoint) and shared by `Arc`; it leaves out everything
-//! that is judged later (windows, kinds: the tracker's).
+//! Takes nothing; gives [`Settings`] (key headers, redacted query parameters) and [`Limits`]
+//! (bounds on heads, headers, pending requests and kept bodies), each with its defaults. How
+//! they are set (command line, configuration file) is the caller's business.
+//!
+//! [`SessionSettings`] is what every session of a run shares (built once, by `Arc`): those two,
+//! which bodies to hash, and the mirror's mode (requests only, and who names the client behind
+//! a proxy). It leaves out everything judged later (windows, kinds: the tracker's).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::config::{HttpConfig, Limits};
+/// Query parameters whose values never leave the process.
+pub const DEFAULT_REDACTED_PARAMS: &[&str] = &[
+    "api_key",
+    "apikey",
+    "access_token",
+    "token",
+    "password",
+    "secret",
+    "client_secret",
+    "signature",
+    "sig",
+];
+
+/// Header names that carry an idempotency key.
+pub const DEFAULT_KEY_HEADERS: &[&str] = &["idempotency-key", "x-idempotency-key"];
+
+/// What the HTTP layer extracts from messages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Lower-case header names carrying idempotency keys.
+    pub key_headers: Vec<String>,
+    /// Lower-case query parameter names whose values are replaced by `REDACTED`.
+    pub redacted_params: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            key_headers: DEFAULT_KEY_HEADERS.iter().map(|s| s.to_string()).collect(),
+            redacted_params: DEFAULT_REDACTED_PARAMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Memory bounds of the HTTP layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest message head (start line and headers).
+    pub max_head_bytes: usize,
+    /// Most header lines in one message.
+    pub max_headers: usize,
+    /// Requests awaiting a response on one connection.
+    pub max_pending_requests: usize,
+    /// Content-decoded request body kept for the canonical hash; larger bodies fall back to the
+    /// hash of the decoded bytes.
+    pub max_canon_body_bytes: usize,
+    /// Content-decoded bytes produced from one body at most (decompression bombs).
+    pub max_decoded_body_bytes: u64,
+    /// Response body kept to find a top-level JSON `id`.
+    pub max_response_body_bytes: usize,
+}
+
+impl Limits {
+    /// The defaults, as a constant so that the command line's help can show them.
+    pub const DEFAULT: Limits = Limits {
+        max_head_bytes: 64 * 1024,
+        max_headers: 128,
+        max_pending_requests: 256,
+        max_canon_body_bytes: 64 * 1024,
+        max_decoded_body_bytes: 16 << 20,
+        max_response_body_bytes: 64 * 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Settings shared by all sessions.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
-    pub http: HttpConfig,
+    pub http: Settings,
     pub max_head_bytes: usize,
     pub max_headers: usize,
     pub max_pending: usize,
@@ -43,12 +117,12 @@ pub trait ForwardedClient: std::fmt::Debug + Send + Sync {
 }
 
 impl SessionSettings {
-    pub fn new(http: &HttpConfig, limits: &Limits) -> Arc<SessionSettings> {
+    pub fn new(http: &Settings, limits: &Limits) -> Arc<SessionSettings> {
         Self::with_hashing(http, limits, true, Vec::new())
     }
 
     pub fn with_hashing(
-        http: &HttpConfig,
+        http: &Settings,
         limits: &Limits,
         hash_all: bool,
         hash_methods: Vec<String>,

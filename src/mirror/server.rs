@@ -60,7 +60,7 @@ impl MirrorServer {
     ) -> std::io::Result<MirrorServer> {
         let mut session_settings = SessionSettings::with_hashing(
             &config.http,
-            &config.limits,
+            &config.limits.http,
             config.log_requests,
             config.tracker.watch_methods.clone(),
         );

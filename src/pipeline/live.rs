@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::signals::Signals;
 use super::{FlowWorker, Judge, RunError, SWEEP_INTERVAL_NS};
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder};
@@ -54,24 +55,6 @@ impl LiveRunError {
             LiveRunError::Run(e) => e.exit_code(),
             _ => 1,
         }
-    }
-}
-
-/// Signals, as flags the loop polls between reads (a read returns within its timeout).
-struct Signals {
-    stop: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-}
-
-impl Signals {
-    fn register() -> std::io::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let stop = Arc::new(AtomicBool::new(false));
-        let hup = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(SIGTERM, Arc::clone(&stop))?;
-        signal_hook::flag::register(SIGINT, Arc::clone(&stop))?;
-        signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
-        Ok(Signals { stop, hup })
     }
 }
 
@@ -174,7 +157,7 @@ pub fn run_live(
         None => None,
     };
     let mut last_metrics = Instant::now();
-    let mut decoder = Decoder::new(&config.limits);
+    let mut decoder = Decoder::new(&config.limits.decode);
     let mut worker = FlowWorker::new(config, 1);
     let mut judge = Judge::new(
         config,

@@ -1,19 +1,19 @@
 //! The `mirror` command's pipeline: the endpoint's requests (`crate::mirror`) judged by one
 //! tracker, alerts written as they come; SIGHUP reloads the certificates.
 //!
-//! Takes the command's arguments and the stop and reload flags; gives the counters, or the
-//! error that stopped it. The endpoint itself (TLS, connections, parsing) is the mirror's.
+//! Takes the endpoint's options, the configuration and where to write; gives the counters, or
+//! the error that stopped it. The endpoint itself (TLS, connections, parsing) is the mirror's.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use super::{Judge, RunError};
-use crate::cli::MirrorArgs;
+use super::{Judge, RunError, Signals};
+use crate::cli::MirrorEndpoint;
 use crate::config::Config;
 use crate::mirror::{BindError, MirrorServer, MirrorSettings, TlsReload, reload_tls};
 use crate::output::{Output, WriteOutcome};
@@ -39,6 +39,8 @@ pub enum MirrorError {
     },
     #[error(transparent)]
     Bind(#[from] BindError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -54,48 +56,35 @@ impl MirrorError {
 }
 
 /// The `mirror` command: reads the certificates, opens the output (only then, so that a run
-/// that cannot start leaves an existing file alone), binds, and serves until `stop` is set;
-/// `hup` reads the certificates again for new connections. Returns the counters.
+/// that cannot start leaves an existing file alone), binds, and serves until SIGTERM or SIGINT;
+/// SIGHUP reads the certificates again for new connections. Returns the counters.
 pub fn run_mirror(
-    args: &MirrorArgs,
-    stop: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
+    config: &Config,
+    endpoint: &MirrorEndpoint,
+    output: Option<&Path>,
 ) -> Result<Stats, MirrorError> {
-    // clap requires both files unless --insecure-plaintext.
-    let files = (!args.insecure_plaintext)
-        .then(|| args.cert.as_deref().zip(args.key.as_deref()))
-        .flatten();
-    let tls =
-        crate::mirror::tls_config(files, args.client_ca.as_deref()).map_err(MirrorError::Tls)?;
-    let config = args.config();
-    let mut out = match args.output.as_deref() {
+    let tls = endpoint.tls().map_err(MirrorError::Tls)?;
+    let mut out = match output {
         Some(p) => Output::file(p).map_err(|source| MirrorError::Output {
             path: p.to_path_buf(),
             source,
         })?,
         None => Output::stdout(),
     };
-    let listener = crate::mirror::bind(args.listen)?;
-    tracing::info!(listen = %args.listen, tls = tls.is_some(), "mirror listening");
+    let listener = crate::mirror::bind(endpoint.listen)?;
+    let signals = Signals::register().map_err(MirrorError::Signals)?;
+    tracing::info!(listen = %endpoint.listen, tls = tls.is_some(), "mirror listening");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let settings = MirrorSettings {
-        listen: args.listen,
-        tls,
-        max_connections: args.max_connections,
-        handshake_timeout: args.handshake_timeout,
-        idle_timeout: args.idle_timeout,
-        request_timeout: args.request_timeout,
-        trusted_proxies: args.trusted_proxies.clone(),
-    };
+    let settings = endpoint.settings(tls);
     // SIGHUP: the same files read again (renewed certificates), for new connections.
-    let mut reload = || crate::mirror::tls_config(files, args.client_ca.as_deref());
+    let mut reload = || endpoint.tls();
     Ok(serve(
-        &config,
+        config,
         &settings,
         listener,
         &mut out,
-        stop,
-        hup,
+        signals.stop,
+        signals.hup,
         &mut reload,
     )?)
 }

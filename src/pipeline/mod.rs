@@ -10,10 +10,12 @@ mod live;
 mod mirror;
 mod order;
 mod parallel;
+mod signals;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
 pub use mirror::{MirrorError, print_mirror_summary, run_mirror};
 pub use order::{Order, OrderKey};
+pub use signals::Signals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,14 +93,14 @@ pub struct FlowWorker {
 
 impl FlowWorker {
     pub fn new(config: &Config, shards: usize) -> FlowWorker {
-        let mut limits = config.limits.clone();
+        let mut limits = config.limits.reassembly.clone();
         // The flow budget is shared by the shards.
         limits.max_flows = (limits.max_flows / shards.max(1)).max(1);
         FlowWorker {
             table: FlowTable::new(&limits),
             settings: SessionSettings::with_hashing(
                 &config.http,
-                &config.limits,
+                &config.limits.http,
                 config.log_requests,
                 config.tracker.watch_methods.clone(),
             ),
@@ -270,7 +272,7 @@ impl Front {
     fn new(config: &Config, source: CaptureSet) -> Front {
         Front {
             source,
-            decoder: Decoder::new(&config.limits),
+            decoder: Decoder::new(&config.limits.decode),
             clock: Clock { next_sweep: None },
             packet_no: 0,
             last_ts: Timestamp::default(),

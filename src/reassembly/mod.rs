@@ -13,4 +13,4 @@ pub mod table;
 
 pub use flow::{Endpoint, FlowInfo, FlowKey, Side};
 pub use stream::{Chunk, EndReason, StreamSink};
-pub use table::FlowTable;
+pub use table::{FlowTable, Settings};

@@ -10,7 +10,6 @@ use foldhash::HashMap;
 use super::flow::{Endpoint, FlowInfo, FlowKey, Side};
 use super::seq::SeqNum;
 use super::stream::{EndReason, HalfStream, SegIn, StreamSink};
-use crate::config::Limits;
 use crate::decode::Segment;
 use crate::stats::HasStats;
 use crate::ts::Timestamp;
@@ -167,6 +166,33 @@ fn split_pair(pair: &mut [HalfStream; 2], side: Side) -> (&mut HalfStream, &mut 
 }
 
 /// Bounded table of flows.
+/// The flow table's bounds: the reassembly stage's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Flows tracked at once; the least recently active are evicted beyond it.
+    pub max_flows: usize,
+    /// Out-of-order bytes buffered per direction of a flow before a hole is declared; each held
+    /// segment also counts its bookkeeping (about 130 bytes), so tiny segments fill it sooner.
+    pub max_ooo_bytes_per_flow: usize,
+    /// A flow without packets for this long (capture time) is closed.
+    pub flow_idle_timeout: std::time::Duration,
+}
+
+impl Settings {
+    /// The defaults, as a constant so that the command line's help can show them.
+    pub const DEFAULT: Settings = Settings {
+        max_flows: 200_000,
+        max_ooo_bytes_per_flow: 1 << 20,
+        flow_idle_timeout: std::time::Duration::from_secs(600),
+    };
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 pub struct FlowTable<S> {
     flows: HashMap<FlowKey, Flow<S>>,
     max_flows: usize,
@@ -175,7 +201,7 @@ pub struct FlowTable<S> {
 }
 
 impl<S: StreamSink> FlowTable<S> {
-    pub fn new(limits: &Limits) -> Self {
+    pub fn new(limits: &Settings) -> Self {
         FlowTable {
             flows: HashMap::default(),
             max_flows: limits.max_flows.max(1),

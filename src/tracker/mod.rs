@@ -345,14 +345,14 @@ impl Tracker {
             waited_on: HashMap::default(),
             finished: HashMap::default(),
             responses: HashMap::default(),
-            key_headers: normalized_key_headers(crate::config::DEFAULT_KEY_HEADERS),
+            key_headers: normalized_key_headers(crate::http::DEFAULT_KEY_HEADERS),
             publishing: false,
             published: Vec::new(),
             cfg,
         }
     }
 
-    /// A tracker for a run whose key header names are `key_headers` (`HttpConfig::key_headers`):
+    /// A tracker for a run whose key header names are `key_headers` (`http::Settings::key_headers`):
     /// the same tracker as [`Tracker::new`], but its saved state remembers those names, so that
     /// state saved under other names is set aside on load.
     pub fn with_key_headers<S: AsRef<str>>(cfg: TrackerConfig, key_headers: &[S]) -> Tracker {

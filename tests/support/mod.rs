@@ -1,7 +1,8 @@
-//! Test support: a small packet builder and capture writer, and a runner for the built binary.
+//! Test support: a packet builder, capture files (through pcapgen) and a runner for the binary.
 //!
-//! Takes hand-written TCP conversations and gives pcap/pcapng files, so each test shows the
-//! packets it feeds in. Frames are built byte by byte here (no external tool): Ethernet with
+//! Takes hand-written TCP conversations and gives pcap/pcapng files (written by the shared
+//! `pcapgen` crate), so each test shows the packets it feeds in. Frames are built byte by byte
+//! here, so that a test can get them wrong on purpose: Ethernet with
 //! 802.1Q/QinQ tags, Linux cooked SLL/SLL2, BSD null/loopback and raw IP; IPv4 (with fragments)
 //! and IPv6; TCP with valid checksums unless asked to corrupt them. Leaves out IP options, IPv6
 //! extension headers and anything but TCP.
@@ -50,30 +51,10 @@ const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];
 // Packets and capture files
 // ---------------------------------------------------------------------------------------------
 
-/// One captured frame: capture time in ns since the epoch, the captured bytes and the length
-/// the frame had on the wire (larger than `data.len()` when cut by a snaplen).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Packet {
-    pub ts_ns: u64,
-    pub data: Vec<u8>,
-    pub orig_len: usize,
-}
-
-impl Packet {
-    pub fn new(ts_ns: u64, data: Vec<u8>) -> Self {
-        let orig_len = data.len();
-        Packet {
-            ts_ns,
-            data,
-            orig_len,
-        }
-    }
-
-    /// Keeps the first `snaplen` bytes, as a capture with that snaplen would.
-    pub fn truncate(&mut self, snaplen: usize) {
-        self.data.truncate(snaplen);
-    }
-}
+// Packets, formats and the capture writer are pcapgen's, shared with the examples; each test
+// binary uses its own part of them.
+#[allow(unused_imports)]
+pub use pcapgen::{Format, Packet, capture_bytes, record_offsets};
 
 /// Cuts every packet to `snaplen` captured bytes (`caplen < len` in the record header).
 pub fn apply_snaplen(packets: &mut [Packet], snaplen: usize) {
@@ -90,162 +71,14 @@ pub fn restamp(packets: &mut [Packet]) {
     }
 }
 
-/// Capture file formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// Classic pcap, in the given byte order, with µs or ns timestamps.
-    Pcap { big_endian: bool, nanos: bool },
-    /// pcapng, little-endian: one SHB, one IDB (with `if_tsresol` 9 when `nanos`), EPBs.
-    PcapNg { nanos: bool },
-}
-
-impl Format {
-    /// Classic little-endian µs pcap, what tcpdump writes on x86.
-    pub const PCAP: Format = Format::Pcap {
-        big_endian: false,
-        nanos: false,
-    };
-    pub const PCAP_BE: Format = Format::Pcap {
-        big_endian: true,
-        nanos: false,
-    };
-    pub const PCAP_NS: Format = Format::Pcap {
-        big_endian: false,
-        nanos: true,
-    };
-    pub const PCAP_BE_NS: Format = Format::Pcap {
-        big_endian: true,
-        nanos: true,
-    };
-    pub const PCAPNG: Format = Format::PcapNg { nanos: false };
-    pub const PCAPNG_NS: Format = Format::PcapNg { nanos: true };
-}
-
-/// The bytes of a capture file holding `packets` with link type `linktype`.
-pub fn capture_bytes(format: Format, linktype: u32, packets: &[Packet]) -> Vec<u8> {
-    match format {
-        Format::Pcap { big_endian, nanos } => pcap_bytes(big_endian, nanos, linktype, packets),
-        Format::PcapNg { nanos } => pcapng_bytes(nanos, linktype, packets),
-    }
-}
-
 /// Writes a capture file; see [`capture_bytes`].
 pub fn write_capture(path: &Path, format: Format, linktype: u32, packets: &[Packet]) {
     std::fs::write(path, capture_bytes(format, linktype, packets))
         .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
-/// The file offsets at which each record (pcap) or block (pcapng) starts, for tests that cut a
-/// file in the middle of one.
-pub fn record_offsets(format: Format, packets: &[Packet]) -> Vec<usize> {
-    let mut offsets = Vec::with_capacity(packets.len());
-    match format {
-        Format::Pcap { .. } => {
-            let mut at = 24;
-            for p in packets {
-                offsets.push(at);
-                at += 16 + p.data.len();
-            }
-        }
-        Format::PcapNg { nanos } => {
-            let mut at = 28 + if nanos { 32 } else { 20 };
-            for p in packets {
-                offsets.push(at);
-                at += 32 + pad4(p.data.len());
-            }
-        }
-    }
-    offsets
-}
-
-fn pcap_bytes(big_endian: bool, nanos: bool, linktype: u32, packets: &[Packet]) -> Vec<u8> {
-    let u32b = |v: u32| {
-        if big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let u16b = |v: u16| {
-        if big_endian {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let mut out = Vec::new();
-    out.extend_from_slice(&u32b(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
-    out.extend_from_slice(&u16b(2));
-    out.extend_from_slice(&u16b(4));
-    out.extend_from_slice(&u32b(0)); // thiszone
-    out.extend_from_slice(&u32b(0)); // sigfigs
-    out.extend_from_slice(&u32b(262_144)); // snaplen
-    out.extend_from_slice(&u32b(linktype));
-    for p in packets {
-        let secs = p.ts_ns / 1_000_000_000;
-        let frac = p.ts_ns % 1_000_000_000;
-        let frac = if nanos { frac } else { frac / 1000 };
-        out.extend_from_slice(&u32b(u32::try_from(secs).expect("timestamp fits u32")));
-        out.extend_from_slice(&u32b(frac as u32));
-        out.extend_from_slice(&u32b(p.data.len() as u32));
-        out.extend_from_slice(&u32b(p.orig_len as u32));
-        out.extend_from_slice(&p.data);
-    }
-    out
-}
-
 fn pad4(n: usize) -> usize {
     n.div_ceil(4) * 4
-}
-
-fn pcapng_block(out: &mut Vec<u8>, block_type: u32, body: &[u8]) {
-    let total = (12 + pad4(body.len())) as u32;
-    out.extend_from_slice(&block_type.to_le_bytes());
-    out.extend_from_slice(&total.to_le_bytes());
-    out.extend_from_slice(body);
-    out.resize(out.len() + pad4(body.len()) - body.len(), 0);
-    out.extend_from_slice(&total.to_le_bytes());
-}
-
-fn pcapng_bytes(nanos: bool, linktype: u32, packets: &[Packet]) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Section Header Block: byte-order magic, version 1.0, section length unknown (-1).
-    let mut shb = Vec::new();
-    shb.extend_from_slice(&0x1a2b_3c4d_u32.to_le_bytes());
-    shb.extend_from_slice(&1u16.to_le_bytes());
-    shb.extend_from_slice(&0u16.to_le_bytes());
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    pcapng_block(&mut out, 0x0a0d_0d0a, &shb);
-    // Interface Description Block.
-    let mut idb = Vec::new();
-    idb.extend_from_slice(
-        &u16::try_from(linktype)
-            .expect("pcapng link type is 16 bits")
-            .to_le_bytes(),
-    );
-    idb.extend_from_slice(&0u16.to_le_bytes());
-    idb.extend_from_slice(&262_144u32.to_le_bytes());
-    if nanos {
-        // if_tsresol = 9 (10^-9 s), then opt_endofopt.
-        idb.extend_from_slice(&9u16.to_le_bytes());
-        idb.extend_from_slice(&1u16.to_le_bytes());
-        idb.extend_from_slice(&[9, 0, 0, 0]);
-        idb.extend_from_slice(&[0, 0, 0, 0]);
-    }
-    pcapng_block(&mut out, 1, &idb);
-    // Enhanced Packet Blocks.
-    for p in packets {
-        let ts = if nanos { p.ts_ns } else { p.ts_ns / 1000 };
-        let mut epb = Vec::new();
-        epb.extend_from_slice(&0u32.to_le_bytes());
-        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(ts as u32).to_le_bytes());
-        epb.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(p.orig_len as u32).to_le_bytes());
-        epb.extend_from_slice(&p.data);
-        pcapng_block(&mut out, 6, &epb);
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1245,7 +1245,7 @@ impl Session {
 mod tests {
     use super::super::hold::{HOLD_ENTRY_BYTES, HOLD_MAX_BYTES};
     use super::*;
-    use crate::config::{HttpConfig, Limits};
+    use crate::http::settings::{Limits, Settings};
     use crate::reassembly::Endpoint;
 
     const C: Side = Side(0);
@@ -1258,7 +1258,7 @@ mod tests {
         };
         let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
         let mut s = Session::new(
-            SessionSettings::new(&HttpConfig::default(), &Limits::default()),
+            SessionSettings::new(&Settings::default(), &Limits::default()),
             &info,
         );
         s.on_client_side(C, &mut Sink::default());
@@ -1591,7 +1591,7 @@ mod tests {
         );
         for step in [long.len(), 100, 7] {
             let (mut s, mut em) = (session(), Sink::default());
-            s.cfg = SessionSettings::new(&HttpConfig::default(), &limits);
+            s.cfg = SessionSettings::new(&Settings::default(), &limits);
             let mut off = 0u64;
             for p in long.as_bytes().chunks(step) {
                 feed(&mut s, &mut em, C, off, p, 0);
