@@ -18,6 +18,7 @@ pub mod fleet;
 pub mod http;
 pub mod manpage;
 pub mod mirror;
+pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;

@@ -26,29 +26,7 @@ pub struct TcpFlags {
     pub rst: bool,
 }
 
-/// VLAN ids of a frame, outer first (802.1Q: one; QinQ: two). Reported, never part of a flow key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Vlans {
-    ids: [u16; 2],
-    len: u8,
-}
-
-impl Vlans {
-    pub fn push(&mut self, id: u16) {
-        if let Some(slot) = self.ids.get_mut(usize::from(self.len)) {
-            *slot = id;
-            self.len += 1;
-        }
-    }
-
-    pub fn as_slice(&self) -> &[u16] {
-        self.ids.get(..usize::from(self.len)).unwrap_or(&[])
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
+pub use crate::net::Vlans;
 
 /// One TCP segment as seen on the wire.
 #[derive(Debug, Clone)]

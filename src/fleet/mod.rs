@@ -11,12 +11,12 @@
 //!   bounds what is queued, survives faults (reconnects with backoff, counts the outage).
 //! - [`stage`]: in front of the tracker, holds a keyed request until the store says who holds
 //!   its key (or a timeout passes), then hands it over in order. Capture never waits for it.
-//! - [`wire`]: the bytes of a record.
+//! - [`record`]: what a record holds and its bytes, a versioned format of the fleet's own.
 
 pub mod memory;
+pub mod record;
 pub mod redis_store;
 pub mod stage;
-pub mod wire;
 pub mod worker;
 
 use std::fmt;
@@ -68,7 +68,8 @@ impl AttemptKey {
 /// A claim of a key's first use.
 #[derive(Debug, Clone)]
 pub struct Claim {
-    /// Who claims: `INSTANCE/flow.serial.n`, unique in the fleet.
+    /// Who claims: 64 bits of a hash of the instance and its exchange, in hex, unique in the
+    /// fleet.
     pub claim_id: String,
     /// Capture time of the first use, in microseconds.
     pub first_us: i64,
@@ -76,7 +77,7 @@ pub struct Claim {
     pub window_us: i64,
     /// How long the store keeps the record (wall clock).
     pub ttl_ms: u64,
-    /// [`wire::encode_first`].
+    /// [`record::encode_first`].
     pub record: Vec<u8>,
 }
 
@@ -104,7 +105,7 @@ pub enum Op {
     SyncEndpoints { now_us: i64 },
     /// Answered once everything queued before it was sent (never reaches a backend).
     Barrier { ticket: u64 },
-    /// Files an attempt that ended badly ([`wire::encode_attempt`]), kept `ttl_ms`. Not
+    /// Files an attempt that ended badly ([`record::encode_attempt`]), kept `ttl_ms`. Not
     /// answered.
     AttemptEnded {
         ak: AttemptKey,

@@ -12,8 +12,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::record::{self, First};
 use super::worker::{Outcome, Remote, Reply, StoreHandle};
-use super::{AttemptKey, Claim, Op, RecordKey, StoreConfig, wire};
+use super::{AttemptKey, Claim, Op, RecordKey, StoreConfig};
 use crate::http::{HttpEvent, Request, TxId};
 use crate::stats::Stats;
 use crate::tracker::shared::{Publish, SharedAttempt, SharedFirst};
@@ -168,14 +169,14 @@ impl Fleet {
                 ttl_ms: u64::try_from(2 * window.as_millis())
                     .unwrap_or(u64::MAX)
                     .max(1000),
-                record: wire::encode_first(
-                    &rec,
-                    ident,
-                    req.body.decoded_sha256,
-                    now,
-                    &self.cfg.instance,
+                record: record::encode_first(&First {
+                    rec: &rec,
+                    identity: ident,
+                    decoded: req.body.decoded_sha256,
+                    first_ts: now,
+                    observer: &self.cfg.instance,
                     file,
-                ),
+                }),
             }
         });
         let ticket = self.next_ticket;
@@ -335,8 +336,8 @@ impl Fleet {
                     Op::Settle {
                         rk: RecordKey { scope, key },
                         claim_id: claim_id(&self.cfg.instance, &first),
-                        first_response: first_response.as_deref().map(wire::encode_response),
-                        stored: stored.map(|s| (!same).then(|| wire::encode_response(&s))),
+                        first_response: first_response.as_deref().map(record::encode_response),
+                        stored: stored.map(|s| (!same).then(|| record::encode_response(&s))),
                     }
                 }
                 Publish::AttemptEnded {
@@ -347,20 +348,21 @@ impl Fleet {
                     end,
                     response,
                 } => {
-                    let first = wire::encode_first(
-                        &rec,
+                    let first = First {
+                        rec: &rec,
                         identity,
-                        None,
-                        end,
-                        rec.origin
-                            .as_deref()
-                            .map_or(&*self.cfg.instance, |o| &o.observer),
-                        None,
-                    );
+                        decoded: None,
+                        first_ts: end,
+                        observer: rec
+                            .origin
+                            .observer()
+                            .map_or(&*self.cfg.instance, |o| &o.instance),
+                        file: None,
+                    };
                     let churn = tracker.config().churn_window;
                     Op::AttemptEnded {
                         ak: AttemptKey { scope, identity },
-                        record: wire::encode_attempt(
+                        record: record::encode_attempt(
                             key,
                             rec.key.as_deref().filter(|_| !tracker.config().redact_keys),
                             end,

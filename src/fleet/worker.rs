@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
-use super::wire::{self, RemoteFirst};
+use super::record::{self, RemoteFirst};
 use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreConfig};
 use crate::stats::Stats;
 use crate::tracker::RespRec;
@@ -366,15 +366,15 @@ impl Worker<'_> {
     }
 
     fn remote(&self, raw: RawRecord) -> Option<Box<Remote>> {
-        let first = wire::decode_first(&raw.record);
+        let first = record::decode_first(&raw.record);
         let first_response = raw
             .first_response
             .as_deref()
-            .and_then(wire::decode_response);
+            .and_then(record::decode_response);
         let stored = match &raw.stored {
             None => None,
             Some(None) => first_response.clone(),
-            Some(Some(b)) => wire::decode_response(b),
+            Some(Some(b)) => record::decode_response(b),
         };
         match first {
             Some(first) => Some(Box::new(Remote {
@@ -411,7 +411,7 @@ impl Worker<'_> {
             (Op::SyncEndpoints { .. }, RawReply::Endpoints(v)) => Some(Reply::Endpoints(v)),
             (Op::AttemptLookup { ticket, .. }, RawReply::Attempt(bytes)) => {
                 let attempt = bytes.and_then(|b| {
-                    let a = wire::decode_attempt(&b);
+                    let a = record::decode_attempt(&b);
                     if a.is_none() {
                         self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
                     }

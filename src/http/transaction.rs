@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::decode::Vlans;
-use crate::reassembly::Endpoint;
+use crate::net::{Endpoint, Vlans};
 use crate::ts::Timestamp;
 
 /// A body as measured on the wire.

@@ -155,11 +155,11 @@ impl<'a> RequestObj<'a> {
             body_complete: r.body_complete,
             body_missing_bytes: (!r.body_complete).then_some(r.body_missing),
             // A request another instance saw names its file there, and that instance.
-            pcap_filename: match &r.origin {
+            pcap_filename: match r.origin.observer() {
                 Some(o) => o.file.as_deref(),
                 None => pcap_filename,
             },
-            observer: r.origin.as_deref().map(|o| &*o.observer),
+            observer: r.origin.observer().map(|o| &*o.instance),
         }
     }
 }

@@ -5,17 +5,11 @@
 
 use std::net::IpAddr;
 
-use base64::Engine;
 use sha1::Digest;
 
 use crate::ts::Timestamp;
 
-/// One end of a TCP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub ip: IpAddr,
-    pub port: u16,
-}
+pub use crate::net::{Endpoint, community_id};
 
 /// The two endpoints, lower first, so both directions map to the same key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,42 +105,6 @@ fn flow_id(a: Endpoint, b: Endpoint, first_ts: Timestamp) -> u64 {
     u64::from_be_bytes(eight) & ((1 << 51) - 1)
 }
 
-/// Community ID v1 (seed 0) of a TCP flow, as Zeek and Suricata write it, so alerts join their
-/// logs: base64 of SHA-1 over seed, ordered addresses, protocol, padding and ports.
-pub fn community_id(a: Endpoint, b: Endpoint) -> String {
-    let (x, y) = if (a.ip, a.port) <= (b.ip, b.port) {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    let mut h = sha1::Sha1::new();
-    h.update(0u16.to_be_bytes());
-    match (x.ip, y.ip) {
-        (IpAddr::V4(p), IpAddr::V4(q)) => {
-            h.update(p.octets());
-            h.update(q.octets());
-        }
-        (p, q) => {
-            h.update(to_v6(p).octets());
-            h.update(to_v6(q).octets());
-        }
-    }
-    h.update([6u8, 0u8]);
-    h.update(x.port.to_be_bytes());
-    h.update(y.port.to_be_bytes());
-    format!(
-        "1:{}",
-        base64::engine::general_purpose::STANDARD.encode(h.finalize())
-    )
-}
-
-fn to_v6(ip: IpAddr) -> std::net::Ipv6Addr {
-    match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,15 +114,6 @@ mod tests {
             ip: s.parse().unwrap(),
             port,
         }
-    }
-
-    #[test]
-    fn community_id_matches_the_specification_example() {
-        // From the Community ID spec's baseline (tcp.pcap): 128.232.110.120:34855 -> 66.35.250.204:80
-        assert_eq!(
-            community_id(ep("128.232.110.120", 34855), ep("66.35.250.204", 80)),
-            "1:LQU9qZlK+B5F3KDmev6m5PMibrg="
-        );
     }
 
     #[test]

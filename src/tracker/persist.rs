@@ -41,8 +41,8 @@
 //! window anyway. A change of `max_keys` is accepted too: at most `max_keys` entries of each
 //! table are loaded, the newest (latest deadline) kept.
 //!
-//! Request ids (`TxId`) of loaded requests are marked with [`LOADED_FLOW_SERIAL`] so that
-//! they can never be taken for an exchange of the running process.
+//! Loaded requests are of [`Origin::Loaded`], so that they can never be taken for an exchange
+//! of the running process.
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -58,10 +58,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use thin_vec::ThinVec;
 
-use super::{Identity, KeyEntry, KeyId, Keyless, ReqRec, RespRec, Scope, Tracker};
-use crate::decode::Vlans;
-use crate::http::{Conn, TxId};
-use crate::reassembly::Endpoint;
+use super::{Identity, KeyEntry, KeyId, Keyless, Origin, ReqRec, RespRec, Scope, Tracker};
+use crate::http::Conn;
+use crate::net::{Endpoint, Vlans};
 use crate::ts::Timestamp;
 
 /// The state file's name in the state directory.
@@ -73,8 +72,6 @@ pub const MAGIC: &[u8; 16] = b"IDEMWATCH-STATE\n";
 /// Bump whenever the layout, or the meaning of a saved hash (key, scope, identity, canonical
 /// body), changes: older files are then set aside rather than misread.
 pub const FORMAT_VERSION: u32 = 1;
-/// `TxId::flow_serial` of every loaded request (the running process numbers flows from 0).
-pub const LOADED_FLOW_SERIAL: u64 = u64::MAX;
 
 const HEADER_LEN: usize = 16 + 4 + 32 + 8 + 8;
 const SUM_LEN: usize = 32;
@@ -207,9 +204,9 @@ struct ReqSaved<'a> {
     vlans: Cow<'a, [u16]>,
 }
 
-/// A response as saved (also the bytes fleet mode files in its shared store).
+/// A response as saved.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct RespSaved<'a> {
+struct RespSaved<'a> {
     ts: i64,
     status: u16,
     interim: Cow<'a, [u16]>,
@@ -369,10 +366,16 @@ impl<'a> ConnIndex<'a> {
 /// With `redact_keys` the key values are left out: the file must not hold what the output may
 /// not show.
 fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> ReqSaved<'a> {
+    let (flow_id, n) = match &r.origin {
+        Origin::Local(id) => (id.flow_id, id.n),
+        Origin::Loaded { flow_id, n } => (*flow_id, *n),
+        // Seen elsewhere: its flow id there, and its capture time for a rank.
+        Origin::Remote(_) => (r.conn.flow_id, u64::try_from(r.ts.0).unwrap_or(0)),
+    };
     ReqSaved {
         conn: conns.id(&r.conn),
-        flow_id: r.id.flow_id,
-        n: r.id.n,
+        flow_id,
+        n,
         ts: r.ts.0,
         method: &r.method,
         path: &r.path,
@@ -392,7 +395,7 @@ fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> Req
     }
 }
 
-pub(crate) fn resp_saved(r: &RespRec) -> RespSaved<'_> {
+fn resp_saved(r: &RespRec) -> RespSaved<'_> {
     RespSaved {
         ts: r.ts.0,
         status: r.status,
@@ -839,7 +842,6 @@ fn convert(
         keyless.push((
             (Scope(k.scope), Identity(k.identity)),
             Keyless {
-                tx: rec.id,
                 rec,
                 response: k.response.map(resp_rec),
             },
@@ -865,9 +867,8 @@ fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
         vlans.push(*v);
     }
     Ok(ReqRec {
-        id: TxId {
+        origin: Origin::Loaded {
             flow_id: r.flow_id,
-            flow_serial: LOADED_FLOW_SERIAL,
             n: r.n,
         },
         conn,
@@ -885,11 +886,10 @@ fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
         body_complete: r.body_complete,
         body_missing: r.body_missing,
         vlans,
-        origin: None,
     })
 }
 
-pub(crate) fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
+fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
     Arc::new(RespRec {
         ts: Timestamp(r.ts),
         status: r.status,
@@ -944,7 +944,7 @@ mod tests {
 
     use super::*;
     use crate::http::canon::canonical_sha256;
-    use crate::http::{Body, HttpEvent, KeyHeader, Request, Response, Transaction, target};
+    use crate::http::{Body, HttpEvent, KeyHeader, Request, Response, Transaction, TxId, target};
     use crate::stats::Stats;
     use crate::tracker::{Alert, AlertKind, ScopeParts, TrackerConfig};
 
@@ -1153,7 +1153,11 @@ mod tests {
         assert_eq!(orig.key.as_deref(), Some("k1"));
         assert_eq!(orig.ts, Timestamp(0));
         assert_eq!(orig.conn.community_id.as_ref(), "1:x");
-        assert_eq!(orig.id.flow_serial, LOADED_FLOW_SERIAL);
+        assert!(
+            matches!(orig.origin, Origin::Loaded { flow_id: 1, .. }),
+            "{:?}",
+            orig.origin
+        );
         let orig_resp = a.original_response.as_ref().unwrap();
         assert_eq!(orig_resp.resource_id.as_deref(), Some("ch_1"));
     }

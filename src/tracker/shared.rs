@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use thin_vec::ThinVec;
 
-use super::{Identity, KeyEntry, KeyId, KeyProblem, ReqRec, RespRec, Scope, Tracker, nanos, rules};
+use super::rules::{self, KeyProblem};
+use super::{Identity, KeyEntry, KeyId, ReqRec, RespRec, Scope, Tracker, nanos};
 use crate::http::{Request, TxId};
 use crate::ts::Timestamp;
 
@@ -56,11 +57,6 @@ pub struct SharedFirst {
     pub stored: Option<Arc<RespRec>>,
 }
 
-/// Whether a request was seen by another instance.
-pub fn is_remote(id: &TxId) -> bool {
-    id.flow_serial == crate::fleet::wire::REMOTE_FLOW_SERIAL
-}
-
 impl Tracker {
     /// Starts recording what other instances should know ([`Tracker::take_published`]).
     pub fn enable_publishing(&mut self) {
@@ -91,7 +87,7 @@ impl Tracker {
     pub fn knows_key(&self, scope: Scope, key: KeyId, now: Timestamp) -> bool {
         self.keys.get(&(scope, key)).is_some_and(|e| {
             now.since(e.first_ts) <= nanos(self.cfg.window)
-                && (!is_remote(&e.first.id) || e.stored.is_some())
+                && (!e.first.origin.is_remote() || e.stored.is_some())
         })
     }
 
@@ -106,7 +102,7 @@ impl Tracker {
         shared: SharedFirst,
     ) -> bool {
         if let Some(e) = self.keys.get_mut(&(scope, kid)) {
-            if is_remote(&e.first.id) && e.first_ts == shared.first_ts {
+            if e.first.origin.is_remote() && e.first_ts == shared.first_ts {
                 if e.stored.is_none() {
                     e.stored = shared.stored;
                 }
@@ -149,7 +145,6 @@ impl Tracker {
         let rec = Arc::new(a.rec);
         let attempt = super::Attempt {
             key: a.key,
-            tx: rec.id,
             rec,
             ended: Some((a.end, true, a.response)),
         };

@@ -6,10 +6,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::*;
-use crate::decode::Vlans;
 use crate::http::canon::canonical_sha256;
 use crate::http::{Body, KeyHeader, target};
-use crate::reassembly::Endpoint;
+use crate::net::{Endpoint, Vlans};
 
 const SEC: i64 = 1_000_000_000;
 

@@ -1,0 +1,534 @@
+//! The records fleet mode files in the shared store, and their bytes. A record holds what an
+//! alert prints of a key's first request and of its responses: hashes, lengths, addresses,
+//! method, host and the (already redacted) path. Never the key itself (the record is filed
+//! under its hash; only an attempt record may carry it, see below), never a credential (the
+//! scope is a hash), never a body.
+//!
+//! These types are the fleet's own, converted explicitly from and to the tracker's
+//! ([`ReqRec`], [`RespRec`]): the state file (`tracker::persist`) can change its layout
+//! without changing a byte of what instances exchange, and the other way round.
+//!
+//! # Format (version 1)
+//!
+//! Every value below is one version byte, then postcard. A value of another version, damaged,
+//! or with bytes after its end is refused whole (`None`), never trusted in part: an instance
+//! judges that key on its own, and counts it (`store_bad_records`).
+//!
+//! ```text
+//! value     filed as                       postcard payload after the version byte
+//! first     `q` of PREFIXk:<scope><key>    FirstRecord: observer, file, first_ts, identity,
+//!                                          decoded (digest), ts, method, path, host, body_len,
+//!                                          body_sha256, body_canon_sha256 (digest), client and
+//!                                          server address and port, flow_id, vlans
+//! response  `f` and `s` of the same hash   ResponseRecord: ts, status, interim statuses,
+//!                                          body_len, body_sha256, body_complete, body_missing,
+//!                                          resource_id, replayed
+//! attempt   PREFIXa:<scope><identity>      AttemptRecord: key hash, key value (none with
+//!                                          --redact-keys), end, FirstRecord, ResponseRecord?
+//! ```
+//!
+//! A digest that most often equals the body's own (an uncompressed body, an already canonical
+//! one) is kept once: `SameAsBody`. The Community ID is computed again from the addresses.
+//! Bump [`VERSION`] whenever a payload's layout, or the meaning of a hash in it, changes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+
+use crate::http::Conn;
+use crate::net::{Endpoint, Vlans, community_id};
+use crate::tracker::shared::SharedAttempt;
+use crate::tracker::{Identity, KeyId, Observer, Origin, ReqRec, RespRec};
+use crate::ts::Timestamp;
+
+/// The first byte of every value filed.
+pub const VERSION: u8 = 1;
+
+/// `bytes` of `v`, behind the version byte.
+fn seal<T: Serialize>(v: &T) -> Vec<u8> {
+    // Encoding into a growing vector fails only when out of memory: an empty value then, which
+    // every reader refuses.
+    postcard::to_extend(v, vec![VERSION]).unwrap_or_default()
+}
+
+/// The payload behind the version byte, when it is this version's and nothing follows it.
+fn open<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    let (version, payload) = bytes.split_first()?;
+    if *version != VERSION {
+        return None;
+    }
+    let (v, rest) = postcard::take_from_bytes(payload).ok()?;
+    rest.is_empty().then_some(v)
+}
+
+/// A digest kept once when it equals the body's.
+#[derive(Serialize, Deserialize)]
+enum Digest {
+    None,
+    SameAsBody,
+    Own([u8; 32]),
+}
+
+impl Digest {
+    fn of(d: Option<[u8; 32]>, body: Option<[u8; 32]>) -> Digest {
+        match d {
+            None => Digest::None,
+            Some(d) if Some(d) == body => Digest::SameAsBody,
+            Some(d) => Digest::Own(d),
+        }
+    }
+
+    fn get(&self, body: Option<[u8; 32]>) -> Option<[u8; 32]> {
+        match self {
+            Digest::None => None,
+            Digest::SameAsBody => body,
+            Digest::Own(d) => Some(*d),
+        }
+    }
+}
+
+/// A first request as filed: every field the `original` object prints.
+#[derive(Serialize, Deserialize)]
+struct FirstRecord<'a> {
+    observer: &'a str,
+    file: Option<&'a str>,
+    /// When the tracker took it as the key's first use (the end of the request).
+    first_ts: i64,
+    identity: [u8; 16],
+    decoded: Digest,
+    ts: i64,
+    method: &'a str,
+    path: &'a str,
+    host: Option<&'a str>,
+    body_len: u64,
+    body_sha256: Option<[u8; 32]>,
+    body_canon_sha256: Digest,
+    client_ip: IpAddr,
+    client_port: u16,
+    server_ip: IpAddr,
+    server_port: u16,
+    flow_id: u64,
+    vlans: Vec<u16>,
+}
+
+/// A response as filed: every field the response objects print.
+#[derive(Serialize, Deserialize)]
+struct ResponseRecord<'a> {
+    ts: i64,
+    status: u16,
+    interim: Vec<u16>,
+    body_len: u64,
+    body_sha256: Option<[u8; 32]>,
+    body_complete: bool,
+    body_missing: u64,
+    resource_id: Option<&'a str>,
+    replayed: bool,
+}
+
+/// An attempt at a request that ended badly.
+#[derive(Serialize, Deserialize)]
+struct AttemptRecord<'a> {
+    key: [u8; 16],
+    /// The key itself: `original.idempotency_key` of a `key_churn` is the first attempt's key,
+    /// which the asking instance does not know. Kept for the churn window only, and never with
+    /// `--redact-keys`.
+    key_value: Option<&'a str>,
+    end: i64,
+    #[serde(borrow)]
+    first: FirstRecord<'a>,
+    #[serde(borrow)]
+    response: Option<ResponseRecord<'a>>,
+}
+
+/// A key's first request, to be filed by `observer`.
+#[derive(Debug, Clone, Copy)]
+pub struct First<'a> {
+    pub rec: &'a ReqRec,
+    pub identity: Identity,
+    pub decoded: Option<[u8; 32]>,
+    /// When the tracker took it as the key's first use.
+    pub first_ts: Timestamp,
+    /// The instance that saw it.
+    pub observer: &'a str,
+    /// Its capture file there, when it read files.
+    pub file: Option<&'a str>,
+}
+
+/// A key's first request as another instance (or this one, earlier) filed it.
+#[derive(Debug, Clone)]
+pub struct RemoteFirst {
+    pub rec: ReqRec,
+    pub identity: Identity,
+    pub decoded: Option<[u8; 32]>,
+    pub first_ts: Timestamp,
+}
+
+fn first_record<'a>(f: &First<'a>) -> FirstRecord<'a> {
+    let rec = f.rec;
+    FirstRecord {
+        observer: f.observer,
+        file: f.file,
+        first_ts: f.first_ts.0,
+        identity: f.identity.0,
+        decoded: Digest::of(f.decoded, rec.body_sha256),
+        ts: rec.ts.0,
+        method: &rec.method,
+        path: &rec.path,
+        host: rec.host.as_deref(),
+        body_len: rec.body_len,
+        body_sha256: rec.body_sha256,
+        body_canon_sha256: Digest::of(rec.body_canon_sha256, rec.body_sha256),
+        client_ip: rec.conn.client.ip,
+        client_port: rec.conn.client.port,
+        server_ip: rec.conn.server.ip,
+        server_port: rec.conn.server.port,
+        flow_id: rec.conn.flow_id,
+        vlans: rec.vlans.as_slice().to_vec(),
+    }
+}
+
+fn remote_first(w: FirstRecord<'_>) -> RemoteFirst {
+    let client = Endpoint {
+        ip: w.client_ip,
+        port: w.client_port,
+    };
+    let server = Endpoint {
+        ip: w.server_ip,
+        port: w.server_port,
+    };
+    let conn = Arc::new(Conn {
+        client,
+        server,
+        flow_id: w.flow_id,
+        community_id: community_id(client, server).into(),
+        // No file of this run: the origin names the other instance's.
+        file_index: usize::MAX,
+    });
+    let mut vlans = Vlans::default();
+    for v in &w.vlans {
+        vlans.push(*v);
+    }
+    let rec = ReqRec {
+        origin: Origin::Remote(Arc::new(Observer {
+            instance: w.observer.into(),
+            file: w.file.map(Into::into),
+        })),
+        conn,
+        ts: Timestamp(w.ts),
+        method: CompactString::new(w.method),
+        path: CompactString::new(w.path),
+        host: w.host.map(CompactString::new),
+        // The key is the one it is filed under: the reader fills it from its own request.
+        key: None,
+        all_keys: None,
+        body_len: w.body_len,
+        body_sha256: w.body_sha256,
+        body_canon_sha256: w.body_canon_sha256.get(w.body_sha256),
+        body_complete: true,
+        body_missing: 0,
+        vlans,
+    };
+    RemoteFirst {
+        rec,
+        identity: Identity(w.identity),
+        decoded: w.decoded.get(w.body_sha256),
+        first_ts: Timestamp(w.first_ts),
+    }
+}
+
+fn response_record(r: &RespRec) -> ResponseRecord<'_> {
+    ResponseRecord {
+        ts: r.ts.0,
+        status: r.status,
+        interim: r.interim.to_vec(),
+        body_len: r.body_len,
+        body_sha256: r.body_sha256,
+        body_complete: r.body_complete,
+        body_missing: r.body_missing,
+        resource_id: r.resource_id.as_deref(),
+        replayed: r.replayed,
+    }
+}
+
+fn resp_rec(w: ResponseRecord<'_>) -> Arc<RespRec> {
+    Arc::new(RespRec {
+        ts: Timestamp(w.ts),
+        status: w.status,
+        interim: w.interim.into_boxed_slice(),
+        body_len: w.body_len,
+        body_sha256: w.body_sha256,
+        body_complete: w.body_complete,
+        body_missing: w.body_missing,
+        resource_id: w.resource_id.map(Into::into),
+        replayed: w.replayed,
+    })
+}
+
+/// The bytes of a first request.
+pub fn encode_first(f: &First<'_>) -> Vec<u8> {
+    seal(&first_record(f))
+}
+
+/// A first request from its bytes; `None` when they are not a record of this version.
+pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
+    open::<FirstRecord<'_>>(bytes).map(remote_first)
+}
+
+/// The bytes of an attempt that ended badly: the hash of its key (and the key, unless
+/// redacted), when it ended, the request and its response if any.
+pub fn encode_attempt(
+    key: KeyId,
+    key_value: Option<&str>,
+    end: Timestamp,
+    first: &First<'_>,
+    response: Option<&RespRec>,
+) -> Vec<u8> {
+    seal(&AttemptRecord {
+        key: *key.bytes(),
+        key_value,
+        end: end.0,
+        first: first_record(first),
+        response: response.map(response_record),
+    })
+}
+
+/// An attempt from its bytes; `None` when they are not one of this version.
+pub fn decode_attempt(bytes: &[u8]) -> Option<SharedAttempt> {
+    let w: AttemptRecord<'_> = open(bytes)?;
+    let mut rec = remote_first(w.first).rec;
+    rec.key = w.key_value.map(Into::into);
+    Some(SharedAttempt {
+        key: KeyId::from_bytes(w.key),
+        rec,
+        end: Timestamp(w.end),
+        response: w.response.map(resp_rec),
+    })
+}
+
+/// The bytes of a response.
+pub fn encode_response(r: &RespRec) -> Vec<u8> {
+    seal(&response_record(r))
+}
+
+/// A response from its bytes; `None` when they are not one of this version.
+pub fn decode_response(bytes: &[u8]) -> Option<Arc<RespRec>> {
+    open::<ResponseRecord<'_>>(bytes).map(resp_rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::TxId;
+
+    fn rec(canon: Option<[u8; 32]>) -> ReqRec {
+        let client = Endpoint {
+            ip: "10.0.0.5".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: 51544,
+        };
+        let server = Endpoint {
+            ip: "10.0.0.9".parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: 80,
+        };
+        let mut vlans = Vlans::default();
+        vlans.push(100);
+        ReqRec {
+            origin: Origin::Local(TxId {
+                flow_id: 42,
+                flow_serial: 3,
+                n: 1,
+            }),
+            conn: Arc::new(Conn {
+                client,
+                server,
+                flow_id: 42,
+                community_id: community_id(client, server).into(),
+                file_index: 0,
+            }),
+            ts: Timestamp(1_795_852_800_000_000_123),
+            method: "POST".into(),
+            path: "/v1/charges?api_key=REDACTED".into(),
+            host: Some("api.example.com".into()),
+            key: Some("k1".into()),
+            all_keys: None,
+            body_len: 31,
+            body_sha256: Some([1; 32]),
+            body_canon_sha256: canon,
+            body_complete: true,
+            body_missing: 0,
+            vlans,
+        }
+    }
+
+    fn first(r: &ReqRec, decoded: Option<[u8; 32]>, file: Option<&'static str>) -> Vec<u8> {
+        encode_first(&First {
+            rec: r,
+            identity: Identity([9; 16]),
+            decoded,
+            first_ts: Timestamp(77),
+            observer: "gw1",
+            file,
+        })
+    }
+
+    fn response() -> RespRec {
+        RespRec {
+            ts: Timestamp(5),
+            status: 503,
+            interim: vec![100].into_boxed_slice(),
+            body_len: 47,
+            body_sha256: Some([4; 32]),
+            body_complete: false,
+            body_missing: 3,
+            resource_id: Some("ch_1".into()),
+            replayed: true,
+        }
+    }
+
+    fn attempt(r: &ReqRec, key_value: Option<&str>, resp: Option<&RespRec>) -> Vec<u8> {
+        let f = First {
+            rec: r,
+            identity: Identity([9; 16]),
+            decoded: None,
+            first_ts: Timestamp(90),
+            observer: "gw2",
+            file: None,
+        };
+        encode_attempt(KeyId::of("k1"), key_value, Timestamp(90), &f, resp)
+    }
+
+    #[test]
+    fn a_first_request_comes_back_as_it_was_filed_without_its_key() {
+        for canon in [Some([1; 32]), Some([2; 32]), None] {
+            let r = rec(canon);
+            let bytes = first(&r, Some([3; 32]), Some("a.pcap"));
+            let back = decode_first(&bytes).expect("decodes");
+            let b = &back.rec;
+            assert_eq!(b.key, None, "no key value is filed");
+            assert_eq!(
+                (b.ts, &b.method, &b.path, &b.host),
+                (r.ts, &r.method, &r.path, &r.host)
+            );
+            assert_eq!(
+                (b.body_len, b.body_sha256, b.body_canon_sha256),
+                (31, Some([1; 32]), canon)
+            );
+            assert_eq!(b.conn.community_id, r.conn.community_id);
+            assert_eq!(
+                (b.conn.client, b.conn.server, b.conn.flow_id),
+                (r.conn.client, r.conn.server, 42)
+            );
+            assert_eq!(b.vlans.as_slice(), &[100]);
+            assert_eq!(
+                b.origin.observer(),
+                Some(&Observer {
+                    instance: "gw1".into(),
+                    file: Some("a.pcap".into())
+                })
+            );
+            assert_eq!(
+                (back.identity, back.decoded, back.first_ts),
+                (Identity([9; 16]), Some([3; 32]), Timestamp(77))
+            );
+            assert!(
+                b.origin.local().is_none(),
+                "never taken for an exchange here"
+            );
+        }
+    }
+
+    #[test]
+    fn a_response_comes_back_as_it_was_filed() {
+        let r = response();
+        let back = decode_response(&encode_response(&r)).expect("decodes");
+        assert_eq!(
+            (back.ts, back.status, &back.interim, back.body_len),
+            (r.ts, r.status, &r.interim, r.body_len)
+        );
+        assert_eq!(
+            (back.body_sha256, back.body_complete, back.body_missing),
+            (r.body_sha256, r.body_complete, r.body_missing)
+        );
+        assert_eq!(
+            (&back.resource_id, back.replayed),
+            (&r.resource_id, r.replayed)
+        );
+    }
+
+    #[test]
+    fn an_attempt_comes_back_with_its_key_only_when_filed_with_it() {
+        let r = rec(None);
+        let resp = response();
+        let a = decode_attempt(&attempt(&r, Some("k1"), Some(&resp))).expect("decodes");
+        assert_eq!((a.key, a.end), (KeyId::of("k1"), Timestamp(90)));
+        assert_eq!(a.rec.key.as_deref(), Some("k1"));
+        assert_eq!(a.rec.path, r.path);
+        assert_eq!(a.rec.origin.observer().map(|o| &*o.instance), Some("gw2"));
+        assert_eq!(a.response.map(|x| x.status), Some(503));
+        let a = decode_attempt(&attempt(&r, None, None)).expect("decodes");
+        assert_eq!((a.rec.key, a.response.is_none()), (None, true));
+    }
+
+    #[test]
+    fn every_value_starts_with_the_version_and_another_version_is_refused() {
+        let r = rec(None);
+        let values = [
+            first(&r, None, None),
+            encode_response(&response()),
+            attempt(&r, Some("k1"), None),
+        ];
+        for v in &values {
+            assert_eq!(v.first(), Some(&VERSION));
+            let mut other = v.clone();
+            other[0] = VERSION.wrapping_add(1);
+            assert!(decode_first(&other).is_none());
+            assert!(decode_response(&other).is_none());
+            assert!(decode_attempt(&other).is_none());
+            // Bytes after the value: not one of ours, refused whole.
+            let mut longer = v.clone();
+            longer.push(0);
+            assert!(decode_first(&longer).is_none());
+            assert!(decode_response(&longer).is_none());
+            assert!(decode_attempt(&longer).is_none());
+        }
+        assert!(decode_first(&values[0]).is_some());
+        assert!(decode_response(&values[1]).is_some());
+        assert!(decode_attempt(&values[2]).is_some());
+    }
+
+    /// Seeds of the `store_record` fuzz target: `cargo test --lib
+    /// fleet::record::tests::write_fuzz_seed -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_fuzz_seed() -> std::io::Result<()> {
+        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/store_record");
+        std::fs::create_dir_all(&out)?;
+        let r = rec(Some([2; 32]));
+        std::fs::write(out.join("first"), first(&r, None, Some("a.pcap")))?;
+        std::fs::write(out.join("response"), encode_response(&response()))?;
+        std::fs::write(
+            out.join("attempt"),
+            attempt(&r, Some("k1"), Some(&response())),
+        )
+    }
+
+    #[test]
+    fn damaged_records_are_refused_whole() {
+        let r = rec(None);
+        let (f, resp) = (first(&r, None, None), encode_response(&response()));
+        let a = attempt(&r, Some("k1"), Some(&response()));
+        // A postcard value is self-delimiting: no shorter prefix is a whole value of its type.
+        for cut in 0..f.len() {
+            assert!(decode_first(&f[..cut]).is_none(), "{cut}");
+        }
+        for cut in 0..resp.len() {
+            assert!(decode_response(&resp[..cut]).is_none(), "{cut}");
+        }
+        for cut in 0..a.len() {
+            assert!(decode_attempt(&a[..cut]).is_none(), "{cut}");
+        }
+        assert!(decode_first(&[]).is_none());
+        assert!(decode_response(&[0xff; 3]).is_none());
+    }
+}
