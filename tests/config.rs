@@ -114,3 +114,129 @@ fn the_example_configuration_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The exact words of `check-config` for the file's mistakes: what a user reads is pinned, so
+/// that a change in how the file is applied cannot change it unnoticed. `FILE` stands for the
+/// file's path.
+#[test]
+fn the_messages_about_the_file_are_exactly_these() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "interface = \"lo\"\n\nmax-key = 5\n",
+            &[],
+            "idemwatch: FILE line 3: unknown key 'max-key'; 'idemwatch check-config --help' \
+             lists the options (did you mean 'max-keys'?)\n",
+        ),
+        (
+            "\n[live]\nmax-keys = 5\n",
+            &[],
+            "idemwatch: FILE line 2: unknown key 'live'; 'idemwatch check-config --help' lists \
+             the options; the file has no [sections] or dotted keys: write each option at the \
+             top level, e.g. max-keys = 500000\n",
+        ),
+        (
+            "interface = \"lo\"\nmax-keys = = 5\n",
+            &[],
+            "idemwatch: FILE line 2, column 12: TOML syntax error: extra `=`, expected nothing\n",
+        ),
+        (
+            "interface = \"lo\"\n\nwindow = 24\n",
+            &[],
+            "idemwatch: FILE line 3: 'window' must be a string like \"24h\", not an integer\n",
+        ),
+        (
+            "watch-methods = [\n  \"POST\",\n  7,\n]\n",
+            &[],
+            "idemwatch: FILE line 3: 'watch-methods' must be an array of strings like \
+             [\"POST\", \"PATCH\"], or a string with the values separated by ',', and this \
+             element is an integer\n",
+        ),
+        (
+            "interface = \"lo\"\nverbose = 300\n",
+            &[],
+            "idemwatch: FILE line 2: 'verbose' must be an integer from 0 to 255 (how many times \
+             --verbose is given), not 300\n",
+        ),
+        (
+            "max-keys = 1\nmax_keys = 2\n",
+            &[],
+            "idemwatch: FILE line 2: 'max_keys' sets the same option as 'max-keys' on line 1\n",
+        ),
+        (
+            "interface = \"lo\"\n\nmax_keys = \"lots\"\n",
+            &["--threads", "x"],
+            "error: invalid value 'lots' for '--max-keys <N>': invalid digit found in string\n\n\
+             For more information, try '--help'.\n\
+             (the value of 'max_keys' comes from FILE line 3)\n",
+        ),
+        (
+            "interface = \"lo\"\nsnaplen = 100\n",
+            &[],
+            "error: invalid value '100' for '--snaplen <BYTES>': 100 is not in \
+             1514..=2147483647\n\n\
+             For more information, try '--help'.\n\
+             (the value of 'snaplen' comes from FILE line 2)\n",
+        ),
+        // clap's own check of the file's settings: the usage line names what the file set.
+        (
+            "max-keys = 10\n",
+            &[],
+            "error: the following required arguments were not provided:\n  \
+             --interface <IFACE>\n\n\
+             Usage: idemwatch check-config --max-keys <N> --config <FILE> --interface <IFACE> \
+             [-- <FILTER>...]\n\n\
+             For more information, try '--help'.\n",
+        ),
+        (
+            "interface = \"lo\"\nstore-prefix = \"x\"\n",
+            &[],
+            "error: the following required arguments were not provided:\n  --store <URL>\n\n\
+             Usage: idemwatch check-config --store <URL> --interface <IFACE> --store-prefix \
+             <PREFIX> --config <FILE> [-- <FILTER>...]\n\n\
+             For more information, try '--help'.\n",
+        ),
+    ];
+    for (n, (text, args, want)) in cases.iter().enumerate() {
+        let f = write(dir.path(), &format!("c{n}.toml"), text);
+        let mut argv = vec!["check-config", "--config", &f];
+        argv.extend_from_slice(args);
+        let out = run(&argv);
+        let err = String::from_utf8_lossy(&out.stderr).replace(&f, "FILE");
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {err}");
+        assert_eq!(err, *want, "{text:?}");
+        assert!(out.stdout.is_empty(), "{text:?}");
+    }
+}
+
+#[test]
+fn the_file_and_the_command_line_each_set_their_part() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(
+        dir.path(),
+        "c.toml",
+        "interface = \"lo\"\nverbose = 2\nquiet = true\nfilter = [\"tcp\", \"port\", \"80\"]\n\
+         store = \"redis://user:s3cret@127.0.0.1:6379/0\"\nstore-prefix = \"x\"\n\
+         buffer-size = \"128M\"\nmax-keys = 0x10\n",
+    );
+    let out = run(&["-v", "check-config", "--config", &f, "--store-prefix", "y"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "interface = \"lo\"\n",
+        "filter = \"tcp port 80\"\n",
+        "buffer-size = \"128M\"\n",
+        "max-keys = 16\n",
+        "store = \"redis://user:REDACTED@127.0.0.1:6379/0\"\n",
+        "store-prefix = \"y\"\n",
+        "verbose = 1\n",
+        "quiet = true\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+}
