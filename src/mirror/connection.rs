@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::http::{HttpEvent, Session, SessionSettings, Sink};
-use crate::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
+use crate::net::Endpoint;
+use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::stats::Stats;
 use crate::ts::Timestamp;
 

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::decode::Vlans;
+use crate::net::Vlans;
 use crate::reassembly::EndReason;
 use crate::ts::Timestamp;
 

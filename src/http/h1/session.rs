@@ -23,13 +23,13 @@ use super::heads::{
     json_id, parse_head, plausible_start, transfer_codings,
 };
 use super::hold::{Held, Holding};
-use crate::decode::Vlans;
 use crate::http::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
 use crate::http::canon::canonical_sha256;
 use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
 use crate::http::target;
 use crate::http::transaction::{Body, Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::net::{Endpoint, Vlans};
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::ts::Timestamp;
 
@@ -129,7 +129,7 @@ struct Exchange {
 /// HTTP state of one connection.
 pub struct Session {
     cfg: Arc<SessionSettings>,
-    ends: [crate::reassembly::Endpoint; 2],
+    ends: [Endpoint; 2],
     flow_id: u64,
     community_id: Arc<str>,
     file_index: usize,
@@ -926,7 +926,7 @@ impl Session {
             Some(ip) => {
                 let mut c = (*conn).clone();
                 // The client's own port is not forwarded.
-                c.client = crate::reassembly::Endpoint { ip, port: 0 };
+                c.client = Endpoint { ip, port: 0 };
                 Arc::new(c)
             }
             None => conn,
@@ -1246,7 +1246,6 @@ mod tests {
     use super::super::hold::{HOLD_ENTRY_BYTES, HOLD_MAX_BYTES};
     use super::*;
     use crate::http::settings::{Limits, Settings};
-    use crate::reassembly::Endpoint;
 
     const C: Side = Side(0);
     const S: Side = Side(1);
