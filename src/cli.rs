@@ -182,12 +182,22 @@ pub struct MirrorEndpoint {
 }
 
 impl MirrorEndpoint {
+    /// The TLS configuration from [`Self::tls_files`] (`None`: plain TCP), at start and again
+    /// on SIGHUP.
+    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+        let files = self
+            .tls_files
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        crate::mirror::tls_config(files, self.client_ca.as_deref())
+    }
+
     /// The endpoint's settings, with its TLS configuration read from [`Self::tls_files`].
     pub fn settings(
         &self,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    ) -> crate::pipeline::MirrorSettings {
-        crate::pipeline::MirrorSettings {
+    ) -> crate::mirror::MirrorSettings {
+        crate::mirror::MirrorSettings {
             listen: self.listen,
             tls,
             max_connections: self.bounds.max_connections,

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::CommandFactory;
-use idemwatch::cli::{Cli, Command, LiveArgs, MirrorEndpoint, Parsed};
+use idemwatch::cli::{Cli, Command, LiveArgs, Parsed};
 use idemwatch::output::Output;
-use idemwatch::pipeline::{LiveSettings, Signals, print_summary, run_live, run_read};
+use idemwatch::pipeline::{LiveSettings, print_summary, run_live, run_read};
 use idemwatch::source::LiveOptions;
 
 fn main() -> ExitCode {
@@ -90,63 +90,17 @@ fn generate(what: &idemwatch::cli::Generate) -> ExitCode {
 
 /// The mirror endpoint.
 fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
-    let endpoint = args.endpoint();
-    let tls = match mirror_tls(&endpoint) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("idemwatch: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = args.config();
-    let mut out = match open_output(args.output.as_deref()) {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
-    let listener = match bind_mirror(endpoint.listen) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let signals = match Signals::register() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("idemwatch: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    tracing::info!(listen = %endpoint.listen, tls = tls.is_some(), "mirror listening");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let settings = endpoint.settings(tls);
-    // SIGHUP: the same files read again (renewed certificates), for new connections.
-    let mut reload = || mirror_tls(&endpoint);
-    match idemwatch::pipeline::run_mirror(
-        &config,
-        &settings,
-        listener,
-        &mut out,
-        signals.stop,
-        signals.hup,
-        &mut reload,
-    ) {
+    let output = args.output.as_deref();
+    match idemwatch::pipeline::run_mirror(&args.config(), &args.endpoint(), output) {
         Ok(st) => {
             if !quiet {
-                eprintln!(
-                    "idemwatch: mirror: {} connections ({} refused, {} TLS failures, {} timeouts, {} not HTTP), {} requests, {} alerts",
-                    st.mirror_connections,
-                    st.mirror_refused,
-                    st.mirror_tls_errors,
-                    st.mirror_timeouts,
-                    st.mirror_bad_requests,
-                    st.mirror_requests,
-                    st.alerts
-                );
-                idemwatch::pipeline::print_store_summary(&st);
+                idemwatch::pipeline::print_mirror_summary(&st);
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("idemwatch: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -202,21 +156,24 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
         }
     };
     if let Some(endpoint) = &endpoint {
-        let tls = match mirror_tls(endpoint) {
+        let tls = match endpoint.tls() {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("idemwatch: mirror: {e}");
                 return ExitCode::from(2);
             }
         };
-        let listener = match bind_mirror(endpoint.listen) {
+        let listener = match idemwatch::mirror::bind(endpoint.listen) {
             Ok(l) => l,
-            Err(code) => return code,
+            Err(e) => {
+                eprintln!("idemwatch: {e}");
+                return ExitCode::from(1);
+            }
         };
         settings.mirror = Some((endpoint.settings(tls), listener));
     }
     let mut tls_reload = || match &endpoint {
-        Some(e) => mirror_tls(e),
+        Some(e) => e.tls(),
         None => Ok(None),
     };
     // SIGHUP: the file again, merged with the same command line; only the policy is taken.
@@ -234,31 +191,6 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
-}
-
-/// The mirror's TLS configuration from its certificate and key files (`None`: plain TCP), at
-/// start and again on SIGHUP.
-fn mirror_tls(
-    endpoint: &MirrorEndpoint,
-) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
-    match &endpoint.tls_files {
-        Some((cert, key)) => {
-            idemwatch::source::mirror::server_config(cert, key, endpoint.client_ca.as_deref())
-                .map(Some)
-                .map_err(|e| e.to_string())
-        }
-        None => Ok(None),
-    }
-}
-
-/// The mirror's listening socket; the error is printed.
-fn bind_mirror(listen: std::net::SocketAddr) -> Result<std::net::TcpListener, ExitCode> {
-    idemwatch::pipeline::bind_mirror(listen).map_err(|e| {
-        eprintln!(
-            "idemwatch: cannot listen on {listen}: {e}; check no other process uses that port and the address is local"
-        );
-        ExitCode::from(1)
-    })
 }
 
 fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {

@@ -5,8 +5,7 @@
 //! what idemwatch sees.
 
 use idemwatch::decode::Vlans;
-use idemwatch::http::session::{Emitter, SessionSettings};
-use idemwatch::http::{HttpEvent, Limits, Session, Settings};
+use idemwatch::http::{HttpEvent, Limits, Session, SessionSettings, Settings, Sink};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
 
@@ -20,7 +19,7 @@ fn session() -> Session {
         SessionSettings::new(&Settings::default(), &Limits::default()),
         &info,
     );
-    s.on_client_side(Side(0), &mut Emitter::default());
+    s.on_client_side(Side(0), &mut Sink::default());
     s
 }
 
@@ -40,7 +39,7 @@ type Seen = (
 /// Runs the pieces; returns the transactions.
 fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
     let mut s = session();
-    let mut em = Emitter::default();
+    let mut em = Sink::default();
     let mut off = [0u64; 2];
     for (ctl, bytes) in pieces {
         let side = Side(ctl & 1);

@@ -3,11 +3,9 @@
 //! bad bytes, the same bytes in other pieces give the same requests and the same answers.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use idemwatch::http::session::SessionSettings;
-use idemwatch::http::{HttpEvent, Limits, Settings};
-use idemwatch::pipeline::MirrorConnection;
+use idemwatch::http::{HttpEvent, Limits, SessionSettings, Settings};
+use idemwatch::mirror::{MirrorConnection, mirrored};
 use idemwatch::reassembly::EndReason;
 use idemwatch::ts::Timestamp;
 
@@ -22,13 +20,13 @@ fn run(data: &[u8], step: usize) -> (Vec<Seen>, usize, bool) {
         ..Limits::default()
     };
     let mut s = SessionSettings::new(&Settings::default(), &limits);
-    if let Some(s) = Arc::get_mut(&mut s) {
-        s.requests_only = true;
-        s.trusted_proxies = vec![
+    mirrored(
+        &mut s,
+        &[
             "127.0.0.0/8".parse().expect("net"),
             "::1/128".parse().expect("net"),
-        ];
-    }
+        ],
+    );
     let peer: SocketAddr = "127.0.0.1:50000".parse().expect("addr");
     let local: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
     let mut conn = MirrorConnection::new(s, peer, local, 1);

@@ -30,7 +30,7 @@ pub struct LiveSettings {
     /// Run as this user once the handle is open.
     pub user: Option<String>,
     /// A mirror endpoint in the same daemon, feeding the same tracker.
-    pub mirror: Option<(super::MirrorSettings, std::net::TcpListener)>,
+    pub mirror: Option<(crate::mirror::MirrorSettings, std::net::TcpListener)>,
 }
 
 /// Re-reads the configuration on SIGHUP: the new policy, or why it was refused.
@@ -123,7 +123,7 @@ pub fn run_live(
     settings: LiveSettings,
     out: &mut Output,
     reload: &mut Reload<'_>,
-    tls_reload: &mut super::TlsReload<'_>,
+    tls_reload: &mut crate::mirror::TlsReload<'_>,
 ) -> Result<Stats, LiveRunError> {
     let signals = Signals::register().map_err(|e| {
         LiveRunError::Run(RunError::Output(std::io::Error::other(format!(
@@ -143,7 +143,7 @@ pub fn run_live(
                 .map_err(|e| LiveRunError::Run(RunError::Output(e)))?;
             tracing::info!(listen = %ms.listen, tls = ms.tls.is_some(), "mirror listening");
             Some(
-                super::MirrorServer::start(config, ms, l, mirror_stop.clone())
+                crate::mirror::MirrorServer::start(config, ms, l, mirror_stop.clone())
                     .map_err(|e| LiveRunError::Run(RunError::Output(e)))?,
             )
         }
@@ -194,13 +194,13 @@ pub fn run_live(
         let now = match cap.read_within(if held { 1 } else { READ_TIMEOUT_MS })? {
             LiveRead::Frame(frame) => {
                 last_ts = last_ts.max(frame.ts);
-                worker.emitter.set_packet(packet_no, frame.ts);
+                worker.set_packet(packet_no, frame.ts);
                 if let Decoded::Segment(seg) = decoder.decode(
                     frame.ts,
                     frame.link,
                     frame.data,
                     frame.wire_len,
-                    &mut worker.emitter.stats,
+                    &mut worker.sink.stats,
                 ) {
                     worker.segment(&seg, packet_no, 0);
                 }
@@ -216,10 +216,10 @@ pub fn run_live(
         if next_sweep.is_none_or(|t| now >= t) {
             next_sweep = Some(now.add_nanos(SWEEP_INTERVAL_NS));
             worker.tick(packet_no, now);
-            decoder.expire(now, &mut worker.emitter.stats);
+            decoder.expire(now, &mut worker.sink.stats);
         }
-        if !worker.emitter.out.is_empty() {
-            closed = judge.write(config, &names, worker.drain(), out)?;
+        if worker.has_events() {
+            closed = judge.write(config, &names, worker.drain_events(), out)?;
             dirty = true;
         }
         if let Some(m) = &mirror {
@@ -279,7 +279,7 @@ pub fn run_live(
         if signals.hup.swap(false, Ordering::Relaxed) {
             on_hup(config, out, &mut judge.tracker, reload);
             if let Some(m) = &mirror {
-                super::reload_tls(m, tls_reload);
+                crate::mirror::reload_tls(m, tls_reload);
             }
         }
     }
@@ -288,8 +288,8 @@ pub fn run_live(
     // What is complete is written; a last sweep hands on exchanges held for pairing.
     let now = last_ts.max(Timestamp::now());
     worker.tick(packet_no, now);
-    if !closed && !worker.emitter.out.is_empty() {
-        closed = judge.write(config, &names, worker.drain(), out)?;
+    if !closed && worker.has_events() {
+        closed = judge.write(config, &names, worker.drain_events(), out)?;
     }
     let mut mirror_stats = Stats::default();
     if let Some(m) = &mut mirror {
@@ -324,7 +324,7 @@ const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Every counter now: the worker's, the tracker's and libpcap's.
 fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
-    let mut st = worker.emitter.stats.clone();
+    let mut st = worker.sink.stats.clone();
     st.merge(&judge.counters());
     let k = cap.kernel_stats();
     st.capture_kernel_packets = k.received;

@@ -1,20 +1,20 @@
-//! The offline run: source -> decode -> reassembly -> http -> output, in capture order.
+//! The offline run: source -> decode -> reassembly -> http -> tracker -> output, in capture
+//! order. The stages after reassembly are wired in one place, [`FlowWorker`]'s flow stages.
 //!
 //! One thread reads and decodes; flows are sharded by their key over flow workers (reassembly
-//! and HTTP); every event carries an [`OrderKey`] (packet index, flow, rank), so the merge
-//! before the tracker puts them back in capture order: the output is the same byte for byte
-//! whatever the number of workers (`parallel.rs`).
+//! and HTTP); every event gets an [`OrderKey`] (packet index, flow, rank, `order.rs`), so the
+//! merge before the tracker puts them back in capture order: the output is the same byte for
+//! byte whatever the number of workers (`parallel.rs`).
 
 mod live;
 mod mirror;
+mod order;
 mod parallel;
 mod signals;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
-pub use mirror::{
-    MirrorConnection, MirrorFed, MirrorServer, MirrorSettings, TlsReload, bind as bind_mirror,
-    reload_tls, run_mirror,
-};
+pub use mirror::{MirrorError, print_mirror_summary, run_mirror};
+pub use order::{Order, OrderKey};
 pub use signals::Signals;
 
 use std::path::PathBuf;
@@ -23,10 +23,9 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder, Segment};
-use crate::http::session::{Emitter, OrderKey, SessionSettings};
-use crate::http::{HttpEvent as HttpOut, Session};
+use crate::http::{HttpEvent as HttpOut, Session, SessionSettings, Sink};
 use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
-use crate::reassembly::FlowTable;
+use crate::reassembly::{FlowInfo, FlowTable};
 use crate::source::{CaptureSet, SourceError};
 use crate::stats::Stats;
 use crate::tracker::{Alert, Tracker};
@@ -68,12 +67,28 @@ pub struct Summary {
     pub output_closed: bool,
 }
 
+/// The stages after reassembly for one connection: the sink of its ordered bytes. This is the
+/// one place they are wired: a `tls` stage (`src/tls/`) would be a [`StreamSink`] here that
+/// hands each direction's plaintext to the session it wraps.
+///
+/// [`StreamSink`]: crate::reassembly::StreamSink
+type FlowStages = Session;
+
+/// A new connection's stages.
+fn flow_stages(settings: &Arc<SessionSettings>, info: &FlowInfo) -> FlowStages {
+    Session::new(settings.clone(), info)
+}
+
 /// Reassembly and HTTP for the flows of one shard: everything between decoding and the
 /// tracker. One per worker thread (or one in all when single-threaded).
 pub struct FlowWorker {
-    table: FlowTable<Session>,
+    table: FlowTable<FlowStages>,
     settings: Arc<SessionSettings>,
-    pub emitter: Emitter,
+    /// What the sessions finish, and the counters of decode, reassembly and HTTP.
+    pub sink: Sink,
+    order: Order,
+    /// Finished events with their place in the output.
+    out: Vec<(OrderKey, HttpOut)>,
 }
 
 impl FlowWorker {
@@ -89,42 +104,57 @@ impl FlowWorker {
                 config.log_requests,
                 config.tracker.watch_methods.clone(),
             ),
-            emitter: Emitter::default(),
+            sink: Sink::default(),
+            order: Order::default(),
+            out: Vec::new(),
         }
+    }
+
+    /// The packet (or tick) being processed, and its capture time.
+    pub fn set_packet(&mut self, packet_no: u64, now: Timestamp) {
+        self.order.set_packet(packet_no);
+        self.sink.advance(now);
     }
 
     /// Takes one segment, from the `packet_no`th frame of the input.
     pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
-        self.emitter.set_packet(packet_no, seg.ts);
+        self.set_packet(packet_no, seg.ts);
         let settings = &self.settings;
-        let mut new_session =
-            |info: &crate::reassembly::FlowInfo| Session::new(settings.clone(), info);
-        self.table.on_segment(
-            seg,
-            packet_no,
-            file_index,
-            &mut new_session,
-            &mut self.emitter,
-        );
+        let mut new_flow = |info: &FlowInfo| flow_stages(settings, info);
+        self.table
+            .on_segment(seg, packet_no, file_index, &mut new_flow, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
     }
 
     /// Capture time passed: idle flows end, proven holes become gaps.
     pub fn tick(&mut self, packet_no: u64, now: Timestamp) {
-        self.emitter.set_packet(packet_no, now);
-        self.table.sweep(now, &mut self.emitter);
+        self.set_packet(packet_no, now);
+        self.table.sweep(now, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
     }
 
     /// End of input: ends every flow.
     pub fn finish(&mut self, last_ts: Timestamp) {
-        self.emitter.set_packet(u64::MAX, last_ts);
-        self.table.finish_all(last_ts, &mut self.emitter);
+        self.set_packet(u64::MAX, last_ts);
+        self.table.finish_all(last_ts, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
+    }
+
+    /// Whether events are waiting to be drained.
+    pub fn has_events(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Takes the events finished so far, in order, with their keys (for merging workers).
+    pub fn drain(&mut self) -> Vec<(OrderKey, HttpOut)> {
+        let mut out = std::mem::take(&mut self.out);
+        out.sort_by_key(|(k, _)| *k);
+        out
     }
 
     /// Takes the events finished so far, in order.
-    pub fn drain(&mut self) -> Vec<(OrderKey, HttpOut)> {
-        let mut out = std::mem::take(&mut self.emitter.out);
-        out.sort_by_key(|(k, _)| *k);
-        out
+    pub fn drain_events(&mut self) -> impl Iterator<Item = HttpOut> + use<> {
+        self.drain().into_iter().map(|(_, ev)| ev)
     }
 }
 
@@ -303,7 +333,7 @@ fn run_single(
         packet_no,
         file_index,
         sweep,
-    } = front.step(&mut worker.emitter.stats)
+    } = front.step(&mut worker.sink.stats)
     {
         if let Some(seg) = segment {
             worker.segment(&seg, packet_no, file_index);
@@ -311,19 +341,19 @@ fn run_single(
         if let Some(ts) = sweep {
             worker.tick(packet_no, ts);
         }
-        if !worker.emitter.out.is_empty() && judge.write(config, names, worker.drain(), out)? {
+        if worker.has_events() && judge.write(config, names, worker.drain_events(), out)? {
             closed = true;
             break;
         }
     }
     if !closed {
         worker.finish(front.last_ts);
-        closed = judge.write(config, names, worker.drain(), out)?;
+        closed = judge.write(config, names, worker.drain_events(), out)?;
     }
     if !closed {
         closed = judge.finish(config, names, out)?;
     }
-    let mut stats = worker.emitter.stats.clone();
+    let mut stats = worker.sink.stats.clone();
     stats.merge(&judge.counters());
     // A gauge, read once at the end: the store's size shows `--max-keys` holding.
     stats.tracker_keys_tracked = judge.tracker.tracked_keys() as u64;
@@ -380,16 +410,16 @@ impl Judge {
         &mut self,
         config: &Config,
         names: &[String],
-        events: Vec<(OrderKey, HttpOut)>,
+        events: impl IntoIterator<Item = HttpOut>,
         out: &mut Output,
     ) -> Result<bool, RunError> {
         if let Some(f) = &mut self.fleet {
-            for (_, ev) in events {
+            for ev in events {
                 f.admit(ev, &self.tracker, names);
             }
             return self.release(config, names, out, false);
         }
-        for (_, ev) in events {
+        for ev in events {
             if self.judge_one(config, names, &ev, out)? {
                 return Ok(true);
             }

@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{FlowWorker, Front, Judge, RunEnd, Step};
+use super::{FlowWorker, Front, Judge, OrderKey, RunEnd, Step};
 use crate::config::Config;
 use crate::decode::{Segment, TcpFlags, Vlans};
 use crate::http::HttpEvent as HttpOut;
-use crate::http::session::OrderKey;
 use crate::output::Output;
 use crate::pipeline::RunError;
 use crate::reassembly::{Endpoint, FlowKey};
@@ -242,7 +241,7 @@ fn worker_loop(
             worker: index,
             events: w.drain(),
             watermark,
-            stats: last.then(|| w.emitter.stats.clone()),
+            stats: last.then(|| w.sink.stats.clone()),
         };
         if done.send(d).is_err() {
             return;
@@ -270,7 +269,7 @@ fn merge_loop(
     let mut finished = vec![false; workers];
     let mut stats = Stats::default();
     let mut closed = false;
-    let mut ready: Vec<(OrderKey, HttpOut)> = Vec::new();
+    let mut ready: Vec<HttpOut> = Vec::new();
     for d in rx {
         if let Some(q) = queues.get_mut(d.worker) {
             q.extend(d.events);
@@ -299,7 +298,7 @@ fn merge_loop(
                 .min();
             match next {
                 Some((k, i)) if all_done || k.packet_no < limit => {
-                    if let Some(ev) = queues.get_mut(i).and_then(VecDeque::pop_front) {
+                    if let Some((_, ev)) = queues.get_mut(i).and_then(VecDeque::pop_front) {
                         ready.push(ev);
                     }
                 }

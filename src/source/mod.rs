@@ -6,7 +6,6 @@
 
 pub mod capture;
 pub mod live;
-pub mod mirror;
 
 pub use capture::{CaptureSet, Frame, SourceError};
 pub use live::{KernelStats, LiveCapture, LiveError, LiveOptions, LiveRead};

@@ -1,6 +1,9 @@
 //! The mirror endpoint's transport: a TCP listener with TLS (rustls, TLS 1.2 and 1.3, mutual
 //! TLS with a client CA) or, only when asked, plain TCP. Connections are read with timeouts so
 //! that a slow or silent peer cannot hold a thread.
+//!
+//! Takes PEM files and accepted sockets; gives streams of the peer's plaintext bytes. It leaves
+//! out what the bytes say (`connection.rs`).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -8,122 +8,34 @@
 //! did not acknowledge a request's first byte cannot answer it, and a request after which the
 //! client received new bytes before sending the next one was answered, even if that answer was
 //! lost. So the wrong request is never paired with the wrong response.
+//!
+//! Takes one connection's ordered bytes, gaps and ends per direction (from reassembly, or the
+//! mirror's plaintext); hands requests and transactions to a [`Sink`]. Heads are read in
+//! `heads.rs`, bodies in `body.rs`; server bytes that run ahead of the client's wait in
+//! `hold.rs`. Whom forwarding headers name is asked of the settings (the mirror's trusted
+//! proxies); where each event goes in the output is the pipeline's business.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
-use super::canon::canonical_sha256;
-use super::settings::{Limits, Settings};
-use super::target;
-use super::transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};
-use crate::decode::Vlans;
+use super::heads::{
+    BadHead, Head, Plausible, collect_heads, content_length, credential_identity, find_head_end,
+    json_id, parse_head, plausible_start, transfer_codings,
+};
+use super::hold::{Held, Holding};
+use crate::http::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
+use crate::http::canon::canonical_sha256;
+use crate::http::settings::SessionSettings;
+use crate::http::sink::Sink;
+use crate::http::target;
+use crate::http::transaction::{Body, Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::net::{Endpoint, Vlans};
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
-use crate::stats::{HasStats, Stats};
 use crate::ts::Timestamp;
 
-/// Orders output across flows and workers: the packet that completed an event, then the flow
-/// (by its first packet), then the event's rank within that packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct OrderKey {
-    pub packet_no: u64,
-    pub flow_serial: u64,
-    pub sub: u32,
-}
-
-/// Where sessions put what they finish, with the worker's counters.
-#[derive(Default)]
-pub struct Emitter {
-    pub stats: Stats,
-    pub out: Vec<(OrderKey, HttpEvent)>,
-    packet_no: u64,
-    sub: u32,
-    /// Capture time of the packet (or tick) being processed.
-    pub now: Timestamp,
-}
-
-impl Emitter {
-    /// Sets the index of the packet (or tick) being processed.
-    pub fn set_packet(&mut self, packet_no: u64, now: Timestamp) {
-        self.now = self.now.max(now);
-        if packet_no != self.packet_no {
-            self.packet_no = packet_no;
-            self.sub = 0;
-        }
-    }
-
-    fn push(&mut self, flow_serial: u64, ev: HttpEvent) {
-        if matches!(ev, HttpEvent::Transaction(_)) {
-            self.stats.http_transactions += 1;
-        }
-        let key = OrderKey {
-            packet_no: self.packet_no,
-            flow_serial,
-            sub: self.sub,
-        };
-        self.sub += 1;
-        self.out.push((key, ev));
-    }
-}
-
-impl HasStats for Emitter {
-    fn stats(&mut self) -> &mut Stats {
-        &mut self.stats
-    }
-}
-
-/// Settings shared by all sessions.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    pub http: Settings,
-    pub max_head_bytes: usize,
-    pub max_headers: usize,
-    pub max_pending: usize,
-    pub max_canon_body: usize,
-    pub max_decoded_body: u64,
-    pub max_response_keep: usize,
-    /// Hash every body (`--log-requests` prints them all).
-    pub hash_all: bool,
-    /// Otherwise hash the bodies of requests with these methods (upper case) or with a key
-    /// header, and of their responses: only those can ever be compared.
-    pub hash_methods: Vec<String>,
-    /// Only requests flow (the mirror endpoint): an exchange ends with its request, its
-    /// response unknowable.
-    pub requests_only: bool,
-    /// Peers whose `X-Forwarded-For`, `X-Real-IP` or `Forwarded` header names the client (the
-    /// mirror's `--trusted-proxies`); empty: the peer is the client.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-impl SessionSettings {
-    pub fn new(http: &Settings, limits: &Limits) -> Arc<SessionSettings> {
-        Self::with_hashing(http, limits, true, Vec::new())
-    }
-
-    pub fn with_hashing(
-        http: &Settings,
-        limits: &Limits,
-        hash_all: bool,
-        hash_methods: Vec<String>,
-    ) -> Arc<SessionSettings> {
-        Arc::new(SessionSettings {
-            http: http.clone(),
-            max_head_bytes: limits.max_head_bytes,
-            max_headers: limits.max_headers.max(1),
-            max_pending: limits.max_pending_requests.max(1),
-            max_canon_body: limits.max_canon_body_bytes,
-            max_decoded_body: limits.max_decoded_body_bytes,
-            max_response_keep: limits.max_response_body_bytes,
-            hash_all,
-            hash_methods,
-            requests_only: false,
-            trusted_proxies: Vec::new(),
-        })
-    }
-}
-
+/// What a direction carries: unknown until a handshake or a start line shows who the client is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub(super) enum Role {
     Unknown,
     Requests,
     Responses,
@@ -214,48 +126,10 @@ struct Exchange {
     interim: Vec<u16>,
 }
 
-/// Server bytes held until the client's bytes they acknowledge have been read.
-enum Held {
-    Data {
-        offset: u64,
-        bytes: Vec<u8>,
-        ts: Timestamp,
-        peer_ack: Option<u64>,
-        vlans: Vlans,
-    },
-    Gap {
-        offset: u64,
-        len: u64,
-        ts: Timestamp,
-    },
-    End {
-        reason: EndReason,
-        ts: Timestamp,
-    },
-}
-
-/// Server bytes held at most this long (capture time) or this much, waiting for the client's.
-const HOLD_NS: u64 = 1_000_000_000;
-const HOLD_MAX_BYTES: usize = 64 * 1024;
-/// What holding one chunk costs besides its bytes (its entry and allocation), charged against
-/// `HOLD_MAX_BYTES` so that a flood of one-byte segments is bounded too.
-const HOLD_ENTRY_BYTES: usize = size_of::<Held>() + 32;
-
-impl Held {
-    /// What it counts against `HOLD_MAX_BYTES`.
-    fn cost(&self) -> usize {
-        match self {
-            Held::Data { bytes, .. } => bytes.len() + HOLD_ENTRY_BYTES,
-            Held::Gap { .. } => HOLD_ENTRY_BYTES,
-            Held::End { .. } => 0,
-        }
-    }
-}
-
 /// HTTP state of one connection.
 pub struct Session {
     cfg: Arc<SessionSettings>,
-    ends: [crate::reassembly::Endpoint; 2],
+    ends: [Endpoint; 2],
     flow_id: u64,
     community_id: Arc<str>,
     file_index: usize,
@@ -289,261 +163,11 @@ pub struct Session {
     /// Server bytes that acknowledge client bytes not read yet (mirror ports deliver one
     /// direction a little late): parsed once the client catches up, so that a response never
     /// meets the queue before its request.
-    held: VecDeque<Held>,
-    held_bytes: usize,
+    held: Holding,
 }
 
 /// Header lines parsed without allocating; `--max-headers` above it uses the heap.
 const STACK_HEADERS: usize = 128;
-
-const METHODS: &[&[u8]] = &[
-    b"GET",
-    b"POST",
-    b"PUT",
-    b"PATCH",
-    b"DELETE",
-    b"HEAD",
-    b"OPTIONS",
-    b"CONNECT",
-    b"TRACE",
-    b"PROPFIND",
-    b"PROPPATCH",
-    b"MKCOL",
-    b"COPY",
-    b"MOVE",
-    b"LOCK",
-    b"UNLOCK",
-    b"REPORT",
-    b"SEARCH",
-    b"PURGE",
-    b"QUERY",
-    b"LINK",
-    b"UNLINK",
-    b"MERGE",
-];
-
-#[derive(Debug, PartialEq, Eq)]
-enum Plausible {
-    Request,
-    Response,
-    /// Too few bytes to tell.
-    Maybe,
-    No,
-}
-
-/// Whether `b` starts like a request line or a status line.
-fn plausible_start(b: &[u8], role: Role) -> Plausible {
-    let mut maybe = false;
-    if role != Role::Responses {
-        for m in METHODS {
-            let n = m.len();
-            if b.len() <= n + 1 {
-                if m.starts_with(b.get(..b.len().min(n)).unwrap_or(&[]))
-                    && (b.len() <= n || b.get(n) == Some(&b' '))
-                {
-                    maybe = true;
-                }
-                continue;
-            }
-            if b.get(..n) == Some(*m) && b.get(n) == Some(&b' ') {
-                let next = b.get(n + 1).copied().unwrap_or(0);
-                if next == b'/' || next == b'*' || next.is_ascii_alphanumeric() {
-                    return Plausible::Request;
-                }
-            }
-        }
-    }
-    if role != Role::Requests {
-        const P: &[u8] = b"HTTP/1.";
-        if b.len() < P.len() + 2 {
-            if P.starts_with(b.get(..b.len().min(P.len())).unwrap_or(&[])) {
-                maybe = true;
-            }
-        } else if b.get(..P.len()) == Some(P)
-            && b.get(P.len()).is_some_and(u8::is_ascii_digit)
-            && b.get(P.len() + 1) == Some(&b' ')
-        {
-            return Plausible::Response;
-        }
-    }
-    if maybe {
-        Plausible::Maybe
-    } else {
-        Plausible::No
-    }
-}
-
-/// End of a head (after the empty line), searching from `from`.
-fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(rel) = memchr::memchr(b'\n', data.get(i..)?) {
-        let nl = i + rel;
-        match data.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if data.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => {}
-        }
-        i = nl + 1;
-    }
-    None
-}
-
-/// Header lines of interest, collected while parsing a head.
-#[derive(Default)]
-struct Heads {
-    host: Option<String>,
-    content_length: Vec<String>,
-    transfer_encoding: Vec<String>,
-    content_encoding: Option<String>,
-    content_type: Option<String>,
-    keys: Vec<KeyHeader>,
-    authorization: Option<Vec<u8>>,
-    stripe_account: Option<String>,
-    stripe_context: Option<String>,
-    location: Option<String>,
-    replayed: bool,
-    /// `X-Forwarded-For`, `X-Real-IP` and `Forwarded` values, in that order of trust.
-    forwarded: Vec<(u8, String)>,
-}
-
-/// A field value as text. A byte that is not UTF-8 is written U+FFFD followed by its two hex
-/// digits (0xFF: `�FF`), not U+FFFD alone: two keys (or hosts) that differ only in such bytes
-/// stay two keys, as they are for a server comparing bytes, and the text is still not ASCII,
-/// so such a key is still an invalid one.
-fn field_text(value: &[u8]) -> std::borrow::Cow<'_, str> {
-    if let Ok(s) = std::str::from_utf8(value) {
-        return s.into();
-    }
-    let mut out = String::with_capacity(value.len() + 8);
-    for chunk in value.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.push_str(&format!("\u{FFFD}{b:02X}"));
-        }
-    }
-    out.into()
-}
-
-fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
-    let mut h = Heads::default();
-    for hd in headers {
-        let name = hd.name;
-        let value = || field_text(hd.value).trim().to_string();
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            h.forwarded.push((0, value()));
-        } else if name.eq_ignore_ascii_case("x-real-ip") {
-            h.forwarded.push((1, value()));
-        } else if name.eq_ignore_ascii_case("forwarded") {
-            h.forwarded.push((2, value()));
-        } else if name.eq_ignore_ascii_case("host") {
-            if h.host.is_none() {
-                h.host = Some(field_text(hd.value).into_owned());
-            }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            h.content_length.push(value());
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            h.transfer_encoding.push(value());
-        } else if name.eq_ignore_ascii_case("content-encoding") {
-            h.content_encoding = Some(value());
-        } else if name.eq_ignore_ascii_case("content-type") {
-            h.content_type = Some(value());
-        } else if name.eq_ignore_ascii_case("authorization") {
-            h.authorization = Some(hd.value.to_vec());
-        } else if name.eq_ignore_ascii_case("stripe-account") {
-            h.stripe_account = Some(value());
-        } else if name.eq_ignore_ascii_case("stripe-context") {
-            h.stripe_context = Some(value());
-        } else if name.eq_ignore_ascii_case("location") {
-            h.location = Some(value());
-        } else if name.eq_ignore_ascii_case("idempotent-replayed") {
-            h.replayed = hd.value.trim_ascii().eq_ignore_ascii_case(b"true");
-        } else if key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
-            h.keys.push(KeyHeader {
-                name: name.to_ascii_lowercase(),
-                value: field_text(hd.value).into_owned(),
-            });
-        }
-    }
-    h
-}
-
-/// Transfer codings in order, `identity` dropped (RFC 7230 removed it; some stacks still send
-/// "chunked, identity").
-fn transfer_codings(te: &[String]) -> Vec<String> {
-    te.iter()
-        .flat_map(|v| v.split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty() && c != "identity")
-        .collect()
-}
-
-/// The Content-Length, when all values agree (RFC 9112 section 6.3: "5, 5" is 5; different
-/// values make the length unknowable).
-fn content_length(values: &[String]) -> Result<Option<u64>, ()> {
-    let mut found: Option<u64> = None;
-    for v in values.iter().flat_map(|v| v.split(',')) {
-        let v = v.trim();
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
-        }
-        let n: u64 = v.parse().map_err(|_| ())?;
-        if found.is_some_and(|f| f != n) {
-            return Err(());
-        }
-        found = Some(n);
-    }
-    Ok(found)
-}
-
-/// A stable identity for the credential, never the credential itself: Bearer and Basic hash
-/// the whole credential; AWS SigV4 hashes the access key id only (the signature changes with
-/// every request).
-fn credential_identity(auth: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let text = String::from_utf8_lossy(auth);
-    let t = text.trim();
-    let mut h = Sha256::new();
-    if let Some(rest) = t.strip_prefix("AWS4-HMAC-SHA256") {
-        let akid = rest
-            .split([',', ' '])
-            .find_map(|p| p.trim().strip_prefix("Credential="))
-            .and_then(|c| c.split('/').next())
-            .unwrap_or("");
-        h.update(b"sigv4\x00");
-        h.update(akid.as_bytes());
-    } else {
-        let (scheme, cred) = t.split_once(' ').unwrap_or((t, ""));
-        h.update(scheme.to_ascii_lowercase().as_bytes());
-        h.update(b"\x00");
-        h.update(cred.trim().as_bytes());
-    }
-    h.finalize().into()
-}
-
-/// Top-level `id` of a JSON object body.
-fn json_id(body: &[u8]) -> Option<String> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first != b'{' {
-        return None;
-    }
-    // Only `id` is built; every other member is skipped without allocating.
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Text(String),
-        Number(serde_json::Number),
-        Other(serde::de::IgnoredAny),
-    }
-    #[derive(serde::Deserialize)]
-    struct Top {
-        id: Option<Id>,
-    }
-    match serde_json::from_slice::<Top>(body).ok()?.id? {
-        Id::Text(s) => Some(s),
-        Id::Number(n) => Some(n.to_string()),
-        Id::Other(_) => None,
-    }
-}
 
 fn body_of(r: &BodyResult, canon: Option<[u8; 32]>) -> Body {
     Body {
@@ -579,8 +203,7 @@ impl Session {
             server_seen: false,
             server_gaps: 0,
             skip_responses: 0,
-            held: VecDeque::new(),
-            held_bytes: 0,
+            held: Holding::default(),
         }
     }
 
@@ -617,7 +240,7 @@ impl Session {
     }
 
     /// Feeds in-order bytes of one direction.
-    fn feed(&mut self, side: Side, chunk: Chunk<'_>, em: &mut Emitter) {
+    fn feed(&mut self, side: Side, chunk: Chunk<'_>, em: &mut Sink) {
         let bytes = chunk.bytes;
         let mut pos = 0usize;
         let mut stalled = 0u8;
@@ -678,7 +301,7 @@ impl Session {
     }
 
     /// Looks for the next start line in `rest`; returns the bytes consumed.
-    fn resync(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Emitter) -> usize {
+    fn resync(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Sink) -> usize {
         let role = self.role(side);
         let half = self.half(side);
         // Bytes carried over from the previous chunk (a possible start line cut short).
@@ -764,7 +387,7 @@ impl Session {
     }
 
     /// Reads head bytes from `rest`; returns the bytes consumed.
-    fn read_head(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Emitter) -> usize {
+    fn read_head(&mut self, side: Side, rest: &[u8], here: Start, em: &mut Sink) -> usize {
         let max = self.cfg.max_head_bytes;
         let half = self.half(side);
         let mut skipped = 0usize;
@@ -830,7 +453,7 @@ impl Session {
     }
 
     /// Parses a complete head. On failure, switches to resynchronisation and returns false.
-    fn on_head(&mut self, side: Side, head: &[u8], em: &mut Emitter) -> bool {
+    fn on_head(&mut self, side: Side, head: &[u8], em: &mut Sink) -> bool {
         let role = self.role(side);
         let is_request = match role {
             Role::Requests => true,
@@ -847,55 +470,30 @@ impl Session {
             heap = vec![httparse::EMPTY_HEADER; n];
             &mut heap
         };
-        let ok = if is_request {
-            let mut req = httparse::Request::new(headers);
-            let parsed = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_request_line_delimiters(true)
-                .ignore_invalid_headers_in_requests(true)
-                .parse_request(&mut req, head);
-            match parsed {
-                Ok(httparse::Status::Complete(_)) => {
-                    let method = req.method.unwrap_or("").to_string();
-                    let target = req.path.unwrap_or("").to_string();
-                    let hs: &[httparse::Header<'_>] = req.headers;
-                    if self.client.is_none() {
-                        self.client = Some(side);
-                    }
-                    self.on_request(side, method, target, hs, em);
-                    true
+        let ok = match parse_head(head, is_request, headers) {
+            Ok(Head::Request {
+                method,
+                target,
+                headers,
+            }) => {
+                if self.client.is_none() {
+                    self.client = Some(side);
                 }
-                Ok(httparse::Status::Partial) => false,
-                Err(httparse::Error::TooManyHeaders) => {
-                    em.stats.http_too_many_headers += 1;
-                    false
-                }
-                Err(_) => false,
+                self.on_request(side, method.to_string(), target.to_string(), headers, em);
+                true
             }
-        } else {
-            let mut resp = httparse::Response::new(headers);
-            let parsed = httparse::ParserConfig::default()
-                .allow_spaces_after_header_name_in_responses(true)
-                .allow_obsolete_multiline_headers_in_responses(true)
-                .allow_multiple_spaces_in_response_status_delimiters(true)
-                .ignore_invalid_headers_in_responses(true)
-                .parse_response(&mut resp, head);
-            match parsed {
-                Ok(httparse::Status::Complete(_)) => {
-                    let status = resp.code.unwrap_or(0);
-                    let hs: &[httparse::Header<'_>] = resp.headers;
-                    if self.client.is_none() {
-                        self.client = Some(side.other());
-                    }
-                    self.on_response(side, status, hs, em);
-                    true
+            Ok(Head::Response { status, headers }) => {
+                if self.client.is_none() {
+                    self.client = Some(side.other());
                 }
-                Ok(httparse::Status::Partial) => false,
-                Err(httparse::Error::TooManyHeaders) => {
-                    em.stats.http_too_many_headers += 1;
-                    false
-                }
-                Err(_) => false,
+                self.on_response(side, status, headers, em);
+                true
             }
+            Err(BadHead::TooManyHeaders) => {
+                em.stats.http_too_many_headers += 1;
+                false
+            }
+            Err(BadHead::Invalid) => false,
         };
         if !ok {
             tracing::debug!(
@@ -919,7 +517,7 @@ impl Session {
         method: String,
         target_raw: String,
         headers: &[httparse::Header<'_>],
-        em: &mut Emitter,
+        em: &mut Sink,
     ) {
         em.stats.http_requests += 1;
         let cfg = self.cfg.clone();
@@ -1106,7 +704,7 @@ impl Session {
         side: Side,
         status: u16,
         headers: &[httparse::Header<'_>],
-        em: &mut Emitter,
+        em: &mut Sink,
     ) {
         let cfg = self.cfg.clone();
         let h = collect_heads(headers, &[]);
@@ -1244,7 +842,7 @@ impl Session {
     }
 
     /// The body in `side`'s state ended (complete or not).
-    fn end_body(&mut self, side: Side, owner: Owner, ts: Timestamp, em: &mut Emitter) {
+    fn end_body(&mut self, side: Side, owner: Owner, ts: Timestamp, em: &mut Sink) {
         let half = self.half(side);
         let state = std::mem::replace(&mut half.state, State::Head);
         if let State::Body(reader, _) = state {
@@ -1252,7 +850,7 @@ impl Session {
         }
     }
 
-    fn end_body_with(&mut self, owner: Owner, reader: BodyReader, ts: Timestamp, em: &mut Emitter) {
+    fn end_body_with(&mut self, owner: Owner, reader: BodyReader, ts: Timestamp, em: &mut Sink) {
         let res = reader.finish();
         if !res.complete {
             em.stats.http_incomplete_bodies += 1;
@@ -1314,49 +912,11 @@ impl Session {
         }
     }
 
-    /// The client a trusted proxy names: the right-most address of its header that is not
-    /// itself a trusted proxy (the left-most when all are). None when the peer is not trusted.
+    /// The client a trusted proxy's forwarding headers name, if the settings ask for one.
     fn forwarded_client(&self, values: &[(u8, String)]) -> Option<std::net::IpAddr> {
-        let trusted = &self.cfg.trusted_proxies;
+        let resolver = self.cfg.forwarded.as_ref()?;
         let c = self.client.unwrap_or(Side(0));
-        let peer = self.ends[c.index()].ip;
-        if trusted.is_empty() || !trusted.iter().any(|n| n.contains(&peer)) {
-            return None;
-        }
-        let mut best: Option<(u8, Vec<std::net::IpAddr>)> = None;
-        for (rank, v) in values {
-            let addrs: Vec<std::net::IpAddr> = v
-                .split(',')
-                .filter_map(|part| {
-                    let p = part.trim();
-                    // Forwarded: for=192.0.2.1 or for="[2001:db8::1]:8080"; the rest as is.
-                    let p = p
-                        .split(';')
-                        .find_map(|kv| {
-                            let (k, v) = kv.trim().split_once('=')?;
-                            k.eq_ignore_ascii_case("for").then_some(v)
-                        })
-                        .unwrap_or(p);
-                    let p = p.trim_matches('"');
-                    let p = p
-                        .strip_prefix('[')
-                        .map_or(p, |r| r.split(']').next().unwrap_or(r));
-                    p.parse()
-                        .ok()
-                        .or_else(|| p.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
-                })
-                .collect();
-            if !addrs.is_empty() && best.as_ref().is_none_or(|(r, _)| rank < r) {
-                best = Some((*rank, addrs));
-            }
-        }
-        let (_, addrs) = best?;
-        addrs
-            .iter()
-            .rev()
-            .find(|a| !trusted.iter().any(|n| n.contains(*a)))
-            .or(addrs.first())
-            .copied()
+        resolver.client(self.ends[c.index()].ip, values)
     }
 
     /// The connection an exchange's events carry: the client a trusted proxy named, if any.
@@ -1366,7 +926,7 @@ impl Session {
             Some(ip) => {
                 let mut c = (*conn).clone();
                 // The client's own port is not forwarded.
-                c.client = crate::reassembly::Endpoint { ip, port: 0 };
+                c.client = Endpoint { ip, port: 0 };
                 Arc::new(c)
             }
             None => conn,
@@ -1374,7 +934,7 @@ impl Session {
     }
 
     /// Hands on an exchange whose request was fully received.
-    fn request_done(&mut self, id: u64, em: &mut Emitter) {
+    fn request_done(&mut self, id: u64, em: &mut Sink) {
         let Some((req, fwd)) = self
             .pending
             .iter()
@@ -1391,7 +951,7 @@ impl Session {
         em.push(self.serial, ev);
     }
 
-    fn emit_exchange(&mut self, ex: Exchange, em: &mut Emitter) {
+    fn emit_exchange(&mut self, ex: Exchange, em: &mut Sink) {
         let ts_done = ex
             .resp
             .as_ref()
@@ -1413,7 +973,7 @@ impl Session {
     }
 
     /// Writes the exchanges at the front that are finished, in order.
-    fn emit_ready(&mut self, em: &mut Emitter) {
+    fn emit_ready(&mut self, em: &mut Sink) {
         while self
             .pending
             .front()
@@ -1426,7 +986,7 @@ impl Session {
     }
 
     /// Both directions ended: write everything still pending.
-    fn finalize(&mut self, em: &mut Emitter) {
+    fn finalize(&mut self, em: &mut Sink) {
         while let Some(ex) = self.pending.pop_front() {
             if ex.req.is_some() && !ex.resp_started {
                 em.stats.http_requests_unanswered += 1;
@@ -1437,9 +997,9 @@ impl Session {
 }
 
 impl StreamSink for Session {
-    type Ctx = Emitter;
+    type Ctx = Sink;
 
-    fn on_client_side(&mut self, side: Side, _ctx: &mut Emitter) {
+    fn on_client_side(&mut self, side: Side, _ctx: &mut Sink) {
         if self.client.is_none() {
             self.client = Some(side);
         }
@@ -1457,7 +1017,7 @@ impl StreamSink for Session {
         }
     }
 
-    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Emitter) {
+    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Sink) {
         if self.role(side) == Role::Responses {
             self.server_seen = true;
         }
@@ -1499,7 +1059,7 @@ impl StreamSink for Session {
         }
     }
 
-    fn on_tick(&mut self, now: Timestamp, ctx: &mut Emitter) {
+    fn on_tick(&mut self, now: Timestamp, ctx: &mut Sink) {
         self.release(now, false, ctx);
     }
 
@@ -1507,7 +1067,7 @@ impl StreamSink for Session {
         !self.held.is_empty()
     }
 
-    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
         if self.role(side) == Role::Responses {
             self.server_seen = true;
         }
@@ -1522,7 +1082,7 @@ impl StreamSink for Session {
         }
     }
 
-    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
         if self.role(side) == Role::Responses && !self.held.is_empty() {
             // The server's end comes after what is held; the client may still catch up.
             self.hold(Held::End { reason, ts });
@@ -1537,40 +1097,24 @@ impl StreamSink for Session {
 impl Session {
     /// Holds server bytes (or their gap or end) behind the client's stream.
     fn hold(&mut self, h: Held) {
-        self.held_bytes += h.cost();
-        self.held.push_back(h);
+        self.held.push(h);
     }
 
     /// Parses held server bytes that the client's stream has caught up with, or that waited
     /// too long, or all of them (`all`).
-    fn release(&mut self, now: Timestamp, all: bool, em: &mut Emitter) {
+    fn release(&mut self, now: Timestamp, all: bool, em: &mut Sink) {
         let Some(server) = self.client.map(Side::other) else {
             return;
         };
-        while let Some(front) = self.held.front() {
-            let go = all
-                || self.held_bytes > HOLD_MAX_BYTES
-                || match front {
-                    Held::Data { ts, peer_ack, .. } => {
-                        peer_ack.is_none_or(|a| a <= self.client_end) || now.since(*ts) >= HOLD_NS
-                    }
-                    Held::Gap { .. } | Held::End { .. } => true,
-                };
-            if !go {
-                break;
-            }
-            let next = self.held.pop_front();
-            if let Some(h) = &next {
-                self.held_bytes = self.held_bytes.saturating_sub(h.cost());
-            }
+        while let Some(next) = self.held.pop_due(now, self.client_end, all) {
             match next {
-                Some(Held::Data {
+                Held::Data {
                     offset,
                     bytes,
                     ts,
                     peer_ack,
                     vlans,
-                }) => {
+                } => {
                     let chunk = Chunk {
                         offset,
                         bytes: &bytes,
@@ -1580,9 +1124,8 @@ impl Session {
                     };
                     self.feed(server, chunk, em);
                 }
-                Some(Held::Gap { offset, len, ts }) => self.gap(server, offset, len, ts, em),
-                Some(Held::End { reason, ts }) => self.end(server, reason, ts, em),
-                None => break,
+                Held::Gap { offset, len, ts } => self.gap(server, offset, len, ts, em),
+                Held::End { reason, ts } => self.end(server, reason, ts, em),
             }
         }
     }
@@ -1623,7 +1166,7 @@ impl Session {
         }
     }
 
-    fn gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Emitter) {
+    fn gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
         self.desync = true;
         let client = self.role(side) != Role::Responses;
         if !client {
@@ -1680,7 +1223,7 @@ impl Session {
         }
     }
 
-    fn end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Emitter) {
+    fn end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
         if reason == EndReason::Fin && self.role(side) == Role::Responses {
             self.server_seen = true;
         }
@@ -1700,8 +1243,9 @@ impl Session {
 
 #[cfg(test)]
 mod tests {
+    use super::super::hold::{HOLD_ENTRY_BYTES, HOLD_MAX_BYTES};
     use super::*;
-    use crate::reassembly::Endpoint;
+    use crate::http::settings::{Limits, Settings};
 
     const C: Side = Side(0);
     const S: Side = Side(1);
@@ -1716,12 +1260,12 @@ mod tests {
             SessionSettings::new(&Settings::default(), &Limits::default()),
             &info,
         );
-        s.on_client_side(C, &mut Emitter::default());
+        s.on_client_side(C, &mut Sink::default());
         s
     }
 
     /// Feeds `data` at `offset` of `side`'s stream with the given peer ACK.
-    fn feed(s: &mut Session, em: &mut Emitter, side: Side, offset: u64, data: &[u8], ack: u64) {
+    fn feed(s: &mut Session, em: &mut Sink, side: Side, offset: u64, data: &[u8], ack: u64) {
         s.on_data(
             side,
             Chunk {
@@ -1735,12 +1279,12 @@ mod tests {
         );
     }
 
-    fn end(s: &mut Session, em: &mut Emitter) {
+    fn end(s: &mut Session, em: &mut Sink) {
         s.on_end(C, EndReason::Fin, Timestamp(2), em);
         s.on_end(S, EndReason::Fin, Timestamp(2), em);
     }
 
-    fn txs(em: &Emitter) -> Vec<&Transaction> {
+    fn txs(em: &Sink) -> Vec<&Transaction> {
         em.out
             .iter()
             .filter_map(|(_, e)| match e {
@@ -1750,7 +1294,7 @@ mod tests {
             .collect()
     }
 
-    fn pairs(em: &Emitter) -> Vec<(Option<String>, Option<u16>)> {
+    fn pairs(em: &Sink) -> Vec<(Option<String>, Option<u16>)> {
         em.out
             .iter()
             .filter_map(|(_, e)| match e {
@@ -1776,7 +1320,7 @@ mod tests {
 
     #[test]
     fn pipelined_requests_pair_in_order() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let reqs = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n";
         feed(&mut s, &mut em, C, 0, reqs, 0);
         let mut out = Vec::new();
@@ -1797,7 +1341,7 @@ mod tests {
 
     #[test]
     fn head_split_into_single_bytes_parses_the_same() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let req = b"POST /v1/charges?api_key=SECRET HTTP/1.1\r\nidempotency-key: \"k1\"\r\ncontent-length: 3\r\n\r\nabc";
         for (i, b) in req.iter().enumerate() {
             feed(&mut s, &mut em, C, i as u64, &[*b], 0);
@@ -1823,7 +1367,7 @@ mod tests {
 
     #[test]
     fn interim_100_continue_is_recorded_and_not_final() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let head = b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
         feed(&mut s, &mut em, C, 0, head, 0);
         feed(
@@ -1852,7 +1396,7 @@ mod tests {
 
     #[test]
     fn head_response_has_no_body_and_the_next_exchange_pairs() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let r1 = b"HEAD /a HTTP/1.1\r\n\r\n";
         feed(&mut s, &mut em, C, 0, r1, 0);
         let p1 = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
@@ -1880,7 +1424,7 @@ mod tests {
 
     #[test]
     fn conflicting_content_lengths_never_invent_the_smuggled_request() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let req = b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n";
         feed(&mut s, &mut em, C, 0, req, 0);
         end(&mut s, &mut em);
@@ -1891,7 +1435,7 @@ mod tests {
 
     #[test]
     fn chunked_identity_transfer_coding_is_chunked() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let req = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
         feed(&mut s, &mut em, C, 0, req, 0);
         end(&mut s, &mut em);
@@ -1903,7 +1447,7 @@ mod tests {
 
     #[test]
     fn gap_in_a_response_body_marks_it_incomplete_and_the_next_pairs() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let r1 = b"GET /1 HTTP/1.1\r\n\r\n";
         feed(&mut s, &mut em, C, 0, r1, 0);
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
@@ -1938,7 +1482,7 @@ mod tests {
 
     #[test]
     fn lost_request_does_not_take_the_next_requests_response() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         let r1 = b"GET /1 HTTP/1.1\r\n\r\n";
         let n = r1.len() as u64;
         feed(&mut s, &mut em, C, 0, r1, 0);
@@ -1972,7 +1516,7 @@ mod tests {
 
     #[test]
     fn connection_picked_up_mid_body_resynchronises_on_the_next_request() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         feed(
             &mut s,
             &mut em,
@@ -1992,7 +1536,7 @@ mod tests {
         step: usize,
     ) -> (Vec<Option<String>>, Vec<Option<String>>) {
         let run = |pieces: Vec<&[u8]>| {
-            let (mut s, mut em) = (session(), Emitter::default());
+            let (mut s, mut em) = (session(), Sink::default());
             let mut off = 0u64;
             for p in pieces {
                 feed(&mut s, &mut em, C, off, p, 0);
@@ -2019,7 +1563,7 @@ mod tests {
 
     #[test]
     fn one_byte_server_segments_held_for_the_client_are_bounded_by_their_count_too() {
-        let (mut s, mut em) = (session(), Emitter::default());
+        let (mut s, mut em) = (session(), Sink::default());
         feed(&mut s, &mut em, C, 0, b"GET /a HTTP/1.1\r\n", 0);
         // The server's bytes acknowledge client bytes not seen yet: they are held.
         let reply = resp(200, &"x".repeat(20_000));
@@ -2045,7 +1589,7 @@ mod tests {
             "p".repeat(400)
         );
         for step in [long.len(), 100, 7] {
-            let (mut s, mut em) = (session(), Emitter::default());
+            let (mut s, mut em) = (session(), Sink::default());
             s.cfg = SessionSettings::new(&Settings::default(), &limits);
             let mut off = 0u64;
             for p in long.as_bytes().chunks(step) {
@@ -2074,7 +1618,7 @@ mod tests {
             ),
             seed_http in proptest::bool::ANY,
         ) {
-            let (mut s, mut em) = (session(), Emitter::default());
+            let (mut s, mut em) = (session(), Sink::default());
             let mut off = [0u64; 2];
             if seed_http {
                 feed(&mut s, &mut em, C, 0, b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 0);

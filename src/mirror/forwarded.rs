@@ -1,0 +1,111 @@
+//! The client behind a trusted proxy: what `X-Forwarded-For`, `X-Real-IP` and `Forwarded`
+//! (RFC 7239) say, believed only from the peers `--trusted-proxies` names.
+//!
+//! Takes the peer's address and the header values the HTTP session collected; gives the client
+//! they name, or nothing. It leaves out the headers' collection (`http`) and where the client
+//! goes (the session puts it in the connection its events carry, port 0).
+
+use std::net::IpAddr;
+
+use crate::http::settings::ForwardedClient;
+
+/// Peers whose forwarding headers name the client.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: &IpAddr) -> bool {
+        self.0.iter().any(|n| n.contains(ip))
+    }
+}
+
+impl ForwardedClient for TrustedProxies {
+    /// The right-most address of the most trusted header that is not itself a trusted proxy
+    /// (the left-most when all are). None when the peer is not trusted.
+    fn client(&self, peer: IpAddr, values: &[(u8, String)]) -> Option<IpAddr> {
+        if self.0.is_empty() || !self.trusts(&peer) {
+            return None;
+        }
+        let mut best: Option<(u8, Vec<IpAddr>)> = None;
+        for (rank, v) in values {
+            let addrs: Vec<IpAddr> = v.split(',').filter_map(address).collect();
+            if !addrs.is_empty() && best.as_ref().is_none_or(|(r, _)| rank < r) {
+                best = Some((*rank, addrs));
+            }
+        }
+        let (_, addrs) = best?;
+        addrs
+            .iter()
+            .rev()
+            .find(|a| !self.trusts(a))
+            .or(addrs.first())
+            .copied()
+    }
+}
+
+/// One element of a header's list: `192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]:8080`, or
+/// Forwarded's `for=192.0.2.1;proto=https` (quoted or not).
+fn address(part: &str) -> Option<IpAddr> {
+    let p = part.trim();
+    // Forwarded: for=192.0.2.1 or for="[2001:db8::1]:8080"; the rest as is.
+    let p = p
+        .split(';')
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            k.eq_ignore_ascii_case("for").then_some(v)
+        })
+        .unwrap_or(p);
+    let p = p.trim_matches('"');
+    let p = p
+        .strip_prefix('[')
+        .map_or(p, |r| r.split(']').next().unwrap_or(r));
+    p.parse()
+        .ok()
+        .or_else(|| p.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxies() -> TrustedProxies {
+        TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()])
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_names_no_client() {
+        let v = [(0, "192.0.2.1".to_string())];
+        assert_eq!(proxies().client(ip("192.0.2.9"), &v), None);
+        assert_eq!(TrustedProxies::default().client(ip("10.0.0.1"), &v), None);
+    }
+
+    #[test]
+    fn the_right_most_untrusted_address_of_the_most_trusted_header_is_the_client() {
+        let v = [
+            (2, "for=198.51.100.7".to_string()),
+            (0, "192.0.2.1, 192.0.2.2, 10.1.1.1".to_string()),
+        ];
+        assert_eq!(proxies().client(ip("10.0.0.1"), &v), Some(ip("192.0.2.2")));
+    }
+
+    #[test]
+    fn forwarded_elements_with_ports_brackets_and_quotes_are_read() {
+        let v = [(2, "for=\"[2001:db8::1]:8080\";proto=https".to_string())];
+        assert_eq!(
+            proxies().client(ip("10.0.0.1"), &v),
+            Some(ip("2001:db8::1"))
+        );
+        let v = [(0, "192.0.2.1:4711".to_string())];
+        assert_eq!(proxies().client(ip("10.0.0.1"), &v), Some(ip("192.0.2.1")));
+    }
+
+    #[test]
+    fn when_every_address_is_a_proxy_the_left_most_is_the_client() {
+        let v = [(0, "10.2.2.2, 10.3.3.3".to_string())];
+        assert_eq!(proxies().client(ip("10.0.0.1"), &v), Some(ip("10.2.2.2")));
+    }
+}
