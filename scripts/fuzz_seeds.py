@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzz targets' seed corpora (fuzz/seeds/TARGET/) from our own captures.
 
-Each target reads its own input format (see the comment at the top of each fuzz target); the
+Each target reads its own input format (see the top of each check in fuzz/checks/); the
 seeds are real traffic from captures/ in those formats, kept small:
     python3 scripts/fuzz_seeds.py
 """
@@ -110,7 +110,7 @@ def mirror_seed(conn):
 
 
 def reassembly_seed(conn, flow):
-    """reassembly: 8-byte records (see fuzz_targets/reassembly.rs) from the real segments."""
+    """reassembly: 8-byte records (see fuzz/checks/reassembly.rs) from the real segments."""
     cursor, out = [0xFFFFFF00, 0xFFFFFF00], bytearray()
     for side, t in conn["segs"]:
         seq, ack, flags, payload = t[4], t[5], t[6], t[7]

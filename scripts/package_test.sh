@@ -2,12 +2,13 @@
 # Builds the .deb, installs it with dpkg, checks that everything is where README.md says, that
 # man finds the page and systemd-analyze accepts the installed unit, that nothing was enabled,
 # then removes it. Needs root; changes the system (run by scripts/test.sh only as root in CI).
-#   sudo bash scripts/package_test.sh
+#   sudo bash scripts/package_test.sh [--test-build]
+# (--test-build: see scripts/package.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail() { echo "package test: $*" >&2; exit 1; }
-bash scripts/package.sh
-DEB=$(ls -t target/debian/idemwatch_*.deb | head -1)
+bash scripts/package.sh "$@"
+DEB=$(ls -t "${CARGO_TARGET_DIR:-target}"/debian/idemwatch_*.deb | head -1)
 dpkg-deb -f "$DEB" Depends | grep -q "libpcap0.8" || fail "no libpcap dependency"
 dpkg -i "$DEB"
 for f in /usr/bin/idemwatch /etc/idemwatch/idemwatch.toml /etc/logrotate.d/idemwatch \

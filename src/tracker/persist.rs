@@ -715,11 +715,10 @@ fn decode(bytes: &[u8], tracker: &Tracker) -> Result<Decoded, String> {
     convert(payload, tracker, saved_window, saved_dup)
 }
 
-/// For the `state_file` fuzz target: `tail` (the saved windows, then the payload) sealed as a
-/// state file of `tracker` (magic, version, fingerprint, checksum), so that the fuzzer's bytes
-/// reach the decoder behind the checksum; then decoded and loaded as [`load`] does. Whether it
-/// was loaded.
-#[cfg(fuzzing)]
+/// For the `state_file` fuzz target (and the replay of its seeds in the test suite, hence not
+/// behind `cfg(fuzzing)`): `tail` (the saved windows, then the payload) sealed as a state file
+/// of `tracker` (magic, version, fingerprint, checksum), so that the fuzzer's bytes reach the
+/// decoder behind the checksum; then decoded and loaded as [`load`] does. Whether it was loaded.
 pub fn fuzz_load(tracker: &mut Tracker, tail: &[u8]) -> bool {
     let mut b = Vec::with_capacity(HEADER_LEN + tail.len() + SUM_LEN);
     b.extend_from_slice(MAGIC);

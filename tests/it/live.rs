@@ -1,0 +1,558 @@
+//! `idemwatch live` on the loopback interface with real traffic: the fake API of
+//! `captures/server.py`, Python's http.client as the client, libpcap capturing. Needs
+//! CAP_NET_RAW (CI runs as root); without it the tests fail and say so.
+
+use crate::daemon;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use daemon::{Proc, signal, start_api, wait_exit, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
+
+fn stderr_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("idemwatch.err")).unwrap_or_default()
+}
+
+/// Starts `idemwatch live` on lo for the API's port and waits until it captures.
+fn start_live(dir: &Path, port: u16, extra: &[&str]) -> Proc {
+    let err = std::fs::File::create(dir.join("idemwatch.err")).expect("stderr file");
+    let child = Command::new(BIN)
+        .args(["live", "-v", "-i", "lo", "--stats-interval", "1s", "-o"])
+        .arg(dir.join("out.json"))
+        .args(extra)
+        .args(["--", "tcp", "port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("idemwatch starts");
+    let mut p = Proc(child);
+    let up = wait_for(Duration::from_secs(10), || {
+        stderr_text(dir).contains("capturing") || matches!(p.0.try_wait(), Ok(Some(_)))
+    });
+    let text = stderr_text(dir);
+    assert!(
+        up && text.contains("capturing"),
+        "idemwatch live did not start capturing on lo (it needs CAP_NET_RAW: run the tests as \
+         root):\n{text}"
+    );
+    p
+}
+
+/// Runs a Python http.client script against the API; `{port}` is replaced. Returns stdout.
+fn client(port: u16, script: &str) -> String {
+    let script = format!(
+        "import http.client, json, sys\nPORT = {port}\n\
+         def post(c, path, body, key=None, auth='Bearer sk_test_live'):\n\
+         \x20   h = {{'Content-Type': 'application/json', 'Authorization': auth}}\n\
+         \x20   if key is not None: h['Idempotency-Key'] = key\n\
+         \x20   c.request('POST', path, body=json.dumps(body), headers=h)\n\
+         \x20   r = c.getresponse(); r.read(); return r.status\n\
+         {script}"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn events(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("out.json"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .inspect(daemon::schema::check)
+        .collect()
+}
+
+fn alerts_of(evs: &[Value], kind: &str) -> Vec<Value> {
+    evs.iter()
+        .filter(|e| e["event_type"] == "alert" && e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+#[test]
+fn live_capture_raises_alerts_and_writes_stats() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/charges', {'amount': 100, 'currency': 'usd'}, key='live-k1'))\n\
+         print(post(c, '/v1/charges', {'amount': 250, 'currency': 'usd'}, key='live-k1'))\n\
+         print(post(c, '/v1/charges', {'amount': 7, 'currency': 'eur'}))\n\
+         print(post(c, '/v1/charges', {'amount': 7, 'currency': 'eur'}))\n",
+    );
+    // An alert is written within a second or so of its exchange, also on a now quiet link.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let evs = events(dir.path());
+        alerts_of(&evs, "key_conflict").len() == 1
+            && alerts_of(&evs, "keyless_duplicate").len() == 1
+            && evs.iter().any(|e| e["event_type"] == "stats")
+    });
+    let evs = events(dir.path());
+    assert!(
+        seen,
+        "alerts or stats missing: {evs:#?}\n{}",
+        stderr_text(dir.path())
+    );
+    let conflict = &alerts_of(&evs, "key_conflict")[0];
+    assert_eq!(conflict["key"], "live-k1");
+    assert_eq!(conflict["request"]["path"], "/v1/charges");
+    assert_eq!(conflict["original"]["idempotency_key"], "live-k1");
+    assert_ne!(
+        conflict["request"]["body_canon_sha256"],
+        conflict["original"]["body_canon_sha256"]
+    );
+    assert_eq!(alerts_of(&evs, "missing_key").len(), 2);
+    let stats = evs
+        .iter()
+        .find(|e| e["event_type"] == "stats")
+        .expect("a stats line");
+    assert!(
+        stats["stats"]["capture_kernel_packets"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(stats["stats"]["tcp_segments"].as_u64().unwrap_or(0) > 0);
+    // No credential in the output.
+    let text = std::fs::read_to_string(dir.path().join("out.json")).unwrap_or_default();
+    assert!(!text.contains("sk_test_live"));
+    signal(&live, "-TERM");
+    assert_eq!(
+        wait_exit(&mut live, Duration::from_secs(2)),
+        Some(0),
+        "SIGTERM must end live with status 0 within 2 s"
+    );
+}
+
+#[test]
+fn sigterm_mid_traffic_loses_no_completed_exchange() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    // Conflicting pairs, one connection each, until told to stop; each finished pair is printed.
+    let script = format!(
+        "import os, time\n\
+         n = 0\n\
+         while not os.path.exists({stop:?}) and n < 400:\n\
+         \x20   c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         \x20   post(c, '/v1/charges', {{'amount': 1, 'n': n}}, key='mid-%d' % n)\n\
+         \x20   post(c, '/v1/charges', {{'amount': 2, 'n': n}}, key='mid-%d' % n)\n\
+         \x20   c.close()\n\
+         \x20   with open({done:?}, 'a') as f: f.write('%d\\n' % n)\n\
+         \x20   n += 1\n",
+        stop = dir.path().join("stop").display().to_string(),
+        done = dir.path().join("done").display().to_string(),
+    );
+    let port = api.port;
+    let t = std::thread::spawn(move || client(port, &script));
+    let done_file = dir.path().join("done");
+    let count = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || count(&done_file) >= 20),
+        "the client made no progress"
+    );
+    // Pairs finished before the signal: every one must have its alert.
+    let finished = count(&done_file);
+    signal(&live, "-TERM");
+    let code = wait_exit(&mut live, Duration::from_secs(2));
+    std::fs::write(dir.path().join("stop"), b"").expect("stop file");
+    let _ = t.join();
+    assert_eq!(code, Some(0), "{}", stderr_text(dir.path()));
+    let keys: std::collections::HashSet<String> = alerts_of(&events(dir.path()), "key_conflict")
+        .iter()
+        .filter_map(|a| a["key"].as_str().map(String::from))
+        .collect();
+    for n in 0..finished {
+        assert!(
+            keys.contains(&format!("mid-{n}")),
+            "no key_conflict for pair {n} of {finished} finished before SIGTERM"
+        );
+    }
+}
+
+#[test]
+fn keys_survive_a_restart_through_the_state_directory() {
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let api = start_api(dir.path());
+    let state_arg = state.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/payment_intents', {'amount': 500}, key='restart-k'))\n",
+    );
+    // Let the exchange be seen before stopping.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(state.join("tracker.state").exists(), "no state saved");
+    drop(live);
+
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         print(post(c, '/v1/payment_intents', {'amount': 900}, key='restart-k'))\n",
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    });
+    signal(&live, "-TERM");
+    let code = wait_exit(&mut live, Duration::from_secs(2));
+    assert!(
+        seen,
+        "no key_conflict across the restart:\n{}",
+        stderr_text(dir.path())
+    );
+    let a = &alerts_of(&events(dir.path()), "key_conflict")[0];
+    assert_eq!(a["key"], "restart-k");
+    assert_eq!(a["original"]["path"], "/v1/payment_intents");
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_corrupt_state_file_is_set_aside_and_capture_goes_on() {
+    let dir = tempdir();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    std::fs::write(state.join("tracker.state"), b"this is not a state file\n").expect("write");
+    let api = start_api(dir.path());
+    let state_arg = state.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--state-dir", &state_arg]);
+    let text = stderr_text(dir.path());
+    assert!(
+        text.contains("set aside"),
+        "no warning about the state file:\n{text}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&state)
+        .expect("read state dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tracker.state.bad"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the bad file was not set aside");
+    let mut kept = String::new();
+    std::fs::File::open(state.join(&aside[0]))
+        .and_then(|mut f| f.read_to_string(&mut kept))
+        .expect("read the set-aside file");
+    assert_eq!(kept, "this is not a state file\n");
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='after-bad')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='after-bad')\n",
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    }));
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+}
+
+#[test]
+fn an_unknown_interface_says_what_to_do() {
+    let out = Command::new(BIN)
+        .args(["live", "-i", "nosuchif0"])
+        .output()
+        .expect("idemwatch runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nosuchif0"), "{err}");
+    assert!(err.contains("--list-interfaces"), "{err}");
+}
+
+#[test]
+fn sighup_reopens_the_output_file_after_rotation() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mut live = start_live(dir.path(), api.port, &[]);
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='before-rotate')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='before-rotate')\n",
+    );
+    assert!(wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    }));
+    // logrotate: move the file away, then SIGHUP.
+    std::fs::rename(dir.path().join("out.json"), dir.path().join("out.json.1")).expect("rotate");
+    signal(&live, "-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || stderr_text(dir.path())
+            .contains("output reopened")),
+        "{}",
+        stderr_text(dir.path())
+    );
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='after-rotate')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='after-rotate')\n",
+    );
+    let seen = wait_for(Duration::from_secs(10), || {
+        alerts_of(&events(dir.path()), "key_conflict")
+            .iter()
+            .any(|a| a["key"] == "after-rotate")
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(seen, "no alert in the reopened file");
+    let old = std::fs::read_to_string(dir.path().join("out.json.1")).unwrap_or_default();
+    assert!(old.contains("before-rotate") && !old.contains("after-rotate"));
+}
+
+#[test]
+fn live_and_mirror_in_one_daemon_share_the_tracker() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mirror_port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{mirror_port}");
+    let mut live = start_live(
+        dir.path(),
+        api.port,
+        &["--mirror-listen", &listen, "--mirror-insecure-plaintext"],
+    );
+    // First use of the key: captured on the wire.
+    // The same Host both ways, as a gateway passes the original one (keys are scoped by it).
+    let send = |port: u16, amount: u32| {
+        client(
+            port,
+            &format!(
+                "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+                 c.request('POST', '/v1/charges', body=json.dumps({{'amount': {amount}}}), \
+                 headers={{'Host': 'api.example.com', 'Authorization': 'Bearer sk_test_live', \
+                 'Idempotency-Key': 'both-k', 'Content-Type': 'application/json'}})\n\
+                 print(c.getresponse().status)\n"
+            ),
+        )
+    };
+    send(api.port, 10);
+    std::thread::sleep(Duration::from_millis(300));
+    // Its reuse with another body: mirrored by a gateway.
+    send(mirror_port, 99);
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "key_conflict").is_empty()
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        seen,
+        "no key_conflict across capture and mirror:\n{}",
+        stderr_text(dir.path())
+    );
+    let a = &alerts_of(&events(dir.path()), "key_conflict")[0];
+    assert_eq!(a["original"]["dest_port"], api.port);
+    assert_eq!(a["request"]["dest_port"], mirror_port);
+}
+
+#[test]
+fn sighup_reloads_the_policy_from_the_configuration_file() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let conf = dir.path().join("idemwatch.toml");
+    std::fs::write(&conf, "missing-key = \"off\"\n").expect("write config");
+    let conf_arg = conf.display().to_string();
+    let mut live = start_live(dir.path(), api.port, &["--config", &conf_arg]);
+    let keyless = "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+                   post(c, '/v1/charges', {'amount': 1}, key='reload-k')\n\
+                   post(c, '/v1/charges', {'amount': %d})\n";
+    client(api.port, &keyless.replace("%d", "2"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        alerts_of(&events(dir.path()), "missing_key").is_empty(),
+        "off"
+    );
+    // Policy back on, and a change that needs a restart (named in a warning, not applied).
+    std::fs::write(&conf, "missing-key = \"learned\"\nmax-keys = 10\n").expect("write config");
+    signal(&live, "-HUP");
+    assert!(
+        wait_for(Duration::from_secs(5), || stderr_text(dir.path())
+            .contains("policy options reloaded")),
+        "{}",
+        stderr_text(dir.path())
+    );
+    assert!(stderr_text(dir.path()).contains("max-keys"));
+    client(api.port, &keyless.replace("%d", "3"));
+    let seen = wait_for(Duration::from_secs(10), || {
+        alerts_of(&events(dir.path()), "missing_key").len() == 1
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
+    assert!(seen, "missing_key after the reload");
+}
+
+#[test]
+fn live_judges_a_retry_against_the_first_use_another_gateway_filed() {
+    let dir = tempdir();
+    let redis = daemon::Redis::start();
+    let url = redis.url();
+    // Gateway 1's half of captures/fleet.pcap files its first uses in the store.
+    let fleet = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/fleet.pcap");
+    let gw1 = Command::new(BIN)
+        .args(["-q", "read", "--store", &url, "--store-instance", "gw1"])
+        .arg(&fleet)
+        .args(["--", "tcp port 18081"])
+        .output()
+        .expect("idemwatch read runs");
+    assert!(gw1.status.success());
+    // Gateway 2 runs live; a client reuses a key of gateway 1 with another amount. This API
+    // has its own store, so it runs the request: the conflict was accepted.
+    let api = start_api(dir.path());
+    let mut live = start_live(
+        dir.path(),
+        api.port,
+        &["--store", &url, "--store-instance", "gw2"],
+    );
+    let status = client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         c.request('POST', '/v1/charges', body=json.dumps({'amount': 2600, 'currency': 'usd'}), \
+         headers={'Host': 'api.example.test', \
+         'Authorization': 'Bearer sk_test_4eC39HqLyjWDarjtT1zdp7dc', \
+         'Idempotency-Key': 'f1ee7000-0002-4000-8000-000000000002', \
+         'Content-Type': 'application/json'})\n\
+         print(c.getresponse().status)\n",
+    );
+    assert_eq!(status.trim(), "200");
+    let seen = wait_for(Duration::from_secs(10), || {
+        !alerts_of(&events(dir.path()), "conflict_accepted").is_empty()
+    });
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        seen,
+        "no conflict across gateways:\n{}",
+        stderr_text(dir.path())
+    );
+    let evs = events(dir.path());
+    let conflict = &alerts_of(&evs, "key_conflict")[0];
+    assert_eq!(conflict["original"]["observer"], "gw1");
+    assert_eq!(conflict["original"]["dest_port"], 18081);
+    assert_eq!(conflict["request"]["dest_port"], api.port);
+    let accepted = &alerts_of(&evs, "conflict_accepted")[0];
+    assert_ne!(
+        accepted["response"]["resource_id"],
+        accepted["original_response"]["resource_id"]
+    );
+    // The stats lines carry the store's counters.
+    let last = evs
+        .iter()
+        .rev()
+        .find(|v| v["event_type"] == "stats")
+        .expect("a stats line");
+    assert_eq!(last["stats"]["store_shared_originals"], 1, "{last}");
+    assert_eq!(last["stats"]["store_down"], 0);
+    assert!(last["stats"]["store_round_trips"].as_u64().unwrap_or(0) >= 1);
+}
+
+/// `GET /metrics` from a daemon: the body, parsed as the Prometheus text format.
+fn scrape(port: u16) -> prometheus_parse::Scrape {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listens");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text format")
+}
+
+fn metric(s: &prometheus_parse::Scrape, name: &str, kind: Option<&str>) -> f64 {
+    s.samples
+        .iter()
+        .find(|x| x.metric == name && kind.is_none_or(|k| x.labels.get("kind") == Some(k)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn metrics_are_scraped_while_capturing_and_match_the_traffic() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mport = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let listen = format!("127.0.0.1:{mport}");
+    let mut live = start_live(dir.path(), api.port, &["--metrics-listen", &listen]);
+    // Five POSTs on one connection: a key, its retry, a conflicting reuse, two keyless.
+    client(
+        api.port,
+        "c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         post(c, '/v1/charges', {'amount': 1}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 1}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 2}, key='m-1')\n\
+         post(c, '/v1/charges', {'amount': 3})\n\
+         post(c, '/v1/charges', {'amount': 4})\n",
+    );
+    let done = wait_for(Duration::from_secs(10), || {
+        let s = scrape(mport);
+        metric(&s, "idemwatch_http_transactions_total", None) >= 5.0
+    });
+    let s = scrape(mport);
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+    assert!(
+        done,
+        "transactions never reached 5:\n{}",
+        stderr_text(dir.path())
+    );
+    assert_eq!(metric(&s, "idemwatch_http_requests_total", None), 5.0);
+    assert_eq!(metric(&s, "idemwatch_http_responses_total", None), 5.0);
+    assert_eq!(metric(&s, "idemwatch_tracker_retries_total", None), 1.0);
+    // The alerts the output file holds, kind by kind.
+    let evs = events(dir.path());
+    for kind in ["key_conflict", "missing_key"] {
+        let n = alerts_of(&evs, kind).len() as f64;
+        assert!(n > 0.0, "no {kind} in the output");
+        assert_eq!(
+            metric(&s, "idemwatch_alerts_by_kind_total", Some(kind)),
+            n,
+            "{kind}"
+        );
+    }
+    assert!(metric(&s, "idemwatch_capture_kernel_packets_total", None) > 0.0);
+    assert_eq!(metric(&s, "idemwatch_tracker_keys_tracked", None), 1.0);
+}

@@ -1,0 +1,343 @@
+//! `idemwatch mirror` with real clients: curl over TLS (certificates made here with rcgen),
+//! mutual TLS, and hostile peers (garbage, a sender that never finishes its head).
+
+use crate::daemon;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use daemon::{
+    Proc, alert_kinds, curl, free_port, make_certs, start_api, start_mirror as start,
+    stop_mirror as stop,
+};
+
+#[test]
+fn mirrored_requests_over_tls_raise_request_side_alerts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let (p, port) = start(
+        dir.path(),
+        &["--cert", &d("server.pem"), "--key", &d("server.key")],
+    );
+    let url = format!("https://127.0.0.1:{port}/v1/charges");
+    let tls = ["--cacert", &d("ca.pem")];
+    assert_eq!(curl(&url, Some("m-1"), r#"{"amount":100}"#, &tls), 204);
+    assert_eq!(curl(&url, Some("m-1"), r#"{"amount":200}"#, &tls), 204);
+    assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls), 204);
+    assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls), 204);
+    // TLS 1.2 is served too.
+    let tls12 = ["--cacert", &d("ca.pem"), "--tls-max", "1.2"];
+    assert_eq!(curl(&url, Some("m-2"), r#"{"amount":1}"#, &tls12), 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, err) = stop(p, dir.path());
+    assert_eq!(
+        alert_kinds(&events),
+        [
+            "key_conflict",
+            "keyless_duplicate",
+            "missing_key",
+            "missing_key"
+        ],
+        "{err}"
+    );
+    let conflict = events
+        .iter()
+        .find(|e| e["kind"] == "key_conflict")
+        .expect("a conflict");
+    assert_eq!(conflict["request"]["host"], "api.example.com");
+    assert!(
+        conflict["response"].is_null(),
+        "the mirror never sees responses"
+    );
+    let text = std::fs::read_to_string(dir.path().join("out.json")).unwrap_or_default();
+    assert!(!text.contains("sk_test_m"), "no credential in the output");
+}
+
+#[test]
+fn mutual_tls_refuses_a_client_without_a_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let (p, port) = start(
+        dir.path(),
+        &[
+            "--cert",
+            &d("server.pem"),
+            "--key",
+            &d("server.key"),
+            "--client-ca",
+            &d("ca.pem"),
+        ],
+    );
+    let url = format!("https://127.0.0.1:{port}/v1/charges");
+    let no_cert = ["--cacert", &d("ca.pem")];
+    assert_eq!(curl(&url, Some("t-1"), "{}", &no_cert), 0, "refused");
+    let with_cert = [
+        "--cacert",
+        &d("ca.pem"),
+        "--cert",
+        &d("client.pem"),
+        "--key",
+        &d("client.key"),
+    ];
+    assert_eq!(curl(&url, Some("t-1"), "{}", &with_cert), 204);
+    let (_, err) = stop(p, dir.path());
+    assert!(err.contains("1 TLS failures"), "{err}");
+}
+
+#[test]
+fn garbage_and_slow_senders_are_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (p, port) = start(
+        dir.path(),
+        &["--insecure-plaintext", "--request-timeout", "1s"],
+    );
+    // Not HTTP: closed at once, no answer.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"\x16\x03\x01garbage that is not a request line\r\n\r\n")
+        .expect("write");
+    let mut buf = [0u8; 64];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed without an answer");
+    // Half a head, then silence: closed after the request timeout, not held.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"POST /v1/charges HTTP/1.1\r\nHost: api.example.com\r\n")
+        .expect("write");
+    let t = Instant::now();
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed");
+    assert!(
+        t.elapsed() < Duration::from_secs(9),
+        "closed by the request timeout"
+    );
+    let (_, err) = stop(p, dir.path());
+    assert!(err.contains("1 timeouts"), "{err}");
+    assert!(err.contains("1 not HTTP"), "{err}");
+}
+
+/// Real nginx (Debian's package) in front of the fake API of `captures/server.py`, mirroring
+/// every request to idemwatch over mutual TLS, as docs/MIRROR.md configures it.
+struct Nginx {
+    _proc: Proc,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    /// SIGTERM first: the master stops its workers (a SIGKILL would leave them running).
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self._proc.0.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if matches!(self._proc.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
+    let port = free_port();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let conf = format!(
+        "daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
+           fastcgi_temp_path {tmp}/fcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port};\n\
+             location / {{\n      mirror /idemwatch-mirror;\n      mirror_request_body on;\n\
+               proxy_pass http://127.0.0.1:{api};\n      proxy_set_header Host $host;\n    }}\n\
+             location = /idemwatch-mirror {{\n      internal;\n\
+               proxy_pass https://127.0.0.1:{mirror}$request_uri;\n\
+               proxy_set_header Host $host;\n\
+               proxy_set_header X-Forwarded-For $remote_addr;\n\
+               proxy_ssl_trusted_certificate {ca};\n      proxy_ssl_verify on;\n\
+               proxy_ssl_name localhost;\n\
+               proxy_ssl_certificate {cert};\n      proxy_ssl_certificate_key {key};\n\
+               proxy_connect_timeout 200ms;\n      proxy_send_timeout 500ms;\n\
+               proxy_read_timeout 500ms;\n    }}\n  }}\n}}\n",
+        pid = d("nginx.pid"),
+        err = d("nginx.err"),
+        tmp = d("ngx"),
+        ca = d("ca.pem"),
+        cert = d("client.pem"),
+        key = d("client.key"),
+    );
+    std::fs::create_dir_all(dir.join("ngx")).expect("temp dir");
+    std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+    // Debian puts it in /usr/sbin, which a user's PATH may lack.
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let child = Command::new(nginx)
+        .args(["-p", &d("ngx"), "-c", &d("nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx runs (install Debian's nginx package)");
+    let p = Proc(child);
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("nginx.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx { _proc: p, port }
+}
+
+/// A request through nginx: (status, seconds it took).
+fn via_nginx(port: u16, key: Option<&str>, body: &str) -> (u16, f64) {
+    let t = Instant::now();
+    let status = curl(
+        &format!("http://127.0.0.1:{port}/v1/charges"),
+        key,
+        body,
+        &[],
+    );
+    (status, t.elapsed().as_secs_f64())
+}
+
+#[test]
+fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let api = start_api(dir.path());
+    let api_port = api.port;
+    let (p, mirror_port) = start(
+        dir.path(),
+        &[
+            "--cert",
+            &d("server.pem"),
+            "--key",
+            &d("server.key"),
+            "--client-ca",
+            &d("ca.pem"),
+        ],
+    );
+    let ngx = start_nginx(dir.path(), api_port, mirror_port);
+    // The API's own answers come back through nginx; the mirror's 204s are dropped by it.
+    assert_eq!(
+        via_nginx(ngx.port, Some("ngx-1"), r#"{"amount":100}"#).0,
+        200
+    );
+    assert_eq!(
+        via_nginx(ngx.port, Some("ngx-1"), r#"{"amount":300}"#).0,
+        400
+    );
+    assert_eq!(via_nginx(ngx.port, None, r#"{"amount":5}"#).0, 200);
+    assert_eq!(via_nginx(ngx.port, None, r#"{"amount":5}"#).0, 200);
+    // A Python client too, with an empty key (invalid_key).
+    let py = format!(
+        "import http.client\nc = http.client.HTTPConnection('127.0.0.1', {})\n\
+         c.request('POST', '/v1/charges', body='{{}}', headers={{'Host': 'api.example.com', \
+         'Idempotency-Key': '', 'Content-Type': 'application/json'}})\n\
+         print(c.getresponse().status)\n",
+        ngx.port
+    );
+    let out = Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .expect("python3");
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(500));
+    let (events, err) = stop(p, dir.path());
+    assert_eq!(
+        alert_kinds(&events),
+        [
+            "invalid_key",
+            "key_conflict",
+            "keyless_duplicate",
+            "missing_key",
+            "missing_key"
+        ],
+        "{err}\n{events:#?}"
+    );
+    let conflict = events
+        .iter()
+        .find(|e| e["kind"] == "key_conflict")
+        .expect("a conflict");
+    assert_eq!(conflict["request"]["host"], "api.example.com");
+    assert_eq!(conflict["request"]["path"], "/v1/charges");
+
+    // idemwatch stopped: requests through nginx still succeed, without waiting on it.
+    let (status, secs) = via_nginx(ngx.port, Some("ngx-2"), r#"{"amount":1}"#);
+    assert_eq!(status, 200);
+    assert!(
+        secs < 2.0,
+        "a stopped mirror delayed the request by {secs:.2} s"
+    );
+}
+
+#[test]
+fn a_trusted_proxy_names_the_client_an_untrusted_one_does_not() {
+    for (trust, expected) in [(true, "203.0.113.7"), (false, "127.0.0.1")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["--insecure-plaintext"];
+        if trust {
+            args.extend(["--trusted-proxies", "10.0.0.0/8,127.0.0.1"]);
+        }
+        let (p, port) = start(dir.path(), &args);
+        let url = format!("http://127.0.0.1:{port}/v1/charges");
+        let xff = ["-H", "X-Forwarded-For: 203.0.113.7, 10.1.2.3"];
+        assert_eq!(curl(&url, Some("p-1"), r#"{"a":1}"#, &xff), 204);
+        assert_eq!(curl(&url, Some("p-1"), r#"{"a":2}"#, &xff), 204);
+        std::thread::sleep(Duration::from_millis(300));
+        let (events, err) = stop(p, dir.path());
+        let conflict = events
+            .iter()
+            .find(|e| e["kind"] == "key_conflict")
+            .unwrap_or_else(|| panic!("no conflict: {err}"));
+        assert_eq!(conflict["request"]["src_ip"], expected, "trusted: {trust}");
+    }
+}
+
+#[test]
+fn sighup_reloads_renewed_certificates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let renewed = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    make_certs(renewed.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let r = |f: &str| renewed.path().join(f).display().to_string();
+    let (p, port) = start(
+        dir.path(),
+        &["--cert", &d("server.pem"), "--key", &d("server.key")],
+    );
+    let url = format!("https://127.0.0.1:{port}/v1/charges");
+    assert_eq!(
+        curl(&url, Some("h-1"), "{}", &["--cacert", &d("ca.pem")]),
+        204
+    );
+    // The certificate is renewed in place (by another CA here, to tell them apart).
+    std::fs::copy(r("server.pem"), d("server.pem")).expect("copy");
+    std::fs::copy(r("server.key"), d("server.key")).expect("copy");
+    let _ = Command::new("kill")
+        .args(["-HUP", &p.0.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while curl(&url, Some("h-2"), "{}", &["--cacert", &r("ca.pem")]) != 204 {
+        assert!(start.elapsed() < Duration::from_secs(5), "not reloaded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        curl(&url, Some("h-3"), "{}", &["--cacert", &d("ca.pem")]),
+        0
+    );
+    let (_, err) = stop(p, dir.path());
+    assert!(err.contains("certificates reloaded"), "{err}");
+}
