@@ -5,9 +5,9 @@
 //! included; checks the shape of the alert contract (SPEC.md, "The alert contract"),
 //! `--redact-keys`, and that the alerts do not depend on the link layer, the file format,
 //! duplicated segments or segments out of order by one. Rewritten captures keep the IP/TCP bytes
-//! of the recording and are written with the pcap/pcapng writers of `tests/support`.
-//! Leaves out the HTTP details of each transaction (tests/captures.rs) and hand-built traffic
-//! (tests/reassembly.rs, tests/decode_encapsulations.rs).
+//! of the recording and are written with the pcap/pcapng writers of `tests/it/support`.
+//! Leaves out the HTTP details of each transaction (tests/it/captures.rs) and hand-built traffic
+//! (tests/it/reassembly.rs, tests/it/decode_encapsulations.rs).
 
 use crate::support;
 

@@ -1,6 +1,6 @@
 //! Link types, encapsulations, capture formats and damaged input, seen from the binary.
 //!
-//! Every capture is written by `tests/support` and read by `idemwatch read --log-requests
+//! Every capture is written by `tests/it/support` and read by `idemwatch read --log-requests
 //! --stats`; the tests assert on the JSON lines it prints and on its exit status.
 
 use crate::support;

@@ -1,6 +1,6 @@
 //! Evasion and false alerts: traffic shaped to make idemwatch see something the server did not,
 //! or miss what it did. Each test says what is alerted and why; docs/HOSTILE.md lists them all
-//! (with the overlap cases of tests/reassembly.rs).
+//! (with the overlap cases of tests/it/reassembly.rs).
 
 use crate::support;
 

@@ -1,6 +1,6 @@
 //! docs/alert.schema.json against real output: every capture in captures/ (and the shared
 //! corpus when it is there) read with --log-requests --stats, with and without --redact-keys;
-//! each line is validated as it is parsed (tests/support). The other integration tests validate
+//! each line is validated as it is parsed (tests/it/support). The other integration tests validate
 //! what they read the same way.
 
 use crate::support;

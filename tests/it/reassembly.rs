@@ -1,7 +1,7 @@
 //! TCP reassembly seen from the binary: reordering, retransmission, overlap, tiny segments,
 //! sequence wrap-around, mid-connection starts, loss, Fast Open and resets.
 //!
-//! Each test builds its packets with `tests/support`, bends them (reorder, duplicate, drop,
+//! Each test builds its packets with `tests/it/support`, bends them (reorder, duplicate, drop,
 //! overlap) and compares what `idemwatch read --log-requests --stats` prints with what the
 //! plain conversation gives.
 

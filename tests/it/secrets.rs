@@ -4,7 +4,7 @@
 //! of any command, at any verbosity, on the normal path or an error path. Keys are printed by
 //! contract, so the key canary is only looked for in `--redact-keys` runs.
 //!
-//! `live` needs CAP_NET_RAW (CI runs as root), like tests/live.rs.
+//! `live` needs CAP_NET_RAW (CI runs as root), like tests/it/live.rs.
 
 use crate::daemon;
 use crate::support;
