@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::{Config, Limits};
+use crate::mirror::{MirrorBounds, MirrorEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -110,7 +111,7 @@ pub struct MirrorArgs {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     #[command(flatten)]
-    pub bounds: MirrorBounds,
+    pub bounds: MirrorBoundArgs,
 
     /// Serve the counters at http://ADDR/metrics in the Prometheus text format, e.g.
     /// 127.0.0.1:9464 [default: off].
@@ -135,11 +136,11 @@ pub struct MirrorArgs {
     pub store: StoreArgs,
 }
 
-/// The mirror endpoint's bounds: one definition for both commands that run the endpoint.
-/// `mirror` takes them as options; the endpoint of `live --mirror-listen` runs with their
-/// defaults, [`MirrorBounds::DEFAULT`].
+/// The mirror endpoint's bounds as options: one definition for both commands that run the
+/// endpoint. `mirror` takes them as options; the endpoint of `live --mirror-listen` runs with
+/// their defaults, the mirror's own [`mirror::MirrorBounds::DEFAULT`].
 #[derive(Debug, Clone, PartialEq, Args)]
-pub struct MirrorBounds {
+pub struct MirrorBoundArgs {
     /// Most connections open at once; more are closed at once and counted (mirror_refused).
     #[arg(long, value_name = "N", default_value_t = MirrorBounds::DEFAULT.max_connections)]
     pub max_connections: usize,
@@ -160,51 +161,13 @@ pub struct MirrorBounds {
     pub request_timeout: Duration,
 }
 
-impl MirrorBounds {
-    pub const DEFAULT: MirrorBounds = MirrorBounds {
-        max_connections: 1024,
-        handshake_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        request_timeout: Duration::from_secs(30),
-    };
-}
-
-/// The mirror endpoint as either command gives it (`mirror`, or `live --mirror-*`).
-#[derive(Debug, Clone)]
-pub struct MirrorEndpoint {
-    pub listen: std::net::SocketAddr,
-    /// The certificate chain and private key (PEM); `None`: plain TCP.
-    pub tls_files: Option<(PathBuf, PathBuf)>,
-    /// Mutual TLS: the CAs client certificates must be signed by.
-    pub client_ca: Option<PathBuf>,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub bounds: MirrorBounds,
-}
-
-impl MirrorEndpoint {
-    /// The TLS configuration from [`Self::tls_files`] (`None`: plain TCP), at start and again
-    /// on SIGHUP.
-    pub fn tls(&self) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
-        let files = self
-            .tls_files
-            .as_ref()
-            .map(|(cert, key)| (cert.as_path(), key.as_path()));
-        crate::mirror::tls_config(files, self.client_ca.as_deref())
-    }
-
-    /// The endpoint's settings, with its TLS configuration read from [`Self::tls_files`].
-    pub fn settings(
-        &self,
-        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    ) -> crate::mirror::MirrorSettings {
-        crate::mirror::MirrorSettings {
-            listen: self.listen,
-            tls,
-            max_connections: self.bounds.max_connections,
-            handshake_timeout: self.bounds.handshake_timeout,
-            idle_timeout: self.bounds.idle_timeout,
-            request_timeout: self.bounds.request_timeout,
-            trusted_proxies: self.trusted_proxies.clone(),
+impl MirrorBoundArgs {
+    pub fn bounds(&self) -> MirrorBounds {
+        MirrorBounds {
+            max_connections: self.max_connections,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -220,7 +183,7 @@ impl MirrorArgs {
                 .flatten(),
             client_ca: self.client_ca.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
-            bounds: self.bounds.clone(),
+            bounds: self.bounds.bounds(),
         }
     }
 
@@ -1106,7 +1069,7 @@ mod tests {
         let Command::Mirror(m) = cli.command else {
             panic!("not mirror")
         };
-        assert_eq!(m.bounds, MirrorBounds::DEFAULT);
+        assert_eq!(m.bounds.bounds(), MirrorBounds::DEFAULT);
         let cli = Cli::try_parse_from([
             "idemwatch",
             "live",

@@ -22,7 +22,7 @@ pub use server::{MirrorServer, TlsReload, reload_tls};
 pub use tls::{TlsSetupError, server_config};
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +43,63 @@ pub struct MirrorSettings {
     pub request_timeout: Duration,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// How many connections the endpoint holds and how long it waits: the defaults of both
+/// commands that run it (`mirror`'s options, and `live --mirror-listen`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MirrorBounds {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl MirrorBounds {
+    pub const DEFAULT: MirrorBounds = MirrorBounds {
+        max_connections: 1024,
+        handshake_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(30),
+    };
+}
+
+/// The endpoint as either command describes it (`mirror`, or `live --mirror-*`): its files,
+/// not yet read.
+#[derive(Debug, Clone)]
+pub struct MirrorEndpoint {
+    pub listen: SocketAddr,
+    /// The certificate chain and private key (PEM); `None`: plain TCP.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Mutual TLS: the CAs client certificates must be signed by.
+    pub client_ca: Option<PathBuf>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub bounds: MirrorBounds,
+}
+
+impl MirrorEndpoint {
+    /// The TLS configuration from [`Self::tls_files`] (`None`: plain TCP), at start and again
+    /// on SIGHUP.
+    pub fn tls(&self) -> Result<Option<Arc<ServerConfig>>, String> {
+        let files = self
+            .tls_files
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path()));
+        tls_config(files, self.client_ca.as_deref())
+    }
+
+    /// The endpoint's settings, with `tls` read by [`Self::tls`].
+    pub fn settings(&self, tls: Option<Arc<ServerConfig>>) -> MirrorSettings {
+        MirrorSettings {
+            listen: self.listen,
+            tls,
+            max_connections: self.bounds.max_connections,
+            handshake_timeout: self.bounds.handshake_timeout,
+            idle_timeout: self.bounds.idle_timeout,
+            request_timeout: self.bounds.request_timeout,
+            trusted_proxies: self.trusted_proxies.clone(),
+        }
+    }
 }
 
 /// Makes `settings` those of mirrored connections: requests only, forwarding headers believed

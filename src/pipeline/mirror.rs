@@ -13,8 +13,8 @@ use std::time::Duration;
 use crossbeam_channel::RecvTimeoutError;
 
 use super::{Judge, RunError, Signals};
-use crate::cli::MirrorEndpoint;
 use crate::config::Config;
+use crate::mirror::MirrorEndpoint;
 use crate::mirror::{BindError, MirrorServer, MirrorSettings, TlsReload, reload_tls};
 use crate::output::{Output, WriteOutcome};
 use crate::stats::Stats;
