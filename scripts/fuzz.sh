@@ -4,8 +4,9 @@
 # corpus earlier runs grew (fuzz/corpus/TARGET, not committed).
 #   bash scripts/fuzz.sh [SECONDS] [TARGET...]
 # Installs cargo-fuzz when missing. With a stable toolchain RUSTC_BOOTSTRAP=1 lets it pass the
-# sanitizer flags. A crash, a leak, an input slower than 10 s or over 2 GiB fails the run; the
-# input lands in fuzz/artifacts/TARGET/ and `cargo fuzz run -O TARGET FILE` replays it.
+# sanitizer flags. Optimised, with debug assertions and overflow checks on (-O -a), as the
+# tests are: the wire arithmetic must never overflow. A crash, a leak, an input slower than
+# 10 s or over 2 GiB fails the run; the input lands in fuzz/artifacts/TARGET/ and `cargo fuzz run -O -a TARGET FILE` replays it.
 # Each line reports the executions and the coverage when the corpus was loaded and at the end:
 # a target whose coverage no longer grows over a run has reached its plateau.
 set -euo pipefail
@@ -20,7 +21,7 @@ export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --version 0.13.2 --locked
 fi
-cargo fuzz build -O
+cargo fuzz build -O -a
 failed=()
 for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
@@ -28,7 +29,7 @@ for t in "${TARGETS[@]}"; do
     [ "$t" = capture_file ] && max_len=65536
     [ "$t" = config_file ] && max_len=16384
     log=$(mktemp)
-    if cargo fuzz run -O "$t" "corpus/$t" "seeds/$t" -- \
+    if cargo fuzz run -O -a "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECS" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
