@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -172,15 +173,24 @@ impl MirrorBoundArgs {
     }
 }
 
+/// The certificate and key of a mirror endpoint: none for plain TCP, or when either is missing.
+fn tls_files(
+    insecure_plaintext: bool,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Option<(PathBuf, PathBuf)> {
+    (!insecure_plaintext)
+        .then(|| cert.clone().zip(key.clone()))
+        .flatten()
+}
+
 impl MirrorArgs {
     /// The endpoint these options describe (clap requires both TLS files unless
     /// --insecure-plaintext).
     pub fn endpoint(&self) -> MirrorEndpoint {
         MirrorEndpoint {
             listen: self.listen,
-            tls_files: (!self.insecure_plaintext)
-                .then(|| self.cert.clone().zip(self.key.clone()))
-                .flatten(),
+            tls_files: tls_files(self.insecure_plaintext, &self.cert, &self.key),
             client_ca: self.client_ca.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             bounds: self.bounds.bounds(),
@@ -347,9 +357,11 @@ impl LiveArgs {
         let Some(listen) = self.mirror_listen else {
             return Ok(None);
         };
-        let tls_files = (!self.mirror_insecure_plaintext)
-            .then(|| self.mirror_cert.clone().zip(self.mirror_key.clone()))
-            .flatten();
+        let tls_files = tls_files(
+            self.mirror_insecure_plaintext,
+            &self.mirror_cert,
+            &self.mirror_key,
+        );
         if tls_files.is_none() && !self.mirror_insecure_plaintext {
             return Err(
                 "--mirror-listen needs --mirror-cert and --mirror-key (or --mirror-insecure-plaintext)",
@@ -784,11 +796,10 @@ pub fn settings_defaults(c: &Config) -> Vec<(&'static str, String)> {
 /// Appends "[default: X]" to the help of an option listed by [`settings_defaults`], X from the
 /// default `Config`: the help shows the value the settings use, written nowhere else.
 fn with_settings_default(arg: clap::Arg) -> clap::Arg {
-    let id = arg.get_id().as_str().to_owned();
-    let Some((_, d)) = settings_defaults(&Config::default())
-        .into_iter()
-        .find(|(k, _)| *k == id)
-    else {
+    // Computed once: clap calls this for every option of every command it builds.
+    static DEFAULTS: LazyLock<Vec<(&'static str, String)>> =
+        LazyLock::new(|| settings_defaults(&Config::default()));
+    let Some((_, d)) = DEFAULTS.iter().find(|(k, _)| *k == arg.get_id()) else {
         return arg;
     };
     let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
