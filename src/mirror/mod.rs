@@ -35,12 +35,7 @@ pub struct MirrorSettings {
     pub listen: SocketAddr,
     /// None: plain TCP (`--insecure-plaintext`).
     pub tls: Option<Arc<ServerConfig>>,
-    pub max_connections: usize,
-    pub handshake_timeout: Duration,
-    /// A connection silent this long is closed.
-    pub idle_timeout: Duration,
-    /// A request must be whole this long after its first byte (slowloris).
-    pub request_timeout: Duration,
+    pub bounds: MirrorBounds,
     /// Peers whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -49,9 +44,13 @@ pub struct MirrorSettings {
 /// commands that run it (`mirror`'s options, and `live --mirror-listen`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MirrorBounds {
+    /// Connections open at once; more are closed at once.
     pub max_connections: usize,
+    /// A TLS handshake must complete within this.
     pub handshake_timeout: Duration,
+    /// A connection silent this long is closed.
     pub idle_timeout: Duration,
+    /// A request must be whole this long after its first byte (slowloris).
     pub request_timeout: Duration,
 }
 
@@ -93,10 +92,7 @@ impl MirrorEndpoint {
         MirrorSettings {
             listen: self.listen,
             tls,
-            max_connections: self.bounds.max_connections,
-            handshake_timeout: self.bounds.handshake_timeout,
-            idle_timeout: self.bounds.idle_timeout,
-            request_timeout: self.bounds.request_timeout,
+            bounds: self.bounds,
             trusted_proxies: self.trusted_proxies.clone(),
         }
     }

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustls::ServerConfig;
 
-use super::MirrorSettings;
 use super::connection::MirrorConnection;
 use super::tls::{HandshakeError, MirrorStream, is_timeout};
+use super::{MirrorBounds, MirrorSettings};
 use crate::config::Config;
 use crate::http::{HttpEvent, SessionSettings};
 use crate::reassembly::EndReason;
@@ -145,20 +145,16 @@ pub fn reload_tls(server: &MirrorServer, reload: &mut TlsReload<'_>) {
 #[derive(Clone, Copy)]
 struct MirrorSettingsCopy {
     local: SocketAddr,
-    max_connections: usize,
-    handshake_timeout: Duration,
-    idle_timeout: Duration,
-    request_timeout: Duration,
+    bounds: MirrorBounds,
 }
 
 impl From<&MirrorSettings> for MirrorSettingsCopy {
     fn from(s: &MirrorSettings) -> Self {
+        let mut bounds = s.bounds;
+        bounds.max_connections = bounds.max_connections.max(1);
         MirrorSettingsCopy {
             local: s.listen,
-            max_connections: s.max_connections.max(1),
-            handshake_timeout: s.handshake_timeout,
-            idle_timeout: s.idle_timeout,
-            request_timeout: s.request_timeout,
+            bounds,
         }
     }
 }
@@ -190,7 +186,7 @@ fn accept_loop(
                 continue;
             }
         };
-        if shared.open.load(Ordering::Relaxed) >= s.max_connections {
+        if shared.open.load(Ordering::Relaxed) >= s.bounds.max_connections {
             count(&shared, |st| st.mirror_refused += 1);
             drop(sock);
             continue;
@@ -229,7 +225,7 @@ fn serve(
 ) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_nodelay(true);
-    let mut stream = match MirrorStream::accept(sock, tls.as_ref(), s.handshake_timeout) {
+    let mut stream = match MirrorStream::accept(sock, tls.as_ref(), s.bounds.handshake_timeout) {
         Ok(st) => st,
         Err(e) => {
             match e {
@@ -260,8 +256,8 @@ fn serve(
             Ok(n) => n,
             Err(e) if is_timeout(&e) => {
                 let now = Instant::now();
-                let slow = request_started.is_some_and(|t| now - t > s.request_timeout);
-                if slow || now - last_read > s.idle_timeout {
+                let slow = request_started.is_some_and(|t| now - t > s.bounds.request_timeout);
+                if slow || now - last_read > s.bounds.idle_timeout {
                     count(shared, |st| st.mirror_timeouts += 1);
                     break EndReason::Rst;
                 }
