@@ -190,9 +190,12 @@ counters! {
     store_shared_originals,
     /// Fleet mode: attempts that ended badly on another instance, taken to judge key_churn.
     store_shared_attempts,
-    /// Fleet mode: keyed requests judged on this instance's keys alone because the store did
-    /// not answer in time (`--store-wait`) or was unreachable: detections that needed the
-    /// shared store may have been missed for them.
+    /// Fleet mode: keyless requests seen by another instance, taken to judge
+    /// keyless_duplicate.
+    store_shared_keyless,
+    /// Fleet mode: requests (keyed, or keyless of a watched method) judged on this
+    /// instance's own knowledge because the store did not answer in time (`--store-wait`) or
+    /// was unreachable: detections that needed the shared store may have been missed for them.
     store_judged_locally,
     /// Fleet mode: endpoints learned from other instances.
     store_endpoints_imported,

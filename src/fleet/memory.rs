@@ -30,6 +30,9 @@ impl Entry {
     }
 }
 
+/// A keyless use of a request: its capture time (µs) and its record.
+type KeylessUse = (i64, Vec<u8>);
+
 /// The shared maps; clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
@@ -37,8 +40,14 @@ pub struct MemoryStore {
     endpoints: Arc<DashMap<String, i64>>,
     /// Attempts that ended badly, with when they are forgotten.
     attempts: Arc<DashMap<String, (Vec<u8>, std::time::Instant)>>,
+    /// Recent keyless uses of each request: capture time (µs) and record, latest last.
+    keyless: Arc<DashMap<String, Vec<KeylessUse>>>,
     inserts: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// Keyless uses older than this (in capture time) than the newest filed go when the map is
+/// full: ten minutes, past any duplicate window worth setting.
+const KEYLESS_HORIZON_US: i64 = 600_000_000;
 
 /// Every this many new records, records older than two windows are dropped (as Redis's TTL
 /// would), so that a long-running process stays bounded by the keys of two windows.
@@ -146,6 +155,45 @@ impl MemoryBackend {
                     .attempts
                     .insert(ak.name(&self.prefix), (record.clone(), until));
                 RawReply::Done
+            }
+            Op::KeylessLookup {
+                dk,
+                at_us,
+                window_us,
+                ..
+            } => {
+                let oldest = at_us.saturating_sub(*window_us);
+                RawReply::Keyless(
+                    self.store
+                        .keyless
+                        .get(&dk.name(&self.prefix))
+                        .and_then(|uses| {
+                            uses.iter()
+                                .rev()
+                                .find(|(t, _)| *t < *at_us && *t >= oldest)
+                                .map(|(_, r)| r.clone())
+                        }),
+                )
+            }
+            Op::KeylessUse {
+                dk, at_us, record, ..
+            } => {
+                if self.store.keyless.len() >= 4096 {
+                    // Bounded as Redis's TTL bounds it: uses far older than this one go.
+                    let horizon = at_us.saturating_sub(KEYLESS_HORIZON_US);
+                    self.store
+                        .keyless
+                        .retain(|_, v| v.last().is_some_and(|(t, _)| *t >= horizon));
+                }
+                let mut uses = self.store.keyless.entry(dk.name(&self.prefix)).or_default();
+                let at = uses.partition_point(|(t, _)| *t <= *at_us);
+                uses.insert(at, (*at_us, record.clone()));
+                let extra = uses.len().saturating_sub(super::KEYLESS_KEPT);
+                uses.drain(..extra);
+                RawReply::Done
+            }
+            Op::EndpointLookup { name, .. } => {
+                RawReply::Endpoint(self.store.endpoints.get(name).map(|d| *d))
             }
             Op::AttemptLookup { ak, .. } => RawReply::Attempt(
                 self.store

@@ -65,6 +65,33 @@ impl AttemptKey {
     }
 }
 
+/// Where the recent keyless uses of a request are filed: its scope's and its identity's
+/// hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeylessKey {
+    pub scope: Scope,
+    pub identity: Identity,
+}
+
+impl KeylessKey {
+    /// `PREFIXd:` and 64 hex digits.
+    pub fn name(&self, prefix: &str) -> String {
+        let mut s = String::with_capacity(prefix.len() + 66);
+        s.push_str(prefix);
+        s.push_str("d:");
+        for b in self.scope.0.iter().chain(self.identity.0.iter()) {
+            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+        }
+        s
+    }
+}
+
+/// How many keyless uses of one request the store keeps (the latest by capture time): enough
+/// for gateways whose uses cross on their way to the store, bounded against a flood of one
+/// request.
+pub const KEYLESS_KEPT: usize = 8;
+
 /// A claim of a key's first use.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -114,18 +141,24 @@ pub enum Op {
     },
     /// Reads the attempt filed for a request, if any. Answered.
     AttemptLookup { ticket: u64, ak: AttemptKey },
-}
-
-impl Op {
-    fn answered(&self) -> bool {
-        matches!(
-            self,
-            Op::Claim { .. }
-                | Op::SyncEndpoints { .. }
-                | Op::Barrier { .. }
-                | Op::AttemptLookup { .. }
-        )
-    }
+    /// Reads the latest keyless use of a request filed before `at_us` and at most `window_us`
+    /// before it (by capture time, whatever order the uses reached the store in). Answered.
+    KeylessLookup {
+        ticket: u64,
+        dk: KeylessKey,
+        at_us: i64,
+        window_us: i64,
+    },
+    /// Files a keyless use of a watched request ([`record::encode_first`]) at its capture
+    /// time; the store keeps the latest [`KEYLESS_KEPT`] for `ttl_ms`. Not answered.
+    KeylessUse {
+        dk: KeylessKey,
+        at_us: i64,
+        ttl_ms: u64,
+        record: Vec<u8>,
+    },
+    /// Reads one learned endpoint's deadline, if any. Answered.
+    EndpointLookup { ticket: u64, name: String },
 }
 
 /// A record as a backend returns it, still in bytes.
@@ -156,6 +189,10 @@ pub enum RawReply {
     Endpoints(Vec<(String, i64)>),
     /// The attempt filed for a request, in bytes.
     Attempt(Option<Vec<u8>>),
+    /// The latest earlier keyless use of a request, in bytes.
+    Keyless(Option<Vec<u8>>),
+    /// An endpoint's deadline (µs), if it was learned.
+    Endpoint(Option<i64>),
     /// Operations that are not answered.
     #[default]
     Done,

@@ -1,7 +1,8 @@
 //! The Redis backend: one record per key, a Redis hash named `PREFIXk:` + scope and key hashes
 //! (fields `q` the first request, `t` its capture time in µs, `c` its claimer, `f` its response,
 //! `s` the stored result, `=` when it is the first response), with the key window twice as its
-//! TTL; and one hash `PREFIXendpoints` of learned endpoints and their deadlines.
+//! TTL; one hash `PREFIXendpoints` of learned endpoints and their deadlines; a sorted set
+//! `PREFIXd:` + scope and request hashes of a request's recent keyless uses.
 //!
 //! A claim is one Lua script, so two gateways claiming a key at the same moment agree on
 //! which is first: Redis runs scripts one at a time. Every operation touches one key, so the
@@ -64,7 +65,16 @@ if (not d) or tonumber(d) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], A
 return 1
 ";
 
-const SCRIPTS: [&str; 4] = [CLAIM, SETTLE, SYNC, ENDPOINT];
+/// KEYS[1] a request's recent keyless uses, a sorted set scored by capture time (µs); ARGV:
+/// this use's capture time, TTL (ms), the record, how many uses to keep (the latest).
+const KEYLESS: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -1 - tonumber(ARGV[4]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+const SCRIPTS: [&str; 5] = [CLAIM, SETTLE, SYNC, ENDPOINT, KEYLESS];
 
 enum Conn {
     Single(redis::Connection),
@@ -236,6 +246,42 @@ impl RedisBackend {
                 c.arg(ak.name(&self.prefix));
                 c
             }
+            Op::KeylessLookup {
+                dk,
+                at_us,
+                window_us,
+                ..
+            } => {
+                // The latest use captured before this one, within the window.
+                let mut c = redis::cmd("ZREVRANGEBYSCORE");
+                c.arg(dk.name(&self.prefix))
+                    .arg(format!("({at_us}"))
+                    .arg(at_us.saturating_sub(*window_us))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1);
+                c
+            }
+            Op::KeylessUse {
+                dk,
+                at_us,
+                ttl_ms,
+                record,
+            } => {
+                let mut c = self.script(4);
+                c.arg(1)
+                    .arg(dk.name(&self.prefix))
+                    .arg(*at_us)
+                    .arg((*ttl_ms).max(1))
+                    .arg(&record[..])
+                    .arg(super::KEYLESS_KEPT);
+                c
+            }
+            Op::EndpointLookup { name, .. } => {
+                let mut c = redis::cmd("HGET");
+                c.arg(format!("{}endpoints", self.prefix)).arg(name);
+                c
+            }
         }
     }
 }
@@ -358,6 +404,21 @@ impl Backend for RedisBackend {
                     Value::Nil => None,
                     other => Some(
                         bytes(Some(other))
+                            .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
+                    ),
+                }),
+                Op::KeylessLookup { .. } => RawReply::Keyless(match v {
+                    Value::Array(items) if items.is_empty() => None,
+                    Value::Array(items) => Some(
+                        bytes(items.first())
+                            .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                    ),
+                    other => return Err(StoreError(format!("unexpected reply {other:?}"))),
+                }),
+                Op::EndpointLookup { .. } => RawReply::Endpoint(match v {
+                    Value::Nil => None,
+                    other => Some(
+                        int(Some(other))
                             .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
                     ),
                 }),

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::record::{self, First};
+use super::record::{self, First, RemoteFirst};
 use super::worker::{Outcome, Remote, Reply, StoreHandle};
-use super::{AttemptKey, Claim, Op, RecordKey, StoreConfig};
+use super::{AttemptKey, Claim, KeylessKey, Op, RecordKey, StoreConfig};
 use crate::http::{HttpEvent, Request, TxId};
 use crate::stats::Stats;
 use crate::tracker::shared::{Publish, SharedAttempt, SharedFirst};
@@ -28,13 +28,17 @@ struct Held {
     since: Instant,
 }
 
-/// What a held request asked the store: its key's claim, and (for a new key) the attempt at
-/// the same request filed elsewhere, both under one ticket.
+/// What a held request asked the store, every question under one ticket: for a keyed
+/// request, its key's claim and (for a new key) the attempt at the same request filed
+/// elsewhere; for a keyless one, the same request's keyless uses elsewhere and whether its
+/// endpoint was learned elsewhere.
 struct Ticket {
     n: u64,
-    rk: RecordKey,
-    key: Option<String>,
+    /// The key's record, and the key value of the request.
+    claim: Option<(RecordKey, Option<String>)>,
     attempt: Option<AttemptKey>,
+    keyless: Option<KeylessKey>,
+    endpoint: bool,
 }
 
 /// The fleet stage: the store's thread and the events held for it.
@@ -44,6 +48,8 @@ pub struct Fleet {
     queue: VecDeque<Held>,
     outcomes: HashMap<u64, Outcome>,
     attempts: HashMap<u64, Option<Box<SharedAttempt>>>,
+    keyless: HashMap<u64, Option<Box<RemoteFirst>>>,
+    endpoints: HashMap<u64, Option<(String, i64)>>,
     /// Requests held whose exchange may follow in the queue (one claim for both).
     queued_requests: HashSet<TxId>,
     next_ticket: u64,
@@ -91,6 +97,8 @@ impl Fleet {
             queue: VecDeque::new(),
             outcomes: HashMap::new(),
             attempts: HashMap::new(),
+            keyless: HashMap::new(),
+            endpoints: HashMap::new(),
             queued_requests: HashSet::new(),
             next_ticket: 0,
             patient,
@@ -152,7 +160,9 @@ impl Fleet {
                 (tx.id, &tx.conn, req)
             }
         };
-        let (scope, kid, identity) = tracker.tracked_key(req)?;
+        let Some((scope, kid, identity)) = tracker.tracked_key(req) else {
+            return self.ask_keyless(req, tracker);
+        };
         let now = req.ts_end;
         if tracker.knows_key(scope, kid, now) {
             return None;
@@ -192,9 +202,46 @@ impl Fleet {
             .filter(|ak| self.store.submit(Op::AttemptLookup { ticket, ak: *ak }));
         Some(Ticket {
             n: ticket,
-            rk,
-            key: req.idempotency_key(),
+            claim: Some((rk, req.idempotency_key())),
             attempt,
+            keyless: None,
+            endpoint: false,
+        })
+    }
+
+    /// A keyless request of a watched method: asks for the same request's latest keyless use
+    /// elsewhere (`keyless_duplicate` across gateways) and, when this instance does not watch
+    /// its endpoint, whether another instance learned it (`missing_key`). Both are asked for
+    /// every such request, not left to the periodic endpoint sync, so that the verdict does
+    /// not depend on when that sync last ran.
+    fn ask_keyless(&mut self, req: &Request, tracker: &Tracker) -> Option<Ticket> {
+        let probe = tracker.keyless_probe(req)?;
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let window = tracker.config().duplicate_window;
+        let keyless = probe
+            .identity
+            .map(|identity| KeylessKey {
+                scope: probe.scope,
+                identity,
+            })
+            .filter(|dk| {
+                self.store.submit(Op::KeylessLookup {
+                    ticket,
+                    dk: *dk,
+                    at_us: micros(req.ts_end),
+                    window_us: i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
+                })
+            });
+        let endpoint = probe
+            .endpoint
+            .is_some_and(|name| self.store.submit(Op::EndpointLookup { ticket, name }));
+        (keyless.is_some() || endpoint).then_some(Ticket {
+            n: ticket,
+            claim: None,
+            attempt: None,
+            keyless,
+            endpoint,
         })
     }
 
@@ -218,6 +265,17 @@ impl Fleet {
             }
             Reply::Attempt { ticket, attempt } => {
                 self.attempts.insert(ticket, attempt);
+            }
+            Reply::Keyless { ticket, prev } => {
+                self.keyless.insert(ticket, prev);
+            }
+            Reply::Endpoint {
+                ticket,
+                name,
+                deadline_us,
+            } => {
+                self.endpoints
+                    .insert(ticket, deadline_us.map(|d| (name, d)));
             }
             Reply::Endpoints(list) => self.import_endpoints(list, tracker, st),
             Reply::Barrier { .. } => {}
@@ -260,9 +318,7 @@ impl Fleet {
             let Some(t) = &front.ticket else {
                 break;
             };
-            if self.outcomes.contains_key(&t.n)
-                && (t.attempt.is_none() || self.attempts.contains_key(&t.n))
-            {
+            if self.answered(t) {
                 break;
             }
             let waited = front.since.elapsed();
@@ -287,21 +343,7 @@ impl Fleet {
             self.queued_requests.remove(id);
         }
         if let Some(t) = held.ticket {
-            let (rk, key) = (t.rk, t.key);
-            match self.outcomes.remove(&t.n) {
-                Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
-                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
-                        st.store_shared_originals += 1;
-                    }
-                }
-                Some(Outcome::Free) => {}
-                Some(Outcome::Failed) | None => st.store_judged_locally += 1,
-            }
-            if let (Some(ak), Some(Some(a))) = (t.attempt, self.attempts.remove(&t.n))
-                && tracker.import_attempt(ak.scope, ak.identity, *a)
-            {
-                st.store_shared_attempts += 1;
-            }
+            self.import_answers(t, tracker, st);
         }
         let now = match &held.ev {
             HttpEvent::Request { request, .. } => request.ts_end,
@@ -314,8 +356,63 @@ impl Fleet {
         Some(held.ev)
     }
 
-    /// Sends what the tracker learned to the store.
-    pub fn publish(&mut self, tracker: &mut Tracker) {
+    /// Whether every question of the ticket was answered.
+    fn answered(&self, t: &Ticket) -> bool {
+        (t.claim.is_none() || self.outcomes.contains_key(&t.n))
+            && (t.attempt.is_none() || self.attempts.contains_key(&t.n))
+            && (t.keyless.is_none() || self.keyless.contains_key(&t.n))
+            && (!t.endpoint || self.endpoints.contains_key(&t.n))
+    }
+
+    /// Puts the store's answers to a ticket into the tracker's tables, just before its
+    /// request is judged.
+    fn import_answers(&mut self, t: Ticket, tracker: &mut Tracker, st: &mut Stats) {
+        let mut unanswered = false;
+        if let Some((rk, key)) = t.claim {
+            match self.outcomes.remove(&t.n) {
+                Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
+                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
+                        st.store_shared_originals += 1;
+                    }
+                }
+                Some(Outcome::Free) => {}
+                Some(Outcome::Failed) | None => unanswered = true,
+            }
+        }
+        if let (Some(ak), Some(Some(a))) = (t.attempt, self.attempts.remove(&t.n))
+            && tracker.import_attempt(ak.scope, ak.identity, *a)
+        {
+            st.store_shared_attempts += 1;
+        }
+        if let Some(dk) = t.keyless {
+            match self.keyless.remove(&t.n) {
+                Some(Some(prev)) => {
+                    if tracker.import_keyless(dk.scope, dk.identity, prev.rec, prev.first_ts) {
+                        st.store_shared_keyless += 1;
+                    }
+                }
+                Some(None) => {}
+                None => unanswered = true,
+            }
+        }
+        if t.endpoint {
+            match self.endpoints.remove(&t.n) {
+                Some(Some((name, d))) => {
+                    let d = Timestamp(d.saturating_mul(1000));
+                    st.store_endpoints_imported +=
+                        tracker.import_endpoints(&[(name, d)], self.last_now) as u64;
+                }
+                Some(None) => {}
+                None => unanswered = true,
+            }
+        }
+        if unanswered {
+            st.store_judged_locally += 1;
+        }
+    }
+
+    /// Sends what the tracker learned to the store. `names`: the capture files read.
+    pub fn publish(&mut self, tracker: &mut Tracker, names: &[String]) {
         for p in tracker.take_published() {
             let op = match p {
                 Publish::Endpoint { name, deadline } => Op::Endpoint {
@@ -338,6 +435,32 @@ impl Fleet {
                         claim_id: claim_id(&self.cfg.instance, &first),
                         first_response: first_response.as_deref().map(record::encode_response),
                         stored: stored.map(|s| (!same).then(|| record::encode_response(&s))),
+                    }
+                }
+                Publish::Keyless {
+                    scope,
+                    identity,
+                    rec,
+                    at,
+                } => {
+                    let dup = tracker.config().duplicate_window;
+                    Op::KeylessUse {
+                        dk: KeylessKey { scope, identity },
+                        at_us: micros(at),
+                        ttl_ms: u64::try_from(2 * dup.as_millis())
+                            .unwrap_or(u64::MAX)
+                            .max(1000),
+                        record: record::encode_first(&First {
+                            rec: &rec,
+                            identity,
+                            decoded: None,
+                            first_ts: at,
+                            observer: rec
+                                .origin
+                                .observer()
+                                .map_or(&*self.cfg.instance, |o| &o.instance),
+                            file: names.get(rec.conn.file_index).map(String::as_str),
+                        }),
                     }
                 }
                 Publish::AttemptEnded {

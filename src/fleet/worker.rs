@@ -51,6 +51,19 @@ pub enum Reply {
         attempt: Option<Box<SharedAttempt>>,
     },
     Endpoints(Vec<(String, i64)>),
+    /// The latest earlier keyless use of a request filed by any instance (`None`: none, or
+    /// the store did not answer).
+    Keyless {
+        ticket: u64,
+        prev: Option<Box<RemoteFirst>>,
+    },
+    /// A learned endpoint's deadline (µs), or `None`: not learned, or the store did not
+    /// answer.
+    Endpoint {
+        ticket: u64,
+        name: String,
+        deadline_us: Option<i64>,
+    },
     Barrier {
         ticket: u64,
     },
@@ -292,22 +305,8 @@ impl Worker<'_> {
         self.counters
             .ops_failed
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for op in batch {
-            match op {
-                Op::Claim { ticket, .. } => {
-                    let _ = self.replies.send(Reply::Claim {
-                        ticket: *ticket,
-                        outcome: Outcome::Failed,
-                    });
-                }
-                Op::AttemptLookup { ticket, .. } => {
-                    let _ = self.replies.send(Reply::Attempt {
-                        ticket: *ticket,
-                        attempt: None,
-                    });
-                }
-                _ => {}
-            }
+        for r in batch.iter().filter_map(unanswered) {
+            let _ = self.replies.send(r);
         }
     }
 
@@ -422,21 +421,53 @@ impl Worker<'_> {
                     attempt,
                 })
             }
-            (op, _) if op.answered() => {
-                // A reply of the wrong shape: the caller must not wait for it.
-                match op {
-                    Op::Claim { ticket, .. } => Some(Reply::Claim {
-                        ticket: *ticket,
-                        outcome: Outcome::Failed,
-                    }),
-                    Op::AttemptLookup { ticket, .. } => Some(Reply::Attempt {
-                        ticket: *ticket,
-                        attempt: None,
-                    }),
-                    _ => None,
-                }
+            (Op::KeylessLookup { ticket, .. }, RawReply::Keyless(bytes)) => {
+                let prev = bytes.and_then(|b| {
+                    let p = record::decode_first(&b);
+                    if p.is_none() {
+                        self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                    }
+                    p.map(Box::new)
+                });
+                Some(Reply::Keyless {
+                    ticket: *ticket,
+                    prev,
+                })
             }
-            _ => None,
+            (Op::EndpointLookup { ticket, name }, RawReply::Endpoint(deadline_us)) => {
+                Some(Reply::Endpoint {
+                    ticket: *ticket,
+                    name: name.clone(),
+                    deadline_us,
+                })
+            }
+            // A reply of the wrong shape: the caller must not wait for it.
+            (op, _) => unanswered(op),
         }
+    }
+}
+
+/// The reply to an answered operation that got no usable answer: the caller must not wait
+/// for it. `None` for operations that are not answered.
+fn unanswered(op: &Op) -> Option<Reply> {
+    match op {
+        Op::Claim { ticket, .. } => Some(Reply::Claim {
+            ticket: *ticket,
+            outcome: Outcome::Failed,
+        }),
+        Op::AttemptLookup { ticket, .. } => Some(Reply::Attempt {
+            ticket: *ticket,
+            attempt: None,
+        }),
+        Op::KeylessLookup { ticket, .. } => Some(Reply::Keyless {
+            ticket: *ticket,
+            prev: None,
+        }),
+        Op::EndpointLookup { ticket, name } => Some(Reply::Endpoint {
+            ticket: *ticket,
+            name: name.clone(),
+            deadline_us: None,
+        }),
+        _ => None,
     }
 }

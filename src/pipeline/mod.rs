@@ -467,7 +467,7 @@ impl Judge {
             };
             let closed = self.judge_one(config, names, &ev, out)?;
             if let Some(f) = self.fleet.as_mut() {
-                f.publish(&mut self.tracker);
+                f.publish(&mut self.tracker, names);
             }
             if closed {
                 return Ok(true);

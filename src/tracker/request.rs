@@ -339,6 +339,12 @@ impl Tracker {
             },
             now.add_nanos(nanos(self.cfg.duplicate_window)),
         );
+        self.publish(shared::Publish::Keyless {
+            scope,
+            identity: ident,
+            rec: rec.clone(),
+            at: now,
+        });
     }
 }
 

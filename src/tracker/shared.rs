@@ -25,6 +25,14 @@ pub enum Publish {
         first_response: Option<Arc<RespRec>>,
         stored: Option<Arc<RespRec>>,
     },
+    /// A watched keyless request: the same request without a key on any gateway within the
+    /// duplicate window is `keyless_duplicate`.
+    Keyless {
+        scope: Scope,
+        identity: Identity,
+        rec: Arc<ReqRec>,
+        at: Timestamp,
+    },
     /// A keyed attempt at a request ended badly (unanswered, aborted, 5xx, 409): the same
     /// request under another key within the churn window is `key_churn`, on any gateway.
     AttemptEnded {
@@ -35,6 +43,18 @@ pub enum Publish {
         end: Timestamp,
         response: Option<Arc<RespRec>>,
     },
+}
+
+/// What the fleet stage asks the store about a keyless request of a watched method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeylessProbe {
+    pub scope: Scope,
+    /// The request's identity, for the keyless uses filed elsewhere (`None`: its body cannot
+    /// be compared, so it is never a duplicate).
+    pub identity: Option<Identity>,
+    /// The request's endpoint, when this instance does not know it as watched and another
+    /// instance may have learned it.
+    pub endpoint: Option<String>,
 }
 
 /// An attempt that ended badly, as the shared store returned it.
@@ -126,6 +146,58 @@ impl Tracker {
             conflicts_waiting: ThinVec::new(),
         });
         self.keys.insert((scope, kid), entry, deadline);
+        true
+    }
+
+    /// What to ask the store about a request without any key header line, of a watched
+    /// method: the keyless uses of the same request elsewhere, and whether its endpoint was
+    /// learned elsewhere (unless this instance already watches it). `None` for other
+    /// requests, and when there is nothing to ask.
+    pub fn keyless_probe(&self, req: &Request) -> Option<KeylessProbe> {
+        if !req.keys.is_empty() {
+            return None;
+        }
+        let m = req.method.to_ascii_uppercase();
+        if !self.cfg.watch_methods.contains(&m) {
+            return None;
+        }
+        let identity = Identity::of(req);
+        let endpoint = (!self.watched(req)).then(|| super::scope::endpoint(req));
+        if identity.is_none() && endpoint.is_none() {
+            return None;
+        }
+        Some(KeylessProbe {
+            scope: Scope::of(req, self.cfg.scope),
+            identity,
+            endpoint,
+        })
+    }
+
+    /// Takes the latest keyless use of a request seen elsewhere (captured at `at`), unless
+    /// this instance remembers a later one of its own.
+    pub fn import_keyless(
+        &mut self,
+        scope: Scope,
+        identity: Identity,
+        rec: ReqRec,
+        at: Timestamp,
+    ) -> bool {
+        if self
+            .keyless
+            .get(&(scope, identity))
+            .is_some_and(|k| k.rec.ts >= rec.ts)
+        {
+            return false;
+        }
+        let deadline = at.add_nanos(nanos(self.cfg.duplicate_window));
+        self.keyless.insert(
+            (scope, identity),
+            super::Keyless {
+                rec: Arc::new(rec),
+                response: None,
+            },
+            deadline,
+        );
         true
     }
 

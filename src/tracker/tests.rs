@@ -657,3 +657,86 @@ fn requests_waiting_on_an_in_flight_one_are_decided_when_it_ends() {
     assert!(s.t.in_flight.is_empty() && s.t.finished.is_empty());
     assert!(s.t.waited_on.is_empty(), "no count outlives its waiters");
 }
+
+/// A request as another instance filed it (fleet mode), seen at `at` seconds.
+fn seen_elsewhere(s: &Sim, r: &Req, at: f64, instance: &str) -> ReqRec {
+    let req = Sim::build(r, (at * SEC as f64) as i64);
+    let id = TxId {
+        flow_id: 9,
+        flow_serial: 0,
+        n: 0,
+    };
+    let mut rec = ReqRec::new(id, &Arc::new(s.conn()), &req);
+    rec.origin = Origin::Remote(Arc::new(Observer {
+        instance: instance.into(),
+        file: None,
+    }));
+    rec
+}
+
+#[test]
+fn a_keyless_request_filed_elsewhere_makes_the_same_one_here_a_duplicate() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", None, r#"{"amount":1}"#);
+    let here = Sim::build(&r, 2 * SEC);
+    let probe =
+        s.t.keyless_probe(&here)
+            .expect("a keyless POST is asked about");
+    assert_eq!(
+        probe.endpoint.as_deref(),
+        Some(scope::endpoint(&here).as_str()),
+        "an endpoint this instance never saw keyed is asked about"
+    );
+    let ident = probe.identity.expect("a complete body has an identity");
+    // The store's answers: the endpoint took a key elsewhere; the same request came at 1 s.
+    let deadline = Timestamp(100 * SEC);
+    s.t.import_endpoints(
+        &[(probe.endpoint.clone().unwrap_or_default(), deadline)],
+        Timestamp(SEC),
+    );
+    let other = seen_elsewhere(&s, &r, 1.0, "gw1");
+    assert!(s.t.import_keyless(probe.scope, ident, other.clone(), Timestamp(SEC)));
+    s.exchange(&r, ok("c2"), 2.0);
+    assert_eq!(s.kinds(), vec![MissingKey, KeylessDuplicate]);
+    let dup = &s.alerts[1];
+    let original = dup.original.as_ref().expect("the other gateway's request");
+    assert_eq!(
+        original.origin.observer().map(|o| &*o.instance),
+        Some("gw1")
+    );
+
+    // Near misses: what is not asked about, and a remote use older than this instance's own.
+    let now_watched = s.t.keyless_probe(&here).expect("still asked about");
+    assert_eq!(
+        now_watched.endpoint, None,
+        "a watched endpoint is not asked again"
+    );
+    let mut keyed = r.clone();
+    keyed.keys = vec!["k".into()];
+    assert_eq!(s.t.keyless_probe(&Sim::build(&keyed, 3 * SEC)), None);
+    let mut get = r.clone();
+    get.method = "GET";
+    assert_eq!(s.t.keyless_probe(&Sim::build(&get, 3 * SEC)), None);
+    assert!(
+        !s.t.import_keyless(probe.scope, ident, other, Timestamp(SEC)),
+        "this instance's own later use stays the one compared with"
+    );
+}
+
+#[test]
+fn a_keyless_request_elsewhere_on_an_unwatched_endpoint_is_no_alert() {
+    let mut s = Sim::new();
+    let r = post("/search", None, r#"{"q":"x"}"#);
+    let probe =
+        s.t.keyless_probe(&Sim::build(&r, 2 * SEC))
+            .expect("asked about");
+    let other = seen_elsewhere(&s, &r, 1.0, "gw1");
+    let ident = probe.identity.expect("identity");
+    s.t.import_keyless(probe.scope, ident, other, Timestamp(SEC));
+    s.exchange(&r, ok("s"), 2.0);
+    assert_eq!(
+        s.kinds(),
+        vec![],
+        "no endpoint learned anywhere: the search stays quiet"
+    );
+}

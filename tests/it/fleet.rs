@@ -663,7 +663,8 @@ fn keys_are_shared_through_a_redis_cluster() {
             ("missing_key", "-")
         ]
     );
-    // The records went to several nodes (by slot), the endpoints hash to one.
+    // The records went to several nodes (by slot), the endpoints hash to one: four keys, the
+    // endpoints and gateway 2's keyless request.
     let sizes: Vec<u64> = nodes
         .iter()
         .map(|(_, p)| {
@@ -677,7 +678,7 @@ fn keys_are_shared_through_a_redis_cluster() {
                 .unwrap_or(0)
         })
         .collect();
-    assert_eq!(sizes.iter().sum::<u64>(), 5, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), 6, "{sizes:?}");
     assert!(sizes.iter().filter(|n| **n > 0).count() >= 2, "{sizes:?}");
 }
 
@@ -851,4 +852,387 @@ fn a_stalled_redis_delays_alerts_by_the_store_wait_at_most() {
         .find(|l| l.contains("idemwatch: shared store:"))
         .unwrap_or_default();
     assert!(!line.contains(" 0 requests judged"), "{line}");
+}
+
+/// The keyless uses of a request, on one backend: a lookup finds the latest use captured
+/// before it and within the window, whatever order the uses reached the store in, and the
+/// store keeps a bounded number of them.
+fn keyless_contract(b: &mut dyn idemwatch::fleet::Backend, what: &str) {
+    use idemwatch::fleet::{KEYLESS_KEPT, KeylessKey, RawReply};
+    use idemwatch::tracker::Identity;
+    b.connect().expect("connects");
+    let dk = KeylessKey {
+        scope: Scope([7; 16]),
+        identity: Identity([9; 16]),
+    };
+    let filed = |at_us: i64, tag: &str| Op::KeylessUse {
+        dk,
+        at_us,
+        ttl_ms: 60_000,
+        record: tag.as_bytes().to_vec(),
+    };
+    let look = |at_us: i64| Op::KeylessLookup {
+        ticket: 0,
+        dk,
+        at_us,
+        window_us: 1_000_000,
+    };
+    let found = |b: &mut dyn idemwatch::fleet::Backend, at_us: i64| -> Option<String> {
+        match b.run(&[look(at_us)]).expect("a round trip").pop() {
+            Some(RawReply::Keyless(r)) => r.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            other => panic!("{what}: not a keyless reply: {other:?}"),
+        }
+    };
+    assert_eq!(found(b, 5_000_000), None, "{what}: nothing filed yet");
+    // Gateway B's use (captured at 5.0 s) reaches the store before gateway A's (4.5 s).
+    b.run(&[filed(5_000_000, "b")]).expect("files");
+    b.run(&[filed(4_500_000, "a")]).expect("files");
+    assert_eq!(found(b, 4_900_000).as_deref(), Some("a"), "{what}");
+    assert_eq!(found(b, 5_200_000).as_deref(), Some("b"), "{what}");
+    assert_eq!(
+        found(b, 5_000_000).as_deref(),
+        Some("a"),
+        "{what}: not itself"
+    );
+    assert_eq!(
+        found(b, 4_500_000),
+        None,
+        "{what}: nothing earlier than the first"
+    );
+    assert_eq!(found(b, 6_600_000), None, "{what}: past the window");
+    // A flood of one request keeps only the latest few.
+    for i in 0..(KEYLESS_KEPT as i64 + 5) {
+        b.run(&[filed(10_000_000 + i, &format!("f{i}"))])
+            .expect("files");
+    }
+    assert_eq!(found(b, 4_900_000), None, "{what}: the oldest uses went");
+    assert_eq!(
+        found(b, 10_500_000).as_deref(),
+        Some(format!("f{}", KEYLESS_KEPT + 4).as_str()),
+        "{what}"
+    );
+}
+
+#[test]
+fn keyless_uses_are_found_by_capture_time_on_redis_and_in_memory() {
+    let redis = Redis::start();
+    let mut r = idemwatch::fleet::redis_store::RedisBackend::single(
+        &redis.url(),
+        "t:",
+        Duration::from_secs(2),
+        None,
+    )
+    .expect("a backend");
+    keyless_contract(&mut r, "redis");
+    let mut m = idemwatch::fleet::memory::MemoryBackend::new(
+        idemwatch::fleet::memory::MemoryStore::default(),
+        "t:",
+    );
+    keyless_contract(&mut m, "memory");
+    // What Redis holds for them: hashes and the records only.
+    let names = redis.cli(&["--scan", "--pattern", "t:d:*"]);
+    assert_eq!(names.lines().count(), 1, "{names}");
+    let ttl: i64 = redis.cli(&["pttl", names.trim()]).parse().unwrap_or(-1);
+    assert!(ttl > 0 && ttl <= 60_000, "TTL {ttl}");
+}
+
+/// One request of the multi-gateway story and its answer, as a gateway captured it.
+fn story_exchange(client: u8, at_ns: u64, key: Option<&str>, amount: u32) -> Vec<support::Packet> {
+    let mut c = Conversation::new(
+        support::v4([10, 0, 0, client], 41000 + u16::from(client)),
+        support::server_v4(),
+    )
+    .starting_at(at_ns);
+    c.handshake();
+    let key_line = key.map(|k| format!("Idempotency-Key: {k}"));
+    let mut headers = vec![
+        "Content-Type: application/json",
+        "Authorization: Bearer sk_test_story",
+    ];
+    headers.extend(key_line.as_deref());
+    c.client_send(&post(
+        "/v1/charges",
+        &headers,
+        format!("{{\"amount\":{amount},\"currency\":\"usd\"}}").as_bytes(),
+    ));
+    if key.is_some() && amount != 100 {
+        // The server rejects the conflicting reuse: no conflict_accepted to add.
+        c.server_send(&support::response(
+            409,
+            "application/json",
+            br#"{"error":{"type":"idempotency_error"}}"#,
+        ));
+    } else {
+        c.server_send(&json_ok(&format!("ch_story_{client}")));
+    }
+    c.close();
+    c.into_packets()
+}
+
+/// The story of the determinism tests, one capture per gateway. Gateway 1: a keyed charge,
+/// then a keyless one. Half a second later, gateway 2: the key reused with another amount,
+/// then the same keyless charge.
+fn story_captures(dir: &Path) -> (PathBuf, PathBuf) {
+    let t0 = support::BASE_TS_NS;
+    let ms = 1_000_000;
+    let gw1: Vec<_> = [
+        story_exchange(21, t0, Some("story-key"), 100),
+        story_exchange(22, t0 + 100 * ms, None, 5),
+    ]
+    .concat();
+    let gw2: Vec<_> = [
+        story_exchange(23, t0 + 600 * ms, Some("story-key"), 200),
+        story_exchange(24, t0 + 700 * ms, None, 5),
+    ]
+    .concat();
+    let (a, b) = (dir.join("story-gw1.pcap"), dir.join("story-gw2.pcap"));
+    let fmt = Format::Pcap {
+        big_endian: false,
+        nanos: true,
+    };
+    write_capture(&a, fmt, 1, &gw1);
+    write_capture(&b, fmt, 1, &gw2);
+    (a, b)
+}
+
+/// The alerts of a run, as (instance, kind, key) in output order, and the alerts themselves
+/// without what changes from run to run (times of the run, file names).
+type Verdicts = (Vec<(String, String, String)>, Vec<Value>);
+
+fn verdicts(per_gateway: &[(&str, &[Value])]) -> Verdicts {
+    let mut short = Vec::new();
+    let mut full = Vec::new();
+    for (gw, lines) in per_gateway {
+        for v in alerts(lines) {
+            short.push((
+                (*gw).to_string(),
+                v["kind"].as_str().unwrap_or("").to_string(),
+                v["key"].as_str().unwrap_or("-").to_string(),
+            ));
+            full.push(support::strip_volatile(v.clone()));
+        }
+    }
+    (short, full)
+}
+
+fn story_expected() -> Vec<(String, String, String)> {
+    [
+        ("gw1", "missing_key", "-"),
+        ("gw2", "key_conflict", "story-key"),
+        ("gw2", "missing_key", "-"),
+        ("gw2", "keyless_duplicate", "-"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect()
+}
+
+#[test]
+fn the_multi_gateway_story_gives_the_same_verdicts_in_20_runs_of_read() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = story_captures(dir.path());
+    let url = redis.url();
+    let read = |path: &Path, instance: &str, prefix: &str, threads: &str| {
+        let p = path.to_string_lossy().into_owned();
+        let run = run_with(
+            &[
+                "read",
+                "--stats",
+                "--threads",
+                threads,
+                "--store",
+                &url,
+                "--store-instance",
+                instance,
+                "--store-prefix",
+                prefix,
+                &p,
+            ],
+            None,
+            &[],
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.lines
+    };
+    let mut first: Option<Verdicts> = None;
+    for run in 0..20 {
+        // A fleet of its own for each run; one worker or two, alternately.
+        let prefix = format!("story{run}:");
+        let threads = if run % 2 == 0 { "1" } else { "2" };
+        let gw1 = read(&a, "gw1", &prefix, threads);
+        let gw2 = read(&b, "gw2", &prefix, threads);
+        let v = verdicts(&[("gw1", &gw1), ("gw2", &gw2)]);
+        assert_eq!(v.0, story_expected(), "run {run}: {gw2:?}");
+        let dup = alerts(&gw2)
+            .into_iter()
+            .find(|x| x["kind"] == "keyless_duplicate")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(dup["original"]["observer"], "gw1", "run {run}");
+        assert_eq!(dup["original"]["src_ip"], "10.0.0.22", "run {run}");
+        assert_eq!(stats(&gw2)["store_shared_keyless"], 1, "run {run}");
+        assert_eq!(stats(&gw2)["store_judged_locally"], 0, "run {run}");
+        match &first {
+            None => first = Some(v),
+            Some(f) => assert_eq!(f.1, v.1, "run {run} differs from run 0"),
+        }
+    }
+    // The keyless uses in Redis: hashes, never the body or the credential.
+    let names = redis.cli(&["--scan", "--pattern", "story0:d:*"]);
+    let name = names.lines().next().unwrap_or("");
+    let dump = redis.cli(&["--no-raw", "zrange", name, "0", "-1"]);
+    assert!(!dump.is_empty(), "no keyless use filed: {names}");
+    for secret in ["sk_test", "Bearer", "amount", "usd"] {
+        assert!(!dump.contains(secret), "{secret} stored in Redis: {dump}");
+    }
+}
+
+#[test]
+fn the_multi_gateway_story_gives_the_same_verdicts_in_20_runs_through_nginx_and_mirrors() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let api = daemon::start_api(dir.path());
+    let url = redis.url();
+    let mut first: Option<Verdicts> = None;
+    for run in 0..20 {
+        let prefix = format!("story{run}:");
+        let mut gateways = Vec::new();
+        for gw in ["gw1", "gw2"] {
+            let gdir = dir.path().join(format!("{gw}-{run}"));
+            std::fs::create_dir_all(&gdir).expect("dir");
+            for f in ["ca.pem", "client.pem", "client.key"] {
+                std::fs::copy(dir.path().join(f), gdir.join(f)).expect("copy certs");
+            }
+            let (p, port) = start_mirror(
+                &gdir,
+                &[
+                    "--cert",
+                    &d("server.pem"),
+                    "--key",
+                    &d("server.key"),
+                    "--client-ca",
+                    &d("ca.pem"),
+                    "--store",
+                    &url,
+                    "--store-instance",
+                    gw,
+                    "--store-prefix",
+                    &prefix,
+                ],
+            );
+            let ngx = daemon::start_nginx(&gdir, api.port, port);
+            gateways.push((gw, gdir, p, ngx));
+        }
+        let amount = |a: u32| format!("{{\"amount\":{a},\"currency\":\"usd\"}}");
+        // Gateway 1: a keyed charge, then a keyless one (its amount is the run's, so that no
+        // run's keyless charge repeats another's).
+        let keyless = amount(1000 + run);
+        let key = format!("story-key-{run}");
+        let at = |i: usize| gateways[i].3.port;
+        // nginx answers the client before its mirror subrequest (a TLS handshake to the
+        // mirror first) has arrived: requests sent back to back through one gateway can reach
+        // its mirror in either order. The story's requests are 100 ms apart, as a client's
+        // requests are, so that the order the mirror sees is the order they were sent.
+        let gap = || std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(daemon::via_nginx(at(0), Some(&key), &amount(100)).0, 200);
+        gap();
+        assert_eq!(daemon::via_nginx(at(0), None, &keyless).0, 200);
+        std::thread::sleep(Duration::from_millis(500));
+        // Gateway 2: the key with another amount, then the same keyless charge.
+        assert_eq!(daemon::via_nginx(at(1), Some(&key), &amount(200)).0, 400);
+        gap();
+        assert_eq!(daemon::via_nginx(at(1), None, &keyless).0, 200);
+        // nginx mirrors after it answered: give the last mirrored request time to arrive.
+        let last = gateways[1].1.join("out.json");
+        assert!(
+            wait_for(Duration::from_secs(5), || std::fs::read_to_string(&last)
+                .unwrap_or_default()
+                .contains("keyless_duplicate")),
+            "run {run}: no keyless_duplicate at gateway 2: {}\n{}\n{}",
+            {
+                let names = redis.cli(&["--scan", "--pattern", &format!("{prefix}d:*")]);
+                let scores: Vec<String> = names
+                    .lines()
+                    .map(|n| redis.cli(&["zrange", n, "0", "-1", "withscores"]))
+                    .collect();
+                format!("{names}: {scores:?}")
+            },
+            std::fs::read_to_string(&last).unwrap_or_default(),
+            std::fs::read_to_string(gateways[1].1.join("err")).unwrap_or_default()
+        );
+        let mut per = Vec::new();
+        for (gw, gdir, p, ngx) in gateways {
+            drop(ngx);
+            let (events, _) = stop_mirror(p, &gdir);
+            per.push((gw, events));
+        }
+        // A mirror writes an alert when its connection's exchange ends, and nginx decides
+        // when its mirror connections end: the order within a gateway is not the verdict.
+        for (_, events) in per.iter_mut() {
+            events.sort_by_key(|e| e["kind"].as_str().unwrap_or("").to_string());
+        }
+        let v = verdicts(
+            &per.iter()
+                .map(|(g, e)| (*g, e.as_slice()))
+                .collect::<Vec<_>>(),
+        );
+        let mut expected: Vec<_> = story_expected()
+            .into_iter()
+            .map(|(g, k, key)| {
+                let key = if key == "-" {
+                    key
+                } else {
+                    format!("story-key-{run}")
+                };
+                (g, k, key)
+            })
+            .collect();
+        expected.sort();
+        assert_eq!(v.0, expected, "run {run}");
+        // The alerts themselves, but for the run's key and amount, are the same every run.
+        let norm: Vec<Value> =
+            v.1.iter()
+                .map(|x| {
+                    let mut x = x.clone();
+                    for k in ["key", "request", "original"] {
+                        strip_run(&mut x[k]);
+                    }
+                    x
+                })
+                .collect();
+        match &first {
+            None => first = Some((v.0, norm)),
+            Some(f) => assert_eq!(f.1, norm, "run {run} differs from run 0"),
+        }
+    }
+}
+
+/// Removes what differs between runs of the nginx story by design: the run's key, the body
+/// digests of its amounts, ports and flow ids of its connections.
+fn strip_run(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for k in [
+                "idempotency_key",
+                "idempotency_key_sha256",
+                "body_sha256",
+                "body_canon_sha256",
+                "body_len",
+                "src_port",
+                "dest_port",
+                "flow_id",
+                "community_id",
+            ] {
+                m.remove(k);
+            }
+            for (_, x) in m.iter_mut() {
+                strip_run(x);
+            }
+        }
+        Value::String(s) if s.starts_with("story-key-") => *s = "story-key".into(),
+        _ => {}
+    }
 }

@@ -5,13 +5,12 @@ use crate::daemon;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{
-    Proc, alert_kinds, curl, free_port, make_certs, start_api, start_mirror as start,
-    stop_mirror as stop,
+    alert_kinds, curl, make_certs, start_api, start_mirror as start, start_nginx,
+    stop_mirror as stop, via_nginx,
 };
 
 #[test]
@@ -120,95 +119,6 @@ fn garbage_and_slow_senders_are_closed() {
     let (_, err) = stop(p, dir.path());
     assert!(err.contains("1 timeouts"), "{err}");
     assert!(err.contains("1 not HTTP"), "{err}");
-}
-
-/// Real nginx (Debian's package) in front of the fake API of `captures/server.py`, mirroring
-/// every request to idemwatch over mutual TLS, as docs/MIRROR.md configures it.
-struct Nginx {
-    _proc: Proc,
-    port: u16,
-}
-
-impl Drop for Nginx {
-    /// SIGTERM first: the master stops its workers (a SIGKILL would leave them running).
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self._proc.0.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(3) {
-            if matches!(self._proc.0.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
-    let port = free_port();
-    let d = |f: &str| dir.join(f).display().to_string();
-    let conf = format!(
-        "daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
-           fastcgi_temp_path {tmp}/fcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port};\n\
-             location / {{\n      mirror /idemwatch-mirror;\n      mirror_request_body on;\n\
-               proxy_pass http://127.0.0.1:{api};\n      proxy_set_header Host $host;\n    }}\n\
-             location = /idemwatch-mirror {{\n      internal;\n\
-               proxy_pass https://127.0.0.1:{mirror}$request_uri;\n\
-               proxy_set_header Host $host;\n\
-               proxy_set_header X-Forwarded-For $remote_addr;\n\
-               proxy_ssl_trusted_certificate {ca};\n      proxy_ssl_verify on;\n\
-               proxy_ssl_name localhost;\n\
-               proxy_ssl_certificate {cert};\n      proxy_ssl_certificate_key {key};\n\
-               proxy_connect_timeout 200ms;\n      proxy_send_timeout 500ms;\n\
-               proxy_read_timeout 500ms;\n    }}\n  }}\n}}\n",
-        pid = d("nginx.pid"),
-        err = d("nginx.err"),
-        tmp = d("ngx"),
-        ca = d("ca.pem"),
-        cert = d("client.pem"),
-        key = d("client.key"),
-    );
-    std::fs::create_dir_all(dir.join("ngx")).expect("temp dir");
-    std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
-    // Debian puts it in /usr/sbin, which a user's PATH may lack.
-    let nginx = if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    };
-    let child = Command::new(nginx)
-        .args(["-p", &d("ngx"), "-c", &d("nginx.conf")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx runs (install Debian's nginx package)");
-    let p = Proc(child);
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.join("nginx.err")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx { _proc: p, port }
-}
-
-/// A request through nginx: (status, seconds it took).
-fn via_nginx(port: u16, key: Option<&str>, body: &str) -> (u16, f64) {
-    let t = Instant::now();
-    let status = curl(
-        &format!("http://127.0.0.1:{port}/v1/charges"),
-        key,
-        body,
-        &[],
-    );
-    (status, t.elapsed().as_secs_f64())
 }
 
 #[test]
