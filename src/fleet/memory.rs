@@ -14,6 +14,8 @@ struct Entry {
     /// `i64::MIN` while being created.
     first_us: i64,
     raw: RawRecord,
+    /// Later uses registered while the first is in flight: claim id and record.
+    uses: Vec<(String, Vec<u8>)>,
 }
 
 impl Entry {
@@ -25,7 +27,9 @@ impl Entry {
                 record: Vec::new(),
                 first_response: None,
                 stored: None,
+                end: None,
             },
+            uses: Vec::new(),
         }
     }
 }
@@ -88,6 +92,12 @@ impl MemoryBackend {
                 let mut slot = self.store.records.entry(name).or_insert_with(Entry::empty);
                 let fresh = slot.first_us == i64::MIN;
                 if !fresh && c.first_us.saturating_sub(slot.first_us) <= c.window_us {
+                    if slot.raw.end.is_none()
+                        && slot.uses.len() < super::USES_KEPT
+                        && !slot.uses.iter().any(|(id, _)| *id == c.claim_id)
+                    {
+                        slot.uses.push((c.claim_id.clone(), c.record.clone()));
+                    }
                     return RawReply::Claim(RawClaim::Held(slot.raw.clone()));
                 }
                 let old = std::mem::replace(
@@ -99,7 +109,9 @@ impl MemoryBackend {
                             record: c.record.clone(),
                             first_response: None,
                             stored: None,
+                            end: None,
                         },
+                        uses: Vec::new(),
                     },
                 );
                 RawReply::Claim(if fresh {
@@ -113,10 +125,14 @@ impl MemoryBackend {
                 claim_id,
                 first_response,
                 stored,
+                end,
+                ..
             } => {
+                let mut uses = Vec::new();
                 if let Some(mut e) = self.store.records.get_mut(&rk.name(&self.prefix)) {
+                    let claimer = e.raw.claim_id == *claim_id;
                     if let Some(f) = first_response
-                        && e.raw.claim_id == *claim_id
+                        && claimer
                     {
                         e.raw.first_response = Some(f.clone());
                     }
@@ -125,8 +141,20 @@ impl MemoryBackend {
                     {
                         e.raw.stored = Some(s.clone());
                     }
+                    if let Some(m) = end
+                        && claimer
+                    {
+                        e.raw.end = Some(*m);
+                        uses = std::mem::take(&mut e.uses)
+                            .into_iter()
+                            .map(|(_, r)| r)
+                            .collect();
+                    }
                 }
-                RawReply::Done
+                match end {
+                    Some(_) => RawReply::Settled(uses),
+                    None => RawReply::Done,
+                }
             }
             Op::Endpoint { name, deadline_us } => {
                 let mut d = self.store.endpoints.entry(name.clone()).or_insert(i64::MIN);
@@ -319,10 +347,12 @@ mod tests {
             },
         );
         let settle = |id: &str, f: &[u8], s: Option<Option<Vec<u8>>>| Op::Settle {
+            ticket: 0,
             rk: rk(),
             claim_id: id.into(),
             first_response: Some(f.to_vec()),
             stored: s,
+            end: None,
         };
         one(
             &mut a,

@@ -108,6 +108,40 @@ pub struct Claim {
     pub record: Vec<u8>,
 }
 
+/// How a key's first use stopped being in flight, as its claimer files it: when (the start of
+/// its final response, or its exchange's end without one, in µs), and whether that was
+/// observed (a response, or the server seen closing); an unobserved end never makes another
+/// use concurrent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndMark {
+    pub at_us: i64,
+    pub observed: bool,
+}
+
+impl EndMark {
+    /// `"<µs>:<0|1>"`, as filed.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.at_us, u8::from(self.observed))
+    }
+
+    pub fn decode(b: &[u8]) -> Option<EndMark> {
+        let s = std::str::from_utf8(b).ok()?;
+        let (at, o) = s.split_once(':')?;
+        Some(EndMark {
+            at_us: at.parse().ok()?,
+            observed: match o {
+                "1" => true,
+                "0" => false,
+                _ => return None,
+            },
+        })
+    }
+}
+
+/// Later uses registered on a key's record at most, while its first use is in flight: the
+/// rest are not judged across gateways (a flood of reuses of one key).
+pub const USES_KEPT: usize = 64;
+
 /// One operation on the shared store.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -118,13 +152,19 @@ pub enum Op {
         claim: Option<Claim>,
     },
     /// Files what the server answered: the first request's response (only its claimer may
-    /// write it) and the key's stored result (the first writer wins). Not answered.
+    /// write it) and the key's stored result (the first writer wins). With `end` (the first
+    /// use's exchange ended; only its claimer files it), it is answered with the later uses
+    /// that other instances registered while it was in flight ([`RawReply::Settled`]), each
+    /// handed to exactly one instance: registered before the end, they are this one's to
+    /// judge; after it, the registering instance judges them itself.
     Settle {
+        ticket: u64,
         rk: RecordKey,
         claim_id: String,
         first_response: Option<Vec<u8>>,
         /// `Some(None)`: the stored result is the first response itself.
         stored: Option<Option<Vec<u8>>>,
+        end: Option<EndMark>,
     },
     /// An endpoint learned (took a key header) until `deadline_us`. Not answered.
     Endpoint { name: String, deadline_us: i64 },
@@ -169,6 +209,8 @@ pub struct RawRecord {
     pub first_response: Option<Vec<u8>>,
     /// `Some(None)`: same as the first response.
     pub stored: Option<Option<Vec<u8>>>,
+    /// When the first use stopped being in flight, if its claimer filed it.
+    pub end: Option<EndMark>,
 }
 
 /// What a claim found.
@@ -176,7 +218,9 @@ pub struct RawRecord {
 pub enum RawClaim {
     /// The key is ours (claimed), or nobody's (read only).
     Free,
-    /// Another first use holds the key within its window.
+    /// Another first use holds the key within its window. A claim with a record, while the
+    /// holder is in flight (no end filed), is registered as a later use of the key
+    /// ([`Op::Settle`]).
     Held(RawRecord),
     /// Ours now; the holder whose window had passed is returned (a late retry is judged on it).
     Replaced(RawRecord),
@@ -193,6 +237,8 @@ pub enum RawReply {
     Keyless(Option<Vec<u8>>),
     /// An endpoint's deadline (µs), if it was learned.
     Endpoint(Option<i64>),
+    /// The later uses registered while a first use was in flight: their records, in bytes.
+    Settled(Vec<Vec<u8>>),
     /// Operations that are not answered.
     #[default]
     Done,

@@ -16,30 +16,49 @@ use redis::Value;
 use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreError};
 
 /// KEYS[1] the record; ARGV: mode (`c` claim, `l` look), first use (µs), window (µs), TTL
-/// (ms), claim id, record. Returns {0} (free, or claimed now), {1, q, c, f, s} (held) or
-/// {2, q, c, f, s} (claimed now, replacing a holder whose window had passed).
+/// (ms), claim id, record, how many later uses to register at most. Returns {0} (free, or
+/// claimed now), {1, q, c, f, s, e} (held) or {2, q, c, f, s, e} (claimed now, replacing a
+/// holder whose window had passed). A claim held by a first use still in flight (no `e`) is
+/// registered as a later use, `u:` + its claim id, for the holder's claimer to judge.
 const CLAIM: &str = r"
-local cur = redis.call('HMGET', KEYS[1], 'q', 't', 'c', 'f', 's')
+local cur = redis.call('HMGET', KEYS[1], 'q', 't', 'c', 'f', 's', 'e')
 if cur[1] and (ARGV[1] == 'l' or tonumber(ARGV[2]) - tonumber(cur[2]) <= tonumber(ARGV[3])) then
-  return {1, cur[1], cur[3], cur[4], cur[5]}
+  if ARGV[1] == 'c' and not cur[6] and redis.call('HLEN', KEYS[1]) < 5 + tonumber(ARGV[7]) then
+    redis.call('HSET', KEYS[1], 'u:' .. ARGV[5], ARGV[6])
+  end
+  return {1, cur[1], cur[3], cur[4], cur[5], cur[6]}
 end
 if ARGV[1] == 'l' then return {0} end
 if cur[1] then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 'q', ARGV[6], 't', ARGV[2], 'c', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-if cur[1] then return {2, cur[1], cur[3], cur[4], cur[5]} end
+if cur[1] then return {2, cur[1], cur[3], cur[4], cur[5], cur[6]} end
 return {0}
 ";
 
 /// KEYS[1] the record; ARGV: claim id, first response (or empty), stored result (or empty;
-/// `=` for the first response).
+/// `=` for the first response), end mark (or empty). With an end mark from the claimer:
+/// files it and returns (and forgets) the later uses registered until now; else returns an
+/// empty list.
 const SETTLE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'c') == ARGV[1] then
+if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
+local claimer = redis.call('HGET', KEYS[1], 'c') == ARGV[1]
+if ARGV[2] ~= '' and claimer then
   redis.call('HSET', KEYS[1], 'f', ARGV[2])
 end
 if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 's', ARGV[3]) end
-return 1
+local uses = {}
+if ARGV[4] ~= '' and claimer then
+  redis.call('HSET', KEYS[1], 'e', ARGV[4])
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'u:' then
+      uses[#uses + 1] = all[i + 1]
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+return uses
 ";
 
 /// KEYS[1] the endpoints hash; ARGV[1] now (µs): forgets the endpoints past their deadline,
@@ -192,10 +211,11 @@ impl RedisBackend {
                             .arg(cl.window_us)
                             .arg(cl.ttl_ms.max(1))
                             .arg(&cl.claim_id)
-                            .arg(&cl.record[..]);
+                            .arg(&cl.record[..])
+                            .arg(super::USES_KEPT);
                     }
                     None => {
-                        c.arg("l").arg(0).arg(0).arg(1).arg("").arg("");
+                        c.arg("l").arg(0).arg(0).arg(1).arg("").arg("").arg(0);
                     }
                 }
                 c
@@ -205,6 +225,8 @@ impl RedisBackend {
                 claim_id,
                 first_response,
                 stored,
+                end,
+                ..
             } => {
                 let mut c = self.script(1);
                 c.arg(1).arg(rk.name(&self.prefix)).arg(claim_id);
@@ -214,6 +236,7 @@ impl RedisBackend {
                     Some(None) => c.arg("="),
                     Some(Some(s)) => c.arg(&s[..]),
                 };
+                c.arg(end.map(|e| e.encode()).unwrap_or_default());
                 c
             }
             Op::Endpoint { name, deadline_us } => {
@@ -317,6 +340,7 @@ fn claim_reply(v: &Value) -> Option<RawClaim> {
         claim_id: String::from_utf8_lossy(&bytes(items.get(2)).unwrap_or_default()).into_owned(),
         first_response: bytes(items.get(3)),
         stored,
+        end: bytes(items.get(5)).and_then(|b| super::EndMark::decode(&b)),
     };
     match status {
         1 => Some(RawClaim::Held(raw)),
@@ -421,6 +445,14 @@ impl Backend for RedisBackend {
                         int(Some(other))
                             .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
                     ),
+                }),
+                Op::Settle { end: Some(_), .. } => RawReply::Settled(match v {
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|i| bytes(Some(i)))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                    other => return Err(StoreError(format!("unexpected reply {other:?}"))),
                 }),
                 Op::SyncEndpoints { .. } => RawReply::Endpoints(
                     endpoints_reply(v)

@@ -9,6 +9,7 @@
 //! never slowed by the store.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use super::{AttemptKey, Claim, KeylessKey, Op, RecordKey, StoreConfig};
 use crate::http::{HttpEvent, Request, TxId};
 use crate::stats::Stats;
 use crate::tracker::shared::{Publish, SharedAttempt, SharedFirst};
-use crate::tracker::{ReqRec, Tracker};
+use crate::tracker::{Alert, ReqRec, RespRec, Scope, Tracker};
 use crate::ts::Timestamp;
 
 /// An event held in order, with the ticket of its claim.
@@ -41,6 +42,15 @@ struct Ticket {
     endpoint: bool,
 }
 
+/// A first use of this instance that ended, as its settle was filed.
+struct SettleCtx {
+    scope: Scope,
+    first: Arc<ReqRec>,
+    first_response: Option<Arc<RespRec>>,
+    end: Timestamp,
+    observed: bool,
+}
+
 /// The fleet stage: the store's thread and the events held for it.
 pub struct Fleet {
     store: StoreHandle,
@@ -50,6 +60,11 @@ pub struct Fleet {
     attempts: HashMap<u64, Option<Box<SharedAttempt>>>,
     keyless: HashMap<u64, Option<Box<RemoteFirst>>>,
     endpoints: HashMap<u64, Option<(String, i64)>>,
+    /// This instance's first uses that ended, waiting for the later uses registered
+    /// elsewhere while they were in flight.
+    settles: HashMap<u64, SettleCtx>,
+    /// Alerts judged on the store's answers rather than on an event, for the output.
+    alerts: Vec<Alert>,
     /// Requests held whose exchange may follow in the queue (one claim for both).
     queued_requests: HashSet<TxId>,
     next_ticket: u64,
@@ -99,6 +114,8 @@ impl Fleet {
             attempts: HashMap::new(),
             keyless: HashMap::new(),
             endpoints: HashMap::new(),
+            settles: HashMap::new(),
+            alerts: Vec::new(),
             queued_requests: HashSet::new(),
             next_ticket: 0,
             patient,
@@ -132,8 +149,9 @@ impl Fleet {
         self.store.counters.add_to(st);
     }
 
+    /// Nothing held, and no answer awaited that may give alerts.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.settles.is_empty()
     }
 
     /// Holds `ev` in order; sends a claim for its key when this instance cannot answer alone.
@@ -266,6 +284,22 @@ impl Fleet {
             Reply::Attempt { ticket, attempt } => {
                 self.attempts.insert(ticket, attempt);
             }
+            Reply::Settled { ticket, uses } => {
+                if let Some(c) = self.settles.remove(&ticket) {
+                    let uses = uses.into_iter().map(|u| u.rec).collect();
+                    let found = tracker.concurrent_uses_elsewhere(
+                        c.scope,
+                        &c.first,
+                        c.first_response,
+                        c.end,
+                        c.observed,
+                        uses,
+                        st,
+                    );
+                    crate::tracker::count_alerts(st, &found);
+                    self.alerts.extend(found);
+                }
+            }
             Reply::Keyless { ticket, prev } => {
                 self.keyless.insert(ticket, prev);
             }
@@ -343,7 +377,7 @@ impl Fleet {
             self.queued_requests.remove(id);
         }
         if let Some(t) = held.ticket {
-            self.import_answers(t, tracker, st);
+            self.import_answers(t, &held.ev, tracker, st);
         }
         let now = match &held.ev {
             HttpEvent::Request { request, .. } => request.ts_end,
@@ -366,11 +400,29 @@ impl Fleet {
 
     /// Puts the store's answers to a ticket into the tracker's tables, just before its
     /// request is judged.
-    fn import_answers(&mut self, t: Ticket, tracker: &mut Tracker, st: &mut Stats) {
+    fn import_answers(&mut self, t: Ticket, ev: &HttpEvent, tracker: &mut Tracker, st: &mut Stats) {
         let mut unanswered = false;
         if let Some((rk, key)) = t.claim {
             match self.outcomes.remove(&t.n) {
-                Some(Outcome::Held(remote) | Outcome::Replaced(remote)) => {
+                Some(Outcome::Held(remote)) => {
+                    // Its first use ended elsewhere after this request began: concurrent.
+                    let (id, began) = match ev {
+                        HttpEvent::Request { id, request, .. } => (*id, request.ts),
+                        HttpEvent::Transaction(tx) => {
+                            (tx.id, tx.request.as_ref().map_or(tx.ts_done, |r| r.ts))
+                        }
+                    };
+                    if remote
+                        .end
+                        .is_some_and(|e| e.observed && e.at_us > micros(began))
+                    {
+                        tracker.mark_concurrent_elsewhere(id);
+                    }
+                    if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
+                        st.store_shared_originals += 1;
+                    }
+                }
+                Some(Outcome::Replaced(remote)) => {
                     if tracker.import_shared(rk.scope, rk.key, key.as_deref(), shared(*remote)) {
                         st.store_shared_originals += 1;
                     }
@@ -425,16 +477,37 @@ impl Fleet {
                     first,
                     first_response,
                     stored,
+                    ended,
                 } => {
                     let same = match (&first_response, &stored) {
-                        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                         _ => false,
                     };
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    let end = ended.map(|(rec, at, observed)| {
+                        self.settles.insert(
+                            ticket,
+                            SettleCtx {
+                                scope,
+                                first: rec,
+                                first_response: first_response.clone(),
+                                end: at,
+                                observed,
+                            },
+                        );
+                        super::EndMark {
+                            at_us: micros(at),
+                            observed,
+                        }
+                    });
                     Op::Settle {
+                        ticket,
                         rk: RecordKey { scope, key },
                         claim_id: claim_id(&self.cfg.instance, &first),
                         first_response: first_response.as_deref().map(record::encode_response),
                         stored: stored.map(|s| (!same).then(|| record::encode_response(&s))),
+                        end,
                     }
                 }
                 Publish::Keyless {
@@ -498,8 +571,22 @@ impl Fleet {
                     }
                 }
             };
-            self.store.submit(op);
+            let ticket = match &op {
+                Op::Settle { ticket, .. } => Some(*ticket),
+                _ => None,
+            };
+            if !self.store.submit(op)
+                && let Some(t) = ticket
+            {
+                self.settles.remove(&t);
+            }
         }
+    }
+
+    /// Alerts judged on the store's answers since the last call (later uses of this
+    /// instance's first uses, registered by other instances while they were in flight).
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// How long until the front's wait ends (a daemon may sleep that long at most).

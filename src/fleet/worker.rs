@@ -23,6 +23,8 @@ pub struct Remote {
     pub claim_id: String,
     pub first_response: Option<Arc<RespRec>>,
     pub stored: Option<Arc<RespRec>>,
+    /// When the first use stopped being in flight, if filed.
+    pub end: Option<super::EndMark>,
 }
 
 /// What a claim found.
@@ -51,6 +53,12 @@ pub enum Reply {
         attempt: Option<Box<SharedAttempt>>,
     },
     Endpoints(Vec<(String, i64)>),
+    /// The later uses of a key registered while its first use (this instance's) was in flight
+    /// (none when the store did not answer; unreadable ones are counted and left out).
+    Settled {
+        ticket: u64,
+        uses: Vec<RemoteFirst>,
+    },
     /// The latest earlier keyless use of a request filed by any instance (`None`: none, or
     /// the store did not answer).
     Keyless {
@@ -381,6 +389,7 @@ impl Worker<'_> {
                 claim_id: raw.claim_id,
                 first_response,
                 stored,
+                end: raw.end,
             })),
             None => {
                 self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +443,22 @@ impl Worker<'_> {
                     prev,
                 })
             }
+            (Op::Settle { ticket, .. }, RawReply::Settled(raw)) => {
+                let uses = raw
+                    .iter()
+                    .filter_map(|b| {
+                        let u = record::decode_first(b);
+                        if u.is_none() {
+                            self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                        }
+                        u
+                    })
+                    .collect();
+                Some(Reply::Settled {
+                    ticket: *ticket,
+                    uses,
+                })
+            }
             (Op::EndpointLookup { ticket, name }, RawReply::Endpoint(deadline_us)) => {
                 Some(Reply::Endpoint {
                     ticket: *ticket,
@@ -462,6 +487,14 @@ fn unanswered(op: &Op) -> Option<Reply> {
         Op::KeylessLookup { ticket, .. } => Some(Reply::Keyless {
             ticket: *ticket,
             prev: None,
+        }),
+        Op::Settle {
+            ticket,
+            end: Some(_),
+            ..
+        } => Some(Reply::Settled {
+            ticket: *ticket,
+            uses: Vec::new(),
         }),
         Op::EndpointLookup { ticket, name } => Some(Reply::Endpoint {
             ticket: *ticket,

@@ -448,7 +448,27 @@ impl Judge {
         if let Some(f) = self.fleet.as_mut() {
             f.flush(&mut self.tracker, &mut self.stats);
         }
-        Ok(closed)
+        Ok(closed || self.write_store_alerts(config, names, out)?)
+    }
+
+    /// Writes the alerts the fleet stage judged on the store's answers alone (later uses of
+    /// this instance's first uses, seen by other instances).
+    fn write_store_alerts(
+        &mut self,
+        config: &Config,
+        names: &[String],
+        out: &mut Output,
+    ) -> Result<bool, RunError> {
+        let Some(f) = self.fleet.as_mut() else {
+            return Ok(false);
+        };
+        for a in f.take_alerts() {
+            let ev = AlertEvent::new(&a, names, config.tracker.redact_keys);
+            if out.write(&ev)? == WriteOutcome::Closed {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn release(
@@ -463,7 +483,7 @@ impl Judge {
                 return Ok(false);
             };
             let Some(ev) = f.next_ready(&mut self.tracker, &mut self.stats, finishing) else {
-                return Ok(false);
+                return self.write_store_alerts(config, names, out);
             };
             let closed = self.judge_one(config, names, &ev, out)?;
             if let Some(f) = self.fleet.as_mut() {

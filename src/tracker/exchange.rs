@@ -113,6 +113,10 @@ impl Tracker {
                     None
                 },
                 stored: settled.newly_stored.clone(),
+                ended: settled.first_answered.then(|| {
+                    let at = response.as_ref().map_or(now, |r| r.ts);
+                    (f.rec.clone(), at, observable)
+                }),
             });
         }
         match settled.verdict {

@@ -20,7 +20,7 @@ pub mod scope;
 pub mod shared;
 pub mod store;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -357,6 +357,9 @@ pub struct Tracker {
     keys: ExpiringMap<(Scope, KeyId), Box<KeyEntry>>,
     attempts: ExpiringMap<(Scope, Identity), Attempt>,
     keyless: ExpiringMap<(Scope, Identity), Keyless>,
+    /// Requests about to be judged that the fleet stage found concurrent with their key's
+    /// first use elsewhere (at most the one being handed over).
+    concurrent_elsewhere: HashSet<TxId>,
     /// Learned endpoints, with the deadline last set.
     endpoints: ExpiringMap<String, Timestamp>,
     in_flight: HashMap<TxId, InFlight>,
@@ -382,6 +385,7 @@ impl Tracker {
             keys: ExpiringMap::new(cap),
             attempts: ExpiringMap::new(cap),
             keyless: ExpiringMap::new(cap),
+            concurrent_elsewhere: HashSet::default(),
             endpoints: ExpiringMap::new(cap),
             in_flight: HashMap::default(),
             waited_on: HashMap::default(),

@@ -101,6 +101,8 @@ impl Tracker {
             pending.extend(key_reencoded(&u));
             pending.extend(late_retry(&u));
             waits.extend(concurrent_reuse(&u));
+            let elsewhere = self.concurrent_elsewhere.remove(&id);
+            pending.extend(concurrent_reuse_elsewhere(&u, elsewhere));
             if let Some(ident) = identity {
                 match self.key_churn(scope, ident, kid, now) {
                     Some(Churn::Now(p)) => pending.push(p),
@@ -381,6 +383,19 @@ fn key_reencoded(u: &KeyUse) -> Option<Pending> {
 fn late_retry(u: &KeyUse) -> Option<Pending> {
     let (first, resp) = u.first.as_ref().filter(|_| u.late)?;
     Some(Pending::against(AlertKind::LateRetry, first, resp.clone()))
+}
+
+/// `concurrent_reuse` across gateways, when the key's first use was seen by another instance
+/// that had filed its end when this use was judged: it ended (observed) after this one began
+/// (`elsewhere`, found by the fleet stage). When its end was not filed yet, this use was
+/// registered with it, and the other instance judges it when it ends
+/// ([`Tracker::concurrent_uses_elsewhere`]).
+fn concurrent_reuse_elsewhere(u: &KeyUse, elsewhere: bool) -> Option<Pending> {
+    let (first, resp) = u.first.as_ref().filter(|_| elsewhere && !u.late)?;
+    first
+        .origin
+        .is_remote()
+        .then(|| Pending::against(AlertKind::ConcurrentReuse, first, resp.clone()))
 }
 
 /// `concurrent_reuse`, request side: another use of a key within its window while an earlier

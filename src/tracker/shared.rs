@@ -24,6 +24,11 @@ pub enum Publish {
         first: TxId,
         first_response: Option<Arc<RespRec>>,
         stored: Option<Arc<RespRec>>,
+        /// The first use's exchange ended: its request, and when it stopped being in flight
+        /// (the start of its final response, else its end) and whether that was observed.
+        /// Later uses other instances registered while it was in flight come back, to be
+        /// judged by [`Tracker::concurrent_uses_elsewhere`].
+        ended: Option<(Arc<ReqRec>, Timestamp, bool)>,
     },
     /// A watched keyless request: the same request without a key on any gateway within the
     /// duplicate window is `keyless_duplicate`.
@@ -199,6 +204,51 @@ impl Tracker {
             deadline,
         );
         true
+    }
+
+    /// The key's first use seen elsewhere ended (observed) after the request `id` began: that
+    /// request, about to be judged, is a `concurrent_reuse` of it.
+    pub fn mark_concurrent_elsewhere(&mut self, id: TxId) {
+        self.concurrent_elsewhere.insert(id);
+    }
+
+    /// `concurrent_reuse` across gateways, judged by the instance of the key's first use: the
+    /// later uses of its key that other instances registered while it was in flight, now that
+    /// it ended at `end` (`observed`: a response, or the server seen ending it). Each that
+    /// began before that end was concurrent with it; an unobserved end decides nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn concurrent_uses_elsewhere(
+        &self,
+        scope: Scope,
+        first: &Arc<ReqRec>,
+        first_response: Option<Arc<RespRec>>,
+        end: Timestamp,
+        observed: bool,
+        uses: Vec<ReqRec>,
+        stats: &mut crate::stats::Stats,
+    ) -> Vec<super::Alert> {
+        if !observed {
+            stats.tracker_unobservable_skipped += uses.len() as u64;
+            return Vec::new();
+        }
+        uses.into_iter()
+            .filter(|u| u.ts < end)
+            .map(|mut u| {
+                // The store keeps no key value: it is this key.
+                u.key = first.key.clone();
+                super::Alert {
+                    ts: end,
+                    kind: super::AlertKind::ConcurrentReuse,
+                    key: first.key.as_deref().map(str::to_string),
+                    all_keys: None,
+                    scope,
+                    request: Arc::new(u),
+                    original: Some(first.clone()),
+                    response: None,
+                    original_response: first_response.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Whether this instance remembers an attempt at the request.

@@ -740,3 +740,79 @@ fn a_keyless_request_elsewhere_on_an_unwatched_endpoint_is_no_alert() {
         "no endpoint learned anywhere: the search stays quiet"
     );
 }
+
+#[test]
+fn later_uses_elsewhere_are_concurrent_when_they_began_before_an_observed_end() {
+    let s = Sim::new();
+    let r = post("/v1/charges", Some("k"), r#"{"amount":1}"#);
+    let mut first = seen_elsewhere(&s, &r, 0.0, "gw1");
+    first.origin = Origin::Local(TxId {
+        flow_id: 1,
+        flow_serial: 0,
+        n: 0,
+    });
+    first.key = Some("k".into());
+    let first = Arc::new(first);
+    let uses = vec![
+        seen_elsewhere(&s, &r, 1.0, "gw2"),
+        // Began after the first's response began: not concurrent.
+        seen_elsewhere(&s, &r, 4.0, "gw3"),
+    ];
+    let mut stats = Stats::default();
+    let scope = Scope::of(&Sim::build(&r, 0), ScopeParts::default());
+    let end = Timestamp(3 * SEC);
+    let found =
+        s.t.concurrent_uses_elsewhere(scope, &first, None, end, true, uses.clone(), &mut stats);
+    assert_eq!(found.len(), 1);
+    let a = &found[0];
+    assert_eq!(a.kind, ConcurrentReuse);
+    assert_eq!(a.key.as_deref(), Some("k"));
+    assert_eq!(
+        a.request.key.as_deref(),
+        Some("k"),
+        "the key the store does not keep"
+    );
+    assert_eq!(
+        a.request.origin.observer().map(|o| &*o.instance),
+        Some("gw2")
+    );
+    assert!(Arc::ptr_eq(a.original.as_ref().expect("the first"), &first));
+    // An end that was not observed decides nothing.
+    let none =
+        s.t.concurrent_uses_elsewhere(scope, &first, None, end, false, uses, &mut stats);
+    assert!(none.is_empty());
+    assert_eq!(stats.tracker_unobservable_skipped, 2);
+}
+
+#[test]
+fn a_use_marked_concurrent_with_a_first_use_elsewhere_alerts_and_only_it() {
+    let mut s = Sim::new();
+    let r = post("/v1/charges", Some("k"), r#"{"amount":1}"#);
+    let probe = Sim::build(&r, 2 * SEC);
+    let (scope, kid, ident) = s.t.tracked_key(&probe).expect("a tracked key");
+    let first = seen_elsewhere(&s, &r, 1.0, "gw1");
+    s.t.import_shared(
+        scope,
+        kid,
+        Some("k"),
+        shared::SharedFirst {
+            rec: first,
+            identity: ident.expect("identity"),
+            decoded: Some(sha(br#"{"amount":1}"#)),
+            first_ts: Timestamp(SEC),
+            first_response: None,
+            stored: None,
+        },
+    );
+    // The next request the simulation files gets id n = 0.
+    s.t.mark_concurrent_elsewhere(TxId {
+        flow_id: 1,
+        flow_serial: 0,
+        n: 0,
+    });
+    s.exchange(&r, ok("c"), 2.0);
+    assert_eq!(s.kinds(), vec![ConcurrentReuse]);
+    // Near miss: the same retry, not marked, is a plain retry.
+    s.exchange(&r, ok("c"), 2.5);
+    assert_eq!(s.kinds(), vec![ConcurrentReuse]);
+}

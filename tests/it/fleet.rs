@@ -1236,3 +1236,206 @@ fn strip_run(v: &mut Value) {
         _ => {}
     }
 }
+
+/// Later uses of a key while its first use is in flight, on one backend: each is handed to
+/// exactly one instance. Registered while the first is in flight, the first's claimer gets
+/// them with its end; after the end, the later use's own claim reads the end mark.
+fn in_flight_contract(b: &mut dyn idemwatch::fleet::Backend, what: &str) {
+    use idemwatch::fleet::{EndMark, RawClaim, RawReply};
+    b.connect().expect("connects");
+    let rk = RecordKey {
+        scope: Scope([3; 16]),
+        key: KeyId::of("in-flight"),
+    };
+    let claim = |id: &str, at: i64| Op::Claim {
+        ticket: 0,
+        rk,
+        claim: Some(Claim {
+            claim_id: id.into(),
+            first_us: at,
+            window_us: 60_000_000,
+            ttl_ms: 60_000,
+            record: format!("rec-{id}").into_bytes(),
+        }),
+    };
+    let settle = |id: &str, end: Option<EndMark>| Op::Settle {
+        ticket: 0,
+        rk,
+        claim_id: id.into(),
+        first_response: Some(b"resp".to_vec()),
+        stored: None,
+        end,
+    };
+    let end = EndMark {
+        at_us: 5_000_000,
+        observed: true,
+    };
+    let held_end = |r: Option<RawReply>| match r {
+        Some(RawReply::Claim(RawClaim::Held(raw))) => raw.end,
+        other => panic!("{what}: not held: {other:?}"),
+    };
+    assert!(matches!(
+        b.run(&[claim("a", 1_000_000)]).expect("rt").pop(),
+        Some(RawReply::Claim(RawClaim::Free))
+    ));
+    // Two later uses while A is in flight: registered, no end to read yet.
+    assert_eq!(
+        held_end(b.run(&[claim("b", 2_000_000)]).expect("rt").pop()),
+        None
+    );
+    assert_eq!(
+        held_end(b.run(&[claim("c", 3_000_000)]).expect("rt").pop()),
+        None
+    );
+    // Someone else's settle (not the claimer) neither files an end nor takes the uses.
+    match b.run(&[settle("b", Some(end))]).expect("rt").pop() {
+        Some(RawReply::Settled(u)) => assert!(u.is_empty(), "{what}: {u:?}"),
+        other => panic!("{what}: {other:?}"),
+    }
+    // A's end comes back with both, once.
+    match b.run(&[settle("a", Some(end))]).expect("rt").pop() {
+        Some(RawReply::Settled(mut u)) => {
+            u.sort();
+            assert_eq!(u, vec![b"rec-b".to_vec(), b"rec-c".to_vec()], "{what}")
+        }
+        other => panic!("{what}: {other:?}"),
+    }
+    match b.run(&[settle("a", Some(end))]).expect("rt").pop() {
+        Some(RawReply::Settled(u)) => assert!(u.is_empty(), "{what}: handed over twice"),
+        other => panic!("{what}: {other:?}"),
+    }
+    // A use after the end reads it, and is not registered.
+    assert_eq!(
+        held_end(b.run(&[claim("d", 6_000_000)]).expect("rt").pop()),
+        Some(end),
+        "{what}"
+    );
+    // A settle without an end is not answered with uses.
+    assert_eq!(
+        b.run(&[settle("a", None)]).expect("rt").pop(),
+        Some(RawReply::Done),
+        "{what}"
+    );
+}
+
+#[test]
+fn later_uses_while_the_first_is_in_flight_go_to_one_instance_on_redis_and_in_memory() {
+    let redis = Redis::start();
+    let mut r = idemwatch::fleet::redis_store::RedisBackend::single(
+        &redis.url(),
+        "t:",
+        Duration::from_secs(2),
+        None,
+    )
+    .expect("a backend");
+    in_flight_contract(&mut r, "redis");
+    let mut m = idemwatch::fleet::memory::MemoryBackend::new(
+        idemwatch::fleet::memory::MemoryStore::default(),
+        "t:",
+    );
+    in_flight_contract(&mut m, "memory");
+}
+
+/// One keyed POST on its own connection, answered `status` after `answer_after_ms`.
+fn slow_attempt(
+    client: u8,
+    at_ns: u64,
+    key: &str,
+    status: u16,
+    answer_after_ms: u64,
+) -> Vec<support::Packet> {
+    let mut c = Conversation::new(
+        support::v4([10, 0, 0, client], 42000 + u16::from(client)),
+        support::server_v4(),
+    )
+    .starting_at(at_ns);
+    c.handshake();
+    let key = format!("Idempotency-Key: {key}");
+    c.client_send(&post(
+        "/v1/charges",
+        &[
+            &key,
+            "Content-Type: application/json",
+            "Authorization: Bearer sk_test_conc",
+        ],
+        br#"{"amount":4200,"currency":"usd"}"#,
+    ));
+    c.wait_ns(answer_after_ms * 1_000_000);
+    if status == 200 {
+        c.server_send(&json_ok("ch_conc_1"));
+    } else {
+        c.server_send(&support::response(
+            status,
+            "application/json",
+            br#"{"error":{"type":"idempotency_error","message":"in progress"}}"#,
+        ));
+    }
+    c.close();
+    c.into_packets()
+}
+
+#[test]
+fn a_retry_on_another_gateway_while_the_first_is_in_flight_is_concurrent_reuse() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("gw1.pcap"), dir.path().join("gw2.pcap"));
+    let t0 = support::BASE_TS_NS;
+    let fmt = Format::Pcap {
+        big_endian: false,
+        nanos: true,
+    };
+    // Gateway 1: the first attempt takes 3 s. The client times out after 1 s and retries;
+    // the retry reaches gateway 2, which answers 409 (still in progress).
+    write_capture(&a, fmt, 1, &slow_attempt(31, t0, "conc-k", 200, 3000));
+    write_capture(
+        &b,
+        fmt,
+        1,
+        &slow_attempt(32, t0 + 1_000_000_000, "conc-k", 409, 10),
+    );
+    // Near miss: a retry after the first was answered is no concurrent use.
+    let c = dir.path().join("gw2-late.pcap");
+    write_capture(
+        &c,
+        fmt,
+        1,
+        &slow_attempt(33, t0 + 5_000_000_000, "conc-k", 200, 10),
+    );
+    let url = redis.url();
+    let read = |path: &Path, instance: &str| {
+        let p = path.to_string_lossy().into_owned();
+        let run = run_with(
+            &[
+                "read",
+                "--stats",
+                "--store",
+                &url,
+                "--store-instance",
+                instance,
+                &p,
+            ],
+            None,
+            &[],
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.lines
+    };
+    assert!(alerts(&read(&a, "gw1")).is_empty());
+    let gw2 = read(&b, "gw2");
+    let got = alerts(&gw2);
+    assert_eq!(got.len(), 1, "{gw2:?}");
+    let v = got[0];
+    assert_eq!(v["kind"], "concurrent_reuse");
+    assert_eq!(v["key"], "conc-k");
+    assert_eq!(v["original"]["observer"], "gw1");
+    assert_eq!(v["original"]["src_ip"], "10.0.0.31");
+    assert_eq!(v["original_response"]["status"], 200);
+    assert_eq!(v["response"]["status"], 409);
+    let late = read(&c, "gw2");
+    assert!(
+        alerts(&late)
+            .iter()
+            .all(|v| v["kind"] != "concurrent_reuse"),
+        "{late:?}"
+    );
+}

@@ -502,6 +502,11 @@ impl Conversation {
         self
     }
 
+    /// Nothing on the wire for `ns`: the next packet comes that much later.
+    pub fn wait_ns(&mut self, ns: u64) {
+        self.ts_ns += ns;
+    }
+
     /// The link type to write this conversation's file with.
     pub fn linktype(&self) -> u32 {
         self.link.linktype()
