@@ -306,6 +306,7 @@ fn two_gateways_racing_on_the_same_keys_raise_one_conflict_per_key() {
     let (a, b) = (spawn(0), spawn(1));
     let outs = [a, b].map(|c| c.wait_with_output().expect("idemwatch ends"));
     let mut per_key: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
+    let mut concurrent: BTreeMap<String, usize> = BTreeMap::new();
     for (i, o) in outs.iter().enumerate() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         for l in String::from_utf8_lossy(&o.stdout).lines() {
@@ -314,6 +315,14 @@ fn two_gateways_racing_on_the_same_keys_raise_one_conflict_per_key() {
             // Both servers ran their request: conflict_accepted follows where the winner's
             // result was filed before the loser's response was judged.
             if v["kind"] == "conflict_accepted" {
+                continue;
+            }
+            // Both requests of a key were in flight at once: one instance judges the later
+            // use concurrent, whichever learned both facts (see below).
+            if v["kind"] == "concurrent_reuse" {
+                *concurrent
+                    .entry(v["key"].as_str().unwrap_or("").to_string())
+                    .or_insert(0) += 1;
                 continue;
             }
             assert_eq!(v["kind"], "key_conflict", "{v}");
@@ -334,6 +343,14 @@ fn two_gateways_racing_on_the_same_keys_raise_one_conflict_per_key() {
         *wins.entry(1 - loser).or_insert(0) += 1;
     }
     assert_eq!(wins.values().sum::<usize>(), N);
+    // Each key's later use is concurrent with its first (same capture time), and is judged
+    // so exactly once in the fleet, by one of the two instances.
+    assert_eq!(
+        concurrent.len(),
+        N,
+        "every key's concurrent use: {concurrent:?}"
+    );
+    assert!(concurrent.values().all(|n| *n == 1), "{concurrent:?}");
 }
 
 /// The mirrored API path on a mirror.
