@@ -1364,7 +1364,9 @@ pub fn parse_with_file(argv: &[OsString], path: &Path, text: &str) -> Result<Par
 
 /// The command line alone, as clap parses it.
 fn parse_alone(mut cmd: clap::Command, argv: &[OsString]) -> Result<Parsed, ParseFail> {
-    let matches = cmd.try_get_matches_from_mut(argv).map_err(ParseFail::Clap)?;
+    let matches = cmd
+        .try_get_matches_from_mut(argv)
+        .map_err(ParseFail::Clap)?;
     let cli = Cli::from_arg_matches(&matches).map_err(ParseFail::Clap)?;
     Ok(Parsed {
         cli,
@@ -1753,7 +1755,14 @@ mod tests {
         );
         // A setting the command line gives too is the command line's: clap says it.
         let e = clap_error(
-            &["idemwatch", "check-config", "-i", "lo", "--store-prefix", "y"],
+            &[
+                "idemwatch",
+                "check-config",
+                "-i",
+                "lo",
+                "--store-prefix",
+                "y",
+            ],
             "store-prefix = \"x\"\n",
         );
         assert!(e.contains("--store <URL>"), "{e}");
@@ -1777,7 +1786,10 @@ mod tests {
             &["idemwatch", "check-config", "--store-prefix", "y"],
             "interface = \"lo\"\n",
         );
-        assert!(e.contains("the following required arguments were not provided:\n  --store <URL>\n"), "{e}");
+        assert!(
+            e.contains("the following required arguments were not provided:\n  --store <URL>\n"),
+            "{e}"
+        );
         assert!(
             e.contains("Usage: idemwatch check-config --store <URL> --store-prefix <PREFIX>"),
             "{e}"
@@ -1791,9 +1803,8 @@ mod tests {
         root.build();
         let mirror = root.find_subcommand("mirror").expect("mirror");
         let text = "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\ncert = \"c.pem\"\n";
-        let load = || {
-            crate::config_file::load(&root, "mirror", Path::new(FILE), text).expect("loads")
-        };
+        let load =
+            || crate::config_file::load(&root, "mirror", Path::new(FILE), text).expect("loads");
         let mut file = load();
         let on_cli = vec!["key".to_owned()];
         drop_conflicting(&mut file, &on_cli);
@@ -1980,9 +1991,14 @@ mod tests {
         root.build();
         let live = root.find_subcommand("live").expect("live");
         for a in live.get_arguments() {
-            let key = a.get_long().map_or_else(|| a.get_id().to_string(), str::to_owned);
+            let key = a
+                .get_long()
+                .map_or_else(|| a.get_id().to_string(), str::to_owned);
             let set = samples.iter().any(|(k, _)| *k == key);
-            assert!(set || ["config", "help"].contains(&key.as_str()), "no sample: {key}");
+            assert!(
+                set || ["config", "help"].contains(&key.as_str()),
+                "no sample: {key}"
+            );
         }
         // What some options need, then each sample in turn over it.
         let base = [
@@ -2002,7 +2018,10 @@ mod tests {
         };
         let plain = format!("{:?}", merged(&["idemwatch", "live"], &text(None)));
         for &(key, value) in samples {
-            let set = format!("{:?}", merged(&["idemwatch", "live"], &text(Some((key, value)))));
+            let set = format!(
+                "{:?}",
+                merged(&["idemwatch", "live"], &text(Some((key, value))))
+            );
             assert_ne!(set, plain, "{key} = {value} changes nothing");
         }
     }

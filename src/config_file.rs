@@ -626,7 +626,6 @@ fn scalar_of(arg: &Arg) -> Scalar {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Reading the file.
 
@@ -870,12 +869,19 @@ fn render_default(opt: &Opt<'_>, d: &str) -> Option<String> {
 fn cli_texts(opt: &Opt<'_>, m: &ArgMatches) -> Vec<String> {
     let id = opt.arg.get_id().as_str();
     match opt.shape {
-        Shape::Flag { .. } => m.try_get_one::<bool>(id).ok().flatten().map(bool::to_string),
+        Shape::Flag { .. } => m
+            .try_get_one::<bool>(id)
+            .ok()
+            .flatten()
+            .map(bool::to_string),
         Shape::Count => m.try_get_one::<u8>(id).ok().flatten().map(u8::to_string),
         _ => {
             return m
                 .get_raw(id)
-                .map(|raw| raw.map(|s: &OsStr| s.to_string_lossy().into_owned()).collect())
+                .map(|raw| {
+                    raw.map(|s: &OsStr| s.to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
         }
     }
@@ -1394,9 +1400,14 @@ mod tests {
         let s = loaded("watch-methods = []\n").unwrap();
         assert!(!s.settings[0].present);
         // The filter: a string is one word, an array several.
-        assert_eq!(values("filter = \"tcp port 80\"\n").unwrap().filter, ["tcp port 80"]);
         assert_eq!(
-            values("filter = [\"tcp\", \"port\", \"80\"]\n").unwrap().filter,
+            values("filter = \"tcp port 80\"\n").unwrap().filter,
+            ["tcp port 80"]
+        );
+        assert_eq!(
+            values("filter = [\"tcp\", \"port\", \"80\"]\n")
+                .unwrap()
+                .filter,
             ["tcp", "port", "80"]
         );
     }
@@ -1472,7 +1483,10 @@ mod tests {
         assert_eq!(v["verbose"].as_integer(), Some(2), "{out}");
         assert_eq!(v["filter"].as_str(), Some("tcp port 80"), "{out}");
         assert_eq!(v["buffer-size"].as_str(), Some("128M"), "{out}");
-        assert!(out.contains("\nwatch-methods = [\"POST\", \"PUT\"]\n"), "{out}");
+        assert!(
+            out.contains("\nwatch-methods = [\"POST\", \"PUT\"]\n"),
+            "{out}"
+        );
         assert_eq!(v["require-key"].as_array().map(Vec::len), Some(2), "{out}");
         assert!(!v.contains_key("window"), "{out}");
         assert!(!v.contains_key("config"), "{out}");
@@ -1512,7 +1526,10 @@ mod tests {
         let sub = m.subcommand_matches("live").unwrap();
         let out = effective_toml(&TestCli::command(), "live", sub, None, &[]);
         assert!(out.contains("\ninterface = \"eth0\"\n"), "{out}");
-        assert_eq!(out, effective_toml(&TestCli::command(), "live", &m, None, &[]));
+        assert_eq!(
+            out,
+            effective_toml(&TestCli::command(), "live", &m, None, &[])
+        );
     }
 
     #[test]

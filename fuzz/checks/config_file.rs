@@ -17,7 +17,15 @@ pub fn check(data: &[u8]) {
     for cli in [
         &["idemwatch", "live", "-i", "lo"][..],
         &["idemwatch", "check-config"],
-        &["idemwatch", "-v", "check-config", "--store-prefix", "x", "--", "tcp"],
+        &[
+            "idemwatch",
+            "-v",
+            "check-config",
+            "--store-prefix",
+            "x",
+            "--",
+            "tcp",
+        ],
     ] {
         let argv: Vec<OsString> = cli.iter().map(OsString::from).collect();
         match parse_with_file(&argv, file, text) {
