@@ -1,7 +1,10 @@
 //! Command line: clap definitions and all help text. Turns arguments (merged with the
 //! configuration file for `live` and `check-config`) into a [`Config`] and the settings of each
 //! command. Defaults are the stages' own (see [`settings_defaults`]), shown in the help from
-//! there. Running the commands is left to `main.rs` and the pipeline.
+//! there, or clap's, which the structs' `Default` (what the file leaves out) takes too. The
+//! relations between options live in [`RELATIONS`]. The option structs derive `Deserialize`
+//! for the configuration file (see `config_file`), their adapters calling the parsers of their
+//! `value_parser`s. Running the commands is left to `main.rs` and the pipeline.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -1168,39 +1171,129 @@ defaults_from_clap!(
     StoreArgs
 );
 
-/// The serde adapters of the options: each hands the file's value to the parser that clap runs
-/// on the command line (numbers may be strings, lists arrays or delimited strings; see
-/// [`crate::config_file::de`]).
+/// The serde adapters of the options, for the configuration file: each hands the file's value,
+/// as text, to the parser clap runs on the same option. Numbers may be written as integers or
+/// strings ("64M"), lists as arrays or delimited strings, a single value for a list.
+/// `config_file::load` has already refused the TOML types an option does not take; these judge
+/// the values.
 mod from_file {
     use std::convert::Infallible;
     use std::fmt::Display;
     use std::str::FromStr;
     use std::time::Duration;
 
-    use serde::Deserializer;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
 
-    use crate::config_file::de;
+    /// One value as the command line would write it.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
 
+    impl Text {
+        fn into_string(self) -> String {
+            match self {
+                Text::Str(s) => s,
+                Text::Int(n) => n.to_string(),
+                Text::Float(x) => x.to_string(),
+                Text::Bool(b) => b.to_string(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Texts {
+        One(Text),
+        Many(Vec<Text>),
+    }
+
+    fn invalid<E: serde::de::Error>(text: &str, why: impl Display) -> E {
+        E::custom(format!("invalid value '{text}': {why}"))
+    }
+
+    /// One value through `parse`.
+    fn one<'de, D, T, E>(d: D, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        let t = Text::deserialize(d)?.into_string();
+        parse(&t).map_err(|e| invalid(&t, e))
+    }
+
+    /// A list, each value split at `delimiter` as clap splits the option's, through `parse`.
+    fn list<'de, D, T, E>(
+        d: D,
+        delimiter: Option<char>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        let texts = match Texts::deserialize(d)? {
+            Texts::One(t) => vec![t.into_string()],
+            Texts::Many(v) => v.into_iter().map(Text::into_string).collect(),
+        };
+        let split = |t: &String| match delimiter {
+            Some(c) => t.split(c).map(str::to_owned).collect(),
+            None => vec![t.clone()],
+        };
+        texts
+            .iter()
+            .flat_map(split)
+            .map(|t| parse(&t).map_err(|e| invalid(&t, e)))
+            .collect()
+    }
+
+    /// [`list`] for an option whose default is its settings' (an `Option`): an empty list sets
+    /// nothing, as on the command line.
+    fn some_list<'de, D, T, E>(
+        d: D,
+        delimiter: Option<char>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        list(d, delimiter, parse).map(|v| (!v.is_empty()).then_some(v))
+    }
+
+    /// A count (`-vv`): an integer from 0 to 255, or a boolean (true is 1).
     pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-        de::count(d)
+        match Text::deserialize(d)? {
+            Text::Bool(b) => Ok(u8::from(b)),
+            t => {
+                let t = t.into_string();
+                t.parse()
+                    .map_err(|_| D::Error::custom(format!("{t} is not a count from 0 to 255")))
+            }
+        }
     }
 
     pub fn parsed<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
     where
         T::Err: Display,
     {
-        de::one(d, T::from_str)
+        one(d, T::from_str)
     }
 
     pub fn some_parsed<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error>
     where
         T::Err: Display,
     {
-        de::one(d, T::from_str).map(Some)
+        one(d, T::from_str).map(Some)
     }
 
     pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        de::one(d, super::parse_duration)
+        one(d, super::parse_duration)
     }
 
     pub fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -1208,50 +1301,62 @@ mod from_file {
     }
 
     pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        de::one(d, super::parse_bytes)
+        one(d, super::parse_bytes)
     }
 
     pub fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-        de::one(d, super::parse_snaplen)
+        one(d, super::parse_snaplen)
     }
 
+    /// A `ValueEnum` option: one of its names.
     pub fn some_value_enum<'de, D: Deserializer<'de>, T: clap::ValueEnum>(
         d: D,
     ) -> Result<Option<T>, D::Error> {
-        de::one(d, de::value_enum).map(Some)
+        let names = || -> Vec<String> {
+            T::value_variants()
+                .iter()
+                .filter_map(T::to_possible_value)
+                .filter(|p| !p.is_hide_set())
+                .map(|p| p.get_name().to_owned())
+                .collect()
+        };
+        let parse = |s: &str| {
+            T::from_str(s, false).map_err(|_| format!("possible values: {}", names().join(", ")))
+        };
+        one(d, parse).map(Some)
     }
 
     pub fn scope<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<crate::tracker::ScopeParts>, D::Error> {
-        de::one(d, super::parse_scope).map(Some)
+        one(d, super::parse_scope).map(Some)
     }
 
     pub fn store<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<crate::fleet::StoreSpec>, D::Error> {
-        de::one(d, super::parse_store).map(Some)
+        one(d, super::parse_store).map(Some)
     }
 
     /// Words (the filter) or a repeatable option's values: an array, or one string.
     pub fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        de::list(d, None, |s| Ok::<_, Infallible>(s.to_owned()))
+        list(d, None, |s| Ok::<_, Infallible>(s.to_owned()))
     }
 
     pub fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        de::list(d, None, super::parse_header_name)
+        list(d, None, super::parse_header_name)
     }
 
     pub fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
-        de::list(d, Some(','), super::parse_net)
+        list(d, Some(','), super::parse_net)
     }
 
     pub fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-        de::some_list(d, Some(','), super::parse_method)
+        some_list(d, Some(','), super::parse_method)
     }
 
     pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u16>>, D::Error> {
-        de::some_list(d, Some(','), super::parse_status)
+        some_list(d, Some(','), super::parse_status)
     }
 }
 
@@ -1713,6 +1818,54 @@ mod tests {
             "interface = \"eth0\"\nfilter = [\"tcp\", \"port\", \"80\"]\n",
         );
         assert_eq!(a.filter().as_deref(), Some("tcp port 80"));
+    }
+
+    #[test]
+    fn file_values_go_through_the_options_own_parsers() {
+        let (g, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nbuffer-size = \"128M\"\nmax-keys = \"10\"\n\
+             max-flows = 0x10\nmax-headers = 1_0\nwatch-methods = \"post,PUT\"\n\
+             reject-statuses = [\"400,409\", 422]\nkey-header = \"PayPal-Request-Id\"\n\
+             missing-key = \"off\"\nscope = \"host\"\ndrop-warn-ratio = 1\nverbose = true\n",
+        );
+        assert_eq!(a.buffer_size, 128 << 20);
+        assert_eq!(a.policy.max_keys, Some(10));
+        assert_eq!(a.limits.max_flows, Some(16));
+        assert_eq!(a.limits.max_headers, Some(10));
+        assert_eq!(
+            a.policy.watch_methods,
+            Some(vec!["POST".to_owned(), "PUT".to_owned()])
+        );
+        assert_eq!(a.policy.reject_statuses, Some(vec![400, 409, 422]));
+        assert_eq!(a.policy.key_header, ["paypal-request-id"]);
+        assert_eq!(
+            a.policy.missing_key,
+            Some(crate::tracker::MissingKeyMode::Off)
+        );
+        assert_eq!(a.policy.scope, parse_scope("host").ok());
+        assert!((a.drop_warn_ratio - 1.0).abs() < f64::EPSILON);
+        assert_eq!(g.verbose, 1);
+        let (_, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nbuffer-size = 1048576\nwatch-methods = []\n",
+        );
+        assert_eq!(a.buffer_size, 1 << 20);
+        // An empty list sets nothing: the settings' default stays.
+        assert_eq!(a.policy.watch_methods, None);
+        assert_eq!(
+            file_error(
+                &["idemwatch", "live"],
+                "interface = \"eth0\"\nmissing-key = \"sometimes\"\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'missing-key': invalid value 'sometimes': \
+             possible values: learned, all, off"
+        );
+        assert_eq!(
+            file_error(&["idemwatch", "live"], "\nmax-keys = -1\n"),
+            "/etc/idemwatch/idemwatch.toml line 2: 'max-keys': invalid value '-1': invalid \
+             digit found in string"
+        );
     }
 
     #[test]

@@ -7,22 +7,28 @@
 //! argument (`#[arg(last = true)]`, such as the BPF `filter`) is keyed by its id:
 //! `filter = "tcp port 80"`. Global options of the root command (`verbose`, `quiet`) are keys too.
 //!
-//! What this module does: [`load`] checks the file against the clap [`Command`] (so the keys can
-//! never drift from the command line): every key an option (a 'did you mean' when it is not),
-//! once, of a TOML type the option takes, each mistake with its line. [`Settings::values`] then
-//! fills the options' own structs (`cli::LiveArgs`) from the file by serde derive: the adapters
-//! of [`de`] hand each value to the parser clap runs on the same option, and an option the file
-//! leaves out keeps clap's default. [`effective_toml`] writes what `check-config` prints.
+//! What it gives: [`load`] checks the file against the clap [`Command`], so the keys can never
+//! drift from the command line: every key an option (with a 'did you mean' when it is not),
+//! given once, of a TOML type the option takes, each mistake with its line.
+//! [`Settings::values`] then fills the options' own structs (`cli::LiveArgs`, `cli::GlobalArgs`)
+//! by serde derive; their adapters (in `cli`) hand each value to the parser clap runs on the
+//! same option, and an option the file leaves out keeps clap's default. A value a parser
+//! refuses is found key by key (serde's `flatten` loses toml's positions) and said with its
+//! line. [`effective_toml`] writes what `check-config` prints.
 //!
-//! What it leaves to `cli::parse`: the command line over the file (clap's matches of the
-//! command line alone update the structs the file filled, by derive), and the relations between
-//! options (an option that needs or excludes another), checked on both together.
+//! What it leaves to `cli::parse`: putting the command line over the file (clap's matches of
+//! the command line alone update the structs the file filled, by derive, so the command line
+//! wins), and the relations between options (`cli::RELATIONS`: an option that needs or excludes
+//! another), checked on both together.
 //!
-//! For users, since the file is no longer turned into command-line words: a bad value in the
-//! file is said with the file's line and key (`FILE line 3: 'max-keys': invalid value 'lots':
-//! ...`), not as clap's error about an option followed by where its value came from; an option
-//! the file sets that needs another the file lacks is said with its line too (`'store-prefix'
-//! needs 'store'`), and clap's usage lines no longer list the options the file sets.
+//! What changed for users when the file stopped being turned into command-line words: a bad
+//! value in the file is said with the file's line and key (`FILE line 3: 'max-keys': invalid
+//! value 'lots': invalid digit found in string`) rather than as clap's error followed by where
+//! the value came from; a setting of the file that needs another, missing, is said with its line
+//! (`FILE line 2: 'store-prefix' needs 'store' (in the file or as --store)`); the file can supply
+//! what an option of the command line needs (`store` in the file, `--store-prefix` on the
+//! command line); clap's usage lines no longer list the options the file sets; and an unknown
+//! option or a bad value on the command line is reported before any mistake in the file.
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -533,10 +539,8 @@ enum Shape {
     One,
     /// `--opt=a,b,c`.
     Delimited(char),
-    /// `--opt=a --opt=b`.
+    /// `--opt=a --opt=b`, or `--opt a b` (several values, no delimiter).
     Repeat,
-    /// `--opt a b c` (several values in one occurrence, no delimiter).
-    Multi,
     /// Words after `--` (`last = true`).
     Trailing,
     /// A positional argument before `--`: command line only.
@@ -575,10 +579,8 @@ fn options(sub: &Command) -> Vec<Opt<'_>> {
                     }
                 } else if let Some(c) = arg.get_value_delimiter() {
                     Shape::Delimited(c)
-                } else if matches!(arg.get_action(), ArgAction::Append) {
+                } else if matches!(arg.get_action(), ArgAction::Append) || many {
                     Shape::Repeat
-                } else if many {
-                    Shape::Multi
                 } else {
                     Shape::One
                 }
@@ -717,7 +719,7 @@ fn texts_of(
             Some(t) => Ok(vec![t]),
             None => Err(wrong(v)),
         },
-        Shape::Delimited(_) | Shape::Repeat | Shape::Multi | Shape::Trailing => {
+        Shape::Delimited(_) | Shape::Repeat | Shape::Trailing => {
             let items: Vec<String> = match v {
                 DeValue::Array(a) => {
                     let mut items = Vec::with_capacity(a.len());
@@ -815,7 +817,7 @@ fn expectation(opt: &Opt<'_>) -> String {
             "an array of {}{example}, or a string with the values separated by '{c}'",
             noun(true)
         ),
-        Shape::Repeat | Shape::Multi => {
+        Shape::Repeat => {
             format!("an array of {}{example}, or {}", noun(true), noun(false))
         }
     }
@@ -860,7 +862,7 @@ fn render_default(opt: &Opt<'_>, d: &str) -> Option<String> {
         Shape::Flag { .. } | Shape::Count => return None,
         Shape::One | Shape::Positional | Shape::Trailing => one(d)?,
         Shape::Delimited(c) => toml::Value::Array(d.split(c).map(one).collect::<Option<Vec<_>>>()?),
-        Shape::Repeat | Shape::Multi => toml::Value::Array(vec![one(d)?]),
+        Shape::Repeat => toml::Value::Array(vec![one(d)?]),
     };
     Some(v.to_string())
 }
@@ -908,178 +910,6 @@ fn render(opt: &Opt<'_>, texts: &[String]) -> Option<String> {
         _ => toml::Value::Array(texts.iter().map(|t| one(t)).collect()),
     };
     Some(v.to_string())
-}
-
-/// serde adapters for the options' structs: a file value to the option's own parser (the
-/// function clap's `value_parser` calls), as text. Numbers may be written as integers or
-/// strings ("64M"), a list as an array or a delimited string, a single value for a list.
-/// [`load`] has already refused the TOML types an option does not take; these judge the values.
-pub mod de {
-    use std::fmt::{self, Display};
-
-    use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
-
-    /// One scalar as text: a string as it is, a number or a boolean as the command line writes
-    /// it.
-    struct Text(String);
-
-    /// A scalar or an array of scalars, as texts.
-    struct Texts(Vec<String>);
-
-    struct TextVisitor;
-
-    impl<'de> Visitor<'de> for TextVisitor {
-        type Value = String;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string, a number or a boolean")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Text {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(TextVisitor).map(Text)
-        }
-    }
-
-    struct TextsVisitor;
-
-    impl<'de> Visitor<'de> for TextsVisitor {
-        type Value = Vec<String>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string, a number, a boolean or an array of them")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(vec![v.to_owned()])
-        }
-
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Ok(vec![v.to_string()])
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-            while let Some(Text(t)) = seq.next_element()? {
-                out.push(t);
-            }
-            Ok(out)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Texts {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(TextsVisitor).map(Texts)
-        }
-    }
-
-    fn invalid<E: de::Error>(text: &str, why: impl Display) -> E {
-        E::custom(format!("invalid value '{text}': {why}"))
-    }
-
-    /// One value through `parse`.
-    pub fn one<'de, D, T, E>(d: D, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, D::Error>
-    where
-        D: Deserializer<'de>,
-        E: Display,
-    {
-        let Text(t) = Text::deserialize(d)?;
-        parse(&t).map_err(|e| invalid(&t, e))
-    }
-
-    /// A list (an array, or one value), each value split at `delimiter` as clap splits the
-    /// option's, then through `parse`.
-    pub fn list<'de, D, T, E>(
-        d: D,
-        delimiter: Option<char>,
-        parse: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<Vec<T>, D::Error>
-    where
-        D: Deserializer<'de>,
-        E: Display,
-    {
-        let Texts(items) = Texts::deserialize(d)?;
-        items
-            .iter()
-            .flat_map(|t| match delimiter {
-                Some(c) => t.split(c).collect::<Vec<_>>(),
-                None => vec![t.as_str()],
-            })
-            .map(|t| parse(t).map_err(|e| invalid(t, e)))
-            .collect()
-    }
-
-    /// [`list`] for an option whose default is its settings' (an `Option`): an empty list sets
-    /// nothing, as on the command line.
-    pub fn some_list<'de, D, T, E>(
-        d: D,
-        delimiter: Option<char>,
-        parse: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<Option<Vec<T>>, D::Error>
-    where
-        D: Deserializer<'de>,
-        E: Display,
-    {
-        list(d, delimiter, parse).map(|v| (!v.is_empty()).then_some(v))
-    }
-
-    /// A count (`-vv`): an integer from 0 to 255, or a boolean (true is 1).
-    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
-        let Text(t) = Text::deserialize(d)?;
-        match t.as_str() {
-            "true" => Ok(1),
-            "false" => Ok(0),
-            n => n
-                .parse::<u8>()
-                .map_err(|_| invalid(n, "an integer from 0 to 255 (a count) is expected")),
-        }
-    }
-
-    /// The parser of a `ValueEnum` option: one of its names.
-    pub fn value_enum<T: clap::ValueEnum>(s: &str) -> Result<T, String> {
-        T::from_str(s, false).map_err(|_| {
-            let names: Vec<String> = T::value_variants()
-                .iter()
-                .filter_map(T::to_possible_value)
-                .filter(|p| !p.is_hide_set())
-                .map(|p| p.get_name().to_owned())
-                .collect();
-            format!("possible values: {}", names.join(", "))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -1167,46 +997,15 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
-    /// Some of the options above as the file fills them, through the adapters of [`de`].
+    /// Some of the options above as plain serde fields (the options' own adapters are
+    /// `cli`'s, tested there).
     #[derive(Debug, Default, Deserialize)]
     #[serde(default, rename_all = "kebab-case")]
     struct FileValues {
         interface: Option<String>,
         promisc: bool,
-        #[serde(deserialize_with = "methods")]
         watch_methods: Option<Vec<String>>,
-        #[serde(deserialize_with = "words")]
-        require_key: Vec<String>,
-        #[serde(deserialize_with = "some_number")]
         max_keys: Option<usize>,
-        #[serde(deserialize_with = "some_mode")]
-        missing_key: Option<Mode>,
-        #[serde(deserialize_with = "bytes")]
-        buffer_size: u64,
-        #[serde(deserialize_with = "words")]
-        filter: Vec<String>,
-        #[serde(deserialize_with = "de::count")]
-        verbose: u8,
-    }
-
-    fn methods<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-        de::some_list(d, Some(','), |s| Ok::<_, String>(s.to_owned()))
-    }
-
-    fn words<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        de::list(d, None, |s| Ok::<_, String>(s.to_owned()))
-    }
-
-    fn some_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-        de::one(d, str::parse::<usize>).map(Some)
-    }
-
-    fn some_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
-        de::one(d, de::value_enum::<Mode>).map(Some)
-    }
-
-    fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        de::one(d, parse_bytes)
     }
 
     const FILE: &str = "/etc/idemwatch/idemwatch.toml";
@@ -1327,31 +1126,22 @@ mod tests {
     }
 
     #[test]
-    fn a_value_the_parser_refuses_names_key_and_line() {
+    fn a_value_serde_refuses_names_key_and_line() {
         let e = values("interface = \"eth0\"\n\nmax_keys = \"lots\"\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/idemwatch/idemwatch.toml line 3: 'max_keys': invalid value 'lots': invalid \
-             digit found in string"
-        );
-        let e = values("missing-key = \"sometimes\"\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "/etc/idemwatch/idemwatch.toml line 1: 'missing-key': invalid value 'sometimes': \
-             possible values: learned, all, off"
+        assert!(
+            e.to_string()
+                .starts_with("/etc/idemwatch/idemwatch.toml line 3: 'max_keys': "),
+            "{e}"
         );
         let e = values("max-keys = -1\n").unwrap_err();
         assert_eq!(e.line(), Some(1), "{e}");
-        let v = values("interface = \"eth0\"\nmissing-key = \"off\"\n").unwrap();
-        assert_eq!(v.missing_key, Some(Mode::Off));
     }
 
     #[test]
     fn snake_case_keys_are_the_same_keys() {
-        let v = values("max_keys = 7\nwatch_methods = [\"PUT\"]\nrequire_key = \"/x\"\n").unwrap();
+        let v = values("max_keys = 7\nwatch_methods = [\"PUT\"]\n").unwrap();
         assert_eq!(v.max_keys, Some(7));
         assert_eq!(v.watch_methods, Some(vec!["PUT".to_owned()]));
-        assert_eq!(v.require_key, ["/x"]);
         let e = loaded("max-keys = 1\nmax_keys = 2\n").unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -1379,65 +1169,18 @@ mod tests {
     }
 
     #[test]
-    fn lists_are_arrays_delimited_strings_or_one_value() {
-        let v = values("watch-methods = [\"POST\", \"PUT\"]\nrequire-key = [\"/a\", \"/b\"]\n")
-            .unwrap();
-        assert_eq!(
-            v.watch_methods,
-            Some(vec!["POST".to_owned(), "PUT".to_owned()])
-        );
-        assert_eq!(v.require_key, ["/a", "/b"]);
-        // The command-line form of a delimited option.
-        let v = values("watch-methods = \"POST,PUT\"\n").unwrap();
-        assert_eq!(
-            v.watch_methods,
-            Some(vec!["POST".to_owned(), "PUT".to_owned()])
-        );
-        // An empty list sets nothing: the settings' default stays.
-        let v = values("watch-methods = []\nrequire-key = []\n").unwrap();
-        assert_eq!(v.watch_methods, None);
-        assert!(v.require_key.is_empty());
-        let s = loaded("watch-methods = []\n").unwrap();
-        assert!(!s.settings[0].present);
-        // The filter: a string is one word, an array several.
-        assert_eq!(
-            values("filter = \"tcp port 80\"\n").unwrap().filter,
-            ["tcp port 80"]
-        );
-        assert_eq!(
-            values("filter = [\"tcp\", \"port\", \"80\"]\n")
-                .unwrap()
-                .filter,
-            ["tcp", "port", "80"]
-        );
-    }
-
-    #[test]
-    fn numbers_may_be_strings_and_other_radixes() {
-        let v = values("buffer-size = \"128M\"\nmax-keys = \"10\"\n").unwrap();
-        assert_eq!(v.buffer_size, 128 << 20);
-        assert_eq!(v.max_keys, Some(10));
-        let v = values("buffer-size = 1048576\nmax-keys = 0x10\n").unwrap();
-        assert_eq!(v.buffer_size, 1 << 20);
-        assert_eq!(v.max_keys, Some(16));
-        let v = values("max-keys = 1_0\n").unwrap();
-        assert_eq!(v.max_keys, Some(10));
-    }
-
-    #[test]
-    fn booleans_and_counts() {
-        let s = loaded("promisc = false\nverbose = 0\n").unwrap();
+    fn settings_that_set_nothing_are_not_present() {
+        let s = loaded("promisc = false\nverbose = 0\nwatch-methods = []\n").unwrap();
         assert!(s.settings.iter().all(|s| !s.present), "{s:?}");
-        let v = values("promisc = true\nverbose = 2\n").unwrap();
-        assert!(v.promisc);
-        assert_eq!(v.verbose, 2);
-        assert_eq!(values("verbose = true\n").unwrap().verbose, 1);
+        let s = loaded("promisc = true\nverbose = 2\nwatch-methods = \"POST\"\n").unwrap();
+        assert!(s.settings.iter().all(|s| s.present), "{s:?}");
+        assert!(values("promisc = true\n").unwrap().promisc);
     }
 
     #[test]
     fn keys_missing_from_the_file_keep_the_structs_default() {
         let v = values("interface = \"eth0\"\n").unwrap();
-        assert_eq!(v.buffer_size, 0);
+        assert!(!v.promisc);
         assert_eq!(v.max_keys, None);
         // Settings removed (the command line won) are not read.
         let mut s = loaded("interface = \"eth0\"\nmax-keys = 5\n").unwrap();
