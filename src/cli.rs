@@ -1,14 +1,18 @@
 //! Command line: clap definitions and all help text. Turns arguments (merged with the
 //! configuration file for `live` and `check-config`) into a [`Config`] and the settings of each
 //! command. Defaults are the stages' own (see [`settings_defaults`]), shown in the help from
-//! there. Running the commands is left to `main.rs` and the pipeline.
+//! there, or clap's, which the structs' `Default` (what the file leaves out) takes too. The
+//! relations between options live in [`RELATIONS`]. The option structs derive `Deserialize`
+//! for the configuration file (see `config_file`), their adapters calling the parsers of their
+//! `value_parser`s. Running the commands is left to `main.rs` and the pipeline.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Arg, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::Deserialize;
 
 use crate::config::{Config, Limits};
 use crate::mirror::{MirrorBounds, MirrorEndpoint};
@@ -23,14 +27,24 @@ use crate::mirror::{MirrorBounds, MirrorEndpoint};
         and examples."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options of every command, given before or after its name (and keys of the
+/// configuration file too).
+#[derive(Debug, Args, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct GlobalArgs {
     /// More log output on stderr (-v, -vv, -vvv); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[serde(deserialize_with = "from_file::count")]
     pub verbose: u8,
     /// No end-of-run summary on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,26 +88,22 @@ Examples:
 
 Response-side kinds stay silent: the mirror never sees the API's answers.";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Deserialize)]
+#[command(mut_args = with_relations)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct MirrorArgs {
     /// Address and port to listen on, e.g. 127.0.0.1:9443.
+    // An `Option` only so that the struct has a default; [`RELATIONS`] makes it required.
     #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    #[serde(deserialize_with = "from_file::some_parsed")]
+    pub listen: Option<std::net::SocketAddr>,
 
     /// Server certificate chain (PEM).
-    #[arg(
-        long,
-        value_name = "PEM",
-        required_unless_present = "insecure_plaintext"
-    )]
+    #[arg(long, value_name = "PEM")]
     pub cert: Option<PathBuf>,
 
     /// Server private key (PEM).
-    #[arg(
-        long,
-        value_name = "PEM",
-        required_unless_present = "insecure_plaintext"
-    )]
+    #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
 
     /// Require client certificates signed by these CAs (PEM): mutual TLS. A client without a
@@ -102,21 +112,24 @@ pub struct MirrorArgs {
     pub client_ca: Option<PathBuf>,
 
     /// Plain TCP, no TLS: only where the path to idemwatch is already private.
-    #[arg(long, conflicts_with_all = ["cert", "key", "client_ca"])]
+    #[arg(long)]
     pub insecure_plaintext: bool,
 
     /// Peers (gateways) whose X-Forwarded-For, X-Real-IP or Forwarded header names the client,
     /// comma-separated CIDRs or addresses; from other peers these headers are ignored and the
     /// peer is the client.
     #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net)]
+    #[serde(deserialize_with = "from_file::nets")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub bounds: MirrorBoundArgs,
 
     /// Serve the counters at http://ADDR/metrics in the Prometheus text format, e.g.
     /// 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Write one "event_type":"http" line per mirrored request.
@@ -128,37 +141,45 @@ pub struct MirrorArgs {
     pub output: Option<PathBuf>,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub policy: PolicyArgs,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub limits: LimitArgs,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub store: StoreArgs,
 }
 
 /// The mirror endpoint's bounds as options: one definition for both commands that run the
 /// endpoint. `mirror` takes them as options; the endpoint of `live --mirror-listen` runs with
 /// their defaults, the mirror's own [`mirror::MirrorBounds::DEFAULT`].
-#[derive(Debug, Clone, PartialEq, Args)]
+#[derive(Debug, Clone, PartialEq, Args, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct MirrorBoundArgs {
     /// Most connections open at once; more are closed at once and counted (mirror_refused).
     #[arg(long, value_name = "N", default_value_t = MirrorBounds::DEFAULT.max_connections)]
+    #[serde(deserialize_with = "from_file::parsed")]
     pub max_connections: usize,
 
     /// A TLS handshake must complete within this.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           default_value = duration_text(MirrorBounds::DEFAULT.handshake_timeout))]
+    #[serde(deserialize_with = "from_file::duration")]
     pub handshake_timeout: Duration,
 
     /// A connection silent this long is closed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           default_value = duration_text(MirrorBounds::DEFAULT.idle_timeout))]
+    #[serde(deserialize_with = "from_file::duration")]
     pub idle_timeout: Duration,
 
     /// A request must be whole this long after its first byte (slow senders are closed).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           default_value = duration_text(MirrorBounds::DEFAULT.request_timeout))]
+    #[serde(deserialize_with = "from_file::duration")]
     pub request_timeout: Duration,
 }
 
@@ -185,16 +206,16 @@ fn tls_files(
 }
 
 impl MirrorArgs {
-    /// The endpoint these options describe (clap requires both TLS files unless
-    /// --insecure-plaintext).
-    pub fn endpoint(&self) -> MirrorEndpoint {
-        MirrorEndpoint {
-            listen: self.listen,
+    /// The endpoint these options describe; `None` without --listen (which [`RELATIONS`] makes
+    /// clap require, as it requires both TLS files unless --insecure-plaintext).
+    pub fn endpoint(&self) -> Option<MirrorEndpoint> {
+        Some(MirrorEndpoint {
+            listen: self.listen?,
             tls_files: tls_files(self.insecure_plaintext, &self.cert, &self.key),
             client_ca: self.client_ca.clone(),
             trusted_proxies: self.trusted_proxies.clone(),
             bounds: self.bounds.bounds(),
-        }
+        })
     }
 
     pub fn config(&self) -> Config {
@@ -227,20 +248,18 @@ max-keys = 500000, window = \"24h\", filter = \"tcp port 80\"); the command line
 Signals: SIGTERM/SIGINT finish what is complete and exit 0; SIGHUP reopens the output file and
 reloads the policy options of the configuration file.";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Deserialize)]
+#[command(mut_args = with_relations)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct LiveArgs {
     /// Configuration file (TOML).
     #[arg(long, value_name = "FILE",
           help = format!("Configuration file (TOML) [default: {DEFAULT_CONFIG} when it exists]"))]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 
     /// Interface to capture on (any: every interface, Linux cooked capture).
-    #[arg(
-        short,
-        long,
-        value_name = "IFACE",
-        required_unless_present = "list_interfaces"
-    )]
+    #[arg(short, long, value_name = "IFACE")]
     pub interface: Option<String>,
 
     /// List the interfaces that can be captured on, and exit.
@@ -249,6 +268,7 @@ pub struct LiveArgs {
 
     /// BPF capture filter (after --), e.g. -- tcp port 80.
     #[arg(last = true, value_name = "FILTER")]
+    #[serde(deserialize_with = "from_file::words")]
     pub filter: Vec<String>,
 
     /// Put the interface in promiscuous mode (needed on a SPAN port that is not the host's own
@@ -257,25 +277,29 @@ pub struct LiveArgs {
     pub promisc: bool,
 
     /// Bytes captured per packet; whole packets are needed to see whole requests.
-    #[arg(long, value_name = "BYTES", default_value_t = 262_144,
-          value_parser = clap::value_parser!(i32).range(1514..))]
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144, value_parser = parse_snaplen)]
+    #[serde(deserialize_with = "from_file::snaplen")]
     pub snaplen: i32,
 
     /// Kernel capture buffer, in bytes (suffixes K, M, G); bursts overflow a small one.
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes)]
+    #[serde(deserialize_with = "from_file::bytes")]
     pub buffer_size: u64,
 
     /// Write an "event_type":"stats" line this often (0: never).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::duration")]
     pub stats_interval: Duration,
 
     /// Serve the counters of the stats lines at http://ADDR/metrics in the Prometheus text
     /// format, e.g. 127.0.0.1:9464 [default: off].
     #[arg(long, value_name = "ADDR")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// Log a warning when more than this share of packets was dropped in a stats interval.
     #[arg(long, value_name = "RATIO", default_value_t = 0.001)]
+    #[serde(deserialize_with = "from_file::parsed")]
     pub drop_warn_ratio: f64,
 
     /// Directory where tracked keys are saved (on shutdown and every --state-interval) and
@@ -285,6 +309,7 @@ pub struct LiveArgs {
 
     /// How often tracked keys are saved to --state-dir.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::duration")]
     pub state_interval: Duration,
 
     /// After opening the interface as root, run as this user (not needed under systemd).
@@ -305,6 +330,7 @@ pub struct LiveArgs {
         value_name = "ADDR",
         help_heading = "Mirror endpoint in the same daemon"
     )]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub mirror_listen: Option<std::net::SocketAddr>,
 
     /// The mirror's certificate chain (PEM).
@@ -338,15 +364,19 @@ pub struct LiveArgs {
     /// Gateways whose forwarding headers name the client, comma-separated CIDRs.
     #[arg(long, value_name = "CIDRS", value_delimiter = ',', value_parser = parse_net,
           help_heading = "Mirror endpoint in the same daemon")]
+    #[serde(deserialize_with = "from_file::nets")]
     pub mirror_trusted_proxies: Vec<ipnet::IpNet>,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub policy: PolicyArgs,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub limits: LimitArgs,
 
     #[command(flatten)]
+    #[serde(flatten)]
     pub store: StoreArgs,
 }
 
@@ -436,10 +466,11 @@ Examples:
   idemwatch read day1.pcap day2.pcapng -- 'tcp port 8080'";
 
 #[derive(Debug, Args)]
+#[command(mut_args = with_relations)]
 pub struct ReadArgs {
     /// Capture files (pcap or pcapng, any link type idemwatch decodes); - reads stdin. Several
     /// files are merged by capture time.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
     /// BPF capture filter applied to every file (after --), e.g. -- tcp port 8080.
@@ -474,45 +505,54 @@ pub struct ReadArgs {
 }
 
 /// The idempotency policy: windows, watched endpoints, key headers, scope.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Deserialize)]
 #[command(next_help_heading = "Policy", mut_args = with_settings_default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct PolicyArgs {
     /// How long a key is remembered; a retry after it is late_retry (keys are kept one more
     /// window to see that).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::some_duration")]
     pub window: Option<Duration>,
 
     /// Identical keyless requests within this are keyless_duplicate.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::some_duration")]
     pub duplicate_window: Option<Duration>,
 
     /// A new key for the same request within this after the first attempt ended unanswered,
     /// aborted, 5xx or 409 is key_churn.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::some_duration")]
     pub churn_window: Option<Duration>,
 
     /// Methods whose keyless requests are judged, comma-separated.
     #[arg(long, value_name = "METHODS", value_delimiter = ',', value_parser = parse_method)]
+    #[serde(deserialize_with = "from_file::methods")]
     pub watch_methods: Option<Vec<String>>,
 
     /// Path prefix where every watched request must carry a key (repeatable), e.g.
     /// --require-key /v1/charges.
     #[arg(long, value_name = "PREFIX")]
+    #[serde(deserialize_with = "from_file::words")]
     pub require_key: Vec<String>,
 
     /// Which keyless requests raise missing_key: learned (endpoints that earlier saw a key, and
     /// --require-key prefixes), all (every watched method), off (never; keyless_duplicate still
     /// runs on learned endpoints).
     #[arg(long, value_enum, value_name = "MODE")]
+    #[serde(deserialize_with = "from_file::some_value_enum")]
     pub missing_key: Option<crate::tracker::MissingKeyMode>,
 
     /// Another header that carries idempotency keys (repeatable), e.g. PayPal-Request-Id;
     /// Idempotency-Key and X-Idempotency-Key are always read.
     #[arg(long, value_name = "NAME", value_parser = parse_header_name)]
+    #[serde(deserialize_with = "from_file::header_names")]
     pub key_header: Vec<String>,
 
     /// Statuses that reject a request, comma-separated.
     #[arg(long, value_name = "CODES", value_delimiter = ',', value_parser = parse_status)]
+    #[serde(deserialize_with = "from_file::statuses")]
     pub reject_statuses: Option<Vec<u16>>,
 
     /// 5xx responses become a key's stored result (as Stripe API v1 does).
@@ -525,14 +565,17 @@ pub struct PolicyArgs {
 
     /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted).
     #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_keys: Option<usize>,
 
     /// What keys are scoped by, comma-separated from host, credential, account (or none).
     #[arg(long, value_name = "PARTS", value_parser = parse_scope)]
+    #[serde(deserialize_with = "from_file::scope")]
     pub scope: Option<crate::tracker::ScopeParts>,
 
     /// Another query parameter whose value is replaced by REDACTED in paths (repeatable).
     #[arg(long, value_name = "NAME")]
+    #[serde(deserialize_with = "from_file::words")]
     pub redact_param: Vec<String>,
 }
 
@@ -618,57 +661,57 @@ impl PolicyArgs {
 }
 
 /// Fleet mode: the key store shared by the idemwatch instances of several gateways.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Deserialize)]
 #[command(next_help_heading = "Fleet mode (shared key store)")]
+#[serde(default, rename_all = "kebab-case")]
 pub struct StoreArgs {
     /// Share keys with other instances through this store: redis://HOST:PORT/DB,
     /// rediss://HOST:PORT/DB (TLS), several redis:// URLs comma-separated (the seed nodes of a
     /// Redis Cluster), or memory (this process only) [default: none, this instance's keys
     /// only].
     #[arg(long, value_name = "URL", value_parser = parse_store)]
+    #[serde(deserialize_with = "from_file::store")]
     pub store: Option<crate::fleet::StoreSpec>,
 
     /// Prefix of every name this fleet uses in the store (several fleets can share one Redis).
-    #[arg(
-        long,
-        value_name = "PREFIX",
-        default_value = store_defaults().prefix,
-        requires = "store"
-    )]
+    #[arg(long, value_name = "PREFIX", default_value = store_defaults().prefix)]
     pub store_prefix: String,
 
     /// This instance's name in the store, printed as `observer` in alerts whose original it saw
     /// [default: the host name]. Instances of one fleet need distinct names.
-    #[arg(long, value_name = "NAME", requires = "store")]
+    #[arg(long, value_name = "NAME")]
     pub store_instance: Option<String>,
 
     /// A round trip to the store (or a connection attempt) taking longer fails.
     #[arg(long, value_name = "DURATION", default_value = duration_text(store_defaults().timeout),
-          value_parser = parse_duration, requires = "store")]
+          value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::duration")]
     pub store_timeout: Duration,
 
     /// How long a keyed request waits for the store's answer before it is judged on this
     /// instance's keys alone (counted in store_judged_locally). Alerts are delayed by the
     /// store's round trip, never longer than this.
     #[arg(long, value_name = "DURATION", default_value = duration_text(store_defaults().wait),
-          value_parser = parse_duration, requires = "store")]
+          value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::duration")]
     pub store_wait: Duration,
 
     /// Operations queued for the store at most; past it they are skipped (store_ops_skipped),
     /// and a daemon judges the oldest held request without waiting.
-    #[arg(long, value_name = "N", default_value_t = store_defaults().max_inflight, requires = "store")]
+    #[arg(long, value_name = "N", default_value_t = store_defaults().max_inflight)]
+    #[serde(deserialize_with = "from_file::parsed")]
     pub store_max_inflight: usize,
 
     /// With rediss://: trust the CAs in this file (PEM) instead of the system's.
-    #[arg(long, value_name = "PEM", requires = "store")]
+    #[arg(long, value_name = "PEM")]
     pub store_ca: Option<PathBuf>,
 
     /// With rediss://: present this client certificate (PEM) to a store that asks for one.
-    #[arg(long, value_name = "PEM", requires_all = ["store", "store_key"])]
+    #[arg(long, value_name = "PEM")]
     pub store_cert: Option<PathBuf>,
 
     /// The private key of --store-cert (PEM).
-    #[arg(long, value_name = "PEM", requires_all = ["store", "store_cert"])]
+    #[arg(long, value_name = "PEM")]
     pub store_key: Option<PathBuf>,
 }
 
@@ -697,38 +740,46 @@ impl StoreArgs {
 }
 
 /// Memory and time bounds shared by the commands that capture.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Deserialize)]
 #[command(next_help_heading = "Limits", mut_args = with_settings_default)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct LimitArgs {
     /// Most TCP flows tracked at once, split evenly among the workers; the least recently
     /// active are evicted past it.
     #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_flows: Option<usize>,
 
     /// Out-of-order bytes buffered per flow direction before a hole is declared, in bytes; each
     /// held segment also counts its bookkeeping (about 130 bytes).
     #[arg(long, value_name = "BYTES")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_ooo_bytes: Option<usize>,
 
     /// A flow without packets for this long (capture time) is closed.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(deserialize_with = "from_file::some_duration")]
     pub flow_timeout: Option<Duration>,
 
     /// Largest HTTP head (start line and headers), in bytes.
     #[arg(long, value_name = "BYTES")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_head_bytes: Option<usize>,
 
     /// Most header lines in one HTTP message.
     #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_headers: Option<usize>,
 
     /// Most requests awaiting a response on one connection.
     #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_pending: Option<usize>,
 
     /// Most incomplete IPv4 fragment sets kept at once; the oldest are dropped past it
     /// (fragments_dropped).
     #[arg(long, value_name = "N")]
+    #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_fragment_sets: Option<usize>,
 }
 
@@ -880,21 +931,460 @@ impl ReadArgs {
     }
 }
 
-/// The command line, parsed: what to run, clap's matches (for `check-config`), and the
-/// configuration file that was read, if any.
+fn parse_snaplen(s: &str) -> Result<i32, String> {
+    // The words of clap's ranged integer parser, which this replaced so that the configuration
+    // file can run it too.
+    let n = s.parse::<i64>().map_err(|e| e.to_string())?;
+    match i32::try_from(n) {
+        Ok(v) if v >= 1514 => Ok(v),
+        _ => Err(format!("{n} is not in 1514..={}", i32::MAX)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relations between options.
+
+/// How an option relates to another. Every relation lives in [`RELATIONS`], and only there:
+/// clap applies them to the command line (its own checks and messages), and [`parse`] checks
+/// them on the command line merged with the configuration file, which clap never sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// The option must be given.
+    Required,
+    /// The option must be given unless this one is.
+    RequiredUnless(&'static str),
+    /// The option needs this one.
+    Requires(&'static str),
+    /// The option cannot be given with this one.
+    ConflictsWith(&'static str),
+}
+
+/// Every relation between options, by clap id (ids are per command: `cert` is the mirror's).
+pub const RELATIONS: &[(&str, Relation)] = &[
+    ("files", Relation::Required),
+    ("listen", Relation::Required),
+    ("cert", Relation::RequiredUnless("insecure_plaintext")),
+    ("key", Relation::RequiredUnless("insecure_plaintext")),
+    ("insecure_plaintext", Relation::ConflictsWith("cert")),
+    ("insecure_plaintext", Relation::ConflictsWith("key")),
+    ("insecure_plaintext", Relation::ConflictsWith("client_ca")),
+    ("interface", Relation::RequiredUnless("list_interfaces")),
+    ("store_prefix", Relation::Requires("store")),
+    ("store_instance", Relation::Requires("store")),
+    ("store_timeout", Relation::Requires("store")),
+    ("store_wait", Relation::Requires("store")),
+    ("store_max_inflight", Relation::Requires("store")),
+    ("store_ca", Relation::Requires("store")),
+    ("store_cert", Relation::Requires("store")),
+    ("store_cert", Relation::Requires("store_key")),
+    ("store_key", Relation::Requires("store")),
+    ("store_key", Relation::Requires("store_cert")),
+];
+
+impl Relation {
+    fn apply(self, arg: Arg) -> Arg {
+        match self {
+            Relation::Required => arg.required(true),
+            Relation::RequiredUnless(other) => arg.required_unless_present(other),
+            Relation::Requires(other) => arg.requires(other),
+            Relation::ConflictsWith(other) => arg.conflicts_with(other),
+        }
+    }
+}
+
+/// The relations of [`RELATIONS`] that concern `arg`, applied to it.
+fn with_relations(arg: Arg) -> Arg {
+    apply_relations(arg, RELATIONS.iter())
+}
+
+fn apply_relations<'a>(arg: Arg, relations: impl Iterator<Item = &'a (&'a str, Relation)>) -> Arg {
+    let id = arg.get_id().clone();
+    relations
+        .filter(|(r_id, _)| id == *r_id)
+        .fold(arg, |a, (_, r)| r.apply(a))
+}
+
+/// `arg` without the relations of [`RELATIONS`] (which are its only ones).
+fn relations_off(arg: Arg) -> Arg {
+    if !RELATIONS.iter().any(|(id, _)| arg.get_id() == *id) {
+        return arg;
+    }
+    use clap::builder::Resettable::Reset;
+    arg.required(false)
+        .required_unless_present(Reset)
+        .requires(Reset)
+        .conflicts_with(Reset)
+}
+
+/// The subcommands that read the configuration file.
+const CONFIG_SUBCOMMANDS: [&str; 2] = ["live", "check-config"];
+
+/// `cmd` with the relations of the subcommands that read the configuration file off, so that
+/// the command line parses even where only the file completes it.
+fn relaxed(cmd: clap::Command) -> clap::Command {
+    CONFIG_SUBCOMMANDS.iter().fold(cmd, |c, name| {
+        c.mut_subcommand(name, |s| s.mut_args(relations_off))
+    })
+}
+
+/// A violated relation: in the file (said with its line), or among command-line options only
+/// (which clap says, as it does without a file). That one comes with every relation the file
+/// has no part in, for clap to check on the command line: all those, so that its usage line is
+/// the one it prints without a file.
+enum Violation {
+    File(crate::config_file::ConfigFileError),
+    CommandLine(Vec<(&'static str, Relation)>),
+}
+
+impl Relation {
+    /// The other option of the relation, if any.
+    fn other(self) -> Option<&'static str> {
+        match self {
+            Relation::Required => None,
+            Relation::RequiredUnless(o) | Relation::Requires(o) | Relation::ConflictsWith(o) => {
+                Some(o)
+            }
+        }
+    }
+}
+
+/// Checks [`RELATIONS`] on what the command line (`on_cli`, ids) and the file set together.
+fn check_relations(
+    sub: &clap::Command,
+    on_cli: &[String],
+    file: &crate::config_file::Settings,
+) -> Result<(), Violation> {
+    use crate::config_file::ConfigFileError;
+    let cli_sets = |id: &str| on_cli.iter().any(|c| c == id);
+    // A setting the command line gives too is the command line's.
+    let file_sets = |id: &str| file.get(id).filter(|s| s.present && !cli_sets(id));
+    let present = |id: &str| cli_sets(id) || file_sets(id).is_some();
+    let long = |id: &str| {
+        sub.get_arguments()
+            .find(|a| a.get_id() == id)
+            .and_then(Arg::get_long)
+            .unwrap_or(id)
+            .to_owned()
+    };
+    let error = |line, message| ConfigFileError::Relation {
+        path: file.path.display().to_string(),
+        line,
+        message,
+    };
+    let mut file_errors = Vec::new();
+    let mut cli_only = false;
+    for &(id, rel) in RELATIONS {
+        if !sub.get_arguments().any(|a| a.get_id() == id) {
+            continue;
+        }
+        match rel {
+            Relation::Required if !present(id) => cli_only = true,
+            Relation::RequiredUnless(other) if !present(id) && !present(other) => cli_only = true,
+            Relation::Requires(other) if present(id) && !present(other) => match file_sets(id) {
+                Some(s) => {
+                    let other = long(other);
+                    file_errors.push(error(
+                        s.line,
+                        format!("'{}' needs '{other}' (in the file or as --{other})", s.key),
+                    ));
+                }
+                None => cli_only = true,
+            },
+            // The command line wins over a file setting it conflicts with (see [`merge`]), so
+            // a conflict is the file's alone or the command line's alone.
+            Relation::ConflictsWith(other) if present(id) && present(other) => {
+                match (file_sets(id), file_sets(other)) {
+                    (Some(a), Some(b)) => {
+                        let (first, last) = if a.line <= b.line { (a, b) } else { (b, a) };
+                        file_errors.push(error(
+                            last.line,
+                            format!(
+                                "'{}' cannot be used with '{}' (line {})",
+                                last.key, first.key, first.line
+                            ),
+                        ));
+                    }
+                    _ => cli_only = true,
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(e) = file_errors.into_iter().min_by_key(ConfigFileError::line) {
+        return Err(Violation::File(e));
+    }
+    if !cli_only {
+        return Ok(());
+    }
+    let untouched = RELATIONS
+        .iter()
+        .filter(|(id, rel)| file_sets(id).is_none() && rel.other().and_then(file_sets).is_none())
+        .copied()
+        .collect();
+    Err(Violation::CommandLine(untouched))
+}
+
+/// The command line wins over a file setting it conflicts with: that setting is dropped.
+fn drop_conflicting(file: &mut crate::config_file::Settings, on_cli: &[String]) {
+    let cli_sets = |id: &str| on_cli.iter().any(|c| c == id);
+    file.retain(|s| {
+        !RELATIONS.iter().any(|&(a, r)| match r {
+            Relation::ConflictsWith(b) => {
+                (s.arg_id == a && cli_sets(b)) || (s.arg_id == b && cli_sets(a))
+            }
+            _ => false,
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defaults, and the configuration file's values.
+
+/// An options struct as an empty command line leaves it: clap's defaults, as the definitions
+/// write them, so that a key missing from the configuration file means what a missing option
+/// means. Panics only if the definitions have a required option without a default, which the
+/// tests would show.
+fn clap_defaults<T: Args + FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("defaults").no_binary_name(true))
+        .mut_args(|a| relations_off(a).required(false));
+    cmd.try_get_matches_from(std::iter::empty::<OsString>())
+        .and_then(|m| T::from_arg_matches(&m))
+        .unwrap_or_else(|e| panic!("{} has no defaults: {e}", std::any::type_name::<T>()))
+}
+
+macro_rules! defaults_from_clap {
+    ($($t:ty),*) => {$(
+        impl Default for $t {
+            fn default() -> Self {
+                clap_defaults()
+            }
+        }
+    )*};
+}
+defaults_from_clap!(
+    GlobalArgs,
+    LiveArgs,
+    MirrorArgs,
+    MirrorBoundArgs,
+    PolicyArgs,
+    LimitArgs,
+    StoreArgs
+);
+
+/// The serde adapters of the options, for the configuration file: each hands the file's value,
+/// as text, to the parser clap runs on the same option. Numbers may be written as integers or
+/// strings ("64M"), lists as arrays or delimited strings, a single value for a list.
+/// `config_file::load` has already refused the TOML types an option does not take; these judge
+/// the values.
+mod from_file {
+    use std::convert::Infallible;
+    use std::fmt::Display;
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    /// One value as the command line would write it.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        Str(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+
+    impl Text {
+        fn into_string(self) -> String {
+            match self {
+                Text::Str(s) => s,
+                Text::Int(n) => n.to_string(),
+                Text::Float(x) => x.to_string(),
+                Text::Bool(b) => b.to_string(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Texts {
+        One(Text),
+        Many(Vec<Text>),
+    }
+
+    fn invalid<E: serde::de::Error>(text: &str, why: impl Display) -> E {
+        E::custom(format!("invalid value '{text}': {why}"))
+    }
+
+    /// One value through `parse`.
+    fn one<'de, D, T, E>(d: D, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        let t = Text::deserialize(d)?.into_string();
+        parse(&t).map_err(|e| invalid(&t, e))
+    }
+
+    /// A list, each value split at `delimiter` as clap splits the option's, through `parse`.
+    fn list<'de, D, T, E>(
+        d: D,
+        delimiter: Option<char>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        let texts = match Texts::deserialize(d)? {
+            Texts::One(t) => vec![t.into_string()],
+            Texts::Many(v) => v.into_iter().map(Text::into_string).collect(),
+        };
+        let split = |t: &String| match delimiter {
+            Some(c) => t.split(c).map(str::to_owned).collect(),
+            None => vec![t.clone()],
+        };
+        texts
+            .iter()
+            .flat_map(split)
+            .map(|t| parse(&t).map_err(|e| invalid(&t, e)))
+            .collect()
+    }
+
+    /// [`list`] for an option whose default is its settings' (an `Option`): an empty list sets
+    /// nothing, as on the command line.
+    fn some_list<'de, D, T, E>(
+        d: D,
+        delimiter: Option<char>,
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<Option<Vec<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        E: Display,
+    {
+        list(d, delimiter, parse).map(|v| (!v.is_empty()).then_some(v))
+    }
+
+    /// A count (`-vv`): an integer from 0 to 255, or a boolean (true is 1).
+    pub fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        match Text::deserialize(d)? {
+            Text::Bool(b) => Ok(u8::from(b)),
+            t => {
+                let t = t.into_string();
+                t.parse()
+                    .map_err(|_| D::Error::custom(format!("{t} is not a count from 0 to 255")))
+            }
+        }
+    }
+
+    pub fn parsed<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<T, D::Error>
+    where
+        T::Err: Display,
+    {
+        one(d, T::from_str)
+    }
+
+    pub fn some_parsed<'de, D: Deserializer<'de>, T: FromStr>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T::Err: Display,
+    {
+        one(d, T::from_str).map(Some)
+    }
+
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        one(d, super::parse_duration)
+    }
+
+    pub fn some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        duration(d).map(Some)
+    }
+
+    pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        one(d, super::parse_bytes)
+    }
+
+    pub fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        one(d, super::parse_snaplen)
+    }
+
+    /// A `ValueEnum` option: one of its names.
+    pub fn some_value_enum<'de, D: Deserializer<'de>, T: clap::ValueEnum>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        let names = || -> Vec<String> {
+            T::value_variants()
+                .iter()
+                .filter_map(T::to_possible_value)
+                .filter(|p| !p.is_hide_set())
+                .map(|p| p.get_name().to_owned())
+                .collect()
+        };
+        let parse = |s: &str| {
+            T::from_str(s, false).map_err(|_| format!("possible values: {}", names().join(", ")))
+        };
+        one(d, parse).map(Some)
+    }
+
+    pub fn scope<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crate::tracker::ScopeParts>, D::Error> {
+        one(d, super::parse_scope).map(Some)
+    }
+
+    pub fn store<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<crate::fleet::StoreSpec>, D::Error> {
+        one(d, super::parse_store).map(Some)
+    }
+
+    /// Words (the filter) or a repeatable option's values: an array, or one string.
+    pub fn words<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        list(d, None, |s| Ok::<_, Infallible>(s.to_owned()))
+    }
+
+    pub fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        list(d, None, super::parse_header_name)
+    }
+
+    pub fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+        list(d, Some(','), super::parse_net)
+    }
+
+    pub fn methods<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        some_list(d, Some(','), super::parse_method)
+    }
+
+    pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u16>>, D::Error> {
+        some_list(d, Some(','), super::parse_status)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing.
+
+/// The command line, parsed: what to run, clap's matches of the command line alone (for
+/// `check-config`), and the configuration file that was read, if any.
 pub struct Parsed {
     pub cli: Cli,
     pub matches: clap::ArgMatches,
-    pub config_file: Option<PathBuf>,
+    pub file: Option<crate::config_file::Settings>,
+}
+
+impl Parsed {
+    /// The configuration file that was read, if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
+    }
 }
 
 /// Why parsing stopped.
+#[derive(Debug)]
 pub enum ParseFail {
-    /// clap's (help and version included), with where a bad value came from when it was the
-    /// configuration file's.
-    Clap(clap::Error, Option<String>),
+    /// clap's (help and version included): about the command line.
+    Clap(clap::Error),
     /// The configuration file cannot be read or used.
-    Config(String),
+    File(crate::config_file::ConfigFileError),
 }
 
 impl ParseFail {
@@ -902,26 +1392,23 @@ impl ParseFail {
     /// else on stderr with exit 2.
     pub fn message(&self) -> String {
         match self {
-            ParseFail::Clap(e, Some(blame)) if e.use_stderr() => {
-                format!("{}({blame})", e.render())
-            }
-            ParseFail::Clap(e, _) => e.render().to_string(),
-            ParseFail::Config(m) => m.clone(),
+            ParseFail::Clap(e) => e.render().to_string(),
+            ParseFail::File(e) => format!("idemwatch: {e}"),
         }
     }
 
     /// False for `--help` and `--version`, which are not errors.
     pub fn is_usage_error(&self) -> bool {
         match self {
-            ParseFail::Clap(e, _) => e.use_stderr(),
-            ParseFail::Config(_) => true,
+            ParseFail::Clap(e) => e.use_stderr(),
+            ParseFail::File(_) => true,
         }
     }
 
     /// Prints the message where it belongs (help and version: stdout).
     pub fn print(&self) {
         match self {
-            ParseFail::Clap(e, _) if !e.use_stderr() => {
+            ParseFail::Clap(e) if !e.use_stderr() => {
                 let _ = e.print();
             }
             _ => eprintln!("{}", self.message().trim_end()),
@@ -936,62 +1423,147 @@ pub fn config_subcommand(argv: &[OsString]) -> Option<&'static str> {
         .skip(1)
         .map(|a| a.to_string_lossy())
         .find(|a| !a.starts_with('-'))?;
-    match first.as_ref() {
-        "live" => Some("live"),
-        "check-config" => Some("check-config"),
-        _ => None,
-    }
+    CONFIG_SUBCOMMANDS
+        .into_iter()
+        .find(|name| *name == first.as_ref())
 }
 
-/// `--config FILE` or `--config=FILE` from the command line.
-fn config_arg(argv: &[OsString]) -> Option<PathBuf> {
-    let mut it = argv.iter().map(|a| a.to_string_lossy().into_owned());
-    while let Some(a) = it.next() {
-        if a == "--" {
-            break;
-        }
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(v) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(v));
-        }
-    }
-    None
+fn command() -> clap::Command {
+    Cli::command().version(crate::source::version_line())
 }
 
 /// Parses the command line (argv\[0\] first), merged with the configuration file for `live`
 /// and `check-config`: the command line wins. Also what a SIGHUP re-reads.
 pub fn parse(argv: &[OsString]) -> Result<Parsed, ParseFail> {
-    let mut cmd = Cli::command().version(crate::source::version_line());
-    let mut argv = argv.to_vec();
-    let mut used = None;
-    let mut merged = None;
-    if let Some(sub) = config_subcommand(&argv) {
-        let explicit = config_arg(&argv);
-        let path = explicit
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
-        if let Some(text) = crate::config_file::read_config(&path, explicit.is_some())
-            .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?
-        {
-            let m = crate::config_file::merge(&cmd, sub, argv, &path, &text)
-                .map_err(|e| ParseFail::Config(format!("idemwatch: {e}")))?;
-            argv = m.argv.clone();
-            merged = Some(m);
-            used = Some(path);
-        }
+    let cmd = command();
+    if config_subcommand(argv).is_none() {
+        return parse_alone(cmd, argv);
     }
-    let fail = |e: clap::Error| {
-        let blame = merged.as_ref().and_then(|m| m.blame(&e));
-        ParseFail::Clap(e, blame)
+    // The command line first, so that clap reads --config, relations off (the file may
+    // complete them). If it fails even so, clap says what it says without a file.
+    let Ok(cli) = relaxed(cmd.clone()).try_get_matches_from(argv) else {
+        return parse_alone(cmd, argv);
     };
-    let matches = cmd.try_get_matches_from_mut(argv).map_err(fail)?;
-    let cli = Cli::from_arg_matches(&matches).map_err(fail)?;
+    let explicit = cli
+        .subcommand()
+        .and_then(|(_, m)| m.get_one::<PathBuf>("config"))
+        .cloned();
+    let path = explicit
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    match crate::config_file::read_config(&path, explicit.is_some()).map_err(ParseFail::File)? {
+        Some(text) => merge(cmd, argv, cli, &path, &text),
+        None => parse_alone(cmd, argv),
+    }
+}
+
+/// [`parse`] with `text` as the configuration file at `path`, whatever `--config` says: for
+/// tests and the fuzzer.
+pub fn parse_with_file(argv: &[OsString], path: &Path, text: &str) -> Result<Parsed, ParseFail> {
+    let cmd = command();
+    match relaxed(cmd.clone()).try_get_matches_from(argv) {
+        Ok(cli) => merge(cmd, argv, cli, path, text),
+        Err(_) => parse_alone(cmd, argv),
+    }
+}
+
+/// The command line alone, as clap parses it.
+fn parse_alone(mut cmd: clap::Command, argv: &[OsString]) -> Result<Parsed, ParseFail> {
+    let matches = cmd
+        .try_get_matches_from_mut(argv)
+        .map_err(ParseFail::Clap)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(ParseFail::Clap)?;
     Ok(Parsed {
         cli,
         matches,
-        config_file: used,
+        file: None,
+    })
+}
+
+/// The file's settings filled into the option structs by serde, then the command line's
+/// (`cli`, parsed with relations off) over them by clap: the options it gave, and only those,
+/// replace the file's.
+fn merge(
+    cmd: clap::Command,
+    argv: &[OsString],
+    cli: clap::ArgMatches,
+    path: &Path,
+    text: &str,
+) -> Result<Parsed, ParseFail> {
+    let Some(name) = cli
+        .subcommand_name()
+        .and_then(|n| CONFIG_SUBCOMMANDS.into_iter().find(|c| *c == n))
+    else {
+        return parse_alone(cmd, argv);
+    };
+    let mut root = cmd.clone();
+    root.build();
+    let Some(sub) = root.find_subcommand(name) else {
+        return parse_alone(cmd, argv);
+    };
+    let mut file = crate::config_file::load(&root, name, path, text).map_err(ParseFail::File)?;
+    let mut root_m = cli.clone();
+    let Some((_, mut sub_m)) = root_m.remove_subcommand() else {
+        return parse_alone(cmd, argv);
+    };
+    let given = |m: &clap::ArgMatches, id: &str| {
+        matches!(
+            m.value_source(id),
+            Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        )
+    };
+    let on_cli: Vec<String> = sub
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .filter(|id| given(&sub_m, id))
+        .collect();
+    drop_conflicting(&mut file, &on_cli);
+    let mut global: GlobalArgs = file.values().map_err(ParseFail::File)?;
+    let mut args: LiveArgs = file.values().map_err(ParseFail::File)?;
+    match check_relations(sub, &on_cli, &file) {
+        Ok(()) => {}
+        Err(Violation::File(e)) => return Err(ParseFail::File(e)),
+        Err(Violation::CommandLine(untouched)) => {
+            // clap's own error: the command line again, with the relations the file has no
+            // part in (among which the broken ones).
+            let strict = relaxed(cmd).mut_subcommand(name, |s| {
+                s.mut_args(|a| apply_relations(a, untouched.iter()))
+            });
+            return Err(match strict.try_get_matches_from(argv) {
+                Err(e) => ParseFail::Clap(e),
+                Ok(_) => ParseFail::Clap(clap::Error::raw(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    "the options given break a relation between them\n",
+                )),
+            });
+        }
+    }
+    // What clap filled in itself is not the command line's: the file's (or the same default)
+    // stays.
+    for m in [&mut root_m, &mut sub_m] {
+        let defaulted: Vec<String> = m
+            .ids()
+            .map(|id| id.to_string())
+            .filter(|id| !given(m, id))
+            .collect();
+        for id in defaulted {
+            let _ = m.try_clear_id(&id);
+        }
+    }
+    global
+        .update_from_arg_matches(&root_m)
+        .map_err(ParseFail::Clap)?;
+    args.update_from_arg_matches(&sub_m)
+        .map_err(ParseFail::Clap)?;
+    let command = if name == "live" {
+        Command::Live(args)
+    } else {
+        Command::CheckConfig(args)
+    };
+    Ok(Parsed {
+        cli: Cli { global, command },
+        matches: cli,
+        file: Some(file),
     })
 }
 
@@ -1002,7 +1574,7 @@ pub fn check_config_text(args: &LiveArgs, parsed: &Parsed) -> String {
         .matches
         .subcommand_matches("check-config")
         .unwrap_or(&parsed.matches);
-    let mut out = match &parsed.config_file {
+    let mut out = match parsed.config_file() {
         Some(p) => format!("# configuration file: {}\n", p.display()),
         None => "# no configuration file; defaults and command line\n".to_owned(),
     };
@@ -1010,6 +1582,7 @@ pub fn check_config_text(args: &LiveArgs, parsed: &Parsed) -> String {
         &Cli::command(),
         "check-config",
         sub,
+        parsed.file.as_ref(),
         &settings_defaults(&args.config()),
     );
     // A store URL may carry a password: never printed.
@@ -1097,5 +1670,512 @@ mod tests {
         let e = l.mirror_endpoint().expect("complete").expect("a mirror");
         assert_eq!(e.bounds, MirrorBounds::DEFAULT);
         assert_eq!(e.tls_files, None);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // The configuration file merged with the command line.
+
+    const FILE: &str = "/etc/idemwatch/idemwatch.toml";
+
+    fn os(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn with_file(cli: &[&str], text: &str) -> Result<Parsed, ParseFail> {
+        parse_with_file(&os(cli), Path::new(FILE), text)
+    }
+
+    /// The merged `live` (or `check-config`) options and the global ones.
+    fn merged(cli: &[&str], text: &str) -> (GlobalArgs, LiveArgs) {
+        let p = with_file(cli, text).unwrap_or_else(|f| panic!("{cli:?}: {}", f.message()));
+        match p.cli.command {
+            Command::Live(a) | Command::CheckConfig(a) => (p.cli.global, a),
+            other => panic!("not live: {other:?}"),
+        }
+    }
+
+    fn file_error(cli: &[&str], text: &str) -> String {
+        match with_file(cli, text) {
+            Err(ParseFail::File(e)) => e.to_string(),
+            Err(ParseFail::Clap(e)) => panic!("clap's error: {e}"),
+            Ok(_) => panic!("{cli:?} {text:?} parsed"),
+        }
+    }
+
+    fn clap_error(cli: &[&str], text: &str) -> String {
+        match with_file(cli, text) {
+            Err(ParseFail::Clap(e)) => e.render().to_string(),
+            Err(ParseFail::File(e)) => panic!("the file's error: {e}"),
+            Ok(_) => panic!("{cli:?} {text:?} parsed"),
+        }
+    }
+
+    #[test]
+    fn the_file_supplies_a_required_option() {
+        let (_, a) = merged(&["idemwatch", "live"], "interface = \"eth0\"\n");
+        assert_eq!(a.interface.as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_a_single_value() {
+        let text = "interface = \"eth0\"\nwindow = \"24h\"\nmax-keys = 500000\n";
+        for cli in [
+            &["idemwatch", "live", "-i", "eth1"][..],
+            &["idemwatch", "live", "--interface", "eth1"],
+            &["idemwatch", "live", "--interface=eth1"],
+            &["idemwatch", "live", "-ieth1"],
+            &["idemwatch", "-v", "live", "-qieth1"],
+        ] {
+            let (_, a) = merged(cli, text);
+            assert_eq!(a.interface.as_deref(), Some("eth1"), "{cli:?}");
+            assert_eq!(a.policy.window, Some(Duration::from_secs(24 * 3600)));
+            assert_eq!(a.policy.max_keys, Some(500_000));
+        }
+        let (_, a) = merged(&["idemwatch", "live", "--window", "1h"], text);
+        assert_eq!(a.interface.as_deref(), Some("eth0"));
+        assert_eq!(a.policy.window, Some(Duration::from_secs(3600)));
+        // A default of clap's is no command-line setting: the file's value stays.
+        let (_, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nsnaplen = 9000\nstats-interval = \"10s\"\n",
+        );
+        assert_eq!(a.snaplen, 9000);
+        assert_eq!(a.stats_interval, Duration::from_secs(10));
+        let (_, a) = merged(
+            &["idemwatch", "live", "--snaplen", "262144"],
+            "interface = \"eth0\"\nsnaplen = 9000\n",
+        );
+        assert_eq!(a.snaplen, 262_144);
+    }
+
+    #[test]
+    fn the_command_line_wins_over_a_flag_and_a_count() {
+        let text = "interface = \"eth0\"\npromisc = false\nlog-requests = true\nverbose = 3\n\
+                    quiet = true\n";
+        let (g, a) = merged(&["idemwatch", "live"], text);
+        assert!(!a.promisc);
+        assert!(a.log_requests);
+        assert_eq!(g.verbose, 3);
+        assert!(g.quiet);
+        let (_, a) = merged(&["idemwatch", "live", "--promisc"], text);
+        assert!(a.promisc);
+        // -v on the command line, before or after the subcommand, wins over the file's count.
+        for cli in [
+            &["idemwatch", "-v", "live"][..],
+            &["idemwatch", "live", "-v"],
+        ] {
+            let (g, _) = merged(cli, text);
+            assert_eq!(g.verbose, 1, "{cli:?}");
+            assert!(g.quiet, "{cli:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_wins_over_a_list() {
+        let text = "interface = \"eth0\"\nwatch-methods = [\"POST\", \"PUT\"]\n\
+                    require-key = [\"/v1/charges\", \"/v1/refunds\"]\n\
+                    mirror-trusted-proxies = \"10.0.0.0/8,127.0.0.1\"\n";
+        let (_, a) = merged(&["idemwatch", "live"], text);
+        assert_eq!(
+            a.policy.watch_methods,
+            Some(vec!["POST".to_owned(), "PUT".to_owned()])
+        );
+        assert_eq!(a.policy.require_key, ["/v1/charges", "/v1/refunds"]);
+        assert_eq!(a.mirror_trusted_proxies.len(), 2);
+        // The command line's list replaces the file's, repeatable or delimited.
+        let (_, a) = merged(
+            &[
+                "idemwatch",
+                "live",
+                "--require-key",
+                "/z",
+                "--watch-methods",
+                "PATCH",
+                "--mirror-trusted-proxies=192.0.2.0/24",
+            ],
+            text,
+        );
+        assert_eq!(a.policy.require_key, ["/z"]);
+        assert_eq!(a.policy.watch_methods, Some(vec!["PATCH".to_owned()]));
+        assert_eq!(
+            a.mirror_trusted_proxies,
+            ["192.0.2.0/24".parse::<ipnet::IpNet>().expect("a net")]
+        );
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_filter() {
+        let text = "interface = \"eth0\"\nfilter = \"tcp port 80\"\n";
+        let (_, a) = merged(&["idemwatch", "live"], text);
+        assert_eq!(a.filter().as_deref(), Some("tcp port 80"));
+        // An empty `--` sets no filter: the file's stays.
+        let (_, a) = merged(&["idemwatch", "live", "--"], text);
+        assert_eq!(a.filter().as_deref(), Some("tcp port 80"));
+        let (_, a) = merged(&["idemwatch", "live", "--", "port", "8080"], text);
+        assert_eq!(a.filter, ["port", "8080"]);
+        let (_, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nfilter = [\"tcp\", \"port\", \"80\"]\n",
+        );
+        assert_eq!(a.filter().as_deref(), Some("tcp port 80"));
+    }
+
+    #[test]
+    fn file_values_go_through_the_options_own_parsers() {
+        let (g, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nbuffer-size = \"128M\"\nmax-keys = \"10\"\n\
+             max-flows = 0x10\nmax-headers = 1_0\nwatch-methods = \"post,PUT\"\n\
+             reject-statuses = [\"400,409\", 422]\nkey-header = \"PayPal-Request-Id\"\n\
+             missing-key = \"off\"\nscope = \"host\"\ndrop-warn-ratio = 1\nverbose = true\n",
+        );
+        assert_eq!(a.buffer_size, 128 << 20);
+        assert_eq!(a.policy.max_keys, Some(10));
+        assert_eq!(a.limits.max_flows, Some(16));
+        assert_eq!(a.limits.max_headers, Some(10));
+        assert_eq!(
+            a.policy.watch_methods,
+            Some(vec!["POST".to_owned(), "PUT".to_owned()])
+        );
+        assert_eq!(a.policy.reject_statuses, Some(vec![400, 409, 422]));
+        assert_eq!(a.policy.key_header, ["paypal-request-id"]);
+        assert_eq!(
+            a.policy.missing_key,
+            Some(crate::tracker::MissingKeyMode::Off)
+        );
+        assert_eq!(a.policy.scope, parse_scope("host").ok());
+        assert!((a.drop_warn_ratio - 1.0).abs() < f64::EPSILON);
+        assert_eq!(g.verbose, 1);
+        let (_, a) = merged(
+            &["idemwatch", "live"],
+            "interface = \"eth0\"\nbuffer-size = 1048576\nwatch-methods = []\n",
+        );
+        assert_eq!(a.buffer_size, 1 << 20);
+        // An empty list sets nothing: the settings' default stays.
+        assert_eq!(a.policy.watch_methods, None);
+        assert_eq!(
+            file_error(
+                &["idemwatch", "live"],
+                "interface = \"eth0\"\nmissing-key = \"sometimes\"\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'missing-key': invalid value 'sometimes': \
+             possible values: learned, all, off"
+        );
+        assert_eq!(
+            file_error(&["idemwatch", "live"], "\nmax-keys = -1\n"),
+            "/etc/idemwatch/idemwatch.toml line 2: 'max-keys': invalid value '-1': invalid \
+             digit found in string"
+        );
+    }
+
+    #[test]
+    fn the_file_satisfies_a_relation_the_command_line_needs() {
+        let (_, a) = merged(
+            &["idemwatch", "check-config", "--store-prefix", "y"],
+            "interface = \"lo\"\nstore = \"memory\"\n",
+        );
+        let store = a.store.config().expect("a store");
+        assert_eq!(store.prefix, "y");
+        // And the other way round.
+        let (_, a) = merged(
+            &["idemwatch", "live", "-i", "lo", "--store", "memory"],
+            "store-prefix = \"x\"\nstore-cert = \"c.pem\"\nstore-key = \"k.pem\"\n",
+        );
+        assert_eq!(a.store.store_prefix, "x");
+        assert_eq!(a.store.store_key.as_deref(), Some(Path::new("k.pem")));
+        // --list-interfaces in the file stands for the interface.
+        let (_, a) = merged(&["idemwatch", "live"], "list-interfaces = true\n");
+        assert!(a.list_interfaces);
+    }
+
+    #[test]
+    fn a_relation_the_file_breaks_names_the_line() {
+        assert_eq!(
+            file_error(
+                &["idemwatch", "check-config"],
+                "interface = \"lo\"\nstore-prefix = \"x\"\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'store-prefix' needs 'store' (in the file \
+             or as --store)"
+        );
+        assert_eq!(
+            file_error(
+                &["idemwatch", "live", "-i", "lo", "--store", "memory"],
+                "\nstore-cert = \"c.pem\"\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'store-cert' needs 'store-key' (in the file \
+             or as --store-key)"
+        );
+        // A setting the command line gives too is the command line's: clap says it.
+        let e = clap_error(
+            &[
+                "idemwatch",
+                "check-config",
+                "-i",
+                "lo",
+                "--store-prefix",
+                "y",
+            ],
+            "store-prefix = \"x\"\n",
+        );
+        assert!(e.contains("--store <URL>"), "{e}");
+    }
+
+    #[test]
+    fn a_relation_the_command_line_breaks_is_claps_own_error() {
+        for cli in [
+            &["idemwatch", "check-config", "-i", "lo", "--store-cert", "c"][..],
+            &["idemwatch", "live", "--store-prefix", "y"],
+            &["idemwatch", "check-config"],
+        ] {
+            let alone = match parse_alone(command(), &os(cli)) {
+                Err(ParseFail::Clap(e)) => e.render().to_string(),
+                _ => panic!("{cli:?} parsed"),
+            };
+            assert_eq!(clap_error(cli, "max-keys = 5\n"), alone, "{cli:?}");
+        }
+        // What the file sets is not in the usage line.
+        let e = clap_error(
+            &["idemwatch", "check-config", "--store-prefix", "y"],
+            "interface = \"lo\"\n",
+        );
+        assert!(
+            e.contains("the following required arguments were not provided:\n  --store <URL>\n"),
+            "{e}"
+        );
+        assert!(
+            e.contains("Usage: idemwatch check-config --store <URL> --store-prefix <PREFIX>"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_setting_conflicting_with_the_command_line_is_dropped() {
+        // The mirror's options have conflicts: checked as `live` would, were they its own.
+        let mut root = Cli::command();
+        root.build();
+        let mirror = root.find_subcommand("mirror").expect("mirror");
+        let text = "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\ncert = \"c.pem\"\n";
+        let load =
+            || crate::config_file::load(&root, "mirror", Path::new(FILE), text).expect("loads");
+        let mut file = load();
+        let on_cli = vec!["key".to_owned()];
+        drop_conflicting(&mut file, &on_cli);
+        let kept: Vec<&str> = file.settings.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(kept, ["listen", "cert"]);
+        assert!(check_relations(mirror, &on_cli, &file).is_ok());
+        let m: MirrorArgs = file.values().expect("values");
+        assert!(!m.insecure_plaintext);
+        // Both in the file: the later line is at fault.
+        let file = load();
+        match check_relations(mirror, &[], &file) {
+            Err(Violation::File(e)) => assert_eq!(
+                e.to_string(),
+                "/etc/idemwatch/idemwatch.toml line 3: 'cert' cannot be used with \
+                 'insecure-plaintext' (line 2)"
+            ),
+            _ => panic!("no conflict"),
+        }
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_its_line_and_the_command_line_values_are_claps() {
+        assert_eq!(
+            file_error(
+                &["idemwatch", "check-config"],
+                "interface = \"lo\"\nsnaplen = 100\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'snaplen': invalid value '100': 100 is not \
+             in 1514..=2147483647"
+        );
+        let e = clap_error(
+            &["idemwatch", "check-config", "--snaplen", "100"],
+            "interface = \"lo\"\n",
+        );
+        assert!(
+            e.starts_with(
+                "error: invalid value '100' for '--snaplen <BYTES>': 100 is not in \
+                 1514..=2147483647\n"
+            ),
+            "{e}"
+        );
+        // An unknown key is an error even when the command line sets everything.
+        let e = file_error(&["idemwatch", "live", "-i", "eth0"], "promisk = true\n");
+        assert!(e.contains("did you mean 'promisc'?"), "{e}");
+    }
+
+    #[test]
+    fn help_and_other_subcommands_pass_the_file_by() {
+        let text = "interface = \"eth0\"\nbogus = 1\n";
+        assert!(matches!(
+            with_file(&["idemwatch", "live", "--help"], text),
+            Err(ParseFail::Clap(e)) if !e.use_stderr()
+        ));
+        assert!(matches!(
+            with_file(&["idemwatch", "--version"], text),
+            Err(ParseFail::Clap(e)) if !e.use_stderr()
+        ));
+        let p = with_file(&["idemwatch", "read", "x.pcap"], text).expect("read parses");
+        assert!(p.file.is_none());
+        assert!(matches!(p.cli.command, Command::Read(_)));
+    }
+
+    #[test]
+    fn the_snaplen_parser_says_what_claps_ranged_parser_said() {
+        assert_eq!(parse_snaplen("1514"), Ok(1514));
+        assert_eq!(
+            parse_snaplen("100"),
+            Err("100 is not in 1514..=2147483647".to_owned())
+        );
+        assert_eq!(
+            parse_snaplen("3000000000"),
+            Err("3000000000 is not in 1514..=2147483647".to_owned())
+        );
+        assert_eq!(
+            parse_snaplen("x"),
+            Err("invalid digit found in string".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_definitions_and_relations_hold_together() {
+        Cli::command().debug_assert();
+        let mut root = Cli::command();
+        root.build();
+        for (id, rel) in RELATIONS {
+            let in_cmds: Vec<&clap::Command> = root
+                .get_subcommands()
+                .filter(|c| c.get_arguments().any(|a| a.get_id() == *id))
+                .collect();
+            assert!(!in_cmds.is_empty(), "{id} is no option");
+            for c in in_cmds {
+                if let Some(o) = rel.other() {
+                    assert!(c.get_arguments().any(|a| a.get_id() == o), "{id}: {o}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_structs_defaults_are_claps() {
+        let a = LiveArgs::default();
+        assert_eq!(a.snaplen, 262_144);
+        assert_eq!(a.buffer_size, 64 << 20);
+        assert_eq!(a.stats_interval, Duration::from_secs(60));
+        assert_eq!(a.interface, None);
+        assert_eq!(a.store.store_prefix, store_defaults().prefix);
+        assert_eq!(a.store.store_timeout, store_defaults().timeout);
+        assert_eq!(a.policy.window, None);
+        assert_eq!(MirrorArgs::default().bounds.bounds(), MirrorBounds::DEFAULT);
+        assert_eq!(MirrorArgs::default().listen, None);
+        assert_eq!(GlobalArgs::default().verbose, 0);
+        // The file's keys are serde's names of the fields: the long option is the field's
+        // name in kebab case.
+        let mut root = Cli::command();
+        root.build();
+        for sub in ["live", "mirror"] {
+            let sub = root.find_subcommand(sub).expect("a subcommand");
+            for a in sub.get_arguments() {
+                if let Some(long) = a.get_long() {
+                    assert_eq!(long, a.get_id().as_str().replace('_', "-"));
+                }
+            }
+        }
+    }
+
+    /// A value, other than the default, for every option of `live`: each reaches the options
+    /// from the file.
+    #[test]
+    fn every_option_of_live_can_be_set_in_the_file() {
+        let samples: &[(&str, &str)] = &[
+            ("interface", "\"eth9\""),
+            ("list-interfaces", "true"),
+            ("filter", "\"tcp\""),
+            ("promisc", "true"),
+            ("snaplen", "9000"),
+            ("buffer-size", "\"1M\""),
+            ("stats-interval", "\"1s\""),
+            ("metrics-listen", "\"127.0.0.1:9464\""),
+            ("drop-warn-ratio", "0.5"),
+            ("state-dir", "\"/s\""),
+            ("state-interval", "\"1s\""),
+            ("user", "\"nobody\""),
+            ("log-requests", "true"),
+            ("output", "\"/o\""),
+            ("mirror-listen", "\"127.0.0.1:1\""),
+            ("mirror-cert", "\"/c\""),
+            ("mirror-key", "\"/k\""),
+            ("mirror-client-ca", "\"/ca\""),
+            ("mirror-insecure-plaintext", "true"),
+            ("mirror-trusted-proxies", "\"10.0.0.0/8\""),
+            ("window", "\"1h\""),
+            ("duplicate-window", "\"1s\""),
+            ("churn-window", "\"1s\""),
+            ("watch-methods", "\"PUT\""),
+            ("require-key", "\"/x\""),
+            ("missing-key", "\"off\""),
+            ("key-header", "\"X-Id\""),
+            ("reject-statuses", "[400]"),
+            ("store-errors", "true"),
+            ("redact-keys", "true"),
+            ("max-keys", "5"),
+            ("scope", "\"host\""),
+            ("redact-param", "\"t\""),
+            ("max-flows", "5"),
+            ("max-ooo-bytes", "5"),
+            ("flow-timeout", "\"1s\""),
+            ("max-head-bytes", "5"),
+            ("max-headers", "5"),
+            ("max-pending", "5"),
+            ("max-fragment-sets", "5"),
+            ("store", "\"redis://127.0.0.1:6379/0\""),
+            ("store-prefix", "\"p\""),
+            ("store-instance", "\"i\""),
+            ("store-timeout", "\"1s\""),
+            ("store-wait", "\"1s\""),
+            ("store-max-inflight", "5"),
+            ("store-ca", "\"/ca\""),
+            ("store-cert", "\"/c\""),
+            ("store-key", "\"/k\""),
+            ("verbose", "2"),
+            ("quiet", "true"),
+        ];
+        let mut root = Cli::command();
+        root.build();
+        let live = root.find_subcommand("live").expect("live");
+        for a in live.get_arguments() {
+            let key = a
+                .get_long()
+                .map_or_else(|| a.get_id().to_string(), str::to_owned);
+            let set = samples.iter().any(|(k, _)| *k == key);
+            assert!(
+                set || ["config", "help"].contains(&key.as_str()),
+                "no sample: {key}"
+            );
+        }
+        // What some options need, then each sample in turn over it.
+        let base = [
+            ("interface", "\"lo\""),
+            ("store", "\"memory\""),
+            ("store-cert", "\"/c0\""),
+            ("store-key", "\"/k0\""),
+        ];
+        let text = |sample: Option<(&str, &str)>| -> String {
+            let mut lines: Vec<(&str, &str)> = base
+                .iter()
+                .copied()
+                .filter(|(k, _)| sample.is_none_or(|(s, _)| s != *k))
+                .collect();
+            lines.extend(sample);
+            lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        };
+        let plain = format!("{:?}", merged(&["idemwatch", "live"], &text(None)));
+        for &(key, value) in samples {
+            let set = format!(
+                "{:?}",
+                merged(&["idemwatch", "live"], &text(Some((key, value))))
+            );
+            assert_ne!(set, plain, "{key} = {value} changes nothing");
+        }
     }
 }

@@ -1,45 +1,44 @@
-//! The configuration file (TOML): every command-line option, the command line winning.
+//! The configuration file (TOML) of `live` and `check-config`: every command-line option, the
+//! command line winning.
 //!
 //! The file's keys are the long option names of one subcommand, as written on the command line
 //! (`max-keys = 500000`, `window = "24h"`, `watch-methods = ["POST", "PATCH"]`,
 //! `promisc = true`); the snake_case spelling (`max_keys`) is the same key. A trailing positional
 //! argument (`#[arg(last = true)]`, such as the BPF `filter`) is keyed by its id:
 //! `filter = "tcp port 80"`. Global options of the root command (`verbose`, `quiet`) are keys too.
-//! Nothing here names an option: the keys come from the clap [`Command`], so the file can never
-//! drift from the command line.
 //!
-//! How the file is applied: [`merge_argv`] turns its settings into command-line words and inserts
-//! them into the real command line, for every option that the command line (or its environment
-//! variable, where an option has one) did not set. The caller then parses the merged words with
-//! clap as usual, so every value goes through the option's own parser, and the precedence is
-//! command line > environment > file > default. A clap error about a value that came from the
-//! file says so only if the caller adds it: [`merge`] returns the settings it inserted with
-//! their lines, and [`Merged::blame`] names the file line behind a clap error.
+//! What it gives: [`load`] checks the file against the clap [`Command`], so the keys can never
+//! drift from the command line: every key an option (with a 'did you mean' when it is not),
+//! given once, of a TOML type the option takes, each mistake with its line.
+//! [`Settings::values`] then fills the options' own structs (`cli::LiveArgs`, `cli::GlobalArgs`)
+//! by serde derive; their adapters (in `cli`) hand each value to the parser clap runs on the
+//! same option, and an option the file leaves out keeps clap's default. A value a parser
+//! refuses is found key by key (serde's `flatten` loses toml's positions) and said with its
+//! line. [`effective_toml`] writes what `check-config` prints.
 //!
-//! Which options the command line set: the command line is first parsed alone, with clap's
-//! `ignore_errors(true)`, and an option counts as set when clap reports it from the command line
-//! or the environment. This reuses clap's own reading of short clusters, `--opt=value`,
-//! aliases, globals before the subcommand and `--`, and it tolerates a command line that lacks a
-//! required option the file supplies. If that pass still fails (`--help`, `--version`), the
-//! command line is returned unchanged, so clap shows what it would have shown without the file.
+//! What it leaves to `cli::parse`: putting the command line over the file (clap's matches of
+//! the command line alone update the structs the file filled, by derive, so the command line
+//! wins), and the relations between options (`cli::RELATIONS`: an option that needs or excludes
+//! another), checked on both together.
 //!
-//! Where the file's words go: right after the subcommand's name, before the command line's own
-//! options, so that the command line's words come later (clap lets a later `overrides_with`
-//! option win) and clap reports the command line's own errors in their usual form. Options that
-//! take several values in one occurrence without a delimiter go just before `--` (or at the end)
-//! instead, where nothing follows them that clap could take for one of their values. Filter
-//! words go after a `--` (added if needed), and only when the command line has no filter. A file
-//! setting that conflicts (`conflicts_with`, or a group allowing one member) with an option set
-//! on the command line is dropped: the command line wins.
+//! What changed for users when the file stopped being turned into command-line words: a bad
+//! value in the file is said with the file's line and key (`FILE line 3: 'max-keys': invalid
+//! value 'lots': invalid digit found in string`) rather than as clap's error followed by where
+//! the value came from; a setting of the file that needs another, missing, is said with its line
+//! (`FILE line 2: 'store-prefix' needs 'store' (in the file or as --store)`); the file can supply
+//! what an option of the command line needs (`store` in the file, `--store-prefix` on the
+//! command line); clap's usage lines no longer list the options the file sets; and an unknown
+//! option or a bad value on the command line is reported before any mistake in the file.
 
 use std::any::TypeId;
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
 
 /// Where `idemwatch live` looks for its configuration when `--config` is not given.
@@ -85,6 +84,18 @@ pub enum ConfigFileError {
         key: String,
         message: String,
     },
+    /// A value of the right type that the option's parser refuses.
+    #[error("{path} line {line}: '{key}': {message}")]
+    WrongValue {
+        path: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+    /// Values that are right one by one but not together (not expected: no option depends on
+    /// another's value).
+    #[error("{path}: {message}")]
+    Values { path: String, message: String },
     /// Two keys for the same option (`max-keys` and `max_keys`, or an alias).
     #[error(
         "{path} line {line}: '{key}' sets the same option as '{first_key}' on line {first_line}"
@@ -104,6 +115,13 @@ pub enum ConfigFileError {
         key: String,
         reason: &'static str,
     },
+    /// A setting that needs or excludes another (`cli::RELATIONS`).
+    #[error("{path} line {line}: {message}")]
+    Relation {
+        path: String,
+        line: usize,
+        message: String,
+    },
     /// The caller asked for a subcommand that the command does not have (a programming error).
     #[error("the command has no subcommand '{0}'")]
     NoSubcommand(String),
@@ -116,9 +134,11 @@ impl ConfigFileError {
             Self::Syntax { line, .. }
             | Self::UnknownKey { line, .. }
             | Self::WrongType { line, .. }
+            | Self::WrongValue { line, .. }
             | Self::Duplicate { line, .. }
-            | Self::NotAllowed { line, .. } => Some(*line),
-            Self::Read { .. } | Self::NoSubcommand(_) => None,
+            | Self::NotAllowed { line, .. }
+            | Self::Relation { line, .. } => Some(*line),
+            Self::Read { .. } | Self::Values { .. } | Self::NoSubcommand(_) => None,
         }
     }
 }
@@ -155,7 +175,18 @@ pub fn read_config(path: &Path, explicit: bool) -> Result<Option<String>, Config
     }
 }
 
-/// One file setting that [`merge`] put into the command line.
+/// The configuration file, checked against the options of one subcommand.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file.
+    pub path: PathBuf,
+    /// Its settings, in file order.
+    pub settings: Vec<FileSetting>,
+    /// Their TOML values by the option's key, the long name (serde's name of the field).
+    values: toml::Table,
+}
+
+/// One key of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSetting {
     /// The key as written in the file (`max_keys`).
@@ -166,82 +197,71 @@ pub struct FileSetting {
     pub arg_id: String,
     /// The file line of the key, counting from 1.
     pub line: usize,
-    /// How clap names the option in its errors (`--max-keys <N>`).
-    display: String,
+    /// Whether it sets anything: `false` for a flag, 0 for a count and `[]` are as if the key
+    /// were left out.
+    pub present: bool,
+    /// The values as the option's parser takes them, for `check-config`.
+    texts: Vec<String>,
 }
 
-/// The command line with the file's settings merged in, and where each inserted word came from.
-#[derive(Debug, Clone)]
-pub struct Merged {
-    /// The words to parse (argv[0] first).
-    pub argv: Vec<OsString>,
-    /// The file.
-    pub file: PathBuf,
-    /// Every setting inserted from the file, in file order. Settings that the command line
-    /// overrode are not here.
-    pub from_file: Vec<FileSetting>,
-}
-
-impl Merged {
-    /// The file setting that a clap error (from parsing [`Merged::argv`]) is about, if the
-    /// option it names got its value from the file.
-    pub fn setting_for(&self, err: &clap::Error) -> Option<&FileSetting> {
-        use clap::error::{ContextKind, ContextValue};
-        for kind in [ContextKind::InvalidArg, ContextKind::PriorArg] {
-            let names: Vec<&str> = match err.get(kind) {
-                Some(ContextValue::String(s)) => vec![s.as_str()],
-                Some(ContextValue::Strings(v)) => v.iter().map(String::as_str).collect(),
-                _ => continue,
-            };
-            for name in names {
-                if let Some(s) = self.from_file.iter().find(|s| s.display == name) {
-                    return Some(s);
-                }
-            }
-        }
-        None
+impl Settings {
+    /// The setting of the option with this clap id, if the file has one.
+    pub fn get(&self, arg_id: &str) -> Option<&FileSetting> {
+        self.settings.iter().find(|s| s.arg_id == arg_id)
     }
 
-    /// A sentence to print after a clap error whose value came from the file, e.g.
-    /// "the value of 'max-keys' comes from /etc/idemwatch/idemwatch.toml line 4".
-    pub fn blame(&self, err: &clap::Error) -> Option<String> {
-        self.setting_for(err).map(|s| {
-            format!(
-                "the value of '{}' comes from {} line {}",
-                s.key,
-                self.file.display(),
-                s.line
-            )
+    /// Keeps only the settings for which `keep` is true (the command line wins over the others).
+    pub fn retain(&mut self, mut keep: impl FnMut(&FileSetting) -> bool) {
+        let values = &mut self.values;
+        self.settings.retain(|s| {
+            let k = keep(s);
+            if !k {
+                values.remove(&s.option);
+            }
+            k
+        });
+    }
+
+    /// The settings as `T`, an options struct that derives `Deserialize` (kebab-case names,
+    /// defaults where the file says nothing). Keys that are no field of `T` are left to another
+    /// struct. A value its option's parser refuses is an error with its line.
+    pub fn values<T: DeserializeOwned>(&self) -> Result<T, ConfigFileError> {
+        let path = self.path.display().to_string();
+        let whole = match T::deserialize(toml::Value::Table(self.values.clone())) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        // serde's `flatten` loses toml's positions: each key alone finds the one at fault.
+        for s in &self.settings {
+            let Some(v) = self.values.get(&s.option) else {
+                continue;
+            };
+            let one = toml::Table::from_iter([(s.option.clone(), v.clone())]);
+            if let Err(e) = T::deserialize(toml::Value::Table(one)) {
+                return Err(ConfigFileError::WrongValue {
+                    path,
+                    line: s.line,
+                    key: s.key.clone(),
+                    message: e.message().to_owned(),
+                });
+            }
+        }
+        Err(ConfigFileError::Values {
+            path,
+            message: whole.message().to_owned(),
         })
     }
 }
 
-/// The argv to parse: `argv` (the real command line, argv\[0\] first, the subcommand name in it)
-/// with the file's settings inserted for every option the command line did not set. `cmd` is the
-/// full clap Command (`Cli::command()`); `subcommand` is e.g. "live". Options the command line
-/// set win; file values for options not on the command line are inserted before any `--`
-/// (filter words go after a `--`, created if needed, only when the command line has no filter).
-/// See the module documentation for the details, and [`merge`] for the same with the origin of
-/// each inserted setting.
-pub fn merge_argv(
+/// Checks the configuration file `text` (at `file`) against the options of `subcommand` of
+/// `cmd` (`Cli::command()`): every key an option the file may set, once, with a value of a TOML
+/// type the option takes. The values themselves are judged by [`Settings::values`].
+pub fn load(
     cmd: &Command,
     subcommand: &str,
-    argv: Vec<OsString>,
     file: &Path,
     text: &str,
-) -> Result<Vec<OsString>, ConfigFileError> {
-    merge(cmd, subcommand, argv, file, text).map(|m| m.argv)
-}
-
-/// [`merge_argv`], also returning which file line each inserted setting came from, for
-/// [`Merged::blame`] and [`effective_toml_with_sources`].
-pub fn merge(
-    cmd: &Command,
-    subcommand: &str,
-    argv: Vec<OsString>,
-    file: &Path,
-    text: &str,
-) -> Result<Merged, ConfigFileError> {
+) -> Result<Settings, ConfigFileError> {
     let mut root = cmd.clone();
     root.build();
     let sub = root
@@ -253,115 +273,134 @@ pub fn merge(
         root.get_bin_name().unwrap_or(root.get_name()),
         sub.get_name()
     );
-    let values = read_settings(&opts, &help_cmd, file, text)?;
-
-    let unchanged = |argv| Merged {
-        argv,
-        file: file.to_owned(),
-        from_file: Vec::new(),
-    };
-    // What the command line sets, read by clap itself (see the module documentation).
-    let Ok(first) = cmd
-        .clone()
-        .ignore_errors(true)
-        .try_get_matches_from(argv.iter())
-    else {
-        return Ok(unchanged(argv));
-    };
-    let Some(sub_m) = first.subcommand_matches(sub.get_name()) else {
-        return Ok(unchanged(argv));
-    };
-    let set_here = |m: &ArgMatches, id: &str| {
-        m.ids().any(|i| i.as_str() == id)
-            && matches!(
-                m.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-    };
-    let cli_set: Vec<&Arg> = sub
-        .get_arguments()
-        .filter(|a| {
-            let id = a.get_id().as_str();
-            set_here(sub_m, id) || (a.is_global_set() && set_here(&first, id))
-        })
-        .collect();
-
-    let mut early: Vec<OsString> = Vec::new();
-    let mut late: Vec<OsString> = Vec::new();
-    let mut trailing: Vec<OsString> = Vec::new();
-    let mut from_file = Vec::new();
-    for v in values {
-        let opt = &opts[v.opt];
-        if cli_set.iter().any(|a| a.get_id() == opt.arg.get_id())
-            || cli_set.iter().any(|a| conflicting(sub, a, opt.arg))
-            || v.words.is_empty()
-        {
-            continue;
-        }
-        let dest = match opt.shape {
-            Shape::Multi => &mut late,
-            Shape::Trailing => &mut trailing,
-            _ => &mut early,
+    let path = file.display().to_string();
+    let syntax = |e: toml::de::Error| {
+        let (line, column) = match e.span() {
+            Some(s) => line_col(text, s.start),
+            None => line_col(text, text.len()),
         };
-        dest.extend(v.words);
-        from_file.push(FileSetting {
-            key: v.key,
+        ConfigFileError::Syntax {
+            path: path.clone(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', "; "),
+        }
+    };
+    let table = DeTable::parse(text).map_err(syntax)?;
+    let mut parsed: toml::Table = text.parse().map_err(syntax)?;
+    let mut entries: Vec<_> = table.get_ref().iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+    for (i, o) in opts.iter().enumerate() {
+        by_name.insert(normalize(&o.key), i);
+        for alias in o.arg.get_all_aliases().unwrap_or_default() {
+            by_name.entry(normalize(alias)).or_insert(i);
+        }
+    }
+    let mut seen: HashMap<usize, (String, usize)> = HashMap::new();
+    let mut settings = Vec::new();
+    let mut values = toml::Table::new();
+    for (k, v) in entries {
+        let key: &str = k.get_ref();
+        let line = line_col(text, k.span().start).0;
+        let norm = normalize(key);
+        if NOT_IN_FILE.contains(&norm.as_str()) {
+            return Err(ConfigFileError::NotAllowed {
+                path,
+                line,
+                key: key.to_owned(),
+                reason: "give it on the command line",
+            });
+        }
+        let Some(&idx) = by_name.get(&norm) else {
+            let suggestion = suggest(&norm, &opts);
+            let mut message =
+                format!("{path} line {line}: unknown key '{key}'; '{help_cmd}' lists the options");
+            if let Some(s) = &suggestion {
+                let _ = write!(message, " (did you mean '{s}'?)");
+            } else if v.get_ref().is_table() {
+                message.push_str(
+                    "; the file has no [sections] or dotted keys: write each option at the top \
+                     level, e.g. max-keys = 500000",
+                );
+            }
+            return Err(ConfigFileError::UnknownKey {
+                path,
+                line,
+                key: key.to_owned(),
+                suggestion,
+                message,
+            });
+        };
+        if let Some((first_key, first_line)) = seen.get(&idx) {
+            return Err(ConfigFileError::Duplicate {
+                path,
+                line,
+                key: key.to_owned(),
+                first_key: first_key.clone(),
+                first_line: *first_line,
+            });
+        }
+        seen.insert(idx, (key.to_owned(), line));
+        let opt = &opts[idx];
+        if matches!(opt.shape, Shape::Positional) {
+            return Err(ConfigFileError::NotAllowed {
+                path,
+                line,
+                key: key.to_owned(),
+                reason: "it is a positional argument: give it on the command line",
+            });
+        }
+        let texts = texts_of(opt, key, v.get_ref(), text).map_err(|(line, message)| {
+            ConfigFileError::WrongType {
+                path: path.clone(),
+                line: line.unwrap_or(line_col(text, v.span().start).0),
+                key: key.to_owned(),
+                message,
+            }
+        })?;
+        let present = match opt.shape {
+            Shape::Flag { present_when } => texts.iter().any(|t| *t == present_when.to_string()),
+            Shape::Count => texts.iter().any(|t| t != "0"),
+            _ => !texts.is_empty(),
+        };
+        if let Some(value) = parsed.remove(key) {
+            values.insert(opt.key.clone(), value);
+        }
+        settings.push(FileSetting {
+            key: key.to_owned(),
             option: opt.key.clone(),
             arg_id: opt.arg.get_id().to_string(),
-            line: v.line,
-            display: opt.arg.to_string(),
+            line,
+            present,
+            texts,
         });
     }
-
-    let sub_idx = subcommand_index(&root, sub, &argv);
-    let start = sub_idx.map_or(1, |i| i + 1).min(argv.len());
-    let dd = argv[start..]
-        .iter()
-        .position(|w| w == "--")
-        .map(|p| p + start);
-    let mut out = Vec::with_capacity(argv.len() + early.len() + late.len() + trailing.len() + 1);
-    let mut rest = argv.into_iter();
-    match sub_idx {
-        Some(i) => {
-            out.extend(rest.by_ref().take(i + 1));
-            out.append(&mut early);
-            out.extend(rest.by_ref().take(dd.map_or(usize::MAX, |d| d - i - 1)));
-        }
-        None => {
-            out.extend(rest.by_ref().take(dd.unwrap_or(usize::MAX)));
-            out.append(&mut early);
-        }
-    }
-    out.append(&mut late);
-    out.extend(rest);
-    if !trailing.is_empty() {
-        if dd.is_none() {
-            out.push("--".into());
-        }
-        out.append(&mut trailing);
-    }
-    Ok(Merged {
-        argv: out,
-        file: file.to_owned(),
-        from_file,
+    Ok(Settings {
+        path: file.to_owned(),
+        settings,
+        values,
     })
 }
 
 /// The effective configuration as TOML (every option of the subcommand with its value — from
 /// the command line, the file, or its default — and `# default` comments where not set), for
-/// `idemwatch check-config`. `matches` are the matches of the merged command line: the root's
-/// or the subcommand's. Options whose default is not clap's own (`Option` values whose default
-/// the program's settings pick) appear commented out, as `# window = "24h"  # default`, so the
-/// output parses as TOML and holds exactly the values set. `defaults` gives those values, by
-/// option id, as written on the command line (from the run's settings); an option without one
-/// shows the "\[default: X\]" prose of its help ("none, not saved").
+/// `idemwatch check-config`. `matches` are clap's matches of the command line alone: the root's
+/// or the subcommand's; `file` the configuration file's settings, if any. Options whose default
+/// is not clap's own (`Option` values whose default the program's settings pick) appear
+/// commented out, as `# window = "24h"  # default`, so the output parses as TOML and holds
+/// exactly the values set. `defaults` gives those values, by option id, as written on the
+/// command line (from the run's settings); an option without one shows the "\[default: X\]"
+/// prose of its help ("none, not saved").
 pub fn effective_toml(
     cmd: &Command,
     subcommand: &str,
     matches: &ArgMatches,
+    file: Option<&Settings>,
     defaults: &[(&str, String)],
 ) -> String {
-    effective(cmd, subcommand, matches, defaults, None)
+    effective(cmd, subcommand, matches, file, defaults, false)
 }
 
 /// [`effective_toml`], marking each set value with where it came from: the file and its line,
@@ -370,18 +409,19 @@ pub fn effective_toml_with_sources(
     cmd: &Command,
     subcommand: &str,
     matches: &ArgMatches,
+    file: Option<&Settings>,
     defaults: &[(&str, String)],
-    merged: &Merged,
 ) -> String {
-    effective(cmd, subcommand, matches, defaults, Some(merged))
+    effective(cmd, subcommand, matches, file, defaults, true)
 }
 
 fn effective(
     cmd: &Command,
     subcommand: &str,
     matches: &ArgMatches,
+    file: Option<&Settings>,
     defaults: &[(&str, String)],
-    merged: Option<&Merged>,
+    sources: bool,
 ) -> String {
     let mut root = cmd.clone();
     root.build();
@@ -418,20 +458,29 @@ fn effective(
         let id = opt.arg.get_id().as_str();
         let present = m.ids().any(|i| i.as_str() == id);
         let source = if present { m.value_source(id) } else { None };
-        match source {
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable) => {
-                let v = current_value(opt, m).unwrap_or_else(|| "\"\"".to_owned());
-                let note = match (source, merged) {
-                    (Some(ValueSource::EnvVariable), _) => "  # from the environment".to_owned(),
-                    (_, Some(mg)) => match mg.from_file.iter().find(|s| s.arg_id == id) {
-                        Some(s) => format!("  # {} line {}", mg.file.display(), s.line),
-                        None => "  # command line".to_owned(),
-                    },
-                    _ => String::new(),
+        let in_file = file
+            .and_then(|f| f.get(id).map(|s| (f, s)))
+            .filter(|(_, s)| s.present);
+        match (source, in_file) {
+            (Some(ValueSource::CommandLine | ValueSource::EnvVariable), _) => {
+                let v = render(opt, &cli_texts(opt, m)).unwrap_or_else(|| "\"\"".to_owned());
+                let note = match source {
+                    Some(ValueSource::EnvVariable) => "  # from the environment",
+                    _ if sources => "  # command line",
+                    _ => "",
                 };
                 let _ = writeln!(out, "{} = {v}{note}", opt.key);
             }
-            Some(ValueSource::DefaultValue) => match current_value(opt, m) {
+            (_, Some((f, s))) => {
+                let v = render(opt, &s.texts).unwrap_or_else(|| "\"\"".to_owned());
+                let note = if sources {
+                    format!("  # {} line {}", f.path.display(), s.line)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "{} = {v}{note}", opt.key);
+            }
+            (Some(ValueSource::DefaultValue), None) => match render(opt, &cli_texts(opt, m)) {
                 Some(v) => {
                     let _ = writeln!(out, "{} = {v}  # default", opt.key);
                 }
@@ -490,10 +539,8 @@ enum Shape {
     One,
     /// `--opt=a,b,c`.
     Delimited(char),
-    /// `--opt=a --opt=b`.
+    /// `--opt=a --opt=b`, or `--opt a b` (several values, no delimiter).
     Repeat,
-    /// `--opt a b c` (several values in one occurrence, no delimiter).
-    Multi,
     /// Words after `--` (`last = true`).
     Trailing,
     /// A positional argument before `--`: command line only.
@@ -532,10 +579,8 @@ fn options(sub: &Command) -> Vec<Opt<'_>> {
                     }
                 } else if let Some(c) = arg.get_value_delimiter() {
                     Shape::Delimited(c)
-                } else if matches!(arg.get_action(), ArgAction::Append) {
+                } else if matches!(arg.get_action(), ArgAction::Append) || many {
                     Shape::Repeat
-                } else if many {
-                    Shape::Multi
                 } else {
                     Shape::One
                 }
@@ -583,80 +628,8 @@ fn scalar_of(arg: &Arg) -> Scalar {
     }
 }
 
-/// Whether `a` and `b` cannot both be given: a `conflicts_with` either way, or a group that
-/// allows one member.
-fn conflicting(sub: &Command, a: &Arg, b: &Arg) -> bool {
-    let listed = |x: &Arg, y: &Arg| {
-        sub.get_arg_conflicts_with(x)
-            .iter()
-            .any(|c| c.get_id() == y.get_id())
-    };
-    if listed(a, b) || listed(b, a) {
-        return true;
-    }
-    sub.get_groups().any(|g| {
-        !g.clone().is_multiple()
-            && g.get_args().any(|i| i == a.get_id())
-            && g.get_args().any(|i| i == b.get_id())
-    })
-}
-
-/// Where the subcommand's name is in `argv`, skipping the root's options and their values.
-fn subcommand_index(root: &Command, sub: &Command, argv: &[OsString]) -> Option<usize> {
-    let takes_value = |a: &Arg| {
-        matches!(a.get_action(), ArgAction::Set | ArgAction::Append)
-            && a.get_num_args().is_none_or(|r| r.min_values() > 0)
-    };
-    let names: Vec<&str> = std::iter::once(sub.get_name())
-        .chain(sub.get_all_aliases())
-        .collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let w = argv[i].to_string_lossy();
-        if w == "--" {
-            return None;
-        }
-        if let Some(long) = w.strip_prefix("--") {
-            if !long.contains('=')
-                && root
-                    .get_arguments()
-                    .any(|a| a.get_long() == Some(long) && takes_value(a))
-            {
-                i += 1;
-            }
-        } else if let Some(shorts) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
-            // The value of a value-taking short is the rest of the word, or the next word.
-            for (n, c) in shorts.char_indices() {
-                if root
-                    .get_arguments()
-                    .any(|a| a.get_short() == Some(c) && takes_value(a))
-                {
-                    if n + c.len_utf8() == shorts.len() {
-                        i += 1;
-                    }
-                    break;
-                }
-            }
-        } else if names.iter().any(|n| *n == w) {
-            return Some(i);
-        } else {
-            return None;
-        }
-        i += 1;
-    }
-    None
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading the file.
-
-/// One key of the file, turned into command-line words.
-struct Setting {
-    opt: usize,
-    key: String,
-    line: usize,
-    words: Vec<OsString>,
-}
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -664,106 +637,6 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
-}
-
-fn read_settings(
-    opts: &[Opt<'_>],
-    help_cmd: &str,
-    file: &Path,
-    text: &str,
-) -> Result<Vec<Setting>, ConfigFileError> {
-    let path = file.display().to_string();
-    let table = DeTable::parse(text).map_err(|e| {
-        let (line, column) = match e.span() {
-            Some(s) => line_col(text, s.start),
-            None => line_col(text, text.len()),
-        };
-        ConfigFileError::Syntax {
-            path: path.clone(),
-            line,
-            column,
-            message: e.message().trim().replace('\n', "; "),
-        }
-    })?;
-    let mut entries: Vec<_> = table.get_ref().iter().collect();
-    entries.sort_by_key(|(k, _)| k.span().start);
-
-    let mut by_name: HashMap<String, usize> = HashMap::new();
-    for (i, o) in opts.iter().enumerate() {
-        by_name.insert(normalize(&o.key), i);
-        for alias in o.arg.get_all_aliases().unwrap_or_default() {
-            by_name.entry(normalize(alias)).or_insert(i);
-        }
-    }
-    let mut seen: HashMap<usize, (String, usize)> = HashMap::new();
-    let mut out = Vec::new();
-    for (k, v) in entries {
-        let key: &str = k.get_ref();
-        let line = line_col(text, k.span().start).0;
-        let norm = normalize(key);
-        if NOT_IN_FILE.contains(&norm.as_str()) {
-            return Err(ConfigFileError::NotAllowed {
-                path,
-                line,
-                key: key.to_owned(),
-                reason: "give it on the command line",
-            });
-        }
-        let Some(&idx) = by_name.get(&norm) else {
-            let suggestion = suggest(&norm, opts);
-            let mut message =
-                format!("{path} line {line}: unknown key '{key}'; '{help_cmd}' lists the options");
-            if let Some(s) = &suggestion {
-                let _ = write!(message, " (did you mean '{s}'?)");
-            } else if v.get_ref().is_table() {
-                message.push_str(
-                    "; the file has no [sections] or dotted keys: write each option at the top \
-                     level, e.g. max-keys = 500000",
-                );
-            }
-            return Err(ConfigFileError::UnknownKey {
-                path,
-                line,
-                key: key.to_owned(),
-                suggestion,
-                message,
-            });
-        };
-        if let Some((first_key, first_line)) = seen.get(&idx) {
-            return Err(ConfigFileError::Duplicate {
-                path,
-                line,
-                key: key.to_owned(),
-                first_key: first_key.clone(),
-                first_line: *first_line,
-            });
-        }
-        seen.insert(idx, (key.to_owned(), line));
-        let opt = &opts[idx];
-        if matches!(opt.shape, Shape::Positional) {
-            return Err(ConfigFileError::NotAllowed {
-                path,
-                line,
-                key: key.to_owned(),
-                reason: "it is a positional argument: give it on the command line",
-            });
-        }
-        let words = to_words(opt, key, v.get_ref(), text).map_err(|(line, message)| {
-            ConfigFileError::WrongType {
-                path: path.clone(),
-                line: line.unwrap_or(line_col(text, v.span().start).0),
-                key: key.to_owned(),
-                message,
-            }
-        })?;
-        out.push(Setting {
-            opt: idx,
-            key: key.to_owned(),
-            line,
-            words,
-        });
-    }
-    Ok(out)
 }
 
 /// The closest option name to an unknown key, if one is close.
@@ -805,32 +678,19 @@ fn scalar_text(want: Scalar, v: &DeValue<'_>) -> Option<String> {
     }
 }
 
-/// The command-line words for one file value; on a type mismatch, the line of the offending
-/// value (for array elements) and the message.
-fn to_words(
+/// The texts of one file value, as the option's parser takes them (a delimited string split);
+/// on a TOML type the option does not take, the line of the offending value (for array
+/// elements) and the message.
+fn texts_of(
     opt: &Opt<'_>,
     key: &str,
     v: &DeValue<'_>,
     text: &str,
-) -> Result<Vec<OsString>, (Option<usize>, String)> {
-    let arg = opt.arg;
-    let flag: String = match (arg.get_long(), arg.get_short()) {
-        (Some(l), _) => format!("--{l}"),
-        (None, Some(s)) => format!("-{s}"),
-        (None, None) => String::new(),
-    };
-    let with_value = |val: &str| -> OsString {
-        if arg.get_long().is_some() || arg.get_short().is_some() {
-            format!("{flag}={val}").into()
-        } else {
-            val.into()
-        }
-    };
+) -> Result<Vec<String>, (Option<usize>, String)> {
     let wrong = |got: &DeValue<'_>| (None, wrong_type(opt, key, got));
     match opt.shape {
-        Shape::Flag { present_when } => match v {
-            DeValue::Boolean(b) if *b == present_when => Ok(vec![flag.into()]),
-            DeValue::Boolean(_) => Ok(Vec::new()),
+        Shape::Flag { .. } => match v {
+            DeValue::Boolean(b) => Ok(vec![b.to_string()]),
             other => Err(wrong(other)),
         },
         Shape::Count => {
@@ -839,8 +699,13 @@ fn to_words(
                 DeValue::Integer(i) => i128::from_str_radix(i.as_str(), i.radix()).unwrap_or(-1),
                 other => return Err(wrong(other)),
             };
+            let flag = match (opt.arg.get_long(), opt.arg.get_short()) {
+                (Some(l), _) => format!("--{l}"),
+                (None, Some(s)) => format!("-{s}"),
+                (None, None) => opt.key.clone(),
+            };
             match u8::try_from(n) {
-                Ok(n) => Ok(vec![OsString::from(&flag); usize::from(n)]),
+                Ok(n) => Ok(vec![n.to_string()]),
                 Err(_) => Err((
                     None,
                     format!(
@@ -850,11 +715,11 @@ fn to_words(
                 )),
             }
         }
-        Shape::One => match scalar_text(opt.scalar, v) {
-            Some(t) => Ok(vec![with_value(&t)]),
+        Shape::One | Shape::Positional => match scalar_text(opt.scalar, v) {
+            Some(t) => Ok(vec![t]),
             None => Err(wrong(v)),
         },
-        Shape::Delimited(_) | Shape::Repeat | Shape::Multi | Shape::Trailing => {
+        Shape::Delimited(_) | Shape::Repeat | Shape::Trailing => {
             let items: Vec<String> = match v {
                 DeValue::Array(a) => {
                     let mut items = Vec::with_capacity(a.len());
@@ -879,19 +744,14 @@ fn to_words(
                     None => return Err(wrong(other)),
                 },
             };
-            if items.is_empty() {
-                return Ok(Vec::new());
-            }
             Ok(match opt.shape {
-                Shape::Delimited(c) => vec![with_value(&items.join(&c.to_string()))],
-                Shape::Repeat => items.iter().map(|t| with_value(t)).collect(),
-                Shape::Multi => std::iter::once(OsString::from(&flag))
-                    .chain(items.into_iter().map(OsString::from))
+                Shape::Delimited(c) => items
+                    .iter()
+                    .flat_map(|t| t.split(c).map(str::to_owned))
                     .collect(),
-                _ => items.into_iter().map(OsString::from).collect(),
+                _ => items,
             })
         }
-        Shape::Positional => Ok(Vec::new()),
     }
 }
 
@@ -957,7 +817,7 @@ fn expectation(opt: &Opt<'_>) -> String {
             "an array of {}{example}, or a string with the values separated by '{c}'",
             noun(true)
         ),
-        Shape::Repeat | Shape::Multi => {
+        Shape::Repeat => {
             format!("an array of {}{example}, or {}", noun(true), noun(false))
         }
     }
@@ -1002,54 +862,61 @@ fn render_default(opt: &Opt<'_>, d: &str) -> Option<String> {
         Shape::Flag { .. } | Shape::Count => return None,
         Shape::One | Shape::Positional | Shape::Trailing => one(d)?,
         Shape::Delimited(c) => toml::Value::Array(d.split(c).map(one).collect::<Option<Vec<_>>>()?),
-        Shape::Repeat | Shape::Multi => toml::Value::Array(vec![one(d)?]),
+        Shape::Repeat => toml::Value::Array(vec![one(d)?]),
     };
     Some(v.to_string())
 }
 
-/// The value of a set option in `m`, as TOML.
-fn current_value(opt: &Opt<'_>, m: &ArgMatches) -> Option<String> {
+/// The texts of a set option in `m` (clap's matches of the command line).
+fn cli_texts(opt: &Opt<'_>, m: &ArgMatches) -> Vec<String> {
     let id = opt.arg.get_id().as_str();
     match opt.shape {
-        Shape::Flag { .. } => {
-            let b = m.try_get_one::<bool>(id).ok().flatten().copied()?;
-            Some(b.to_string())
-        }
-        Shape::Count => {
-            let n = m.try_get_one::<u8>(id).ok().flatten().copied()?;
-            Some(n.to_string())
-        }
+        Shape::Flag { .. } => m
+            .try_get_one::<bool>(id)
+            .ok()
+            .flatten()
+            .map(bool::to_string),
+        Shape::Count => m.try_get_one::<u8>(id).ok().flatten().map(u8::to_string),
         _ => {
-            let raw: Vec<&OsStr> = m.get_raw(id)?.collect();
-            let one = |s: &OsStr| -> toml::Value {
-                let s = s.to_string_lossy();
-                let typed = match opt.scalar {
-                    Scalar::Int => s.parse::<i64>().ok().map(toml::Value::Integer),
-                    Scalar::Float => s.parse::<f64>().ok().map(toml::Value::Float),
-                    Scalar::Bool => s.parse::<bool>().ok().map(toml::Value::Boolean),
-                    Scalar::Str => None,
-                };
-                typed.unwrap_or_else(|| toml::Value::String(s.into_owned()))
-            };
-            let v = match opt.shape {
-                Shape::Trailing => toml::Value::String(
-                    raw.iter()
-                        .map(|s| s.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-                Shape::One | Shape::Positional => one(raw.first()?),
-                _ => toml::Value::Array(raw.into_iter().map(one).collect()),
-            };
-            Some(v.to_string())
+            return m
+                .get_raw(id)
+                .map(|raw| {
+                    raw.map(|s: &OsStr| s.to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
         }
     }
+    .into_iter()
+    .collect()
+}
+
+/// An option's value as TOML, from its texts (the command line's words or the file's values).
+fn render(opt: &Opt<'_>, texts: &[String]) -> Option<String> {
+    let one = |s: &str| -> toml::Value {
+        let typed = match opt.scalar {
+            Scalar::Int => s.parse::<i64>().ok().map(toml::Value::Integer),
+            Scalar::Float => s.parse::<f64>().ok().map(toml::Value::Float),
+            Scalar::Bool => s.parse::<bool>().ok().map(toml::Value::Boolean),
+            Scalar::Str => None,
+        };
+        typed.unwrap_or_else(|| toml::Value::String(s.to_owned()))
+    };
+    let v = match opt.shape {
+        Shape::Flag { .. } => toml::Value::Boolean(texts.first()?.parse().ok()?),
+        Shape::Count => toml::Value::Integer(texts.first()?.parse().ok()?),
+        Shape::Trailing => toml::Value::String(texts.join(" ")),
+        Shape::One | Shape::Positional => one(texts.first()?),
+        _ => toml::Value::Array(texts.iter().map(|t| one(t)).collect()),
+    };
+    Some(v.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::{Args, CommandFactory, Parser, Subcommand};
+    use serde::Deserialize;
 
     #[derive(Debug, Parser)]
     #[command(name = "idemwatch")]
@@ -1057,9 +924,6 @@ mod tests {
         /// More logs.
         #[arg(short, long, action = ArgAction::Count, global = true)]
         verbose: u8,
-        /// No summary.
-        #[arg(short, long, global = true)]
-        quiet: bool,
         #[command(subcommand)]
         command: TestCommand,
     }
@@ -1076,8 +940,8 @@ mod tests {
     #[derive(Debug, Args)]
     struct LiveArgs {
         /// Interface to capture on.
-        #[arg(short, long)]
-        interface: String,
+        #[arg(short, long, alias = "iface")]
+        interface: Option<String>,
         /// Promiscuous mode.
         #[arg(long)]
         promisc: bool,
@@ -1096,9 +960,6 @@ mod tests {
         /// Output file.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Write to stdout even if --output is configured.
-        #[arg(long, conflicts_with = "output")]
-        stdout: bool,
         /// Threads.
         #[arg(long, default_value_t = 4)]
         threads: u16,
@@ -1136,124 +997,56 @@ mod tests {
             .map_err(|e| e.to_string())
     }
 
+    /// Some of the options above as plain serde fields (the options' own adapters are
+    /// `cli`'s, tested there).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default, rename_all = "kebab-case")]
+    struct FileValues {
+        interface: Option<String>,
+        promisc: bool,
+        watch_methods: Option<Vec<String>>,
+        max_keys: Option<usize>,
+    }
+
     const FILE: &str = "/etc/idemwatch/idemwatch.toml";
 
-    fn os(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
+    fn loaded(text: &str) -> Result<Settings, ConfigFileError> {
+        load(&TestCli::command(), "live", Path::new(FILE), text)
     }
 
-    fn strings(words: &[OsString]) -> Vec<String> {
-        words
+    fn values(text: &str) -> Result<FileValues, ConfigFileError> {
+        loaded(text)?.values()
+    }
+
+    #[test]
+    fn settings_have_their_key_option_and_line() {
+        let s = loaded("# idemwatch\ninterface = \"eth0\"\n\nmax_keys = 5\nverbose = 2\n").unwrap();
+        let got: Vec<_> = s
+            .settings
             .iter()
-            .map(|w| w.to_string_lossy().into_owned())
-            .collect()
-    }
-
-    fn merged(cli: &[&str], text: &str) -> Result<Vec<String>, ConfigFileError> {
-        merge_argv(&TestCli::command(), "live", os(cli), Path::new(FILE), text).map(|a| strings(&a))
-    }
-
-    fn parsed(cli: &[&str], text: &str) -> (TestCli, LiveArgs) {
-        let argv = merged(cli, text).expect("file accepted");
-        let cli = TestCli::try_parse_from(&argv).expect("merged argv parses");
-        let TestCli {
-            verbose,
-            quiet,
-            command,
-        } = cli;
-        match command {
-            TestCommand::Live(a) => (
-                TestCli {
-                    verbose,
-                    quiet,
-                    command: TestCommand::Read { files: Vec::new() },
-                },
-                a,
-            ),
-            TestCommand::Read { .. } => panic!("not live"),
-        }
-    }
-
-    #[test]
-    fn file_supplies_a_required_option() {
-        let (_, a) = parsed(&["idemwatch", "live"], "interface = \"eth0\"\n");
-        assert_eq!(a.interface, "eth0");
+            .map(|s| (s.key.as_str(), s.option.as_str(), s.arg_id.as_str(), s.line))
+            .collect();
         assert_eq!(
-            merged(&["idemwatch", "live"], "interface = \"eth0\"\n").unwrap(),
-            ["idemwatch", "live", "--interface=eth0"]
-        );
-    }
-
-    #[test]
-    fn command_line_overrides_the_file() {
-        let text = "interface = \"eth0\"\nwindow = \"24h\"\nmax-keys = 500000\n";
-        for cli in [
-            &["idemwatch", "live", "-i", "eth1"][..],
-            &["idemwatch", "live", "--interface", "eth1"],
-            &["idemwatch", "live", "--interface=eth1"],
-            &["idemwatch", "live", "-ieth1"],
-            &["idemwatch", "-v", "live", "-qieth1"],
-        ] {
-            let (_, a) = parsed(cli, text);
-            assert_eq!(a.interface, "eth1", "{cli:?}");
-            assert_eq!(a.window.as_deref(), Some("24h"));
-            assert_eq!(a.max_keys, Some(500_000));
-        }
-        let (_, a) = parsed(&["idemwatch", "live", "--window", "1h"], text);
-        assert_eq!(
-            (a.interface.as_str(), a.window.as_deref()),
-            ("eth0", Some("1h"))
-        );
-    }
-
-    #[test]
-    fn file_words_go_after_the_subcommand_and_before_the_command_lines_own() {
-        let argv = merged(
-            &["idemwatch", "-v", "live", "-i", "eth1", "--", "port", "80"],
-            "max-keys = 5\nfilter = \"tcp\"\n",
-        )
-        .unwrap();
-        assert_eq!(
-            argv,
+            got,
             [
-                "idemwatch",
-                "-v",
-                "live",
-                "--max-keys=5",
-                "-i",
-                "eth1",
-                "--",
-                "port",
-                "80"
+                ("interface", "interface", "interface", 2),
+                ("max_keys", "max-keys", "max_keys", 4),
+                ("verbose", "verbose", "verbose", 5),
             ]
         );
-    }
-
-    #[test]
-    fn file_filter_used_only_without_a_command_line_filter() {
-        let text = "interface = \"eth0\"\nfilter = \"tcp port 80\"\n";
-        let argv = merged(&["idemwatch", "live"], text).unwrap();
-        assert_eq!(argv[argv.len() - 2..], ["--", "tcp port 80"]);
-        let (_, a) = parsed(&["idemwatch", "live"], text);
-        assert_eq!(a.filter, ["tcp port 80"]);
-        // An empty `--` on the command line: the file's words go after it.
-        let (_, a) = parsed(&["idemwatch", "live", "--"], text);
-        assert_eq!(a.filter, ["tcp port 80"]);
-        // The command line's filter wins.
-        let (_, a) = parsed(&["idemwatch", "live", "--", "port", "8080"], text);
-        assert_eq!(a.filter, ["port", "8080"]);
-        // An array of words.
-        let (_, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nfilter = [\"tcp\", \"port\", \"80\"]\n",
+        // An alias is the option's key.
+        let s = loaded("iface = \"eth1\"\n").unwrap();
+        assert_eq!(s.settings[0].option, "interface");
+        assert_eq!(
+            s.values::<FileValues>().unwrap().interface.as_deref(),
+            Some("eth1")
         );
-        assert_eq!(a.filter, ["tcp", "port", "80"]);
     }
 
     #[test]
     fn unknown_key_names_key_line_and_suggestion() {
         let text = "# idemwatch\ninterface = \"eth0\"\n\nmax-key = 5\n";
-        let e = merged(&["idemwatch", "live"], text).unwrap_err();
+        let e = loaded(text).unwrap_err();
         assert!(
             matches!(&e, ConfigFileError::UnknownKey { line: 4, key, suggestion: Some(s), .. }
                 if key == "max-key" && s == "max-keys"),
@@ -1264,99 +1057,92 @@ mod tests {
             "/etc/idemwatch/idemwatch.toml line 4: unknown key 'max-key'; 'idemwatch live \
              --help' lists the options (did you mean 'max-keys'?)"
         );
-        let e = merged(&["idemwatch", "live"], "bogus = 1\n").unwrap_err();
+        let e = loaded("bogus = 1\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 1: unknown key 'bogus'; 'idemwatch live \
              --help' lists the options"
         );
         // An option of another subcommand is unknown here.
-        let e = merged(&["idemwatch", "live"], "files = [\"a.pcap\"]\n").unwrap_err();
+        let e = loaded("files = [\"a.pcap\"]\n").unwrap_err();
         assert!(matches!(e, ConfigFileError::UnknownKey { .. }), "{e:?}");
         // A section.
-        let e = merged(&["idemwatch", "live"], "\n[live]\nmax-keys = 5\n").unwrap_err();
+        let e = loaded("\n[live]\nmax-keys = 5\n").unwrap_err();
         assert_eq!(e.line(), Some(2));
         assert!(e.to_string().contains("no [sections]"), "{e}");
     }
 
     #[test]
-    fn unknown_key_error_happens_even_when_the_command_line_sets_everything() {
-        let e = merged(&["idemwatch", "live", "-i", "eth0"], "promisk = true\n").unwrap_err();
-        assert!(e.to_string().contains("did you mean 'promisc'?"), "{e}");
-    }
-
-    #[test]
     fn wrong_type_names_key_line_and_expectation() {
-        let e = merged(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\n\nwindow = 24\n",
-        )
-        .unwrap_err();
+        let e = loaded("interface = \"eth0\"\n\nwindow = 24\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 3: 'window' must be a string like \"24h\", \
              not an integer"
         );
-        let e = merged(&["idemwatch", "live"], "promisc = \"yes\"\n").unwrap_err();
+        let e = loaded("promisc = \"yes\"\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 1: 'promisc' must be true or false, not a string"
         );
-        let e = merged(&["idemwatch", "live"], "max-keys = true\n").unwrap_err();
+        let e = loaded("max-keys = true\n").unwrap_err();
         assert!(
             e.to_string()
                 .ends_with("'max-keys' must be an integer like 1000000, not a boolean"),
             "{e}"
         );
-        let e = merged(&["idemwatch", "live"], "window = 1979-05-27\n").unwrap_err();
+        let e = loaded("window = 1979-05-27\n").unwrap_err();
         assert!(e.to_string().ends_with("not a date-time"), "{e}");
-        let e = merged(&["idemwatch", "live"], "window = { a = 1 }\n").unwrap_err();
+        let e = loaded("window = { a = 1 }\n").unwrap_err();
         assert!(e.to_string().contains("not a table"), "{e}");
         // An array element of the wrong type: the element's line.
-        let e = merged(
-            &["idemwatch", "live"],
-            "watch-methods = [\n  \"POST\",\n  7,\n]\n",
-        )
-        .unwrap_err();
+        let e = loaded("watch-methods = [\n  \"POST\",\n  7,\n]\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 3: 'watch-methods' must be an array of strings \
              like [\"POST\", \"PATCH\"], or a string with the values separated by ',', and this \
              element is an integer"
         );
-        let e = merged(&["idemwatch", "live"], "missing-key = false\n").unwrap_err();
+        let e = loaded("missing-key = false\n").unwrap_err();
         assert!(
             e.to_string().ends_with(
                 "'missing-key' must be a string (one of \"learned\", \"all\", \"off\"), not a boolean"
             ),
             "{e}"
         );
-        let (_, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nmissing-key = \"off\"\n",
-        );
-        assert_eq!(a.missing_key, Some(Mode::Off));
-        let e = merged(&["idemwatch", "live"], "buffer-size = true\n").unwrap_err();
+        let e = loaded("buffer-size = true\n").unwrap_err();
         assert!(
             e.to_string().ends_with(
                 "'buffer-size' must be an integer or a string like \"64M\", not a boolean"
             ),
             "{e}"
         );
-        let e = merged(&["idemwatch", "live"], "verbose = 300\n").unwrap_err();
-        assert!(e.to_string().contains("from 0 to 255"), "{e}");
+        let e = loaded("verbose = 300\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/idemwatch/idemwatch.toml line 1: 'verbose' must be an integer from 0 to 255 \
+             (how many times --verbose is given), not 300"
+        );
+    }
+
+    #[test]
+    fn a_value_serde_refuses_names_key_and_line() {
+        let e = values("interface = \"eth0\"\n\nmax_keys = \"lots\"\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/etc/idemwatch/idemwatch.toml line 3: 'max_keys': "),
+            "{e}"
+        );
+        let e = values("max-keys = -1\n").unwrap_err();
+        assert_eq!(e.line(), Some(1), "{e}");
     }
 
     #[test]
     fn snake_case_keys_are_the_same_keys() {
-        let (_, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nmax_keys = 7\nwatch_methods = [\"PUT\"]\nrequire_key = \"/x\"\n",
-        );
-        assert_eq!(a.max_keys, Some(7));
-        assert_eq!(a.watch_methods, Some(vec!["PUT".to_owned()]));
-        assert_eq!(a.require_key, ["/x"]);
-        let e = merged(&["idemwatch", "live"], "max-keys = 1\nmax_keys = 2\n").unwrap_err();
+        let v = values("max_keys = 7\nwatch_methods = [\"PUT\"]\n").unwrap();
+        assert_eq!(v.max_keys, Some(7));
+        assert_eq!(v.watch_methods, Some(vec!["PUT".to_owned()]));
+        let e = loaded("max-keys = 1\nmax_keys = 2\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 2: 'max_keys' sets the same option as \
@@ -1366,11 +1152,7 @@ mod tests {
 
     #[test]
     fn toml_syntax_error_has_a_line() {
-        let e = merged(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nmax-keys = = 5\n",
-        )
-        .unwrap_err();
+        let e = loaded("interface = \"eth0\"\nmax-keys = = 5\n").unwrap_err();
         assert!(
             matches!(e, ConfigFileError::Syntax { line: 2, .. }),
             "{e:?}"
@@ -1380,214 +1162,95 @@ mod tests {
                 .starts_with("/etc/idemwatch/idemwatch.toml line 2, column "),
             "{e}"
         );
-        let e = merged(&["idemwatch", "live"], "a = 1\nwindow = \"24h\nb = 2\n").unwrap_err();
+        let e = loaded("a = 1\nwindow = \"24h\nb = 2\n").unwrap_err();
         assert_eq!(e.line(), Some(2), "{e}");
-        let e = merged(&["idemwatch", "live"], "window = \"1h\"\nwindow = \"2h\"\n").unwrap_err();
+        let e = loaded("window = \"1h\"\nwindow = \"2h\"\n").unwrap_err();
         assert_eq!(e.line(), Some(2), "{e}");
     }
 
     #[test]
-    fn arrays_for_delimited_and_repeatable_options() {
-        let text = "interface = \"eth0\"\nwatch-methods = [\"POST\", \"PUT\"]\n\
-                    require-key = [\"/v1/charges\", \"/v1/refunds\"]\n";
-        let argv = merged(&["idemwatch", "live"], text).unwrap();
-        assert!(
-            argv.contains(&"--watch-methods=POST,PUT".to_owned()),
-            "{argv:?}"
-        );
-        assert!(
-            argv.contains(&"--require-key=/v1/charges".to_owned()),
-            "{argv:?}"
-        );
-        assert!(
-            argv.contains(&"--require-key=/v1/refunds".to_owned()),
-            "{argv:?}"
-        );
-        let (_, a) = parsed(&["idemwatch", "live"], text);
-        assert_eq!(
-            a.watch_methods,
-            Some(vec!["POST".to_owned(), "PUT".to_owned()])
-        );
-        assert_eq!(a.require_key, ["/v1/charges", "/v1/refunds"]);
-        // The command-line form of a delimited option.
-        let (_, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nwatch-methods = \"POST,PUT\"\n",
-        );
-        assert_eq!(
-            a.watch_methods,
-            Some(vec!["POST".to_owned(), "PUT".to_owned()])
-        );
-        // The command line's repeatable option replaces the file's list.
-        let (_, a) = parsed(&["idemwatch", "live", "--require-key", "/z"], text);
-        assert_eq!(a.require_key, ["/z"]);
-        // An empty array sets nothing.
-        let argv = merged(&["idemwatch", "live"], "require-key = []\n").unwrap();
-        assert_eq!(argv, ["idemwatch", "live"]);
+    fn settings_that_set_nothing_are_not_present() {
+        let s = loaded("promisc = false\nverbose = 0\nwatch-methods = []\n").unwrap();
+        assert!(s.settings.iter().all(|s| !s.present), "{s:?}");
+        let s = loaded("promisc = true\nverbose = 2\nwatch-methods = \"POST\"\n").unwrap();
+        assert!(s.settings.iter().all(|s| s.present), "{s:?}");
+        assert!(values("promisc = true\n").unwrap().promisc);
     }
 
     #[test]
-    fn numbers_may_be_strings_for_parsers_with_units() {
-        let text = "interface = \"eth0\"\nbuffer-size = \"128M\"\nmax-keys = 10\n";
-        let (_, a) = parsed(&["idemwatch", "live"], text);
-        assert_eq!(a.buffer_size, 128 << 20);
-        let (_, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\nbuffer-size = 1048576\n",
-        );
-        assert_eq!(a.buffer_size, 1 << 20);
-        // Other radixes and underscores become plain decimal.
-        let argv = merged(&["idemwatch", "live"], "max-keys = 0x10\nthreads = 1_0\n").unwrap();
-        assert_eq!(argv, ["idemwatch", "live", "--max-keys=16", "--threads=10"]);
-    }
-
-    #[test]
-    fn booleans_and_counts() {
-        let argv = merged(&["idemwatch", "live"], "promisc = false\nquiet = false\n").unwrap();
-        assert_eq!(argv, ["idemwatch", "live"]);
-        let (top, a) = parsed(
-            &["idemwatch", "live"],
-            "interface = \"eth0\"\npromisc = true\nquiet = true\nverbose = 2\n",
-        );
-        assert!(a.promisc);
-        assert!(top.quiet);
-        assert_eq!(top.verbose, 2);
-        // -v on the command line, before or after the subcommand, wins over the file's count.
-        for cli in [
-            &["idemwatch", "-v", "live"][..],
-            &["idemwatch", "live", "-v"],
-        ] {
-            let (top, _) = parsed(cli, "interface = \"eth0\"\nverbose = 3\n");
-            assert_eq!(top.verbose, 1, "{cli:?}");
-        }
-    }
-
-    #[test]
-    fn a_file_setting_conflicting_with_the_command_line_is_dropped() {
-        let text = "interface = \"eth0\"\noutput = \"/var/log/idemwatch.jsonl\"\n";
-        let (_, a) = parsed(&["idemwatch", "live", "--stdout"], text);
-        assert!(a.stdout);
-        assert_eq!(a.output, None);
-        let (_, a) = parsed(&["idemwatch", "live"], text);
-        assert_eq!(
-            a.output.as_deref(),
-            Some(Path::new("/var/log/idemwatch.jsonl"))
-        );
-    }
-
-    #[test]
-    fn clap_errors_on_file_values_can_be_blamed_on_the_file() {
-        let text = "interface = \"eth0\"\n\nmax_keys = \"lots\"\n";
-        let m = merge(
-            &TestCli::command(),
-            "live",
-            os(&["idemwatch", "live"]),
-            Path::new(FILE),
-            text,
-        )
-        .unwrap();
-        let err = TestCli::try_parse_from(&m.argv).unwrap_err();
-        assert_eq!(
-            m.blame(&err).as_deref(),
-            Some("the value of 'max_keys' comes from /etc/idemwatch/idemwatch.toml line 3")
-        );
-        // An error in the command line's own value is not blamed on the file.
-        let m = merge(
-            &TestCli::command(),
-            "live",
-            os(&["idemwatch", "live", "--threads", "x"]),
-            Path::new(FILE),
-            "interface = \"eth0\"\nmax-keys = 5\n",
-        )
-        .unwrap();
-        let err = TestCli::try_parse_from(&m.argv).unwrap_err();
-        assert_eq!(m.blame(&err), None, "{err}");
-    }
-
-    #[test]
-    fn help_and_other_subcommands_pass_through() {
-        let text = "interface = \"eth0\"\n";
-        for cli in [
-            &["idemwatch", "live", "--help"][..],
-            &["idemwatch", "--version"],
-            &["idemwatch", "read", "x.pcap"],
-            &["idemwatch"],
-        ] {
-            assert_eq!(merged(cli, text).unwrap(), cli, "{cli:?}");
-        }
+    fn keys_missing_from_the_file_keep_the_structs_default() {
+        let v = values("interface = \"eth0\"\n").unwrap();
+        assert!(!v.promisc);
+        assert_eq!(v.max_keys, None);
+        // Settings removed (the command line won) are not read.
+        let mut s = loaded("interface = \"eth0\"\nmax-keys = 5\n").unwrap();
+        s.retain(|s| s.arg_id != "max_keys");
+        assert_eq!(s.settings.len(), 1);
+        assert_eq!(s.values::<FileValues>().unwrap().max_keys, None);
     }
 
     #[test]
     fn config_and_positional_keys_are_refused() {
-        let e = merged(&["idemwatch", "live"], "config = \"/x.toml\"\n").unwrap_err();
+        let e = loaded("config = \"/x.toml\"\n").unwrap_err();
         assert_eq!(
             e.to_string(),
             "/etc/idemwatch/idemwatch.toml line 1: 'config' cannot be set in the configuration \
              file; give it on the command line"
         );
-        let e = merge_argv(
+        let e = load(
             &TestCli::command(),
             "read",
-            os(&["idemwatch", "read"]),
             Path::new(FILE),
             "files = [\"a.pcap\"]\n",
         )
         .unwrap_err();
         assert!(matches!(e, ConfigFileError::NotAllowed { .. }), "{e:?}");
-        let e = merge_argv(
-            &TestCli::command(),
-            "nope",
-            os(&["idemwatch"]),
-            Path::new(FILE),
-            "",
-        )
-        .unwrap_err();
+        let e = load(&TestCli::command(), "nope", Path::new(FILE), "").unwrap_err();
         assert!(matches!(e, ConfigFileError::NoSubcommand(_)), "{e:?}");
     }
 
     #[test]
     fn effective_toml_round_trips() {
-        let text = "interface = \"eth0\"\nwatch-methods = [\"POST\", \"PUT\"]\n\
-                    require-key = [\"/a\", \"/b\"]\nfilter = \"tcp port 80\"\npromisc = true\n";
+        let text = "interface = \"eth0\"\nwatch-methods = \"POST,PUT\"\n\
+                    require-key = [\"/a\", \"/b\"]\nfilter = [\"tcp\", \"port\", \"80\"]\n\
+                    promisc = true\nmax-keys = 0x10\nbuffer-size = \"128M\"\n";
         let cli = ["idemwatch", "-vv", "live", "--max-keys", "500"];
-        let m = merge(&TestCli::command(), "live", os(&cli), Path::new(FILE), text).unwrap();
-        let matches = TestCli::command().try_get_matches_from(&m.argv).unwrap();
-        let out = effective_toml(&TestCli::command(), "live", &matches, &[]);
+        let file = loaded(text).unwrap();
+        let matches = TestCli::command().try_get_matches_from(cli).unwrap();
+        let out = effective_toml(&TestCli::command(), "live", &matches, Some(&file), &[]);
         let v: toml::Table = toml::from_str(&out).expect(&out);
         assert_eq!(v["interface"].as_str(), Some("eth0"), "{out}");
         assert_eq!(v["max-keys"].as_integer(), Some(500), "{out}");
         assert_eq!(v["promisc"].as_bool(), Some(true), "{out}");
-        assert_eq!(v["stdout"].as_bool(), Some(false), "{out}");
         assert_eq!(v["threads"].as_integer(), Some(4), "{out}");
         assert_eq!(v["verbose"].as_integer(), Some(2), "{out}");
-        assert_eq!(v["quiet"].as_bool(), Some(false), "{out}");
         assert_eq!(v["filter"].as_str(), Some("tcp port 80"), "{out}");
-        let methods: Vec<_> = v["watch-methods"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap())
-            .collect();
-        assert_eq!(methods, ["POST", "PUT"], "{out}");
+        assert_eq!(v["buffer-size"].as_str(), Some("128M"), "{out}");
+        assert!(
+            out.contains("\nwatch-methods = [\"POST\", \"PUT\"]\n"),
+            "{out}"
+        );
         assert_eq!(v["require-key"].as_array().map(Vec::len), Some(2), "{out}");
         assert!(!v.contains_key("window"), "{out}");
-        assert!(!out.contains("config:"), "{out}");
         assert!(!v.contains_key("config"), "{out}");
         assert!(out.contains("threads = 4  # default\n"), "{out}");
         assert!(out.contains("# window = \"24h\"  # default\n"), "{out}");
         assert!(out.contains("# output: not set\n"), "{out}");
-        assert!(out.contains("buffer-size = \"64M\"  # default\n"), "{out}");
+        assert!(out.contains("buffer-size = \"128M\"\n"), "{out}");
         assert!(
             out.contains("# state-dir: not set (default: none, not saved)\n"),
             "{out}"
         );
         // The output, fed back as a file, gives the same options.
-        let again = merged(&["idemwatch", "live"], &out).unwrap();
-        let matches2 = TestCli::command().try_get_matches_from(&again).unwrap();
-        let out2 = effective_toml(&TestCli::command(), "live", &matches2, &[]);
+        let again = loaded(&out).unwrap();
+        let bare = TestCli::command()
+            .try_get_matches_from(["idemwatch", "live", "-i", "eth0"])
+            .unwrap();
+        let out2 = effective_toml(&TestCli::command(), "live", &bare, Some(&again), &[]);
         assert_eq!(toml::from_str::<toml::Table>(&out2).unwrap(), v, "{out2}");
         // With sources.
-        let out = effective_toml_with_sources(&TestCli::command(), "live", &matches, &[], &m);
+        let out =
+            effective_toml_with_sources(&TestCli::command(), "live", &matches, Some(&file), &[]);
         assert!(
             out.contains("interface = \"eth0\"  # /etc/idemwatch/idemwatch.toml line 1\n"),
             "{out}"
@@ -1604,9 +1267,12 @@ mod tests {
             .try_get_matches_from(["idemwatch", "live", "-i", "eth0"])
             .unwrap();
         let sub = m.subcommand_matches("live").unwrap();
-        let out = effective_toml(&TestCli::command(), "live", sub, &[]);
+        let out = effective_toml(&TestCli::command(), "live", sub, None, &[]);
         assert!(out.contains("\ninterface = \"eth0\"\n"), "{out}");
-        assert_eq!(out, effective_toml(&TestCli::command(), "live", &m, &[]));
+        assert_eq!(
+            out,
+            effective_toml(&TestCli::command(), "live", &m, None, &[])
+        );
     }
 
     #[test]

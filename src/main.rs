@@ -33,16 +33,16 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_logging(parsed.cli.verbose);
+    init_logging(parsed.cli.global.verbose);
     match &parsed.cli.command {
-        Command::Read(args) => read(args, parsed.cli.quiet),
+        Command::Read(args) => read(args, parsed.cli.global.quiet),
         Command::Generate(what) => generate(what),
         Command::CheckConfig(args) => {
             print!("{}", idemwatch::cli::check_config_text(args, &parsed));
             ExitCode::SUCCESS
         }
         Command::Live(args) => live(&argv, args, &parsed),
-        Command::Mirror(args) => mirror(args, parsed.cli.quiet),
+        Command::Mirror(args) => mirror(args, parsed.cli.global.quiet),
     }
 }
 
@@ -91,7 +91,11 @@ fn generate(what: &idemwatch::cli::Generate) -> ExitCode {
 /// The mirror endpoint.
 fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
     let output = args.output.as_deref();
-    match idemwatch::pipeline::run_mirror(&args.config(), &args.endpoint(), output) {
+    let Some(endpoint) = args.endpoint() else {
+        eprintln!("idemwatch: mirror needs --listen");
+        return ExitCode::from(2);
+    };
+    match idemwatch::pipeline::run_mirror(&args.config(), &endpoint, output) {
         Ok(st) => {
             if !quiet {
                 idemwatch::pipeline::print_mirror_summary(&st);
@@ -125,7 +129,7 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
         eprintln!("idemwatch: live needs --interface (or 'interface' in the configuration file)");
         return ExitCode::from(2);
     };
-    if let Some(p) = &parsed.config_file {
+    if let Some(p) = parsed.config_file() {
         tracing::info!(file = %p.display(), "configuration file read");
     }
     let config = args.config();

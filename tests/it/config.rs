@@ -163,38 +163,72 @@ fn the_messages_about_the_file_are_exactly_these() {
             &[],
             "idemwatch: FILE line 2: 'max_keys' sets the same option as 'max-keys' on line 1\n",
         ),
+        // A value of the file that the option's parser refuses: the file's line, the key.
         (
             "interface = \"lo\"\n\nmax_keys = \"lots\"\n",
-            &["--threads", "x"],
-            "error: invalid value 'lots' for '--max-keys <N>': invalid digit found in string\n\n\
-             For more information, try '--help'.\n\
-             (the value of 'max_keys' comes from FILE line 3)\n",
+            &[],
+            "idemwatch: FILE line 3: 'max_keys': invalid value 'lots': invalid digit found in \
+             string\n",
         ),
         (
             "interface = \"lo\"\nsnaplen = 100\n",
             &[],
+            "idemwatch: FILE line 2: 'snaplen': invalid value '100': 100 is not in \
+             1514..=2147483647\n",
+        ),
+        (
+            "interface = \"lo\"\nwindow = \"forever\"\n",
+            &[],
+            "idemwatch: FILE line 2: 'window': invalid value 'forever': expected number at 0; \
+             write a duration like 90s, 10m, 24h or 500ms\n",
+        ),
+        // The command line's own mistakes are clap's, as without a file, and come first.
+        (
+            "interface = \"lo\"\n\nmax_keys = \"lots\"\n",
+            &["--threads", "x"],
+            "error: unexpected argument '--threads' found\n\n  \
+             tip: to pass '--threads' as a value, use '-- --threads'\n\n\
+             Usage: idemwatch check-config --config <FILE> [-- <FILTER>...]\n\n\
+             For more information, try '--help'.\n",
+        ),
+        (
+            "interface = \"lo\"\n",
+            &["--snaplen", "100"],
             "error: invalid value '100' for '--snaplen <BYTES>': 100 is not in \
              1514..=2147483647\n\n\
-             For more information, try '--help'.\n\
-             (the value of 'snaplen' comes from FILE line 2)\n",
+             For more information, try '--help'.\n",
         ),
-        // clap's own check of the file's settings: the usage line names what the file set.
+        // A relation neither side of which the file sets: clap's check, and its usage line
+        // (which does not list what the file sets).
         (
             "max-keys = 10\n",
             &[],
             "error: the following required arguments were not provided:\n  \
              --interface <IFACE>\n\n\
-             Usage: idemwatch check-config --max-keys <N> --config <FILE> --interface <IFACE> \
+             Usage: idemwatch check-config --config <FILE> --interface <IFACE> \
              [-- <FILTER>...]\n\n\
              For more information, try '--help'.\n",
         ),
         (
+            "max-keys = 10\n",
+            &["-i", "lo", "--store-cert", "c.pem"],
+            "error: the following required arguments were not provided:\n  --store <URL>\n  \
+             --store-key <PEM>\n\n\
+             Usage: idemwatch check-config --store <URL> --store-cert <PEM> --store-key <PEM> \
+             --config <FILE> --interface <IFACE> [-- <FILTER>...]\n\n\
+             For more information, try '--help'.\n",
+        ),
+        // A relation the file breaks: the file's line.
+        (
             "interface = \"lo\"\nstore-prefix = \"x\"\n",
             &[],
-            "error: the following required arguments were not provided:\n  --store <URL>\n\n\
-             Usage: idemwatch check-config --store <URL> --interface <IFACE> --store-prefix \
-             <PREFIX> --config <FILE> [-- <FILTER>...]\n\n\
-             For more information, try '--help'.\n",
+            "idemwatch: FILE line 2: 'store-prefix' needs 'store' (in the file or as --store)\n",
+        ),
+        (
+            "interface = \"lo\"\nstore = \"memory\"\nstore-key = \"k.pem\"\n",
+            &[],
+            "idemwatch: FILE line 3: 'store-key' needs 'store-cert' (in the file or as \
+             --store-cert)\n",
         ),
     ];
     for (n, (text, args, want)) in cases.iter().enumerate() {
@@ -239,4 +273,48 @@ fn the_file_and_the_command_line_each_set_their_part() {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
     assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[test]
+fn the_file_completes_what_the_command_line_needs_and_the_command_line_wins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(
+        dir.path(),
+        "c.toml",
+        "interface = \"lo\"\nstore = \"memory\"\npromisc = true\nverbose = 3\n\
+         require-key = [\"/a\", \"/b\"]\nfilter = \"tcp port 80\"\nwindow = \"1h\"\n",
+    );
+    let out = run(&[
+        "check-config",
+        "--config",
+        &f,
+        "--store-prefix",
+        "fleet",
+        "-v",
+        "--require-key",
+        "/z",
+        "--window",
+        "2h",
+        "--",
+        "port",
+        "8080",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "interface = \"lo\"\n",
+        "store = \"memory\"\n",
+        "store-prefix = \"fleet\"\n",
+        "promisc = true\n",
+        "verbose = 1\n",
+        "require-key = [\"/z\"]\n",
+        "filter = \"port 8080\"\n",
+        "window = \"2h\"\n",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
 }
