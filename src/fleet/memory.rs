@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreError};
+use crate::tracker::KeyId;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -34,6 +35,20 @@ impl Entry {
     }
 }
 
+/// A request's last keyed attempt, as the Redis hash holds it.
+#[derive(Debug, Clone)]
+struct AttemptEntry {
+    /// Ended: whether badly; `None` in flight.
+    ended: Option<bool>,
+    claim_id: String,
+    key: KeyId,
+    record: Vec<u8>,
+    /// Attempts under other keys registered while it was in flight: claim id, record.
+    waiters: Vec<(String, Vec<u8>)>,
+    /// Forgotten after this (wall clock).
+    until: std::time::Instant,
+}
+
 /// A keyless use of a request: its capture time (µs) and its record.
 type KeylessUse = (i64, Vec<u8>);
 
@@ -43,7 +58,7 @@ pub struct MemoryStore {
     records: Arc<DashMap<String, Entry>>,
     endpoints: Arc<DashMap<String, i64>>,
     /// Attempts that ended badly, with when they are forgotten.
-    attempts: Arc<DashMap<String, (Vec<u8>, std::time::Instant)>>,
+    attempts: Arc<DashMap<String, AttemptEntry>>,
     /// Recent keyless uses of each request: capture time (µs) and record, latest last.
     keyless: Arc<DashMap<String, Vec<KeylessUse>>>,
     inserts: Arc<std::sync::atomic::AtomicU64>,
@@ -173,16 +188,65 @@ impl MemoryBackend {
                 RawReply::Endpoints(v)
             }
             Op::Barrier { .. } => RawReply::Done,
-            Op::AttemptEnded { ak, record, ttl_ms } => {
-                let until = std::time::Instant::now() + std::time::Duration::from_millis(*ttl_ms);
+            Op::AttemptStarted {
+                ak,
+                claim_id,
+                key,
+                record,
+                ttl_ms,
+            } => {
                 let now = std::time::Instant::now();
                 if self.store.attempts.len() >= 4096 {
-                    self.store.attempts.retain(|_, (_, t)| *t > now);
+                    self.store.attempts.retain(|_, a| a.until > now);
                 }
-                self.store
+                let mut slot = self
+                    .store
                     .attempts
-                    .insert(ak.name(&self.prefix), (record.clone(), until));
+                    .entry(ak.name(&self.prefix))
+                    .or_insert_with(|| AttemptEntry {
+                        ended: Some(false),
+                        claim_id: String::new(),
+                        key: *key,
+                        record: Vec::new(),
+                        waiters: Vec::new(),
+                        until: now,
+                    });
+                let others_in_flight =
+                    slot.ended.is_none() && slot.until > now && slot.claim_id != *claim_id;
+                if !others_in_flight {
+                    *slot = AttemptEntry {
+                        ended: None,
+                        claim_id: claim_id.clone(),
+                        key: *key,
+                        record: record.clone(),
+                        waiters: Vec::new(),
+                        until: now + std::time::Duration::from_millis(*ttl_ms),
+                    };
+                }
                 RawReply::Done
+            }
+            Op::AttemptEnded {
+                ak,
+                claim_id,
+                bad,
+                record,
+                ttl_ms,
+                ..
+            } => {
+                let name = ak.name(&self.prefix);
+                let mut waiters = Vec::new();
+                if let Some(mut a) = self.store.attempts.get_mut(&name)
+                    && a.claim_id == *claim_id
+                {
+                    waiters = std::mem::take(&mut a.waiters)
+                        .into_iter()
+                        .map(|(_, r)| r)
+                        .collect();
+                    a.ended = Some(*bad);
+                    a.record = record.clone();
+                    a.until = std::time::Instant::now() + std::time::Duration::from_millis(*ttl_ms);
+                }
+                RawReply::Settled(waiters)
             }
             Op::KeylessLookup {
                 dk,
@@ -223,13 +287,32 @@ impl MemoryBackend {
             Op::EndpointLookup { name, .. } => {
                 RawReply::Endpoint(self.store.endpoints.get(name).map(|d| *d))
             }
-            Op::AttemptLookup { ak, .. } => RawReply::Attempt(
-                self.store
-                    .attempts
-                    .get(&ak.name(&self.prefix))
-                    .filter(|e| e.1 > std::time::Instant::now())
-                    .map(|e| e.0.clone()),
-            ),
+            Op::AttemptLookup {
+                ak,
+                claim_id,
+                key,
+                waiter,
+                ..
+            } => {
+                let now = std::time::Instant::now();
+                let Some(mut a) = self.store.attempts.get_mut(&ak.name(&self.prefix)) else {
+                    return RawReply::Attempt(None);
+                };
+                if a.until <= now {
+                    return RawReply::Attempt(None);
+                }
+                if let Some(bad) = a.ended {
+                    return RawReply::Attempt(Some((bad, a.record.clone())));
+                }
+                if a.claim_id != *claim_id
+                    && a.key != *key
+                    && a.waiters.len() < super::USES_KEPT
+                    && !a.waiters.iter().any(|(id, _)| id == claim_id)
+                {
+                    a.waiters.push((claim_id.clone(), waiter.clone()));
+                }
+                RawReply::Attempt(None)
+            }
         }
     }
 

@@ -52,11 +52,11 @@ pub struct AttemptKey {
 }
 
 impl AttemptKey {
-    /// `PREFIXa:` and 64 hex digits.
+    /// `PREFIXt:` and 64 hex digits.
     pub fn name(&self, prefix: &str) -> String {
         let mut s = String::with_capacity(prefix.len() + 66);
         s.push_str(prefix);
-        s.push_str("a:");
+        s.push_str("t:");
         for b in self.scope.0.iter().chain(self.identity.0.iter()) {
             s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
             s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
@@ -172,15 +172,38 @@ pub enum Op {
     SyncEndpoints { now_us: i64 },
     /// Answered once everything queued before it was sent (never reaches a backend).
     Barrier { ticket: u64 },
-    /// Files an attempt that ended badly ([`record::encode_attempt`]), kept `ttl_ms`. Not
-    /// answered.
-    AttemptEnded {
+    /// Files a keyed attempt at a request as in flight (the request's last attempt), unless
+    /// another instance's attempt at it is in flight. Not answered.
+    AttemptStarted {
         ak: AttemptKey,
+        claim_id: String,
+        key: KeyId,
+        /// [`record::encode_attempt`], without a response.
         record: Vec<u8>,
         ttl_ms: u64,
     },
-    /// Reads the attempt filed for a request, if any. Answered.
-    AttemptLookup { ticket: u64, ak: AttemptKey },
+    /// The attempt filed by `claim_id` ended, badly (`bad`: unanswered, aborted, 5xx, 409) or
+    /// well; it is kept `ttl_ms` ([`record::encode_attempt`]) for `key_churn`. Answered with the attempts at the same request under other keys that other
+    /// instances registered while it was in flight ([`RawReply::Settled`]), each handed to
+    /// exactly one instance.
+    AttemptEnded {
+        ticket: u64,
+        ak: AttemptKey,
+        claim_id: String,
+        bad: bool,
+        record: Vec<u8>,
+        ttl_ms: u64,
+    },
+    /// Reads the attempt filed for a request: one that ended comes back. One in flight
+    /// under another key registers `waiter` (this request's attempt record) with it, to be
+    /// judged by that attempt's instance when it ends. Answered.
+    AttemptLookup {
+        ticket: u64,
+        ak: AttemptKey,
+        claim_id: String,
+        key: KeyId,
+        waiter: Vec<u8>,
+    },
     /// Reads the latest keyless use of a request filed before `at_us` and at most `window_us`
     /// before it (by capture time, whatever order the uses reached the store in). Answered.
     KeylessLookup {
@@ -231,13 +254,14 @@ pub enum RawClaim {
 pub enum RawReply {
     Claim(RawClaim),
     Endpoints(Vec<(String, i64)>),
-    /// The attempt filed for a request, in bytes.
-    Attempt(Option<Vec<u8>>),
+    /// The attempt filed for a request, ended: whether badly, and its record in bytes.
+    Attempt(Option<(bool, Vec<u8>)>),
     /// The latest earlier keyless use of a request, in bytes.
     Keyless(Option<Vec<u8>>),
     /// An endpoint's deadline (µs), if it was learned.
     Endpoint(Option<i64>),
-    /// The later uses registered while a first use was in flight: their records, in bytes.
+    /// The later uses registered while a first use (or an attempt) was in flight: their
+    /// records, in bytes.
     Settled(Vec<Vec<u8>>),
     /// Operations that are not answered.
     #[default]

@@ -304,6 +304,8 @@ pub fn decode_attempt(bytes: &[u8]) -> Option<SharedAttempt> {
         rec,
         end: Timestamp(w.end),
         response: w.response.map(resp_rec),
+        // The record does not say: the store's state does (see the attempt lookup).
+        bad: true,
     })
 }
 

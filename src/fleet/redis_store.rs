@@ -93,7 +93,61 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
 
-const SCRIPTS: [&str; 5] = [CLAIM, SETTLE, SYNC, ENDPOINT, KEYLESS];
+/// KEYS[1] a request's last keyed attempt, a hash: `s` its state (`f` in flight, `b` ended
+/// badly), `c` its claimer, `h` its key's hash, `r` its record, `w:` + claim id the attempts
+/// under other keys registered while it was in flight. ARGV: claim id, key hash, record, TTL
+/// (ms). Files an attempt as in flight, unless another instance's is.
+const ATTEMPT_START: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 's', 'c')
+if cur[1] == 'f' and cur[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'f', 'c', ARGV[1], 'h', ARGV[2], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// KEYS[1] as for ATTEMPT_START; ARGV: claim id, bad (`1` or `0`), record, TTL (ms). The
+/// claimer's attempt ended: returns its waiters (and forgets them); kept as ended badly (`b`)
+/// or well (`g`), with when it ended, for the requests under other keys that began while it
+/// was in flight and reach the store later.
+const ATTEMPT_END: &str = r"
+if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then return {} end
+local all = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #all, 2 do
+  if string.sub(all[i], 1, 2) == 'w:' then out[#out + 1] = all[i + 1] end
+end
+redis.call('DEL', KEYS[1])
+local state = 'g'
+if ARGV[2] == '1' then state = 'b' end
+redis.call('HSET', KEYS[1], 's', state, 'c', ARGV[1], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return out
+";
+
+/// KEYS[1] as for ATTEMPT_START; ARGV: claim id, key hash, this request's attempt record,
+/// how many waiters at most. An attempt that ended comes back as {state, record}; one in
+/// flight under another key, by another instance, registers this request as its waiter.
+const ATTEMPT_LOOKUP: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 's', 'c', 'h', 'r')
+if cur[1] == 'b' or cur[1] == 'g' then return {cur[1], cur[4]} end
+if cur[1] == 'f' and cur[2] ~= ARGV[1] and cur[3] ~= ARGV[2]
+    and redis.call('HLEN', KEYS[1]) < 4 + tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], ARGV[3])
+end
+return false
+";
+
+const SCRIPTS: [&str; 8] = [
+    CLAIM,
+    SETTLE,
+    SYNC,
+    ENDPOINT,
+    KEYLESS,
+    ATTEMPT_START,
+    ATTEMPT_END,
+    ATTEMPT_LOOKUP,
+];
 
 enum Conn {
     Single(redis::Connection),
@@ -256,17 +310,53 @@ impl RedisBackend {
             }
             // The worker answers barriers itself; a PING keeps replies aligned if one came.
             Op::Barrier { .. } => redis::cmd("PING"),
-            Op::AttemptEnded { ak, record, ttl_ms } => {
-                let mut c = redis::cmd("SET");
-                c.arg(ak.name(&self.prefix))
+            Op::AttemptStarted {
+                ak,
+                claim_id,
+                key,
+                record,
+                ttl_ms,
+            } => {
+                let mut c = self.script(5);
+                c.arg(1)
+                    .arg(ak.name(&self.prefix))
+                    .arg(claim_id)
+                    .arg(&key.bytes()[..])
                     .arg(&record[..])
-                    .arg("PX")
                     .arg((*ttl_ms).max(1));
                 c
             }
-            Op::AttemptLookup { ak, .. } => {
-                let mut c = redis::cmd("GET");
-                c.arg(ak.name(&self.prefix));
+            Op::AttemptEnded {
+                ak,
+                claim_id,
+                bad,
+                record,
+                ttl_ms,
+                ..
+            } => {
+                let mut c = self.script(6);
+                c.arg(1)
+                    .arg(ak.name(&self.prefix))
+                    .arg(claim_id)
+                    .arg(if *bad { "1" } else { "0" })
+                    .arg(&record[..])
+                    .arg((*ttl_ms).max(1));
+                c
+            }
+            Op::AttemptLookup {
+                ak,
+                claim_id,
+                key,
+                waiter,
+                ..
+            } => {
+                let mut c = self.script(7);
+                c.arg(1)
+                    .arg(ak.name(&self.prefix))
+                    .arg(claim_id)
+                    .arg(&key.bytes()[..])
+                    .arg(&waiter[..])
+                    .arg(super::USES_KEPT);
                 c
             }
             Op::KeylessLookup {
@@ -426,10 +516,12 @@ impl Backend for RedisBackend {
                 ),
                 Op::AttemptLookup { .. } => RawReply::Attempt(match v {
                     Value::Nil => None,
-                    other => Some(
-                        bytes(Some(other))
-                            .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
-                    ),
+                    Value::Array(items) => Some((
+                        bytes(items.first()).as_deref() == Some(b"b"),
+                        bytes(items.get(1))
+                            .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                    )),
+                    other => return Err(StoreError(format!("unexpected reply {other:?}"))),
                 }),
                 Op::KeylessLookup { .. } => RawReply::Keyless(match v {
                     Value::Array(items) if items.is_empty() => None,
@@ -446,14 +538,16 @@ impl Backend for RedisBackend {
                             .ok_or_else(|| StoreError(format!("unexpected reply {other:?}")))?,
                     ),
                 }),
-                Op::Settle { end: Some(_), .. } => RawReply::Settled(match v {
-                    Value::Array(items) => items
-                        .iter()
-                        .map(|i| bytes(Some(i)))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
-                    other => return Err(StoreError(format!("unexpected reply {other:?}"))),
-                }),
+                Op::Settle { end: Some(_), .. } | Op::AttemptEnded { .. } => {
+                    RawReply::Settled(match v {
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|i| bytes(Some(i)))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,
+                        other => return Err(StoreError(format!("unexpected reply {other:?}"))),
+                    })
+                }
                 Op::SyncEndpoints { .. } => RawReply::Endpoints(
                     endpoints_reply(v)
                         .ok_or_else(|| StoreError(format!("unexpected reply {v:?}")))?,

@@ -18,8 +18,8 @@ use super::worker::{Outcome, Remote, Reply, StoreHandle};
 use super::{AttemptKey, Claim, KeylessKey, Op, RecordKey, StoreConfig};
 use crate::http::{HttpEvent, Request, TxId};
 use crate::stats::Stats;
-use crate::tracker::shared::{Publish, SharedAttempt, SharedFirst};
-use crate::tracker::{Alert, ReqRec, RespRec, Scope, Tracker};
+use crate::tracker::shared::{Ended, Publish, SharedAttempt, SharedFirst};
+use crate::tracker::{Alert, ReqRec, RespRec, Tracker};
 use crate::ts::Timestamp;
 
 /// An event held in order, with the ticket of its claim.
@@ -42,15 +42,6 @@ struct Ticket {
     endpoint: bool,
 }
 
-/// A first use of this instance that ended, as its settle was filed.
-struct SettleCtx {
-    scope: Scope,
-    first: Arc<ReqRec>,
-    first_response: Option<Arc<RespRec>>,
-    end: Timestamp,
-    observed: bool,
-}
-
 /// The fleet stage: the store's thread and the events held for it.
 pub struct Fleet {
     store: StoreHandle,
@@ -62,7 +53,10 @@ pub struct Fleet {
     endpoints: HashMap<u64, Option<(String, i64)>>,
     /// This instance's first uses that ended, waiting for the later uses registered
     /// elsewhere while they were in flight.
-    settles: HashMap<u64, SettleCtx>,
+    settles: HashMap<u64, Ended>,
+    /// This instance's attempts that ended, waiting for the attempts under other keys
+    /// registered elsewhere while they were in flight.
+    churns: HashMap<u64, Ended>,
     /// Alerts judged on the store's answers rather than on an event, for the output.
     alerts: Vec<Alert>,
     /// Requests held whose exchange may follow in the queue (one claim for both).
@@ -115,6 +109,7 @@ impl Fleet {
             keyless: HashMap::new(),
             endpoints: HashMap::new(),
             settles: HashMap::new(),
+            churns: HashMap::new(),
             alerts: Vec::new(),
             queued_requests: HashSet::new(),
             next_ticket: 0,
@@ -151,7 +146,7 @@ impl Fleet {
 
     /// Nothing held, and no answer awaited that may give alerts.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.settles.is_empty()
+        self.queue.is_empty() && self.settles.is_empty() && self.churns.is_empty()
     }
 
     /// Holds `ev` in order; sends a claim for its key when this instance cannot answer alone.
@@ -217,7 +212,17 @@ impl Fleet {
         let attempt = identity
             .map(|identity| AttemptKey { scope, identity })
             .filter(|ak| !tracker.knows_attempt(ak.scope, ak.identity))
-            .filter(|ak| self.store.submit(Op::AttemptLookup { ticket, ak: *ak }));
+            .filter(|ak| {
+                let rec = ReqRec::new(id, conn, req);
+                let waiter = self.attempt_record(tracker, kid, &rec, ak.identity, req.ts, None);
+                self.store.submit(Op::AttemptLookup {
+                    ticket,
+                    ak: *ak,
+                    claim_id: claim_id(&self.cfg.instance, &id),
+                    key: kid,
+                    waiter,
+                })
+            });
         Some(Ticket {
             n: ticket,
             claim: Some((rk, req.idempotency_key())),
@@ -287,15 +292,14 @@ impl Fleet {
             Reply::Settled { ticket, uses } => {
                 if let Some(c) = self.settles.remove(&ticket) {
                     let uses = uses.into_iter().map(|u| u.rec).collect();
-                    let found = tracker.concurrent_uses_elsewhere(
-                        c.scope,
-                        &c.first,
-                        c.first_response,
-                        c.end,
-                        c.observed,
-                        uses,
-                        st,
-                    );
+                    let found = tracker.concurrent_uses_elsewhere(c, uses, st);
+                    crate::tracker::count_alerts(st, &found);
+                    self.alerts.extend(found);
+                }
+            }
+            Reply::Waiters { ticket, waiters } => {
+                if let Some(c) = self.churns.remove(&ticket) {
+                    let found = tracker.churn_elsewhere(c, waiters, st);
                     crate::tracker::count_alerts(st, &found);
                     self.alerts.extend(found);
                 }
@@ -488,11 +492,11 @@ impl Fleet {
                     let end = ended.map(|(rec, at, observed)| {
                         self.settles.insert(
                             ticket,
-                            SettleCtx {
+                            Ended {
                                 scope,
                                 first: rec,
-                                first_response: first_response.clone(),
-                                end: at,
+                                response: first_response.clone(),
+                                at,
                                 observed,
                             },
                         );
@@ -536,6 +540,26 @@ impl Fleet {
                         }),
                     }
                 }
+                Publish::AttemptStarted {
+                    scope,
+                    identity,
+                    key,
+                    rec,
+                } => {
+                    let Some(id) = rec.origin.local() else {
+                        continue;
+                    };
+                    let window = tracker.config().window;
+                    Op::AttemptStarted {
+                        ak: AttemptKey { scope, identity },
+                        claim_id: claim_id(&self.cfg.instance, &id),
+                        key,
+                        record: self.attempt_record(tracker, key, &rec, identity, rec.ts, None),
+                        ttl_ms: u64::try_from(window.as_millis())
+                            .unwrap_or(u64::MAX)
+                            .max(1000),
+                    }
+                }
                 Publish::AttemptEnded {
                     scope,
                     identity,
@@ -543,28 +567,33 @@ impl Fleet {
                     rec,
                     end,
                     response,
+                    bad,
+                    observable,
                 } => {
-                    let first = First {
-                        rec: &rec,
-                        identity,
-                        decoded: None,
-                        first_ts: end,
-                        observer: rec
-                            .origin
-                            .observer()
-                            .map_or(&*self.cfg.instance, |o| &o.instance),
-                        file: None,
+                    let Some(id) = rec.origin.local() else {
+                        continue;
                     };
                     let churn = tracker.config().churn_window;
+                    let ticket = self.next_ticket;
+                    self.next_ticket += 1;
+                    let record =
+                        self.attempt_record(tracker, key, &rec, identity, end, response.as_deref());
+                    self.churns.insert(
+                        ticket,
+                        Ended {
+                            scope,
+                            first: rec,
+                            response,
+                            at: end,
+                            observed: observable,
+                        },
+                    );
                     Op::AttemptEnded {
+                        ticket,
                         ak: AttemptKey { scope, identity },
-                        record: record::encode_attempt(
-                            key,
-                            rec.key.as_deref().filter(|_| !tracker.config().redact_keys),
-                            end,
-                            &first,
-                            response.as_deref(),
-                        ),
+                        claim_id: claim_id(&self.cfg.instance, &id),
+                        bad,
+                        record,
                         ttl_ms: u64::try_from(churn.as_millis())
                             .unwrap_or(u64::MAX)
                             .max(1000),
@@ -572,15 +601,47 @@ impl Fleet {
                 }
             };
             let ticket = match &op {
-                Op::Settle { ticket, .. } => Some(*ticket),
+                Op::Settle { ticket, .. } | Op::AttemptEnded { ticket, .. } => Some(*ticket),
                 _ => None,
             };
             if !self.store.submit(op)
                 && let Some(t) = ticket
             {
                 self.settles.remove(&t);
+                self.churns.remove(&t);
             }
         }
+    }
+
+    /// An attempt's record as filed: its key (the value unless redacted), when it ended (or
+    /// began, in flight), the request and its response.
+    fn attempt_record(
+        &self,
+        tracker: &Tracker,
+        key: crate::tracker::KeyId,
+        rec: &ReqRec,
+        identity: crate::tracker::Identity,
+        at: Timestamp,
+        response: Option<&RespRec>,
+    ) -> Vec<u8> {
+        let first = First {
+            rec,
+            identity,
+            decoded: None,
+            first_ts: at,
+            observer: rec
+                .origin
+                .observer()
+                .map_or(&*self.cfg.instance, |o| &o.instance),
+            file: None,
+        };
+        record::encode_attempt(
+            key,
+            rec.key.as_deref().filter(|_| !tracker.config().redact_keys),
+            at,
+            &first,
+            response,
+        )
     }
 
     /// Alerts judged on the store's answers since the last call (later uses of this

@@ -59,6 +59,12 @@ pub enum Reply {
         ticket: u64,
         uses: Vec<RemoteFirst>,
     },
+    /// The attempts at a request under other keys registered while this instance's attempt
+    /// was in flight.
+    Waiters {
+        ticket: u64,
+        waiters: Vec<SharedAttempt>,
+    },
     /// The latest earlier keyless use of a request filed by any instance (`None`: none, or
     /// the store did not answer).
     Keyless {
@@ -417,13 +423,13 @@ impl Worker<'_> {
                 })
             }
             (Op::SyncEndpoints { .. }, RawReply::Endpoints(v)) => Some(Reply::Endpoints(v)),
-            (Op::AttemptLookup { ticket, .. }, RawReply::Attempt(bytes)) => {
-                let attempt = bytes.and_then(|b| {
+            (Op::AttemptLookup { ticket, .. }, RawReply::Attempt(found)) => {
+                let attempt = found.and_then(|(bad, b)| {
                     let a = record::decode_attempt(&b);
                     if a.is_none() {
                         self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
                     }
-                    a.map(Box::new)
+                    a.map(|a| Box::new(SharedAttempt { bad, ..a }))
                 });
                 Some(Reply::Attempt {
                     ticket: *ticket,
@@ -457,6 +463,22 @@ impl Worker<'_> {
                 Some(Reply::Settled {
                     ticket: *ticket,
                     uses,
+                })
+            }
+            (Op::AttemptEnded { ticket, .. }, RawReply::Settled(raw)) => {
+                let waiters = raw
+                    .iter()
+                    .filter_map(|b| {
+                        let w = record::decode_attempt(b);
+                        if w.is_none() {
+                            self.counters.bad_records.fetch_add(1, Ordering::Relaxed);
+                        }
+                        w
+                    })
+                    .collect();
+                Some(Reply::Waiters {
+                    ticket: *ticket,
+                    waiters,
                 })
             }
             (Op::EndpointLookup { ticket, name }, RawReply::Endpoint(deadline_us)) => {
@@ -495,6 +517,10 @@ fn unanswered(op: &Op) -> Option<Reply> {
         } => Some(Reply::Settled {
             ticket: *ticket,
             uses: Vec::new(),
+        }),
+        Op::AttemptEnded { ticket, .. } => Some(Reply::Waiters {
+            ticket: *ticket,
+            waiters: Vec::new(),
         }),
         Op::EndpointLookup { ticket, name } => Some(Reply::Endpoint {
             ticket: *ticket,

@@ -321,22 +321,24 @@ impl Tracker {
             None => observable,
             Some(r) => r.status >= 500 || r.status == 409,
         };
+        let (key, rec) = (a.key, a.rec.clone());
         if bad {
             a.ended = Some((now, bad, response.cloned()));
-            let (key, rec) = (a.key, a.rec.clone());
             let deadline = now.add_nanos(nanos(self.cfg.churn_window).max(1));
             self.attempts.touch(&(f.scope, ident), deadline);
-            self.publish(shared::Publish::AttemptEnded {
-                scope: f.scope,
-                identity: ident,
-                key,
-                rec,
-                end: now,
-                response: response.cloned(),
-            });
         } else {
             self.attempts.remove(&(f.scope, ident));
         }
+        self.publish(shared::Publish::AttemptEnded {
+            scope: f.scope,
+            identity: ident,
+            key,
+            rec,
+            end: now,
+            response: response.cloned(),
+            bad,
+            observable,
+        });
     }
 
     /// `concurrent_reuse` and `key_churn`, waiting side: a later request arrived while this

@@ -104,7 +104,7 @@ impl Tracker {
             let elsewhere = self.concurrent_elsewhere.remove(&id);
             pending.extend(concurrent_reuse_elsewhere(&u, elsewhere));
             if let Some(ident) = identity {
-                match self.key_churn(scope, ident, kid, now) {
+                match self.key_churn(scope, ident, kid, req.ts, now) {
                     Some(Churn::Now(p)) => pending.push(p),
                     Some(Churn::Wait(t)) => waits.push((t, AlertKind::KeyChurn)),
                     None => {}
@@ -266,12 +266,15 @@ impl Tracker {
 
     /// `key_churn`, request side: the same request under another key than its last attempt's.
     /// Fires at once when that attempt ended badly (unanswered, aborted, 5xx, 409) at most
-    /// `churn_window` before; while it is in flight, waits for its outcome (`exchange.rs`).
+    /// `churn_window` before, or ended (however) after this request `began`: it was in flight
+    /// then, as one seen ending on another gateway can be. While it is in flight here, waits
+    /// for its outcome (`exchange.rs`).
     fn key_churn(
         &self,
         scope: Scope,
         ident: Identity,
         kid: KeyId,
+        began: Timestamp,
         now: Timestamp,
     ) -> Option<Churn> {
         let a = self.attempts.get(&(scope, ident))?;
@@ -281,7 +284,8 @@ impl Tracker {
         match &a.ended {
             // Not ended: only this run's own attempts (those imported had ended).
             None => a.rec.origin.local().map(Churn::Wait),
-            Some((end, bad, resp)) => (*bad && now.since(*end) <= nanos(self.cfg.churn_window))
+            Some((end, bad, resp)) => ((*bad && now.since(*end) <= nanos(self.cfg.churn_window))
+                || began < *end)
                 .then(|| Churn::Now(Pending::against(AlertKind::KeyChurn, &a.rec, resp.clone()))),
         }
     }
@@ -306,6 +310,12 @@ impl Tracker {
             now.add_nanos(nanos(self.cfg.window)),
         );
         stats.tracker_keys_evicted += r.evicted;
+        self.publish(shared::Publish::AttemptStarted {
+            scope,
+            identity: ident,
+            key: kid,
+            rec: rec.clone(),
+        });
     }
 
     /// `missing_key`: a watched request (see [`Tracker::watched`]) without any key header

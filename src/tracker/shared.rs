@@ -38,8 +38,18 @@ pub enum Publish {
         rec: Arc<ReqRec>,
         at: Timestamp,
     },
-    /// A keyed attempt at a request ended badly (unanswered, aborted, 5xx, 409): the same
-    /// request under another key within the churn window is `key_churn`, on any gateway.
+    /// A keyed attempt at a request began: it is the request's last attempt, in flight. The
+    /// same request under another key on any gateway now waits on its outcome.
+    AttemptStarted {
+        scope: Scope,
+        identity: Identity,
+        key: KeyId,
+        rec: Arc<ReqRec>,
+    },
+    /// A keyed attempt at a request ended: badly (unanswered, aborted, 5xx, 409), the same
+    /// request under another key within the churn window is `key_churn`, on any gateway;
+    /// well, it is forgotten. The attempts under other keys that other instances registered
+    /// while it was in flight come back, to be judged by [`Tracker::churn_elsewhere`].
     AttemptEnded {
         scope: Scope,
         identity: Identity,
@@ -47,7 +57,40 @@ pub enum Publish {
         rec: Arc<ReqRec>,
         end: Timestamp,
         response: Option<Arc<RespRec>>,
+        bad: bool,
+        /// Whether its outcome was observed (a response, or the server seen).
+        observable: bool,
     },
+}
+
+/// A request of this instance that stopped being in flight (a key's first use, an attempt),
+/// for judging what other instances registered with it meanwhile.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub scope: Scope,
+    pub first: Arc<ReqRec>,
+    pub response: Option<Arc<RespRec>>,
+    /// When it stopped being in flight: the start of its final response, else its end.
+    pub at: Timestamp,
+    /// Whether that was observed (a response, or the server seen).
+    pub observed: bool,
+}
+
+impl Ended {
+    /// An alert about `later`, a request another instance saw, against this one.
+    fn alert(&self, kind: super::AlertKind, later: ReqRec) -> super::Alert {
+        super::Alert {
+            ts: self.at,
+            kind,
+            key: later.key.as_deref().map(str::to_string),
+            all_keys: None,
+            scope: self.scope,
+            request: Arc::new(later),
+            original: Some(self.first.clone()),
+            response: None,
+            original_response: self.response.clone(),
+        }
+    }
 }
 
 /// What the fleet stage asks the store about a keyless request of a watched method.
@@ -69,6 +112,9 @@ pub struct SharedAttempt {
     pub rec: ReqRec,
     pub end: Timestamp,
     pub response: Option<Arc<RespRec>>,
+    /// Ended badly (unanswered, aborted, 5xx, 409); else well (kept for the requests that
+    /// began while it was in flight).
+    pub bad: bool,
 }
 
 /// A key's first use as the shared store returned it.
@@ -214,40 +260,46 @@ impl Tracker {
 
     /// `concurrent_reuse` across gateways, judged by the instance of the key's first use: the
     /// later uses of its key that other instances registered while it was in flight, now that
-    /// it ended at `end` (`observed`: a response, or the server seen ending it). Each that
-    /// began before that end was concurrent with it; an unobserved end decides nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// it `ended`. Each that began before that end was concurrent with it; an unobserved end
+    /// decides nothing.
     pub fn concurrent_uses_elsewhere(
         &self,
-        scope: Scope,
-        first: &Arc<ReqRec>,
-        first_response: Option<Arc<RespRec>>,
-        end: Timestamp,
-        observed: bool,
+        ended: Ended,
         uses: Vec<ReqRec>,
         stats: &mut crate::stats::Stats,
     ) -> Vec<super::Alert> {
-        if !observed {
+        if !ended.observed {
             stats.tracker_unobservable_skipped += uses.len() as u64;
             return Vec::new();
         }
         uses.into_iter()
-            .filter(|u| u.ts < end)
+            .filter(|u| u.ts < ended.at)
             .map(|mut u| {
                 // The store keeps no key value: it is this key.
-                u.key = first.key.clone();
-                super::Alert {
-                    ts: end,
-                    kind: super::AlertKind::ConcurrentReuse,
-                    key: first.key.as_deref().map(str::to_string),
-                    all_keys: None,
-                    scope,
-                    request: Arc::new(u),
-                    original: Some(first.clone()),
-                    response: None,
-                    original_response: first_response.clone(),
-                }
+                u.key = ended.first.key.clone();
+                ended.alert(super::AlertKind::ConcurrentReuse, u)
             })
+            .collect()
+    }
+
+    /// `key_churn` across gateways, judged by the instance of the first attempt: the same
+    /// request under other keys that other instances registered while it was in flight
+    /// (`waiters`), now that it `ended`. As on one gateway, each fires when the first
+    /// attempt's outcome was observed, however it ended: both ran.
+    pub fn churn_elsewhere(
+        &self,
+        ended: Ended,
+        waiters: Vec<SharedAttempt>,
+        stats: &mut crate::stats::Stats,
+    ) -> Vec<super::Alert> {
+        if !ended.observed {
+            stats.tracker_unobservable_skipped += waiters.len() as u64;
+            return Vec::new();
+        }
+        waiters
+            .into_iter()
+            .filter(|w| w.rec.ts < ended.at)
+            .map(|w| ended.alert(super::AlertKind::KeyChurn, w.rec))
             .collect()
     }
 
@@ -268,7 +320,7 @@ impl Tracker {
         let attempt = super::Attempt {
             key: a.key,
             rec,
-            ended: Some((a.end, true, a.response)),
+            ended: Some((a.end, a.bad, a.response)),
         };
         self.attempts.insert((scope, identity), attempt, deadline);
         true

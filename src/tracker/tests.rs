@@ -760,9 +760,15 @@ fn later_uses_elsewhere_are_concurrent_when_they_began_before_an_observed_end() 
     ];
     let mut stats = Stats::default();
     let scope = Scope::of(&Sim::build(&r, 0), ScopeParts::default());
-    let end = Timestamp(3 * SEC);
+    let ended = |observed| shared::Ended {
+        scope,
+        first: first.clone(),
+        response: None,
+        at: Timestamp(3 * SEC),
+        observed,
+    };
     let found =
-        s.t.concurrent_uses_elsewhere(scope, &first, None, end, true, uses.clone(), &mut stats);
+        s.t.concurrent_uses_elsewhere(ended(true), uses.clone(), &mut stats);
     assert_eq!(found.len(), 1);
     let a = &found[0];
     assert_eq!(a.kind, ConcurrentReuse);
@@ -779,9 +785,34 @@ fn later_uses_elsewhere_are_concurrent_when_they_began_before_an_observed_end() 
     assert!(Arc::ptr_eq(a.original.as_ref().expect("the first"), &first));
     // An end that was not observed decides nothing.
     let none =
-        s.t.concurrent_uses_elsewhere(scope, &first, None, end, false, uses, &mut stats);
+        s.t.concurrent_uses_elsewhere(ended(false), uses.clone(), &mut stats);
     assert!(none.is_empty());
     assert_eq!(stats.tracker_unobservable_skipped, 2);
+
+    // key_churn: the same request under another key, registered while the first attempt was
+    // in flight, fires once it ended observably, however it ended.
+    let waiters: Vec<shared::SharedAttempt> = uses
+        .into_iter()
+        .map(|mut rec| {
+            rec.key = Some("k2".into());
+            shared::SharedAttempt {
+                key: KeyId::of("k2"),
+                rec,
+                end: Timestamp(0),
+                response: None,
+                bad: false,
+            }
+        })
+        .collect();
+    let churn =
+        s.t.churn_elsewhere(ended(true), waiters.clone(), &mut stats);
+    assert_eq!(churn.len(), 1, "only the one that began before the end");
+    assert_eq!(churn[0].kind, KeyChurn);
+    assert_eq!(churn[0].key.as_deref(), Some("k2"));
+    assert!(
+        s.t.churn_elsewhere(ended(false), waiters, &mut stats)
+            .is_empty()
+    );
 }
 
 #[test]

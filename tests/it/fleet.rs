@@ -681,7 +681,8 @@ fn keys_are_shared_through_a_redis_cluster() {
         ]
     );
     // The records went to several nodes (by slot), the endpoints hash to one: four keys, the
-    // endpoints and gateway 2's keyless request.
+    // endpoints, gateway 2's keyless request and the last attempt at each of the five keyed
+    // requests (kept for the churn window).
     let sizes: Vec<u64> = nodes
         .iter()
         .map(|(_, p)| {
@@ -695,7 +696,7 @@ fn keys_are_shared_through_a_redis_cluster() {
                 .unwrap_or(0)
         })
         .collect();
-    assert_eq!(sizes.iter().sum::<u64>(), 6, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<u64>(), 11, "{sizes:?}");
     assert!(sizes.iter().filter(|n| **n > 0).count() >= 2, "{sizes:?}");
 }
 
@@ -1455,4 +1456,162 @@ fn a_retry_on_another_gateway_while_the_first_is_in_flight_is_concurrent_reuse()
             .all(|v| v["kind"] != "concurrent_reuse"),
         "{late:?}"
     );
+}
+
+/// Attempts at one request under other keys while its attempt is in flight, on one backend:
+/// each is handed to exactly one instance.
+fn churn_contract(b: &mut dyn idemwatch::fleet::Backend, what: &str) {
+    use idemwatch::fleet::{AttemptKey, RawReply};
+    use idemwatch::tracker::Identity;
+    b.connect().expect("connects");
+    let ak = AttemptKey {
+        scope: Scope([4; 16]),
+        identity: Identity([5; 16]),
+    };
+    let start = |id: &str, key: &str| Op::AttemptStarted {
+        ak,
+        claim_id: id.into(),
+        key: KeyId::of(key),
+        record: format!("att-{id}").into_bytes(),
+        ttl_ms: 60_000,
+    };
+    let look = |id: &str, key: &str| Op::AttemptLookup {
+        ticket: 0,
+        ak,
+        claim_id: id.into(),
+        key: KeyId::of(key),
+        waiter: format!("wait-{id}").into_bytes(),
+    };
+    let end = |id: &str, bad: bool| Op::AttemptEnded {
+        ticket: 0,
+        ak,
+        claim_id: id.into(),
+        bad,
+        record: format!("ended-{id}").into_bytes(),
+        ttl_ms: 60_000,
+    };
+    let one = |b: &mut dyn idemwatch::fleet::Backend, op: Op| b.run(&[op]).expect("rt").pop();
+    assert_eq!(
+        one(b, look("a", "k1")),
+        Some(RawReply::Attempt(None)),
+        "{what}"
+    );
+    one(b, start("a", "k1"));
+    // The same key elsewhere is no churn: not registered. Another key is.
+    assert_eq!(
+        one(b, look("b", "k1")),
+        Some(RawReply::Attempt(None)),
+        "{what}"
+    );
+    assert_eq!(
+        one(b, look("c", "k2")),
+        Some(RawReply::Attempt(None)),
+        "{what}"
+    );
+    // Another instance's start does not displace the attempt in flight.
+    one(b, start("d", "k3"));
+    assert_eq!(
+        one(b, end("d", true)),
+        Some(RawReply::Settled(vec![])),
+        "{what}: not d's"
+    );
+    assert_eq!(
+        one(b, end("a", false)),
+        Some(RawReply::Settled(vec![b"wait-c".to_vec()])),
+        "{what}"
+    );
+    // Ended well: kept, for requests that began while it was in flight.
+    assert_eq!(
+        one(b, look("e", "k4")),
+        Some(RawReply::Attempt(Some((false, b"ended-a".to_vec())))),
+        "{what}"
+    );
+    one(b, start("f", "k5"));
+    assert_eq!(
+        one(b, end("f", true)),
+        Some(RawReply::Settled(vec![])),
+        "{what}"
+    );
+    assert_eq!(
+        one(b, look("g", "k6")),
+        Some(RawReply::Attempt(Some((true, b"ended-f".to_vec())))),
+        "{what}"
+    );
+}
+
+#[test]
+fn attempts_under_other_keys_while_one_is_in_flight_go_to_one_instance_on_redis_and_in_memory() {
+    let redis = Redis::start();
+    let mut r = idemwatch::fleet::redis_store::RedisBackend::single(
+        &redis.url(),
+        "t:",
+        Duration::from_secs(2),
+        None,
+    )
+    .expect("a backend");
+    churn_contract(&mut r, "redis");
+    let mut m = idemwatch::fleet::memory::MemoryBackend::new(
+        idemwatch::fleet::memory::MemoryStore::default(),
+        "t:",
+    );
+    churn_contract(&mut m, "memory");
+}
+
+#[test]
+fn a_fresh_key_on_another_gateway_while_the_first_attempt_is_in_flight_is_key_churn() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t0 = support::BASE_TS_NS;
+    let fmt = Format::Pcap {
+        big_endian: false,
+        nanos: true,
+    };
+    // Gateway 1: the first attempt takes 31 s and succeeds. At 30 s the app gave up and sent
+    // the same charge under a fresh key, through gateway 2: both ran.
+    let (a, b) = (dir.path().join("gw1.pcap"), dir.path().join("gw2.pcap"));
+    write_capture(&a, fmt, 1, &slow_attempt(41, t0, "churn-k1", 200, 31_000));
+    write_capture(
+        &b,
+        fmt,
+        1,
+        &slow_attempt(42, t0 + 30_000_000_000, "churn-k2", 200, 100),
+    );
+    // Near miss: a fresh key after the first attempt succeeded is a new request.
+    let c = dir.path().join("gw2-later.pcap");
+    write_capture(
+        &c,
+        fmt,
+        1,
+        &slow_attempt(43, t0 + 40_000_000_000, "churn-k3", 200, 100),
+    );
+    let url = redis.url();
+    let read = |path: &Path, instance: &str| {
+        let p = path.to_string_lossy().into_owned();
+        let run = run_with(
+            &[
+                "read",
+                "--stats",
+                "--store",
+                &url,
+                "--store-instance",
+                instance,
+                &p,
+            ],
+            None,
+            &[],
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        run.lines
+    };
+    assert!(alerts(&read(&a, "gw1")).is_empty());
+    let gw2 = read(&b, "gw2");
+    let got = alerts(&gw2);
+    assert_eq!(got.len(), 1, "{gw2:?}");
+    let v = got[0];
+    assert_eq!(v["kind"], "key_churn");
+    assert_eq!(v["key"], "churn-k2");
+    assert_eq!(v["original"]["idempotency_key"], "churn-k1");
+    assert_eq!(v["original"]["observer"], "gw1");
+    assert_eq!(v["original_response"]["status"], 200);
+    assert!(alerts(&read(&c, "gw3")).is_empty());
 }
