@@ -215,9 +215,19 @@ impl RedisBackend {
         timeout: Duration,
         tls: Option<redis::TlsCertificates>,
     ) -> Result<RedisBackend, String> {
+        // One quick retry, for a MOVED or ASK after slots moved. The crate's default (16
+        // retries, 1.28 s and more apart) would hold this thread for minutes on a cluster that
+        // answers CLUSTERDOWN while a failed primary is replaced; the worker's own backoff
+        // handles that, and counts it.
+        let wait_ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(2);
         let mut builder = redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
             .connection_timeout(timeout)
-            .response_timeout(timeout);
+            .response_timeout(timeout)
+            .retries(1)
+            .min_retry_wait(1)
+            .max_retry_wait(wait_ms);
         if let Some(certs) = tls {
             builder = builder.certs(certs);
         }
@@ -475,7 +485,16 @@ impl Backend for RedisBackend {
                 self.conn = Some(Conn::Single(con));
             }
             Target::Cluster(client) => {
-                let con = client.get_connection().map_err(err)?;
+                let mut con = client.get_connection().map_err(err)?;
+                // A connection is made as long as one seed answers, with the slot map that
+                // node has. While a failed primary is not yet replaced, that map still names
+                // it: the store is not back until every primary of the map answers, or each
+                // reconnection would be "reachable again" for one batch and fail on the next.
+                let all = redis::cluster_routing::RoutingInfo::MultiNode((
+                    redis::cluster_routing::MultipleNodeRoutingInfo::AllMasters,
+                    Some(redis::cluster_routing::ResponsePolicy::AllSucceeded),
+                ));
+                con.route_command(&redis::cmd("PING"), all).map_err(err)?;
                 self.conn = Some(Conn::Cluster(Box::new(con)));
             }
         }

@@ -16,6 +16,7 @@ mod conformance;
 mod decode_encapsulations;
 mod evasion;
 mod events_schema;
+mod failover;
 mod fleet;
 mod floods;
 mod fuzz_seeds;
