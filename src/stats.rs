@@ -51,6 +51,11 @@ counters! {
     mirror_timeouts,
     mirror_bad_requests,
     mirror_requests,
+    /// Mirror: requests that reached the endpoint after one their gateway received later (by
+    /// its `X-Request-Start`), and were put back in the gateway's order; those that came later
+    /// than `--reorder-window` or past its bound could not be, and are judged as they came.
+    mirror_reordered,
+    mirror_reorder_late,
     /// Frames read from the source.
     packets,
     /// Bytes of frames as captured (caplen).

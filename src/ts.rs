@@ -29,6 +29,11 @@ impl Timestamp {
         u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0)
     }
 
+    /// This time plus `nanos`, which may be negative (another clock's offset).
+    pub fn shifted(self, nanos: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(nanos))
+    }
+
     pub fn add_nanos(self, nanos: u64) -> Timestamp {
         Timestamp(
             self.0

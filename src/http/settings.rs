@@ -9,6 +9,8 @@
 //! a proxy). It leaves out everything judged later (windows, kinds: the tracker's).
 
 use std::net::IpAddr;
+
+use crate::ts::Timestamp;
 use std::sync::Arc;
 
 /// Query parameters whose values never leave the process.
@@ -114,6 +116,11 @@ pub trait ForwardedClient: std::fmt::Debug + Send + Sync {
     /// the `X-Forwarded-For` (rank 0), `X-Real-IP` (1) and `Forwarded` (2) values of a request
     /// in the order they came; a lower rank is the more trusted header.
     fn client(&self, peer: IpAddr, values: &[(u8, String)]) -> Option<IpAddr>;
+
+    /// When `peer`, a gateway, received the request, from its `X-Request-Start` value, for a
+    /// request that reached us at `arrival`; None to keep `arrival`. The gateway's time orders
+    /// mirrored requests that raced each other on their way here.
+    fn request_start(&self, peer: IpAddr, value: &str, arrival: Timestamp) -> Option<Timestamp>;
 }
 
 impl SessionSettings {

@@ -8,6 +8,11 @@
 use std::net::IpAddr;
 
 use crate::http::settings::ForwardedClient;
+use crate::ts::Timestamp;
+
+/// A gateway time further than this from when the request reached us is not believed (a
+/// gateway whose clock is off, or a header the gateway passed on from a client): an hour.
+const MAX_CLOCK_SKEW_NS: i64 = 3_600_000_000_000;
 
 /// Peers whose forwarding headers name the client.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +46,51 @@ impl ForwardedClient for TrustedProxies {
             .or(addrs.first())
             .copied()
     }
+
+    /// `X-Request-Start` from a trusted peer: `t=` (optional) and the time since the epoch in
+    /// seconds (with a fraction, as nginx's `${msec}`), milliseconds, microseconds or
+    /// nanoseconds, told apart by magnitude (the convention APM agents read).
+    fn request_start(&self, peer: IpAddr, value: &str, arrival: Timestamp) -> Option<Timestamp> {
+        if self.0.is_empty() || !self.trusts(&peer) {
+            return None;
+        }
+        let t = parse_request_start(value)?;
+        (t.0.saturating_sub(arrival.0).abs() <= MAX_CLOCK_SKEW_NS).then_some(t)
+    }
+}
+
+/// The time an `X-Request-Start` value gives, if it is one.
+fn parse_request_start(value: &str) -> Option<Timestamp> {
+    let v = value.trim();
+    let v = v.strip_prefix("t=").unwrap_or(v);
+    let (int, frac) = match v.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (v, ""),
+    };
+    if int.is_empty()
+        || int.len() > 19
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let n: i64 = int.parse().ok()?;
+    // Seconds since 2001 have 10 digits until 2286; each unit adds three.
+    let ns = match int.len() {
+        0..=11 => {
+            let digits = frac.get(..frac.len().min(9)).unwrap_or("");
+            let f: i64 = if digits.is_empty() {
+                0
+            } else {
+                format!("{digits:0<9}").parse().ok()?
+            };
+            n.checked_mul(1_000_000_000)?.checked_add(f)?
+        }
+        12..=14 => n.checked_mul(1_000_000)?,
+        15..=17 => n.checked_mul(1_000)?,
+        _ => n,
+    };
+    Some(Timestamp(ns))
 }
 
 /// One element of a header's list: `192.0.2.1`, `192.0.2.1:8080`, `[2001:db8::1]:8080`, or

@@ -13,11 +13,13 @@
 
 mod connection;
 mod forwarded;
+mod reorder;
 mod server;
 mod tls;
 
 pub use connection::{MirrorConnection, MirrorFed};
 pub use forwarded::TrustedProxies;
+pub use reorder::GatewayOrder;
 pub use server::{MirrorServer, TlsReload, reload_tls};
 pub use tls::{TlsSetupError, server_config};
 

@@ -182,6 +182,8 @@ pub(super) struct Heads {
     pub(super) replayed: bool,
     /// `X-Forwarded-For`, `X-Real-IP` and `Forwarded` values, in that order of trust.
     pub(super) forwarded: Vec<(u8, String)>,
+    /// `X-Request-Start` (the first), as a gateway sets it.
+    pub(super) request_start: Option<String>,
 }
 
 /// A field value as text. A byte that is not UTF-8 is written U+FFFD followed by its two hex
@@ -213,6 +215,10 @@ pub(super) fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[Strin
             h.forwarded.push((1, value()));
         } else if name.eq_ignore_ascii_case("forwarded") {
             h.forwarded.push((2, value()));
+        } else if name.eq_ignore_ascii_case("x-request-start") {
+            if h.request_start.is_none() {
+                h.request_start = Some(value());
+            }
         } else if name.eq_ignore_ascii_case("host") {
             if h.host.is_none() {
                 h.host = Some(field_text(hd.value).into_owned());

@@ -121,6 +121,8 @@ struct Exchange {
     server_gaps_at_start: u64,
     /// The client named by a trusted proxy's header.
     forwarded_client: Option<std::net::IpAddr>,
+    /// What to add to our times to get the gateway's (its `X-Request-Start`), in ns.
+    clock_shift: i64,
     /// The request's body was hashed, so its response's is too.
     hashed: bool,
     interim: Vec<u16>,
@@ -574,6 +576,10 @@ impl Session {
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&request.method));
         let forwarded_client = self.forwarded_client(&h.forwarded);
+        let mut request = request;
+        let clock_shift = self.gateway_shift(h.request_start.as_deref(), request.ts);
+        request.ts = request.ts.shifted(clock_shift);
+        request.ts_end = request.ts_end.shifted(clock_shift);
         let id = self.next_id;
         self.next_id += 1;
         self.pending.push_back(Exchange {
@@ -586,6 +592,7 @@ impl Session {
             resp_lost: cfg.requests_only,
             server_gaps_at_start: self.server_gaps,
             forwarded_client,
+            clock_shift,
             hashed,
             interim: Vec::new(),
         });
@@ -756,6 +763,7 @@ impl Session {
                         resp_lost: false,
                         server_gaps_at_start: self.server_gaps,
                         forwarded_client: None,
+                        clock_shift: 0,
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
                     },
@@ -879,7 +887,7 @@ impl Session {
                             res.decoded_sha256.or(res.sha256)
                         };
                         r.body = body_of(&res, canon);
-                        r.ts_end = ts;
+                        r.ts_end = ts.shifted(ex.clock_shift);
                     }
                     ex.req_done = true;
                 }
@@ -917,6 +925,18 @@ impl Session {
         let resolver = self.cfg.forwarded.as_ref()?;
         let c = self.client.unwrap_or(Side(0));
         resolver.client(self.ends[c.index()].ip, values)
+    }
+
+    /// The gateway's clock against ours, from a trusted gateway's `X-Request-Start` (ns to
+    /// add), for a request that reached us at `arrival`; 0 when there is none to believe.
+    fn gateway_shift(&self, value: Option<&str>, arrival: Timestamp) -> i64 {
+        let (Some(resolver), Some(v)) = (self.cfg.forwarded.as_ref(), value) else {
+            return 0;
+        };
+        let c = self.client.unwrap_or(Side(0));
+        resolver
+            .request_start(self.ends[c.index()].ip, v, arrival)
+            .map_or(0, |g| g.0.saturating_sub(arrival.0))
     }
 
     /// The connection an exchange's events carry: the client a trusted proxy named, if any.
