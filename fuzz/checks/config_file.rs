@@ -29,7 +29,14 @@ pub fn check(data: &[u8]) {
             "tcp",
         ],
         &["idemwatch", "mirror", "--check-config"],
-        &["idemwatch", "mirror", "--listen", "127.0.0.1:1", "--max-connections", "2"],
+        &[
+            "idemwatch",
+            "mirror",
+            "--listen",
+            "127.0.0.1:1",
+            "--max-connections",
+            "2",
+        ],
     ] {
         let argv: Vec<OsString> = cli.iter().map(OsString::from).collect();
         match parse_with_file(&argv, file, text) {
