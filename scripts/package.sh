@@ -30,6 +30,10 @@ rm -rf "$A" && mkdir -p "$A"
 for u in idemwatch.service idemwatch@.service; do
     sed 's#/usr/local/bin/idemwatch#/usr/bin/idemwatch#g' "systemd/$u" > "$A/$u"
 done
+# A directory of its own: see systemd-units in Cargo.toml.
+mkdir -p "$A/mirror"
+sed 's#/usr/local/bin/idemwatch#/usr/bin/idemwatch#g' systemd/idemwatch-mirror.service \
+    > "$A/mirror/idemwatch-mirror.service"
 # The release profile keeps line tables for profiling; the package does not need them.
 # (cargo-deb warns that it is meant for release builds when given the dev profile.)
 cargo deb --no-build --locked --strip --profile "$profile"

@@ -85,13 +85,30 @@ Examples:
   idemwatch mirror --listen 127.0.0.1:9443 --cert mirror.pem --key mirror.key
   idemwatch mirror --listen 10.0.0.5:9443 --cert mirror.pem --key mirror.key --client-ca gateways.pem
   idemwatch mirror --listen 127.0.0.1:9080 --insecure-plaintext
+  idemwatch mirror --check-config --config /etc/idemwatch/mirror.toml
 
-Response-side kinds stay silent: the mirror never sees the API's answers.";
+Every option can also be set in the configuration file (TOML, keys named as the long options:
+listen = \"127.0.0.1:9443\", max-connections = 256); the command line wins.
+Response-side kinds stay silent: the mirror never sees the API's answers.
+Signals: SIGTERM/SIGINT judge what was received and exit 0; SIGHUP reopens the output file,
+reloads the policy options of the configuration file and reads the certificate files again.";
 
 #[derive(Debug, Args, Deserialize)]
 #[command(mut_args = with_relations)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct MirrorArgs {
+    /// Configuration file (TOML).
+    #[arg(long, value_name = "FILE",
+          help = format!("Configuration file (TOML) [default: {MIRROR_DEFAULT_CONFIG} when it exists]"))]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Check the configuration file and options, print the effective settings and exit (0:
+    /// valid; 2: not, and why). The certificate files are not read.
+    #[arg(long)]
+    #[serde(skip)]
+    pub check_config: bool,
+
     /// Address and port to listen on, e.g. 127.0.0.1:9443.
     // An `Option` only so that the struct has a default; [`RELATIONS`] makes it required.
     #[arg(long, value_name = "ADDR")]
@@ -154,8 +171,9 @@ pub struct MirrorArgs {
 }
 
 /// The mirror endpoint's bounds as options: one definition for both commands that run the
-/// endpoint. `mirror` takes them as options; the endpoint of `live --mirror-listen` runs with
-/// their defaults, the mirror's own [`mirror::MirrorBounds::DEFAULT`].
+/// endpoint. `mirror` takes them as they are (`--max-connections`); `live` as the options of
+/// its endpoint (`--mirror-max-connections`, see [`LIVE_MIRROR_PREFIX`]). Defaults: the
+/// mirror's own [`MirrorBounds::DEFAULT`].
 #[derive(Debug, Clone, PartialEq, Args, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct MirrorBoundArgs {
@@ -236,6 +254,46 @@ impl MirrorArgs {
 /// Where `live` and `check-config` look for the configuration file by default.
 pub const DEFAULT_CONFIG: &str = crate::config_file::DEFAULT_PATH;
 
+/// Where `mirror` looks for its configuration file by default.
+pub const MIRROR_DEFAULT_CONFIG: &str = crate::config_file::MIRROR_DEFAULT_PATH;
+
+/// What the long names of [`MirrorBoundArgs`] take in front in `live`, whose other mirror
+/// options are `--mirror-*` too: `--mirror-max-connections`, key `mirror-max-connections`.
+/// Their clap ids stay the struct's (`max_connections`), which its derived code reads.
+pub const LIVE_MIRROR_PREFIX: &str = "mirror-";
+
+/// The clap ids of [`MirrorBoundArgs`].
+fn mirror_bound_ids() -> &'static [String] {
+    static IDS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        MirrorBoundArgs::augment_args(clap::Command::new("bounds"))
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect()
+    });
+    &IDS
+}
+
+/// An option of `live`: its relations, and the mirror's bounds under the names of the other
+/// `--mirror-*` options.
+fn live_option(arg: Arg) -> Arg {
+    let arg = with_relations(arg);
+    if !mirror_bound_ids()
+        .iter()
+        .any(|id| arg.get_id() == id.as_str())
+    {
+        return arg;
+    }
+    let Some(long) = arg.get_long().map(str::to_owned) else {
+        return arg;
+    };
+    // Applied once per command (the struct's), but a second pass must not prefix again.
+    if long.starts_with(LIVE_MIRROR_PREFIX) {
+        return arg;
+    }
+    arg.long(format!("{LIVE_MIRROR_PREFIX}{long}"))
+        .help_heading("Mirror endpoint in the same daemon")
+}
+
 const LIVE_EXAMPLES: &str = "\
 Examples:
   idemwatch live -i eth0 -o /var/log/idemwatch/alerts.json -- tcp port 80
@@ -249,7 +307,7 @@ Signals: SIGTERM/SIGINT finish what is complete and exit 0; SIGHUP reopens the o
 reloads the policy options of the configuration file.";
 
 #[derive(Debug, Args, Deserialize)]
-#[command(mut_args = with_relations)]
+#[command(mut_args = live_option)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct LiveArgs {
     /// Configuration file (TOML).
@@ -367,6 +425,12 @@ pub struct LiveArgs {
     #[serde(deserialize_with = "from_file::nets")]
     pub mirror_trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// The bounds of `mirror`, as --mirror-max-connections, --mirror-handshake-timeout,
+    /// --mirror-idle-timeout and --mirror-request-timeout (see [`live_option`]).
+    #[command(flatten)]
+    #[serde(flatten, deserialize_with = "from_file::live_mirror_bounds")]
+    pub mirror_bounds: MirrorBoundArgs,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub policy: PolicyArgs,
@@ -381,8 +445,8 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
-    /// The mirror endpoint of `--mirror-listen`, if any, with the mirror's default bounds; an
-    /// error when it lacks its certificate and key.
+    /// The mirror endpoint of `--mirror-listen`, if any; an error when it lacks its
+    /// certificate and key.
     pub fn mirror_endpoint(&self) -> Result<Option<MirrorEndpoint>, &'static str> {
         let Some(listen) = self.mirror_listen else {
             return Ok(None);
@@ -402,7 +466,7 @@ impl LiveArgs {
             tls_files,
             client_ca: self.mirror_client_ca.clone(),
             trusted_proxies: self.mirror_trusted_proxies.clone(),
-            bounds: MirrorBounds::DEFAULT,
+            bounds: self.mirror_bounds.bounds(),
         }))
     }
 
@@ -1016,8 +1080,9 @@ fn relations_off(arg: Arg) -> Arg {
         .conflicts_with(Reset)
 }
 
-/// The subcommands that read the configuration file.
-const CONFIG_SUBCOMMANDS: [&str; 2] = ["live", "check-config"];
+/// The subcommands that read a configuration file: `live` and `check-config` the daemon's,
+/// `mirror` its own (see [`crate::config_file::default_path`]).
+const CONFIG_SUBCOMMANDS: [&str; 3] = ["live", "check-config", "mirror"];
 
 /// `cmd` with the relations of the subcommands that read the configuration file off, so that
 /// the command line parses even where only the file completes it.
@@ -1358,6 +1423,21 @@ mod from_file {
     pub fn statuses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u16>>, D::Error> {
         some_list(d, Some(','), super::parse_status)
     }
+
+    /// The mirror's bounds under `live`'s keys (`mirror-max-connections`): each key with
+    /// [`super::LIVE_MIRROR_PREFIX`] taken off, so that the struct reads its own names.
+    /// serde's `flatten` hands every key of the file to each flattened field; the struct
+    /// ignores those not its own.
+    pub fn live_mirror_bounds<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<super::MirrorBoundArgs, D::Error> {
+        let mine: toml::Table = toml::Table::deserialize(d)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(super::LIVE_MIRROR_PREFIX)?.to_owned(), v)))
+            .collect();
+        super::MirrorBoundArgs::deserialize(toml::Value::Table(mine))
+            .map_err(|e| D::Error::custom(e.message()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1448,9 +1528,11 @@ pub fn parse(argv: &[OsString]) -> Result<Parsed, ParseFail> {
         .subcommand()
         .and_then(|(_, m)| m.get_one::<PathBuf>("config"))
         .cloned();
-    let path = explicit
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let path = explicit.clone().unwrap_or_else(|| {
+        PathBuf::from(crate::config_file::default_path(
+            cli.subcommand_name().unwrap_or_default(),
+        ))
+    });
     match crate::config_file::read_config(&path, explicit.is_some()).map_err(ParseFail::File)? {
         Some(text) => merge(cmd, argv, cli, &path, &text),
         None => parse_alone(cmd, argv),
@@ -1519,7 +1601,11 @@ fn merge(
         .collect();
     drop_conflicting(&mut file, &on_cli);
     let mut global: GlobalArgs = file.values().map_err(ParseFail::File)?;
-    let mut args: LiveArgs = file.values().map_err(ParseFail::File)?;
+    let mut command = match name {
+        "live" => Command::Live(file.values().map_err(ParseFail::File)?),
+        "mirror" => Command::Mirror(file.values().map_err(ParseFail::File)?),
+        _ => Command::CheckConfig(file.values().map_err(ParseFail::File)?),
+    };
     match check_relations(sub, &on_cli, &file) {
         Ok(()) => {}
         Err(Violation::File(e)) => return Err(ParseFail::File(e)),
@@ -1553,13 +1639,12 @@ fn merge(
     global
         .update_from_arg_matches(&root_m)
         .map_err(ParseFail::Clap)?;
-    args.update_from_arg_matches(&sub_m)
-        .map_err(ParseFail::Clap)?;
-    let command = if name == "live" {
-        Command::Live(args)
-    } else {
-        Command::CheckConfig(args)
-    };
+    match &mut command {
+        Command::Live(a) | Command::CheckConfig(a) => a.update_from_arg_matches(&sub_m),
+        Command::Mirror(a) => a.update_from_arg_matches(&sub_m),
+        Command::Read(_) | Command::Generate(_) => Ok(()),
+    }
+    .map_err(ParseFail::Clap)?;
     Ok(Parsed {
         cli: Cli { global, command },
         matches: cli,
@@ -1570,9 +1655,18 @@ fn merge(
 /// What `check-config` prints: the effective settings of `live` as TOML, every option with its
 /// value (from the command line, the file, or its default), passwords in store URLs hidden.
 pub fn check_config_text(args: &LiveArgs, parsed: &Parsed) -> String {
+    effective_text("check-config", &args.config(), parsed)
+}
+
+/// What `mirror --check-config` prints: [`check_config_text`] for the mirror.
+pub fn mirror_check_config_text(args: &MirrorArgs, parsed: &Parsed) -> String {
+    effective_text("mirror", &args.config(), parsed)
+}
+
+fn effective_text(subcommand: &str, config: &Config, parsed: &Parsed) -> String {
     let sub = parsed
         .matches
-        .subcommand_matches("check-config")
+        .subcommand_matches(subcommand)
         .unwrap_or(&parsed.matches);
     let mut out = match parsed.config_file() {
         Some(p) => format!("# configuration file: {}\n", p.display()),
@@ -1580,10 +1674,10 @@ pub fn check_config_text(args: &LiveArgs, parsed: &Parsed) -> String {
     };
     let effective = crate::config_file::effective_toml(
         &Cli::command(),
-        "check-config",
+        subcommand,
         sub,
         parsed.file.as_ref(),
-        &settings_defaults(&args.config()),
+        &settings_defaults(config),
     );
     // A store URL may carry a password: never printed.
     out.push_str(&crate::fleet::redact_passwords(&effective));
@@ -1670,6 +1764,191 @@ mod tests {
         let e = l.mirror_endpoint().expect("complete").expect("a mirror");
         assert_eq!(e.bounds, MirrorBounds::DEFAULT);
         assert_eq!(e.tls_files, None);
+    }
+
+    #[test]
+    fn the_live_mirror_takes_the_mirror_commands_bounds() {
+        let bounds = MirrorBounds {
+            max_connections: 3,
+            handshake_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_millis(500),
+        };
+        let cli = Cli::try_parse_from([
+            "idemwatch",
+            "mirror",
+            "--listen",
+            "127.0.0.1:9080",
+            "--insecure-plaintext",
+            "--max-connections",
+            "3",
+            "--handshake-timeout",
+            "1s",
+            "--idle-timeout",
+            "2s",
+            "--request-timeout",
+            "500ms",
+        ])
+        .expect("parses");
+        let Command::Mirror(m) = cli.command else {
+            panic!("not mirror")
+        };
+        assert_eq!(m.bounds.bounds(), bounds);
+        let live = |cli: &[&str], text: &str| {
+            let (_, l) = merged(cli, text);
+            l.mirror_endpoint()
+                .expect("complete")
+                .expect("a mirror")
+                .bounds
+        };
+        let on_cli = [
+            "idemwatch",
+            "live",
+            "-i",
+            "lo",
+            "--mirror-listen",
+            "127.0.0.1:9080",
+            "--mirror-insecure-plaintext",
+            "--mirror-max-connections",
+            "3",
+            "--mirror-handshake-timeout",
+            "1s",
+            "--mirror-idle-timeout",
+            "2s",
+            "--mirror-request-timeout",
+            "500ms",
+        ];
+        assert_eq!(live(&on_cli, ""), bounds);
+        let in_file = "interface = \"lo\"\nmirror-listen = \"127.0.0.1:9080\"\n\
+                       mirror-insecure-plaintext = true\nmirror-max-connections = 3\n\
+                       mirror-handshake-timeout = \"1s\"\nmirror-idle-timeout = \"2s\"\n\
+                       mirror-request-timeout = \"500ms\"\n";
+        assert_eq!(live(&["idemwatch", "live"], in_file), bounds);
+        // The command line wins, option by option.
+        let b = live(
+            &["idemwatch", "live", "--mirror-max-connections", "9"],
+            in_file,
+        );
+        assert_eq!(b.max_connections, 9);
+        assert_eq!(b.request_timeout, Duration::from_millis(500));
+        // The mirror's own names are no options of live.
+        assert!(
+            Cli::try_parse_from(["idemwatch", "live", "-i", "lo", "--max-connections", "3"])
+                .is_err()
+        );
+        assert!(
+            file_error(
+                &["idemwatch", "live"],
+                "interface = \"lo\"\nidle-timeout = \"1s\"\n"
+            )
+            .contains("unknown key 'idle-timeout'")
+        );
+        assert_eq!(
+            file_error(
+                &["idemwatch", "live"],
+                "interface = \"lo\"\nmirror-idle-timeout = \"soon\"\n"
+            ),
+            "/etc/idemwatch/idemwatch.toml line 2: 'mirror-idle-timeout': invalid value 'soon': \
+             expected number at 0; write a duration like 90s, 10m, 24h or 500ms"
+        );
+    }
+
+    /// The merged `mirror` options, from its own file.
+    fn merged_mirror(cli: &[&str], text: &str) -> MirrorArgs {
+        let p = parse_with_file(&os(cli), Path::new(MIRROR_FILE), text)
+            .unwrap_or_else(|f| panic!("{cli:?}: {}", f.message()));
+        match p.cli.command {
+            Command::Mirror(a) => a,
+            other => panic!("not mirror: {other:?}"),
+        }
+    }
+
+    const MIRROR_FILE: &str = "/etc/idemwatch/mirror.toml";
+
+    #[test]
+    fn the_mirror_reads_its_own_file_and_the_command_line_wins() {
+        let text = "listen = \"127.0.0.1:9443\"\ncert = \"/etc/idemwatch/mirror.pem\"\n\
+                    key = \"/etc/idemwatch/mirror.key\"\nmax-connections = 7\nwindow = \"1h\"\n\
+                    output = \"/var/log/idemwatch/mirror.json\"\n";
+        let m = merged_mirror(&["idemwatch", "mirror"], text);
+        let e = m.endpoint().expect("an endpoint");
+        assert_eq!(e.listen.port(), 9443);
+        assert_eq!(e.bounds.max_connections, 7);
+        assert_eq!(
+            e.tls_files,
+            Some((
+                PathBuf::from("/etc/idemwatch/mirror.pem"),
+                PathBuf::from("/etc/idemwatch/mirror.key")
+            ))
+        );
+        assert_eq!(m.config().tracker.window, Duration::from_secs(3600));
+        // The unit's command line: the certificate and key of its credentials win.
+        let m = merged_mirror(
+            &[
+                "idemwatch",
+                "mirror",
+                "--cert",
+                "/run/credentials/m/mirror.pem",
+                "--key",
+                "/run/credentials/m/mirror.key",
+                "--max-connections",
+                "9",
+            ],
+            text,
+        );
+        let e = m.endpoint().expect("an endpoint");
+        assert_eq!(
+            e.tls_files.map(|(c, _)| c),
+            Some(PathBuf::from("/run/credentials/m/mirror.pem"))
+        );
+        assert_eq!(e.bounds.max_connections, 9);
+        // --insecure-plaintext on the command line drops the file's certificate and key.
+        let m = merged_mirror(&["idemwatch", "mirror", "--insecure-plaintext"], text);
+        assert_eq!(m.endpoint().expect("an endpoint").tls_files, None);
+    }
+
+    #[test]
+    fn mistakes_in_the_mirrors_file_name_their_line() {
+        let error = |text: &str| match parse_with_file(
+            &os(&["idemwatch", "mirror"]),
+            Path::new(MIRROR_FILE),
+            text,
+        ) {
+            Err(ParseFail::File(e)) => e.to_string(),
+            Err(ParseFail::Clap(e)) => panic!("clap's error: {e}"),
+            Ok(_) => panic!("{text:?} parsed"),
+        };
+        let base = "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\n";
+        assert_eq!(
+            error(&format!("{base}max-conections = 5\n")),
+            "/etc/idemwatch/mirror.toml line 3: unknown key 'max-conections'; 'idemwatch mirror \
+             --help' lists the options (did you mean 'max-connections'?)"
+        );
+        assert_eq!(
+            error(&format!("{base}request-timeout = \"later\"\n")),
+            "/etc/idemwatch/mirror.toml line 3: 'request-timeout': invalid value 'later': \
+             expected number at 0; write a duration like 90s, 10m, 24h or 500ms"
+        );
+        assert_eq!(
+            error(&format!("{base}check-config = true\n")),
+            "/etc/idemwatch/mirror.toml line 3: 'check-config' cannot be set in the \
+             configuration file; give it on the command line"
+        );
+        assert_eq!(
+            error(&format!("{base}cert = \"c.pem\"\n")),
+            "/etc/idemwatch/mirror.toml line 3: 'cert' cannot be used with \
+             'insecure-plaintext' (line 2)"
+        );
+        // live's keys are not the mirror's.
+        assert!(error(&format!("{base}interface = \"lo\"\n")).contains("unknown key 'interface'"));
+        // And the mirror's --check-config is no key of live's file, nor an option of live.
+        assert!(
+            file_error(
+                &["idemwatch", "live"],
+                "interface = \"lo\"\ncheck-config = true\n"
+            )
+            .contains("unknown key 'check-config'")
+        );
     }
 
     // -----------------------------------------------------------------------------------------
@@ -2074,13 +2353,22 @@ mod tests {
         let mut root = Cli::command();
         root.build();
         for sub in ["live", "mirror"] {
+            let name = sub;
             let sub = root.find_subcommand(sub).expect("a subcommand");
             for a in sub.get_arguments() {
                 if let Some(long) = a.get_long() {
-                    assert_eq!(long, a.get_id().as_str().replace('_', "-"));
+                    let id = a.get_id().as_str();
+                    // live's names of the mirror's bounds are prefixed; their ids are not.
+                    let prefix = if name == "live" && mirror_bound_ids().iter().any(|b| b == id) {
+                        LIVE_MIRROR_PREFIX
+                    } else {
+                        ""
+                    };
+                    assert_eq!(long, format!("{prefix}{}", id.replace('_', "-")));
                 }
             }
         }
+        assert_eq!(mirror_bound_ids().len(), 4);
     }
 
     /// A value, other than the default, for every option of `live`: each reaches the options
@@ -2108,6 +2396,10 @@ mod tests {
             ("mirror-client-ca", "\"/ca\""),
             ("mirror-insecure-plaintext", "true"),
             ("mirror-trusted-proxies", "\"10.0.0.0/8\""),
+            ("mirror-max-connections", "5"),
+            ("mirror-handshake-timeout", "\"1s\""),
+            ("mirror-idle-timeout", "\"1s\""),
+            ("mirror-request-timeout", "\"1s\""),
             ("window", "\"1h\""),
             ("duplicate-window", "\"1s\""),
             ("churn-window", "\"1s\""),
@@ -2176,6 +2468,103 @@ mod tests {
                 merged(&["idemwatch", "live"], &text(Some((key, value))))
             );
             assert_ne!(set, plain, "{key} = {value} changes nothing");
+        }
+    }
+
+    /// The same for `mirror` and its own file.
+    #[test]
+    fn every_option_of_mirror_can_be_set_in_the_file() {
+        let samples: &[(&str, &str)] = &[
+            ("listen", "\"127.0.0.1:2\""),
+            ("cert", "\"/c\""),
+            ("key", "\"/k\""),
+            ("client-ca", "\"/ca\""),
+            ("insecure-plaintext", "true"),
+            ("trusted-proxies", "\"10.0.0.0/8\""),
+            ("max-connections", "5"),
+            ("handshake-timeout", "\"1s\""),
+            ("idle-timeout", "\"1s\""),
+            ("request-timeout", "\"1s\""),
+            ("metrics-listen", "\"127.0.0.1:9465\""),
+            ("log-requests", "true"),
+            ("output", "\"/o\""),
+            ("window", "\"1h\""),
+            ("duplicate-window", "\"1s\""),
+            ("churn-window", "\"1s\""),
+            ("watch-methods", "\"PUT\""),
+            ("require-key", "\"/x\""),
+            ("missing-key", "\"off\""),
+            ("key-header", "\"X-Id\""),
+            ("reject-statuses", "[400]"),
+            ("store-errors", "true"),
+            ("redact-keys", "true"),
+            ("max-keys", "5"),
+            ("scope", "\"host\""),
+            ("redact-param", "\"t\""),
+            ("max-flows", "5"),
+            ("max-ooo-bytes", "5"),
+            ("flow-timeout", "\"1s\""),
+            ("max-head-bytes", "5"),
+            ("max-headers", "5"),
+            ("max-pending", "5"),
+            ("max-fragment-sets", "5"),
+            ("store", "\"redis://127.0.0.1:6379/0\""),
+            ("store-prefix", "\"p\""),
+            ("store-instance", "\"i\""),
+            ("store-timeout", "\"1s\""),
+            ("store-wait", "\"1s\""),
+            ("store-max-inflight", "5"),
+            ("store-ca", "\"/ca\""),
+            ("store-cert", "\"/c\""),
+            ("store-key", "\"/k\""),
+            ("verbose", "2"),
+            ("quiet", "true"),
+        ];
+        let mut root = Cli::command();
+        root.build();
+        let mirror = root.find_subcommand("mirror").expect("mirror");
+        for a in mirror.get_arguments() {
+            let key = a
+                .get_long()
+                .map_or_else(|| a.get_id().to_string(), str::to_owned);
+            let set = samples.iter().any(|(k, _)| *k == key);
+            assert!(
+                set || ["config", "check-config", "help"].contains(&key.as_str()),
+                "no sample: {key}"
+            );
+        }
+        let base = [
+            ("listen", "\"127.0.0.1:1\""),
+            ("cert", "\"/c0\""),
+            ("key", "\"/k0\""),
+            ("store", "\"memory\""),
+            ("store-cert", "\"/c0\""),
+            ("store-key", "\"/k0\""),
+        ];
+        let text = |sample: Option<(&str, &str)>| -> String {
+            let plaintext = sample.is_some_and(|(k, _)| k == "insecure-plaintext");
+            let mut lines: Vec<(&str, &str)> = base
+                .iter()
+                .copied()
+                .filter(|(k, _)| sample.is_none_or(|(s, _)| s != *k))
+                // Plain TCP takes no certificate.
+                .filter(|(k, _)| !(plaintext && ["cert", "key"].contains(k)))
+                .collect();
+            lines.extend(sample);
+            lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        };
+        let run = |t: &str| -> String {
+            let p = parse_with_file(&os(&["idemwatch", "mirror"]), Path::new(MIRROR_FILE), t)
+                .unwrap_or_else(|f| panic!("{t}: {}", f.message()));
+            format!("{:?}", (p.cli.global, p.cli.command))
+        };
+        let plain = run(&text(None));
+        for &(key, value) in samples {
+            assert_ne!(
+                run(&text(Some((key, value)))),
+                plain,
+                "{key} = {value} changes nothing"
+            );
         }
     }
 }

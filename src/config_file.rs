@@ -1,5 +1,6 @@
-//! The configuration file (TOML) of `live` and `check-config`: every command-line option, the
-//! command line winning.
+//! The configuration files (TOML) of `live` and `check-config` ([`DEFAULT_PATH`]) and of
+//! `mirror` ([`MIRROR_DEFAULT_PATH`]): every command-line option of the subcommand, the command
+//! line winning.
 //!
 //! The file's keys are the long option names of one subcommand, as written on the command line
 //! (`max-keys = 500000`, `window = "24h"`, `watch-methods = ["POST", "PATCH"]`,
@@ -44,8 +45,22 @@ use toml::de::{DeTable, DeValue};
 /// Where `idemwatch live` looks for its configuration when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/idemwatch/idemwatch.toml";
 
-/// Options that make no sense inside the file (the file is already being read).
-const NOT_IN_FILE: &[&str] = &["config"];
+/// Where `idemwatch mirror` looks for its own configuration when `--config` is not given: a
+/// file of its own, as it is a service of its own (`idemwatch-mirror.service`).
+pub const MIRROR_DEFAULT_PATH: &str = "/etc/idemwatch/mirror.toml";
+
+/// The default configuration file of a subcommand.
+pub fn default_path(subcommand: &str) -> &'static str {
+    if subcommand == "mirror" {
+        MIRROR_DEFAULT_PATH
+    } else {
+        DEFAULT_PATH
+    }
+}
+
+/// Options that make no sense inside the file: the file is already being read, and a file
+/// that says "only check" would keep the service from ever starting.
+const NOT_IN_FILE: &[&str] = &["config", "check-config"];
 
 /// A configuration file that cannot be read or used. Every variant that concerns the file's
 /// content names the file and a line, counting from 1.
@@ -305,7 +320,8 @@ pub fn load(
         let key: &str = k.get_ref();
         let line = line_col(text, k.span().start).0;
         let norm = normalize(key);
-        if NOT_IN_FILE.contains(&norm.as_str()) {
+        // Only an option of this subcommand: `check-config` is none of `live`'s.
+        if NOT_IN_FILE.contains(&norm.as_str()) && by_name.contains_key(&norm) {
             return Err(ConfigFileError::NotAllowed {
                 path,
                 line,

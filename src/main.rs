@@ -1,6 +1,6 @@
-//! The idemwatch binary: parse arguments (and the configuration file for `live`), start logging
-//! (stderr only), run, map errors to exit codes. 0: ran to the end; 1: input or output error;
-//! 2: usage or configuration error.
+//! The idemwatch binary: parse arguments (and the configuration file for `live` and `mirror`),
+//! start logging (stderr only), run, map errors to exit codes. 0: ran to the end; 1: input or
+//! output error; 2: usage or configuration error.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -42,7 +42,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Live(args) => live(&argv, args, &parsed),
-        Command::Mirror(args) => mirror(args, parsed.cli.global.quiet),
+        Command::Mirror(args) if args.check_config => {
+            print!(
+                "{}",
+                idemwatch::cli::mirror_check_config_text(args, &parsed)
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Mirror(args) => mirror(&argv, args, &parsed),
     }
 }
 
@@ -89,15 +96,26 @@ fn generate(what: &idemwatch::cli::Generate) -> ExitCode {
 }
 
 /// The mirror endpoint.
-fn mirror(args: &idemwatch::cli::MirrorArgs, quiet: bool) -> ExitCode {
+fn mirror(argv: &[OsString], args: &idemwatch::cli::MirrorArgs, parsed: &Parsed) -> ExitCode {
     let output = args.output.as_deref();
     let Some(endpoint) = args.endpoint() else {
-        eprintln!("idemwatch: mirror needs --listen");
+        eprintln!("idemwatch: mirror needs --listen (or 'listen' in the configuration file)");
         return ExitCode::from(2);
     };
-    match idemwatch::pipeline::run_mirror(&args.config(), &endpoint, output) {
+    if let Some(p) = parsed.config_file() {
+        tracing::info!(file = %p.display(), "configuration file read");
+    }
+    // SIGHUP: the file again, merged with the same command line; only the policy is taken.
+    let mut reload = || -> Result<idemwatch::config::Config, String> {
+        let parsed = idemwatch::cli::parse(argv).map_err(|f| f.message().trim_end().to_string())?;
+        match parsed.cli.command {
+            Command::Mirror(a) => Ok(a.config()),
+            _ => Err("not a mirror command line".into()),
+        }
+    };
+    match idemwatch::pipeline::run_mirror(&args.config(), &endpoint, output, &mut reload) {
         Ok(st) => {
-            if !quiet {
+            if !parsed.cli.global.quiet {
                 idemwatch::pipeline::print_mirror_summary(&st);
             }
             ExitCode::SUCCESS

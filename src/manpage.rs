@@ -108,6 +108,12 @@ pub fn render(cmd: Command, w: &mut dyn Write) -> io::Result<()> {
         "configuration of idemwatch live: every long option is a key (idemwatch check-config \
          shows the settings in effect).",
     )]);
+    r.control("TP", []);
+    r.text([italic(crate::config_file::MIRROR_DEFAULT_PATH)]);
+    r.text([roman(
+        "configuration of idemwatch mirror: every long option is a key (idemwatch mirror \
+         --check-config shows the settings in effect).",
+    )]);
     r.control("SH", ["SEE ALSO"]);
     r.text([roman(
         "journalctl(1), tcpdump(8), pcap-filter(7); README.md and docs/ of the idemwatch \

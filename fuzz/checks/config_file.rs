@@ -1,12 +1,14 @@
-//! Arbitrary text as the configuration file of `live` and `check-config`: checked against
-//! clap's definitions, filled into the options by serde, merged with a command line, and printed
-//! back as the effective settings. Errors are fine (each must name a line when it has one);
+//! Arbitrary text as the configuration file of `live`, `check-config` and `mirror`: checked
+//! against clap's definitions, filled into the options by serde, merged with a command line, and
+//! printed back as the effective settings. Errors are fine (each must name a line when it has one);
 //! panics are not.
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use idemwatch::cli::{Command, ParseFail, check_config_text, parse_with_file};
+use idemwatch::cli::{
+    Command, ParseFail, check_config_text, mirror_check_config_text, parse_with_file,
+};
 
 /// One input through the target: a panic, a failed assertion included, is a finding.
 pub fn check(data: &[u8]) {
@@ -26,6 +28,15 @@ pub fn check(data: &[u8]) {
             "--",
             "tcp",
         ],
+        &["idemwatch", "mirror", "--check-config"],
+        &[
+            "idemwatch",
+            "mirror",
+            "--listen",
+            "127.0.0.1:1",
+            "--max-connections",
+            "2",
+        ],
     ] {
         let argv: Vec<OsString> = cli.iter().map(OsString::from).collect();
         match parse_with_file(&argv, file, text) {
@@ -36,6 +47,11 @@ pub fn check(data: &[u8]) {
                 }
                 if let Command::CheckConfig(a) = &parsed.cli.command {
                     let _ = check_config_text(a, &parsed);
+                }
+                if let Command::Mirror(a) = &parsed.cli.command {
+                    let _ = a.config();
+                    let _ = a.endpoint();
+                    let _ = mirror_check_config_text(a, &parsed);
                 }
             }
             Err(ParseFail::File(e)) => {

@@ -75,7 +75,7 @@ fn become_user(user: &str) -> Result<(), LiveRunError> {
     Ok(())
 }
 
-fn notify(state: &[sd_notify::NotifyState]) {
+pub(super) fn notify(state: &[sd_notify::NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     if let Err(e) = sd_notify::notify(false, state) {
         tracing::debug!(error = %e, "sd_notify failed");
@@ -359,7 +359,12 @@ fn warn_drops(st: &Stats, last: &mut KernelStats, ratio: f64) {
 
 /// SIGHUP: reopen the output (logrotate) and take the configuration file's policy options;
 /// options that need a restart are named in a warning and keep their running values.
-fn on_hup(running: &Config, out: &mut Output, tracker: &mut Tracker, reload: &mut Reload<'_>) {
+pub(super) fn on_hup(
+    running: &Config,
+    out: &mut Output,
+    tracker: &mut Tracker,
+    reload: &mut Reload<'_>,
+) {
     match out.reopen() {
         Ok(()) => tracing::info!("SIGHUP: output reopened"),
         Err(e) => {

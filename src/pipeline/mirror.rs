@@ -1,17 +1,19 @@
 //! The `mirror` command's pipeline: the endpoint's requests (`crate::mirror`) judged by one
-//! tracker, alerts written as they come; SIGHUP reloads the certificates.
+//! tracker, alerts written as they come; SIGHUP reopens the output, reloads the policy and the
+//! certificates, as `live` does. Tells systemd READY=1 once listening, WATCHDOG=1 while the
+//! judge runs, STOPPING=1 on the way out.
 //!
 //! Takes the endpoint's options, the configuration and where to write; gives the counters, or
 //! the error that stopped it. The endpoint itself (TLS, connections, parsing) is the mirror's.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
+use super::live::{Reload, notify, on_hup};
 use super::{Judge, RunError, Signals};
 use crate::config::Config;
 use crate::mirror::MirrorEndpoint;
@@ -56,12 +58,15 @@ impl MirrorError {
 }
 
 /// The `mirror` command: reads the certificates, opens the output (only then, so that a run
-/// that cannot start leaves an existing file alone), binds, and serves until SIGTERM or SIGINT;
-/// SIGHUP reads the certificates again for new connections. Returns the counters.
+/// that cannot start leaves an existing file alone), binds, and serves until SIGTERM or SIGINT.
+/// SIGHUP reopens the output, takes the policy options of what `reload` reads (the
+/// configuration file again) and reads the certificates again for new connections. Returns the
+/// counters.
 pub fn run_mirror(
     config: &Config,
     endpoint: &MirrorEndpoint,
     output: Option<&Path>,
+    reload: &mut Reload<'_>,
 ) -> Result<Stats, MirrorError> {
     let tls = endpoint.tls().map_err(MirrorError::Tls)?;
     let mut out = match output {
@@ -74,19 +79,19 @@ pub fn run_mirror(
     let listener = crate::mirror::bind(endpoint.listen)?;
     let signals = Signals::register().map_err(MirrorError::Signals)?;
     tracing::info!(listen = %endpoint.listen, tls = tls.is_some(), "mirror listening");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let settings = endpoint.settings(tls);
     // SIGHUP: the same files read again (renewed certificates), for new connections.
-    let mut reload = || endpoint.tls();
-    Ok(serve(
+    let mut tls_reload = || endpoint.tls();
+    let served = serve(
         config,
         &settings,
         listener,
         &mut out,
-        signals.stop,
-        signals.hup,
-        &mut reload,
-    )?)
+        signals,
+        reload,
+        &mut tls_reload,
+    );
+    Ok(served?)
 }
 
 /// The end-of-run lines on stderr.
@@ -104,17 +109,19 @@ pub fn print_mirror_summary(st: &Stats) {
     super::print_store_summary(st);
 }
 
-/// Serves until `stop` is set; returns the counters. Alerts go to `out` as they are judged.
-/// When `hup` is set, `reload` gives the TLS configuration for the connections that follow.
+/// Serves until SIGTERM or SIGINT; returns the counters. Alerts go to `out` as they are
+/// judged. On SIGHUP, `reload` gives the configuration whose policy is taken and `tls_reload`
+/// the TLS configuration for the connections that follow.
 fn serve(
     config: &Config,
     settings: &MirrorSettings,
     listener: TcpListener,
     out: &mut Output,
-    stop: Arc<AtomicBool>,
-    hup: Arc<AtomicBool>,
-    reload: &mut TlsReload<'_>,
+    signals: Signals,
+    reload: &mut Reload<'_>,
+    tls_reload: &mut TlsReload<'_>,
 ) -> Result<Stats, RunError> {
+    let Signals { stop, hup } = signals;
     let mut server =
         MirrorServer::start(config, settings, listener, stop.clone()).map_err(RunError::Output)?;
     let mut judge = Judge::new(
@@ -127,8 +134,20 @@ fn serve(
         None => None,
     };
     let mut last_metrics = std::time::Instant::now();
+    // Listening, and the judge about to take requests: what systemd waits for (Type=notify).
+    notify(&[sd_notify::NotifyState::Ready]);
+    let mut watchdog_usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
+        .then(|| Duration::from_micros(watchdog_usec / 2));
+    let mut last_ping = std::time::Instant::now();
     let mut result = Ok(());
     while !stop.load(Ordering::Relaxed) {
+        if let Some(every) = watchdog
+            && last_ping.elapsed() >= every
+        {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+            last_ping = std::time::Instant::now();
+        }
         if let Some(m) = &metrics
             && last_metrics.elapsed() >= Duration::from_secs(1)
         {
@@ -138,7 +157,8 @@ fn serve(
             m.update(&st);
         }
         if hup.swap(false, Ordering::Relaxed) {
-            reload_tls(&server, reload);
+            on_hup(config, out, &mut judge.tracker, reload);
+            reload_tls(&server, tls_reload);
         }
         // Requests held for the shared store are written as soon as its answer comes: look
         // again within a millisecond while any is held.
@@ -182,6 +202,7 @@ fn serve(
             }
         }
     }
+    notify(&[sd_notify::NotifyState::Stopping]);
     let rest = server.shutdown();
     if !judge.write(config, &[], rest, out)? {
         judge.finish(config, &[], out)?;

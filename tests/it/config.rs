@@ -1,6 +1,6 @@
-//! The configuration file of `live`, through the binary: `check-config` prints what the
-//! daemon would run with, the command line winning over the file; mistakes name the key and
-//! the line and exit 2.
+//! The configuration files of `live` and `mirror`, through the binary: `check-config` (and
+//! `mirror --check-config`) prints what the daemon would run with, the command line winning
+//! over the file; mistakes name the key and the line and exit 2.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -317,4 +317,84 @@ fn the_file_completes_what_the_command_line_needs_and_the_command_line_wins() {
     ] {
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
+}
+
+/// `mirror` reads a file of its own: `mirror --check-config` prints its effective settings, the
+/// command line winning; a mistake names the file, the line and the key, and exits 2.
+#[test]
+fn the_mirror_checks_its_own_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write(
+        dir.path(),
+        "mirror.toml",
+        "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\nmax-connections = 64\n\
+         window = \"1h\"\n",
+    );
+    let out = run(&[
+        "mirror",
+        "--check-config",
+        "--config",
+        &f,
+        "--idle-timeout",
+        "5s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: toml::Table = String::from_utf8_lossy(&out.stdout)
+        .parse()
+        .expect("mirror --check-config prints TOML");
+    assert_eq!(v["listen"].as_str(), Some("127.0.0.1:9443"));
+    assert_eq!(v["max-connections"].as_integer(), Some(64));
+    assert_eq!(v["idle-timeout"].as_str(), Some("5s"));
+    assert_eq!(v["window"].as_str(), Some("1h"));
+    assert_eq!(v["request-timeout"].as_str(), Some("30s"));
+    // live's file is not the mirror's: its keys are unknown here.
+    let f = write(
+        dir.path(),
+        "bad.toml",
+        "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\n\ninterfac = \"lo\"\n\
+         idle-timeot = \"1s\"\n",
+    );
+    let out = run(&["mirror", "--check-config", "--config", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "idemwatch: {f} line 4: unknown key 'interfac'; 'idemwatch mirror --help' lists the \
+             options"
+        )
+    );
+    let f = write(
+        dir.path(),
+        "bad.toml",
+        "listen = \"127.0.0.1:9443\"\ninsecure-plaintext = true\nidle-timeot = \"1s\"\n",
+    );
+    let out = run(&["mirror", "--check-config", "--config", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3: unknown key 'idle-timeot'")
+            && err.contains("(did you mean 'idle-timeout'?)"),
+        "{err}"
+    );
+    // The file is read by `mirror` itself too, not only by the check.
+    let out = run(&["mirror", "--config", &f]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown key 'idle-timeot'"),
+        "mirror ran with a bad file"
+    );
+    let out = run(&[
+        "mirror",
+        "--check-config",
+        "--config",
+        &dir.path().join("none.toml").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check the path given with --config"));
 }

@@ -556,3 +556,45 @@ fn metrics_are_scraped_while_capturing_and_match_the_traffic() {
     assert!(metric(&s, "idemwatch_capture_kernel_packets_total", None) > 0.0);
     assert_eq!(metric(&s, "idemwatch_tracker_keys_tracked", None), 1.0);
 }
+
+#[test]
+fn the_live_mirror_takes_its_bounds_from_the_configuration_file() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let mirror_port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let conf = dir.path().join("idemwatch.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "mirror-listen = \"127.0.0.1:{mirror_port}\"\nmirror-insecure-plaintext = true\n\
+             mirror-request-timeout = \"1s\"\n"
+        ),
+    )
+    .expect("write config");
+    let mut live = start_live(
+        dir.path(),
+        api.port,
+        &["--config", &conf.display().to_string()],
+    );
+    // Half a head, then silence: closed after the file's 1 s, not the default 30 s.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", mirror_port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::io::Write::write_all(
+        &mut s,
+        b"POST /v1/charges HTTP/1.1\r\nHost: api.example.com\r\n",
+    )
+    .expect("write");
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed");
+    assert!(
+        t.elapsed() < Duration::from_secs(9),
+        "closed by the configured request timeout"
+    );
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
+}

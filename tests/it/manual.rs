@@ -89,6 +89,9 @@ fn the_manual_page_renders_and_shows_every_option_default_and_alert_kind() {
         "ALERT KINDS",
         "FILES",
         "/etc/idemwatch/idemwatch.toml",
+        "/etc/idemwatch/mirror.toml",
+        "--mirror-max-connections",
+        "--check-config",
     ] {
         assert!(plain.contains(heading), "{heading} missing");
     }

@@ -1,5 +1,6 @@
 //! `idemwatch mirror` with real clients: curl over TLS (certificates made here with rcgen),
-//! mutual TLS, and hostile peers (garbage, a sender that never finishes its head).
+//! mutual TLS, and hostile peers (garbage, a sender that never finishes its head); its
+//! configuration file, SIGHUP, and what it tells systemd.
 
 use crate::daemon;
 
@@ -250,4 +251,92 @@ fn sighup_reloads_renewed_certificates() {
     );
     let (_, err) = stop(p, dir.path());
     assert!(err.contains("certificates reloaded"), "{err}");
+}
+
+#[test]
+fn the_mirror_reads_its_file_and_sighup_reopens_the_output_and_reloads_the_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("mirror.toml");
+    std::fs::write(
+        &conf,
+        "insecure-plaintext = true\nmissing-key = \"off\"\nrequest-timeout = \"1s\"\n",
+    )
+    .expect("write config");
+    let (p, port) = start(dir.path(), &["--config", &conf.display().to_string()]);
+    // request-timeout from the file: half a head is closed after 1 s, not the default 30 s.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"POST /v1/charges HTTP/1.1\r\nHost: api.example.com\r\n")
+        .expect("write");
+    let t = Instant::now();
+    let mut buf = [0u8; 64];
+    assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed");
+    assert!(t.elapsed() < Duration::from_secs(9), "the file's timeout");
+    let url = format!("http://127.0.0.1:{port}/v1/charges");
+    assert_eq!(curl(&url, None, r#"{"amount":1}"#, &[]), 204);
+    // logrotate moves the file away; the policy changes; SIGHUP.
+    std::fs::rename(dir.path().join("out.json"), dir.path().join("out.json.1")).expect("rename");
+    std::fs::write(
+        &conf,
+        "insecure-plaintext = true\nmissing-key = \"all\"\nrequest-timeout = \"1s\"\n",
+    )
+    .expect("write config");
+    daemon::signal(&p, "-HUP");
+    let err = || std::fs::read_to_string(dir.path().join("err")).unwrap_or_default();
+    assert!(
+        daemon::wait_for(Duration::from_secs(5), || err()
+            .contains("policy options reloaded")),
+        "{}",
+        err()
+    );
+    assert_eq!(curl(&url, None, r#"{"amount":2}"#, &[]), 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, err) = stop(p, dir.path());
+    assert_eq!(alert_kinds(&events), ["missing_key"], "{err}");
+    assert!(err.contains("output reopened"), "{err}");
+    let old = std::fs::read_to_string(dir.path().join("out.json.1")).unwrap_or_default();
+    assert!(
+        !old.contains("\"alert\""),
+        "no alert before the reload: {old}"
+    );
+}
+
+#[test]
+fn the_mirror_tells_systemd_it_is_ready_alive_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock_path = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // As systemd does: WATCHDOG_PID names the service's own process, which exec keeps.
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            "WATCHDOG_PID=$$ exec \"$0\" mirror --listen 127.0.0.1:0 --insecure-plaintext -o \"$1\"",
+            env!("CARGO_BIN_EXE_idemwatch"),
+        ])
+        .arg(dir.path().join("out.json"))
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("idemwatch starts");
+    let mut p = daemon::Proc(child);
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    assert_eq!(next(), "WATCHDOG=1");
+    daemon::signal(&p, "-TERM");
+    let mut last = next();
+    while last == "WATCHDOG=1" {
+        last = next();
+    }
+    assert_eq!(last, "STOPPING=1");
+    assert_eq!(daemon::wait_exit(&mut p, Duration::from_secs(5)), Some(0));
 }

@@ -1,11 +1,14 @@
-//! The systemd units and the example configuration of the daemon (`idemwatch live`).
+//! The systemd units and the example configurations of the daemons (`idemwatch live`,
+//! `idemwatch mirror`).
 //!
-//! For `systemd/idemwatch.service` and `systemd/idemwatch@.service`: a copy whose `ExecStart=`
-//! runs the freshly built binary must pass `systemd-analyze verify` without a warning about the
-//! unit, and `systemd-analyze security --offline=true` must rate its exposure 1.5 or lower
-//! (docs/LIVE.md, "Hardening"). `etc/idemwatch.toml` must be valid TOML, with every commented-out
-//! example valid too, name every option of `idemwatch live`, and pass `idemwatch check-config`,
-//! as must the command line of each unit.
+//! For `systemd/idemwatch.service`, `systemd/idemwatch@.service` and
+//! `systemd/idemwatch-mirror.service`: a copy whose `ExecStart=` runs the freshly built binary
+//! must pass `systemd-analyze verify` without a warning about the unit, and
+//! `systemd-analyze security --offline=true` must rate its exposure 1.5 or lower (docs/LIVE.md,
+//! "Hardening"; docs/MIRROR.md, "systemd"). `etc/idemwatch.toml` and `etc/mirror.toml` must be
+//! valid TOML, with every commented-out example valid too, name every option of their command,
+//! and pass `idemwatch check-config` (`idemwatch mirror --check-config`), as must the command
+//! line of each unit.
 //!
 //! Needs `systemd-analyze` (Debian package `systemd`): when it is missing the tests fail, they
 //! do not skip.
@@ -18,7 +21,9 @@ use clap::CommandFactory;
 
 /// Where the units expect the binary (README: `install -m 755 ... /usr/local/bin/`).
 const INSTALLED_BINARY: &str = "/usr/local/bin/idemwatch";
+/// The units of `live`.
 const UNITS: [&str; 2] = ["idemwatch.service", "idemwatch@.service"];
+const MIRROR_UNIT: &str = "idemwatch-mirror.service";
 const MAX_EXPOSURE: f64 = 1.5;
 
 fn root() -> PathBuf {
@@ -65,9 +70,14 @@ fn unit_with_built_binary(unit: &str, dir: &Path) -> PathBuf {
                 program, INSTALLED_BINARY,
                 "systemd/{unit}: ExecStart= must run {INSTALLED_BINARY}, where the README installs it"
             );
+            let command = if unit == MIRROR_UNIT {
+                "mirror"
+            } else {
+                "live"
+            };
             assert!(
-                rest.starts_with("live "),
-                "systemd/{unit}: ExecStart= must run `idemwatch live`: {line}"
+                rest.starts_with(&format!("{command} ")),
+                "systemd/{unit}: ExecStart= must run `idemwatch {command}`: {line}"
             );
             out.push_str(&format!("ExecStart={} {rest}\n", binary()));
             exec_starts += 1;
@@ -151,6 +161,11 @@ fn template_unit_verifies_and_is_hardened() {
 }
 
 #[test]
+fn mirror_unit_verifies_and_is_hardened() {
+    check_unit(MIRROR_UNIT);
+}
+
+#[test]
 fn exposure_line_parses() {
     let report = "  NAME  DESCRIPTION  EXPOSURE\n\
                   ✗ PrivateNetwork=  Service has access to the host's network  0.5\n\n\
@@ -182,9 +197,13 @@ fn uncommented(config: &str) -> String {
 }
 
 fn example_config() -> (PathBuf, String) {
-    let path = root().join("etc/idemwatch.toml");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read etc/idemwatch.toml: {e}"));
+    example("idemwatch.toml")
+}
+
+fn example(name: &str) -> (PathBuf, String) {
+    let path = root().join("etc").join(name);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read etc/{name}: {e}"));
     (path, text)
 }
 
@@ -214,19 +233,7 @@ fn example_config_is_valid_toml() {
 fn example_config_shows_every_option() {
     let (_, text) = example_config();
     let all = parse_toml("etc/idemwatch.toml, uncommented", &uncommented(&text));
-    let mut cmd = idemwatch::cli::Cli::command();
-    cmd.build();
-    let live = cmd.find_subcommand("live").expect("no `live` subcommand");
-    // Not settings: the file itself, and an action.
-    let not_keys = ["help", "version", "config", "list-interfaces"];
-    let missing: Vec<String> = live
-        .get_arguments()
-        .map(|a| {
-            a.get_long()
-                .map_or_else(|| a.get_id().to_string(), str::to_owned)
-        })
-        .filter(|k| !not_keys.contains(&k.as_str()) && !all.contains_key(k))
-        .collect();
+    let missing = options_not_shown("live", &all);
     assert!(
         missing.is_empty(),
         "etc/idemwatch.toml does not show these options of `idemwatch live`: {missing:?}"
@@ -288,4 +295,116 @@ fn unit_command_lines_pass_check_config() {
             );
         }
     }
+}
+
+/// The options of `subcommand` that `etc/<name>` does not show.
+fn options_not_shown(subcommand: &str, shown: &toml::Table) -> Vec<String> {
+    let mut cmd = idemwatch::cli::Cli::command();
+    cmd.build();
+    let sub = cmd
+        .find_subcommand(subcommand)
+        .unwrap_or_else(|| panic!("no `{subcommand}` subcommand"));
+    // Not settings: the file itself, and actions.
+    let not_keys = [
+        "help",
+        "version",
+        "config",
+        "list-interfaces",
+        "check-config",
+    ];
+    sub.get_arguments()
+        .map(|a| {
+            a.get_long()
+                .map_or_else(|| a.get_id().to_string(), str::to_owned)
+        })
+        .filter(|k| !not_keys.contains(&k.as_str()) && !shown.contains_key(k))
+        .collect()
+}
+
+#[test]
+fn mirror_example_config_is_valid_and_shows_every_option() {
+    let (_, text) = example("mirror.toml");
+    let table = parse_toml("etc/mirror.toml", &text);
+    // What the unit needs from the file; the rest is commented out at its default.
+    for key in ["listen", "output", "cert", "key"] {
+        assert!(
+            table.contains_key(key),
+            "etc/mirror.toml: `{key}` is not set"
+        );
+    }
+    let all = parse_toml(
+        "etc/mirror.toml with every example uncommented",
+        &uncommented(&text),
+    );
+    let missing = options_not_shown("mirror", &all);
+    assert!(
+        missing.is_empty(),
+        "etc/mirror.toml does not show these options of `idemwatch mirror`: {missing:?}"
+    );
+}
+
+fn mirror_check_config(args: &[&str]) -> String {
+    let out = Command::new(binary())
+        .args(["mirror", "--check-config"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "idemwatch mirror --check-config {}: {}\n{}{}",
+        args.join(" "),
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn mirror_example_config_passes_check_config() {
+    let (path, text) = example("mirror.toml");
+    let effective = mirror_check_config(&["--config", path.to_str().unwrap()]);
+    assert!(
+        effective.contains("listen = \"127.0.0.1:9443\""),
+        "{effective}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.toml");
+    std::fs::write(&all, uncommented(&text)).unwrap();
+    mirror_check_config(&["--config", all.to_str().unwrap()]);
+}
+
+/// The mirror unit's command line, with the example configuration: the certificate and key of
+/// its credentials win over the file's.
+#[test]
+fn mirror_unit_command_line_passes_check_config() {
+    let (config, _) = example("mirror.toml");
+    let text = std::fs::read_to_string(root().join("systemd").join(MIRROR_UNIT)).unwrap();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("systemd/{MIRROR_UNIT} has no ExecStart="));
+    // What LoadCredential= names must be what the command line reads.
+    for cred in ["mirror.pem", "mirror.key"] {
+        assert!(
+            text.contains(&format!("LoadCredential={cred}:/etc/idemwatch/{cred}\n"))
+                && line.contains(&format!("${{CREDENTIALS_DIRECTORY}}/{cred}")),
+            "systemd/{MIRROR_UNIT}: credential {cred} is not loaded and used"
+        );
+    }
+    let words: Vec<String> = line
+        .split_whitespace()
+        .skip(2) // the binary, `mirror`
+        .map(|w| {
+            w.replace("/etc/idemwatch/mirror.toml", config.to_str().unwrap())
+                .replace("${CREDENTIALS_DIRECTORY}", "/run/credentials/m")
+        })
+        .collect();
+    let args: Vec<&str> = words.iter().map(String::as_str).collect();
+    let effective = mirror_check_config(&args);
+    assert!(
+        effective.contains("cert = \"/run/credentials/m/mirror.pem\"")
+            && effective.contains("key = \"/run/credentials/m/mirror.key\""),
+        "the unit's certificate and key do not win over the file's:\n{effective}"
+    );
 }
