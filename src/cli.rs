@@ -199,6 +199,15 @@ pub struct MirrorBoundArgs {
           default_value = duration_text(MirrorBounds::DEFAULT.request_timeout))]
     #[serde(deserialize_with = "from_file::duration")]
     pub request_timeout: Duration,
+
+    /// With --trusted-proxies: how long a request that carries its gateway's X-Request-Start
+    /// is held, so that requests the gateway received in one order but that reached the
+    /// mirror in another (each mirrored copy is a connection of its own) are judged in the
+    /// gateway's order (mirror_reordered; later ones: mirror_reorder_late). 0 turns it off.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          default_value = duration_text(MirrorBounds::DEFAULT.reorder_window))]
+    #[serde(deserialize_with = "from_file::duration")]
+    pub reorder_window: Duration,
 }
 
 impl MirrorBoundArgs {
@@ -208,6 +217,7 @@ impl MirrorBoundArgs {
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             request_timeout: self.request_timeout,
+            reorder_window: self.reorder_window,
         }
     }
 }
@@ -1773,6 +1783,7 @@ mod tests {
             handshake_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_millis(500),
+            reorder_window: Duration::from_millis(20),
         };
         let cli = Cli::try_parse_from([
             "idemwatch",
@@ -1788,6 +1799,8 @@ mod tests {
             "2s",
             "--request-timeout",
             "500ms",
+            "--reorder-window",
+            "20ms",
         ])
         .expect("parses");
         let Command::Mirror(m) = cli.command else {
@@ -1817,12 +1830,14 @@ mod tests {
             "2s",
             "--mirror-request-timeout",
             "500ms",
+            "--mirror-reorder-window",
+            "20ms",
         ];
         assert_eq!(live(&on_cli, ""), bounds);
         let in_file = "interface = \"lo\"\nmirror-listen = \"127.0.0.1:9080\"\n\
                        mirror-insecure-plaintext = true\nmirror-max-connections = 3\n\
                        mirror-handshake-timeout = \"1s\"\nmirror-idle-timeout = \"2s\"\n\
-                       mirror-request-timeout = \"500ms\"\n";
+                       mirror-request-timeout = \"500ms\"\nmirror-reorder-window = \"20ms\"\n";
         assert_eq!(live(&["idemwatch", "live"], in_file), bounds);
         // The command line wins, option by option.
         let b = live(
@@ -2368,7 +2383,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(mirror_bound_ids().len(), 4);
+        assert_eq!(mirror_bound_ids().len(), 5);
     }
 
     /// A value, other than the default, for every option of `live`: each reaches the options
@@ -2400,6 +2415,7 @@ mod tests {
             ("mirror-handshake-timeout", "\"1s\""),
             ("mirror-idle-timeout", "\"1s\""),
             ("mirror-request-timeout", "\"1s\""),
+            ("mirror-reorder-window", "\"7ms\""),
             ("window", "\"1h\""),
             ("duplicate-window", "\"1s\""),
             ("churn-window", "\"1s\""),
@@ -2485,6 +2501,7 @@ mod tests {
             ("handshake-timeout", "\"1s\""),
             ("idle-timeout", "\"1s\""),
             ("request-timeout", "\"1s\""),
+            ("reorder-window", "\"7ms\""),
             ("metrics-listen", "\"127.0.0.1:9465\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),

@@ -158,4 +158,48 @@ mod tests {
         let v = [(0, "10.2.2.2, 10.3.3.3".to_string())];
         assert_eq!(proxies().client(ip("10.0.0.1"), &v), Some(ip("10.2.2.2")));
     }
+
+    #[test]
+    fn a_trusted_gateways_request_start_is_read_in_any_unit() {
+        let arrival = Timestamp(1_796_620_824_800_000_000);
+        let p = proxies();
+        let want = Some(Timestamp(1_796_620_824_795_000_000));
+        for v in [
+            "t=1796620824.795",
+            "1796620824.795",
+            "t=1796620824795",
+            "t=1796620824795000",
+            "t=1796620824795000000",
+            " t=1796620824.795000 ",
+        ] {
+            assert_eq!(p.request_start(ip("10.0.0.1"), v, arrival), want, "{v}");
+        }
+        assert_eq!(
+            p.request_start(ip("10.0.0.1"), "t=1796620824.7951234567", arrival),
+            Some(Timestamp(1_796_620_824_795_123_456)),
+            "nanoseconds at most"
+        );
+    }
+
+    #[test]
+    fn a_request_start_is_not_believed_from_an_untrusted_peer_nor_far_off_nor_garbled() {
+        let arrival = Timestamp(1_796_620_824_800_000_000);
+        let p = proxies();
+        let v = "t=1796620824.795";
+        assert_eq!(p.request_start(ip("192.0.2.9"), v, arrival), None);
+        assert_eq!(
+            TrustedProxies::default().request_start(ip("10.0.0.1"), v, arrival),
+            None
+        );
+        for bad in [
+            "t=1796610000.000",
+            "t=",
+            "t=abc",
+            "t=-1796620824.795",
+            "t=1.2.3",
+            "t=99999999999999999999999",
+        ] {
+            assert_eq!(p.request_start(ip("10.0.0.1"), bad, arrival), None, "{bad}");
+        }
+    }
 }

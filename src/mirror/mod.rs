@@ -54,6 +54,9 @@ pub struct MirrorBounds {
     pub idle_timeout: Duration,
     /// A request must be whole this long after its first byte (slowloris).
     pub request_timeout: Duration,
+    /// How long a request that carries its gateway's time (from a trusted proxy) is held, so
+    /// that one the gateway received earlier but that arrived later is judged first.
+    pub reorder_window: Duration,
 }
 
 impl MirrorBounds {
@@ -62,6 +65,7 @@ impl MirrorBounds {
         handshake_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         request_timeout: Duration::from_secs(30),
+        reorder_window: Duration::from_millis(100),
     };
 }
 

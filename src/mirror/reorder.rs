@@ -26,6 +26,9 @@ pub struct GatewayOrder {
     rank: u64,
     /// The latest request time handed on.
     last_out: Option<Timestamp>,
+    /// Requests put back in the gateway's order, and those that came too late to be.
+    reordered: u64,
+    late: u64,
 }
 
 /// The time an event is ordered by: its request's.
@@ -45,17 +48,19 @@ impl GatewayOrder {
             held: BTreeMap::new(),
             rank: 0,
             last_out: None,
+            reordered: 0,
+            late: 0,
         }
     }
 
     /// An event arrived at `now`.
-    pub fn push(&mut self, ev: HttpEvent, now: Instant, st: &mut Stats) {
+    pub fn push(&mut self, ev: HttpEvent, now: Instant) {
         let t = request_time(&ev);
         if matches!(ev, HttpEvent::Request { .. }) {
             if self.last_out.is_some_and(|l| t < l) {
-                st.mirror_reorder_late += 1;
+                self.late += 1;
             } else if self.held.keys().next_back().is_some_and(|(l, _)| t < *l) {
-                st.mirror_reordered += 1;
+                self.reordered += 1;
             }
         }
         self.held.insert((t, self.rank), (now, ev));
@@ -85,7 +90,16 @@ impl GatewayOrder {
     /// How long until the next event's turn, if one is held.
     pub fn next_due(&self, now: Instant) -> Option<Duration> {
         let (arrived, _) = self.held.values().next()?;
-        Some(self.hold.saturating_sub(now.saturating_duration_since(*arrived)))
+        Some(
+            self.hold
+                .saturating_sub(now.saturating_duration_since(*arrived)),
+        )
+    }
+
+    /// Adds the counters to `st`.
+    pub fn add_counters(&self, st: &mut Stats) {
+        st.mirror_reordered += self.reordered;
+        st.mirror_reorder_late += self.late;
     }
 
     /// Every event held, in order (the endpoint is stopping).
@@ -106,7 +120,9 @@ mod tests {
 
     fn request(n: u64, at_ms: i64) -> HttpEvent {
         let ep = Endpoint {
-            ip: "10.0.0.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
+            ip: "10.0.0.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into()),
             port: 1,
         };
         HttpEvent::Request {
@@ -157,11 +173,10 @@ mod tests {
     #[test]
     fn requests_that_raced_are_handed_on_in_the_gateways_order_after_the_hold() {
         let mut o = GatewayOrder::new(Duration::from_millis(100), 100);
-        let mut st = Stats::default();
         let t0 = Instant::now();
         // Received by the gateway at 10 ms and 12 ms, arrived here the other way round.
-        o.push(request(2, 12), t0, &mut st);
-        o.push(request(1, 10), t0 + Duration::from_millis(3), &mut st);
+        o.push(request(2, 12), t0);
+        o.push(request(1, 10), t0 + Duration::from_millis(3));
         assert!(o.ready(t0 + Duration::from_millis(50)).is_empty(), "held");
         // The earliest by the gateway's time arrived 3 ms after the other.
         assert_eq!(
@@ -169,23 +184,23 @@ mod tests {
             Some(Duration::from_millis(53))
         );
         assert_eq!(ids(&o.ready(t0 + Duration::from_millis(103))), vec![1, 2]);
-        assert_eq!(st.mirror_reordered, 1);
         // One that comes after a later one was handed on cannot be put back: counted.
-        o.push(request(3, 11), t0 + Duration::from_millis(200), &mut st);
+        o.push(request(3, 11), t0 + Duration::from_millis(200));
         assert_eq!(ids(&o.drain()), vec![3]);
-        assert_eq!(st.mirror_reorder_late, 1);
+        let mut st = Stats::default();
+        o.add_counters(&mut st);
+        assert_eq!((st.mirror_reordered, st.mirror_reorder_late), (1, 1));
     }
 
     #[test]
     fn without_a_hold_each_event_goes_at_once_and_past_the_bound_the_earliest_goes() {
-        let mut st = Stats::default();
         let t0 = Instant::now();
         let mut o = GatewayOrder::new(Duration::ZERO, 100);
-        o.push(request(1, 10), t0, &mut st);
+        o.push(request(1, 10), t0);
         assert_eq!(ids(&o.ready(t0)), vec![1]);
         let mut o = GatewayOrder::new(Duration::from_secs(60), 2);
         for (n, at) in [(1, 30), (2, 10), (3, 20)] {
-            o.push(request(n, at), t0, &mut st);
+            o.push(request(n, at), t0);
         }
         assert_eq!(ids(&o.ready(t0)), vec![2], "only past the bound");
         assert_eq!(ids(&o.drain()), vec![3, 1]);

@@ -5,6 +5,7 @@
 //! gives [`HttpEvent`]s, taken by whoever judges them (`pipeline`), and counters. A slow or
 //! silent peer holds no more than its own thread, for no longer than the timeouts.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rustls::ServerConfig;
 
 use super::connection::MirrorConnection;
+use super::reorder::GatewayOrder;
 use super::tls::{HandshakeError, MirrorStream, is_timeout};
 use super::{MirrorBounds, MirrorSettings};
 use crate::config::Config;
@@ -47,6 +49,8 @@ pub struct MirrorServer {
     shared: Arc<Shared>,
     tls: Arc<RwLock<Option<Arc<ServerConfig>>>>,
     rx: Receiver<HttpEvent>,
+    /// The gateways' order of what arrived (`reorder.rs`), and what is ready in it.
+    order: Mutex<(GatewayOrder, VecDeque<HttpEvent>)>,
     acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -81,22 +85,81 @@ impl MirrorServer {
                 .name("mirror-accept".into())
                 .spawn(move || accept_loop(listener, tls, s, session_settings, tx, shared))?
         };
+        // The gateways' times are believed from trusted proxies only: without any, requests
+        // go on as they arrive.
+        let hold = if settings.trusted_proxies.is_empty() {
+            Duration::ZERO
+        } else {
+            settings.bounds.reorder_window
+        };
         Ok(MirrorServer {
             shared,
             tls,
             rx,
+            order: Mutex::new((GatewayOrder::new(hold, QUEUE), VecDeque::new())),
             acceptor: Some(acceptor),
         })
     }
 
-    /// Mirrored requests received so far (each with its exchange), at most `max`.
-    pub fn take(&self, max: usize) -> Vec<HttpEvent> {
-        self.rx.try_iter().take(max).collect()
+    /// Moves what arrived into the gateways' order, and what is due from there to the ready
+    /// queue; how long until the next is due.
+    fn sort_arrivals(&self, order: &mut (GatewayOrder, VecDeque<HttpEvent>)) -> Option<Duration> {
+        let now = Instant::now();
+        for ev in self.rx.try_iter() {
+            order.0.push(ev, now);
+        }
+        order.1.extend(order.0.ready(now));
+        order.0.next_due(now)
     }
 
-    /// Waits up to `timeout` for a mirrored request.
+    /// Mirrored requests due so far (each with its exchange), in their gateways' order, at
+    /// most `max`.
+    pub fn take(&self, max: usize) -> Vec<HttpEvent> {
+        let Ok(mut order) = self.order.lock() else {
+            return Vec::new();
+        };
+        self.sort_arrivals(&mut order);
+        let n = max.min(order.1.len());
+        order.1.drain(..n).collect()
+    }
+
+    /// Waits up to `timeout` for a mirrored request to be due.
     pub fn wait(&self, timeout: Duration) -> Result<HttpEvent, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout)
+        let deadline = Instant::now() + timeout;
+        loop {
+            let due = {
+                let Ok(mut order) = self.order.lock() else {
+                    return Err(RecvTimeoutError::Disconnected);
+                };
+                let due = self.sort_arrivals(&mut order);
+                if let Some(ev) = order.1.pop_front() {
+                    return Ok(ev);
+                }
+                due
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let wait = due.map_or(deadline - now, |d| d.min(deadline - now));
+            match self.rx.recv_timeout(wait) {
+                Ok(ev) => {
+                    if let Ok(mut order) = self.order.lock() {
+                        order.0.push(ev, Instant::now());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    // Nothing more will come: what is held is due.
+                    let Ok(mut order) = self.order.lock() else {
+                        return Err(RecvTimeoutError::Disconnected);
+                    };
+                    let rest = order.0.drain();
+                    order.1.extend(rest);
+                    return order.1.pop_front().ok_or(RecvTimeoutError::Disconnected);
+                }
+            }
+        }
     }
 
     /// Uses `cfg` for the connections that follow.
@@ -108,11 +171,16 @@ impl MirrorServer {
 
     /// The mirror's counters so far.
     pub fn stats(&self) -> Stats {
-        self.shared
+        let mut st = self
+            .shared
             .stats
             .lock()
             .map(|s| s.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Ok(order) = self.order.lock() {
+            order.0.add_counters(&mut st);
+        }
+        st
     }
 
     /// Stops accepting, lets connections end, and returns what they handed on last.
@@ -126,7 +194,15 @@ impl MirrorServer {
         while self.shared.open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        self.take(usize::MAX)
+        let Ok(mut order) = self.order.lock() else {
+            return Vec::new();
+        };
+        for ev in self.rx.try_iter() {
+            order.0.push(ev, Instant::now());
+        }
+        let mut out: Vec<HttpEvent> = order.1.drain(..).collect();
+        out.extend(order.0.drain());
+        out
     }
 }
 

@@ -138,6 +138,10 @@ fn nginx_mirrors_requests_to_idemwatch_over_mutual_tls() {
             &d("server.key"),
             "--client-ca",
             &d("ca.pem"),
+            // nginx's X-Request-Start is believed: its mirrored copies are judged in the order
+            // nginx received the requests, whatever order they arrive in.
+            "--trusted-proxies",
+            "127.0.0.1/32",
         ],
     );
     let ngx = start_nginx(dir.path(), api_port, mirror_port);

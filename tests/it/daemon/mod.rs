@@ -415,6 +415,7 @@ pub fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
                proxy_pass https://127.0.0.1:{mirror}$request_uri;\n\
                proxy_set_header Host $host;\n\
                proxy_set_header X-Forwarded-For $remote_addr;\n\
+               proxy_set_header X-Request-Start \"t=${{msec}}\";\n\
                proxy_ssl_trusted_certificate {ca};\n      proxy_ssl_verify on;\n\
                proxy_ssl_name localhost;\n\
                proxy_ssl_certificate {cert};\n      proxy_ssl_certificate_key {key};\n\
