@@ -23,6 +23,19 @@ use std::fmt;
 
 use crate::tracker::{Identity, KeyId, Scope};
 
+/// A record's name: `prefix`, `tag`, then the scope's hash and the other hash in hex (64
+/// digits).
+fn hex_name(prefix: &str, tag: &str, scope: &Scope, hash: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(prefix.len() + tag.len() + 64);
+    s.push_str(prefix);
+    s.push_str(tag);
+    for b in scope.0.iter().chain(hash.iter()) {
+        s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    s
+}
+
 /// Where a key is filed: its scope's and its own hashes (never the key, never a credential).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RecordKey {
@@ -33,14 +46,7 @@ pub struct RecordKey {
 impl RecordKey {
     /// The record's name under `prefix`: `PREFIXk:` and 64 hex digits.
     pub fn name(&self, prefix: &str) -> String {
-        let mut s = String::with_capacity(prefix.len() + 66);
-        s.push_str(prefix);
-        s.push_str("k:");
-        for b in self.scope.0.iter().chain(self.key.bytes().iter()) {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-        }
-        s
+        hex_name(prefix, "k:", &self.scope, self.key.bytes())
     }
 }
 
@@ -54,14 +60,7 @@ pub struct AttemptKey {
 impl AttemptKey {
     /// `PREFIXt:` and 64 hex digits.
     pub fn name(&self, prefix: &str) -> String {
-        let mut s = String::with_capacity(prefix.len() + 66);
-        s.push_str(prefix);
-        s.push_str("t:");
-        for b in self.scope.0.iter().chain(self.identity.0.iter()) {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-        }
-        s
+        hex_name(prefix, "t:", &self.scope, &self.identity.0)
     }
 }
 
@@ -76,14 +75,7 @@ pub struct KeylessKey {
 impl KeylessKey {
     /// `PREFIXd:` and 64 hex digits.
     pub fn name(&self, prefix: &str) -> String {
-        let mut s = String::with_capacity(prefix.len() + 66);
-        s.push_str(prefix);
-        s.push_str("d:");
-        for b in self.scope.0.iter().chain(self.identity.0.iter()) {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
-        }
-        s
+        hex_name(prefix, "d:", &self.scope, &self.identity.0)
     }
 }
 

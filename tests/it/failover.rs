@@ -6,12 +6,12 @@ use crate::daemon;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use daemon::{Proc, curl, free_port, ping, start_mirror, stop_mirror, wait_for};
+use daemon::{Proc, curl, start_mirror, stop_mirror, wait_for};
 use idemwatch::tracker::KeyId;
 
 /// How long a node may be silent before the others mark it failed and its replica takes over.
@@ -72,46 +72,14 @@ fn cluster_nodes(port: u16) -> Vec<Seen> {
 /// Three primaries and three replicas on loopback; returns once every node sees the cluster
 /// whole and every replica is in sync with its primary.
 fn start_cluster(dir: &Path) -> Vec<Node> {
-    let timeout = NODE_TIMEOUT_MS.to_string();
-    let nodes: Vec<Node> = (0..6)
-        .map(|i| {
-            let port = free_port();
-            let d = dir.join(format!("n{i}"));
-            std::fs::create_dir_all(&d).expect("node dir");
-            let child = Command::new("redis-server")
-                .current_dir(&d)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", "nodes.conf"])
-                .args(["--cluster-node-timeout", &timeout])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs");
-            let p = Proc(child);
-            assert!(wait_for(Duration::from_secs(10), || ping(port)));
-            Node {
-                proc: Some(p),
-                port,
-            }
+    let nodes: Vec<Node> = daemon::redis_cluster(dir, 1, NODE_TIMEOUT_MS)
+        .into_iter()
+        .map(|(p, port)| Node {
+            proc: Some(p),
+            port,
         })
         .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .output()
-        .expect("redis-cli runs");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stdout)
-    );
+    // Beyond what the builder waits for: each primary holds slots and each replica is in sync.
     let whole = || {
         nodes.iter().all(|n| {
             let info = cli(n.port, &["cluster", "info"]);

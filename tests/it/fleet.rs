@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, Redis, curl, free_port, make_certs, ping, start_mirror, stop_mirror, wait_for};
+use daemon::{Redis, curl, make_certs, start_mirror, stop_mirror, wait_for};
 use idemwatch::fleet::worker::{Outcome, Reply, StoreHandle};
 use idemwatch::fleet::{Claim, Op, RecordKey, StoreConfig, StoreSpec};
 use idemwatch::tracker::{KeyId, Scope};
@@ -585,59 +585,11 @@ fn a_store_password_never_reaches_output_or_logs() {
 fn keys_are_shared_through_a_redis_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Three primaries, no replicas: every slot covered, keys spread over the nodes.
-    let nodes: Vec<(Proc, u16)> = (0..3)
-        .map(|i| {
-            let port = free_port();
-            let d = dir.path().join(format!("n{i}"));
-            std::fs::create_dir_all(&d).expect("node dir");
-            let child = Command::new("redis-server")
-                .current_dir(&d)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                ])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server runs");
-            let p = Proc(child);
-            assert!(wait_for(Duration::from_secs(10), || ping(port)));
-            (p, port)
-        })
-        .collect();
+    let nodes = daemon::redis_cluster(dir.path(), 0, 15_000);
     let addrs: Vec<String> = nodes
         .iter()
         .map(|(_, p)| format!("127.0.0.1:{p}"))
         .collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli runs");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stdout)
-    );
-    // Every node must see the cluster whole (each learns the slots of the others in turn).
-    let cluster_ok = || {
-        nodes.iter().all(|(_, port)| {
-            Command::new("redis-cli")
-                .args(["-p", &port.to_string(), "cluster", "info"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
-                .unwrap_or(false)
-        })
-    };
-    assert!(
-        wait_for(Duration::from_secs(30), cluster_ok),
-        "cluster not ready"
-    );
     let seeds = addrs
         .iter()
         .map(|a| format!("redis://{a}"))
@@ -1352,14 +1304,30 @@ fn later_uses_while_the_first_is_in_flight_go_to_one_instance_on_redis_and_in_me
     in_flight_contract(&mut m, "memory");
 }
 
-/// One keyed POST on its own connection, answered `status` after `answer_after_ms`.
-fn slow_attempt(
-    client: u8,
-    at_ns: u64,
-    key: &str,
-    status: u16,
-    answer_after_ms: u64,
-) -> Vec<support::Packet> {
+/// `read --stats` of one gateway's capture, sharing `redis` as `instance`.
+fn read_shared(redis: &Redis, instance: &str, path: &Path) -> Vec<Value> {
+    let url = redis.url();
+    let p = path.to_string_lossy().into_owned();
+    let run = run_with(
+        &[
+            "read",
+            "--stats",
+            "--store",
+            &url,
+            "--store-instance",
+            instance,
+            &p,
+        ],
+        None,
+        &[],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    run.lines
+}
+
+/// A capture at `path` of one keyed POST on its own connection, answered `status` after
+/// `answer_after_ms`.
+fn slow_attempt(path: &Path, client: u8, at_ns: u64, key: &str, status: u16, answer_after_ms: u64) {
     let mut c = Conversation::new(
         support::v4([10, 0, 0, client], 42000 + u16::from(client)),
         support::server_v4(),
@@ -1387,7 +1355,15 @@ fn slow_attempt(
         ));
     }
     c.close();
-    c.into_packets()
+    write_capture(
+        path,
+        Format::Pcap {
+            big_endian: false,
+            nanos: true,
+        },
+        1,
+        c.packets(),
+    );
 }
 
 #[test]
@@ -1396,46 +1372,14 @@ fn a_retry_on_another_gateway_while_the_first_is_in_flight_is_concurrent_reuse()
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = (dir.path().join("gw1.pcap"), dir.path().join("gw2.pcap"));
     let t0 = support::BASE_TS_NS;
-    let fmt = Format::Pcap {
-        big_endian: false,
-        nanos: true,
-    };
     // Gateway 1: the first attempt takes 3 s. The client times out after 1 s and retries;
     // the retry reaches gateway 2, which answers 409 (still in progress).
-    write_capture(&a, fmt, 1, &slow_attempt(31, t0, "conc-k", 200, 3000));
-    write_capture(
-        &b,
-        fmt,
-        1,
-        &slow_attempt(32, t0 + 1_000_000_000, "conc-k", 409, 10),
-    );
+    slow_attempt(&a, 31, t0, "conc-k", 200, 3000);
+    slow_attempt(&b, 32, t0 + 1_000_000_000, "conc-k", 409, 10);
     // Near miss: a retry after the first was answered is no concurrent use.
     let c = dir.path().join("gw2-late.pcap");
-    write_capture(
-        &c,
-        fmt,
-        1,
-        &slow_attempt(33, t0 + 5_000_000_000, "conc-k", 200, 10),
-    );
-    let url = redis.url();
-    let read = |path: &Path, instance: &str| {
-        let p = path.to_string_lossy().into_owned();
-        let run = run_with(
-            &[
-                "read",
-                "--stats",
-                "--store",
-                &url,
-                "--store-instance",
-                instance,
-                &p,
-            ],
-            None,
-            &[],
-        );
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        run.lines
-    };
+    slow_attempt(&c, 33, t0 + 5_000_000_000, "conc-k", 200, 10);
+    let read = |path: &Path, instance: &str| read_shared(&redis, instance, path);
     assert!(alerts(&read(&a, "gw1")).is_empty());
     let gw2 = read(&b, "gw2");
     let got = alerts(&gw2);
@@ -1560,47 +1504,15 @@ fn a_fresh_key_on_another_gateway_while_the_first_attempt_is_in_flight_is_key_ch
     let redis = Redis::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let t0 = support::BASE_TS_NS;
-    let fmt = Format::Pcap {
-        big_endian: false,
-        nanos: true,
-    };
     // Gateway 1: the first attempt takes 31 s and succeeds. At 30 s the app gave up and sent
     // the same charge under a fresh key, through gateway 2: both ran.
     let (a, b) = (dir.path().join("gw1.pcap"), dir.path().join("gw2.pcap"));
-    write_capture(&a, fmt, 1, &slow_attempt(41, t0, "churn-k1", 200, 31_000));
-    write_capture(
-        &b,
-        fmt,
-        1,
-        &slow_attempt(42, t0 + 30_000_000_000, "churn-k2", 200, 100),
-    );
+    slow_attempt(&a, 41, t0, "churn-k1", 200, 31_000);
+    slow_attempt(&b, 42, t0 + 30_000_000_000, "churn-k2", 200, 100);
     // Near miss: a fresh key after the first attempt succeeded is a new request.
     let c = dir.path().join("gw2-later.pcap");
-    write_capture(
-        &c,
-        fmt,
-        1,
-        &slow_attempt(43, t0 + 40_000_000_000, "churn-k3", 200, 100),
-    );
-    let url = redis.url();
-    let read = |path: &Path, instance: &str| {
-        let p = path.to_string_lossy().into_owned();
-        let run = run_with(
-            &[
-                "read",
-                "--stats",
-                "--store",
-                &url,
-                "--store-instance",
-                instance,
-                &p,
-            ],
-            None,
-            &[],
-        );
-        assert_eq!(run.code, Some(0), "{}", run.stderr);
-        run.lines
-    };
+    slow_attempt(&c, 43, t0 + 40_000_000_000, "churn-k3", 200, 100);
+    let read = |path: &Path, instance: &str| read_shared(&redis, instance, path);
     assert!(alerts(&read(&a, "gw1")).is_empty());
     let gw2 = read(&b, "gw2");
     let got = alerts(&gw2);

@@ -466,3 +466,66 @@ pub fn via_nginx(port: u16, key: Option<&str>, body: &str) -> (u16, f64) {
     );
     (status, t.elapsed().as_secs_f64())
 }
+
+/// A Redis Cluster on loopback (Debian's `redis-server` and `redis-cli --cluster create`):
+/// three primaries, each with `replicas` replicas, failing over after `node_timeout_ms`.
+/// Returns once every node sees `cluster_state:ok` and every node of the cluster, with the
+/// nodes (process and port).
+pub fn redis_cluster(dir: &Path, replicas: usize, node_timeout_ms: u64) -> Vec<(Proc, u16)> {
+    let count = 3 * (1 + replicas);
+    let nodes: Vec<(Proc, u16)> = (0..count)
+        .map(|i| {
+            let port = free_port();
+            let d = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&d).expect("node dir");
+            let child = Command::new("redis-server")
+                .current_dir(&d)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", &node_timeout_ms.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs");
+            let p = Proc(child);
+            assert!(wait_for(Duration::from_secs(10), || ping(port)));
+            (p, port)
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|(_, p)| format!("127.0.0.1:{p}"))
+        .collect();
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    // Every node must see the cluster whole (each learns the others' slots in turn).
+    let known = format!("cluster_known_nodes:{count}");
+    let whole = || {
+        nodes.iter().all(|(_, port)| {
+            Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "cluster", "info"])
+                .output()
+                .map(|o| {
+                    let info = String::from_utf8_lossy(&o.stdout);
+                    info.contains("cluster_state:ok") && info.contains(&known)
+                })
+                .unwrap_or(false)
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), whole),
+        "cluster not ready"
+    );
+    nodes
+}
