@@ -292,26 +292,47 @@ impl MemoryBackend {
                 claim_id,
                 key,
                 waiter,
+                ttl_ms,
                 ..
             } => {
                 let now = std::time::Instant::now();
-                let Some(mut a) = self.store.attempts.get_mut(&ak.name(&self.prefix)) else {
+                let mut slot = self
+                    .store
+                    .attempts
+                    .entry(ak.name(&self.prefix))
+                    .or_insert_with(|| AttemptEntry {
+                        ended: Some(false),
+                        claim_id: String::new(),
+                        key: *key,
+                        record: Vec::new(),
+                        waiters: Vec::new(),
+                        until: now,
+                    });
+                let live = slot.until > now;
+                if live && slot.ended.is_none() && slot.claim_id != *claim_id {
+                    if slot.key != *key
+                        && slot.waiters.len() < super::USES_KEPT
+                        && !slot.waiters.iter().any(|(id, _)| id == claim_id)
+                    {
+                        slot.waiters.push((claim_id.clone(), waiter.clone()));
+                    }
                     return RawReply::Attempt(None);
+                }
+                let found = match slot.ended {
+                    Some(bad) if live && !slot.record.is_empty() => {
+                        Some((bad, std::mem::take(&mut slot.record)))
+                    }
+                    _ => None,
                 };
-                if a.until <= now {
-                    return RawReply::Attempt(None);
-                }
-                if let Some(bad) = a.ended {
-                    return RawReply::Attempt(Some((bad, a.record.clone())));
-                }
-                if a.claim_id != *claim_id
-                    && a.key != *key
-                    && a.waiters.len() < super::USES_KEPT
-                    && !a.waiters.iter().any(|(id, _)| id == claim_id)
-                {
-                    a.waiters.push((claim_id.clone(), waiter.clone()));
-                }
-                RawReply::Attempt(None)
+                *slot = AttemptEntry {
+                    ended: None,
+                    claim_id: claim_id.clone(),
+                    key: *key,
+                    record: waiter.clone(),
+                    waiters: Vec::new(),
+                    until: now + std::time::Duration::from_millis(*ttl_ms),
+                };
+                RawReply::Attempt(found)
             }
         }
     }

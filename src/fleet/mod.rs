@@ -186,15 +186,18 @@ pub enum Op {
         record: Vec<u8>,
         ttl_ms: u64,
     },
-    /// Reads the attempt filed for a request: one that ended comes back. One in flight
-    /// under another key registers `waiter` (this request's attempt record) with it, to be
-    /// judged by that attempt's instance when it ends. Answered.
+    /// Reads the attempt filed for a request: one that ended comes back. One in flight by
+    /// another instance under another key registers `waiter` (this request's attempt record)
+    /// with it, to be judged by that attempt's instance when it ends. Otherwise this request
+    /// becomes the attempt in flight, kept `ttl_ms` (its [`Op::AttemptStarted`] in the same
+    /// round trip). Answered.
     AttemptLookup {
         ticket: u64,
         ak: AttemptKey,
         claim_id: String,
         key: KeyId,
         waiter: Vec<u8>,
+        ttl_ms: u64,
     },
     /// Reads the latest keyless use of a request filed before `at_us` and at most `window_us`
     /// before it (by capture time, whatever order the uses reached the store in). Answered.

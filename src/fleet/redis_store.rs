@@ -126,16 +126,24 @@ return out
 ";
 
 /// KEYS[1] as for ATTEMPT_START; ARGV: claim id, key hash, this request's attempt record,
-/// how many waiters at most. An attempt that ended comes back as {state, record}; one in
-/// flight under another key, by another instance, registers this request as its waiter.
+/// how many waiters at most, TTL (ms). An attempt that ended comes back as {state, record};
+/// one in flight by another instance under another key registers this request as its waiter,
+/// under the same key leaves it be. Otherwise this request is filed as the attempt in flight
+/// (what ATTEMPT_START would file after it is judged: one round trip for both).
 const ATTEMPT_LOOKUP: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 's', 'c', 'h', 'r')
-if cur[1] == 'b' or cur[1] == 'g' then return {cur[1], cur[4]} end
-if cur[1] == 'f' and cur[2] ~= ARGV[1] and cur[3] ~= ARGV[2]
-    and redis.call('HLEN', KEYS[1]) < 4 + tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], ARGV[3])
+if cur[1] == 'f' and cur[2] ~= ARGV[1] then
+  if cur[3] ~= ARGV[2] and redis.call('HLEN', KEYS[1]) < 4 + tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], ARGV[3])
+  end
+  return false
 end
-return false
+local out = false
+if cur[1] == 'b' or cur[1] == 'g' then out = {cur[1], cur[4]} end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 's', 'f', 'c', ARGV[1], 'h', ARGV[2], 'r', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return out
 ";
 
 const SCRIPTS: [&str; 8] = [
@@ -358,6 +366,7 @@ impl RedisBackend {
                 claim_id,
                 key,
                 waiter,
+                ttl_ms,
                 ..
             } => {
                 let mut c = self.script(7);
@@ -366,7 +375,8 @@ impl RedisBackend {
                     .arg(claim_id)
                     .arg(&key.bytes()[..])
                     .arg(&waiter[..])
-                    .arg(super::USES_KEPT);
+                    .arg(super::USES_KEPT)
+                    .arg((*ttl_ms).max(1));
                 c
             }
             Op::KeylessLookup {

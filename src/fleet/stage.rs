@@ -59,6 +59,9 @@ pub struct Fleet {
     churns: HashMap<u64, Ended>,
     /// Alerts judged on the store's answers rather than on an event, for the output.
     alerts: Vec<Alert>,
+    /// Requests whose attempt lookup filed them as the attempt in flight (their start is not
+    /// sent again); each leaves when the tracker publishes its start.
+    started: HashSet<TxId>,
     /// Requests held whose exchange may follow in the queue (one claim for both).
     queued_requests: HashSet<TxId>,
     next_ticket: u64,
@@ -112,6 +115,7 @@ impl Fleet {
             churns: HashMap::new(),
             alerts: Vec::new(),
             queued_requests: HashSet::new(),
+            started: HashSet::new(),
             next_ticket: 0,
             patient,
             last_now: Timestamp::default(),
@@ -215,13 +219,25 @@ impl Fleet {
             .filter(|ak| {
                 let rec = ReqRec::new(id, conn, req);
                 let waiter = self.attempt_record(tracker, kid, &rec, ak.identity, req.ts, None);
-                self.store.submit(Op::AttemptLookup {
+                let filed = self.store.submit(Op::AttemptLookup {
                     ticket,
                     ak: *ak,
                     claim_id: claim_id(&self.cfg.instance, &id),
                     key: kid,
                     waiter,
-                })
+                    ttl_ms: u64::try_from(window.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .max(1000),
+                });
+                if filed {
+                    // The lookup files it as the attempt in flight: no start to send. Bounded
+                    // like the queue (each leaves when the tracker files its attempt).
+                    if self.started.len() >= 4 * self.cfg.max_inflight {
+                        self.started.clear();
+                    }
+                    self.started.insert(id);
+                }
+                filed
             });
         Some(Ticket {
             n: ticket,
@@ -549,6 +565,9 @@ impl Fleet {
                     let Some(id) = rec.origin.local() else {
                         continue;
                     };
+                    if self.started.remove(&id) {
+                        continue;
+                    }
                     let window = tracker.config().window;
                     Op::AttemptStarted {
                         ak: AttemptKey { scope, identity },
