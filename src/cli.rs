@@ -1698,6 +1698,42 @@ fn effective_text(subcommand: &str, config: &Config, parsed: &Parsed) -> String 
 mod tests {
     use super::*;
 
+    /// A value, other than the default, for every option `live` and `mirror` share (policy,
+    /// limits, store, globals).
+    const SHARED_SAMPLES: &[(&str, &str)] = &[
+        ("window", "\"1h\""),
+        ("duplicate-window", "\"1s\""),
+        ("churn-window", "\"1s\""),
+        ("watch-methods", "\"PUT\""),
+        ("require-key", "\"/x\""),
+        ("missing-key", "\"off\""),
+        ("key-header", "\"X-Id\""),
+        ("reject-statuses", "[400]"),
+        ("store-errors", "true"),
+        ("redact-keys", "true"),
+        ("max-keys", "5"),
+        ("scope", "\"host\""),
+        ("redact-param", "\"t\""),
+        ("max-flows", "5"),
+        ("max-ooo-bytes", "5"),
+        ("flow-timeout", "\"1s\""),
+        ("max-head-bytes", "5"),
+        ("max-headers", "5"),
+        ("max-pending", "5"),
+        ("max-fragment-sets", "5"),
+        ("store", "\"redis://127.0.0.1:6379/0\""),
+        ("store-prefix", "\"p\""),
+        ("store-instance", "\"i\""),
+        ("store-timeout", "\"1s\""),
+        ("store-wait", "\"1s\""),
+        ("store-max-inflight", "5"),
+        ("store-ca", "\"/ca\""),
+        ("store-cert", "\"/c\""),
+        ("store-key", "\"/k\""),
+        ("verbose", "2"),
+        ("quiet", "true"),
+    ];
+
     #[test]
     fn durations_are_written_as_the_help_always_wrote_them() {
         for (d, text) in [
@@ -2416,38 +2452,8 @@ mod tests {
             ("mirror-idle-timeout", "\"1s\""),
             ("mirror-request-timeout", "\"1s\""),
             ("mirror-reorder-window", "\"7ms\""),
-            ("window", "\"1h\""),
-            ("duplicate-window", "\"1s\""),
-            ("churn-window", "\"1s\""),
-            ("watch-methods", "\"PUT\""),
-            ("require-key", "\"/x\""),
-            ("missing-key", "\"off\""),
-            ("key-header", "\"X-Id\""),
-            ("reject-statuses", "[400]"),
-            ("store-errors", "true"),
-            ("redact-keys", "true"),
-            ("max-keys", "5"),
-            ("scope", "\"host\""),
-            ("redact-param", "\"t\""),
-            ("max-flows", "5"),
-            ("max-ooo-bytes", "5"),
-            ("flow-timeout", "\"1s\""),
-            ("max-head-bytes", "5"),
-            ("max-headers", "5"),
-            ("max-pending", "5"),
-            ("max-fragment-sets", "5"),
-            ("store", "\"redis://127.0.0.1:6379/0\""),
-            ("store-prefix", "\"p\""),
-            ("store-instance", "\"i\""),
-            ("store-timeout", "\"1s\""),
-            ("store-wait", "\"1s\""),
-            ("store-max-inflight", "5"),
-            ("store-ca", "\"/ca\""),
-            ("store-cert", "\"/c\""),
-            ("store-key", "\"/k\""),
-            ("verbose", "2"),
-            ("quiet", "true"),
         ];
+        let samples: Vec<(&str, &str)> = samples.iter().chain(SHARED_SAMPLES).copied().collect();
         let mut root = Cli::command();
         root.build();
         let live = root.find_subcommand("live").expect("live");
@@ -2478,7 +2484,7 @@ mod tests {
             lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
         };
         let plain = format!("{:?}", merged(&["idemwatch", "live"], &text(None)));
-        for &(key, value) in samples {
+        for &(key, value) in &samples {
             let set = format!(
                 "{:?}",
                 merged(&["idemwatch", "live"], &text(Some((key, value))))
@@ -2505,38 +2511,8 @@ mod tests {
             ("metrics-listen", "\"127.0.0.1:9465\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
-            ("window", "\"1h\""),
-            ("duplicate-window", "\"1s\""),
-            ("churn-window", "\"1s\""),
-            ("watch-methods", "\"PUT\""),
-            ("require-key", "\"/x\""),
-            ("missing-key", "\"off\""),
-            ("key-header", "\"X-Id\""),
-            ("reject-statuses", "[400]"),
-            ("store-errors", "true"),
-            ("redact-keys", "true"),
-            ("max-keys", "5"),
-            ("scope", "\"host\""),
-            ("redact-param", "\"t\""),
-            ("max-flows", "5"),
-            ("max-ooo-bytes", "5"),
-            ("flow-timeout", "\"1s\""),
-            ("max-head-bytes", "5"),
-            ("max-headers", "5"),
-            ("max-pending", "5"),
-            ("max-fragment-sets", "5"),
-            ("store", "\"redis://127.0.0.1:6379/0\""),
-            ("store-prefix", "\"p\""),
-            ("store-instance", "\"i\""),
-            ("store-timeout", "\"1s\""),
-            ("store-wait", "\"1s\""),
-            ("store-max-inflight", "5"),
-            ("store-ca", "\"/ca\""),
-            ("store-cert", "\"/c\""),
-            ("store-key", "\"/k\""),
-            ("verbose", "2"),
-            ("quiet", "true"),
         ];
+        let samples: Vec<(&str, &str)> = samples.iter().chain(SHARED_SAMPLES).copied().collect();
         let mut root = Cli::command();
         root.build();
         let mirror = root.find_subcommand("mirror").expect("mirror");
@@ -2576,7 +2552,7 @@ mod tests {
             format!("{:?}", (p.cli.global, p.cli.command))
         };
         let plain = run(&text(None));
-        for &(key, value) in samples {
+        for &(key, value) in &samples {
             assert_ne!(
                 run(&text(Some((key, value)))),
                 plain,
