@@ -19,12 +19,14 @@ use super::{Backend, Op, RawClaim, RawRecord, RawReply, StoreError};
 /// (ms), claim id, record, how many later uses to register at most. Returns {0} (free, or
 /// claimed now), {1, q, c, f, s, e} (held) or {2, q, c, f, s, e} (claimed now, replacing a
 /// holder whose window had passed). A claim held by a first use still in flight (no `e`) is
-/// registered as a later use, `u:` + its claim id, for the holder's claimer to judge.
+/// registered as a later use, `u:` + its claim id (`n` counts them), for the holder's claimer
+/// to judge.
 const CLAIM: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'q', 't', 'c', 'f', 's', 'e')
 if cur[1] and (ARGV[1] == 'l' or tonumber(ARGV[2]) - tonumber(cur[2]) <= tonumber(ARGV[3])) then
-  if ARGV[1] == 'c' and not cur[6] and redis.call('HLEN', KEYS[1]) < 5 + tonumber(ARGV[7]) then
-    redis.call('HSET', KEYS[1], 'u:' .. ARGV[5], ARGV[6])
+  if ARGV[1] == 'c' and not cur[6] and redis.call('HLEN', KEYS[1]) < 6 + tonumber(ARGV[7])
+      and redis.call('HSETNX', KEYS[1], 'u:' .. ARGV[5], ARGV[6]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'n', 1)
   end
   return {1, cur[1], cur[3], cur[4], cur[5], cur[6]}
 end
@@ -50,12 +52,16 @@ if ARGV[3] ~= '' then redis.call('HSETNX', KEYS[1], 's', ARGV[3]) end
 local uses = {}
 if ARGV[4] ~= '' and claimer then
   redis.call('HSET', KEYS[1], 'e', ARGV[4])
-  local all = redis.call('HGETALL', KEYS[1])
-  for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 2) == 'u:' then
-      uses[#uses + 1] = all[i + 1]
-      redis.call('HDEL', KEYS[1], all[i])
+  -- `n` counts the registered uses: the whole hash is read only when there are some.
+  if redis.call('HEXISTS', KEYS[1], 'n') == 1 then
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 2 do
+      if string.sub(all[i], 1, 2) == 'u:' then
+        uses[#uses + 1] = all[i + 1]
+        redis.call('HDEL', KEYS[1], all[i])
+      end
     end
+    redis.call('HDEL', KEYS[1], 'n')
   end
 end
 return uses
@@ -94,13 +100,13 @@ return 1
 ";
 
 /// KEYS[1] a request's last keyed attempt, a hash: `s` its state (`f` in flight, `b` ended
-/// badly), `c` its claimer, `h` its key's hash, `r` its record, `w:` + claim id the attempts
-/// under other keys registered while it was in flight. ARGV: claim id, key hash, record, TTL
+/// badly, `g` well), `c` its claimer, `h` its key's hash, `r` its record, `w:` + claim id the
+/// attempts under other keys registered while it was in flight, `n` how many. ARGV: claim id, key hash, record, TTL
 /// (ms). Files an attempt as in flight, unless another instance's is.
 const ATTEMPT_START: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 's', 'c')
 if cur[1] == 'f' and cur[2] ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
+if cur[1] then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 's', 'f', 'c', ARGV[1], 'h', ARGV[2], 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
@@ -111,16 +117,23 @@ return 1
 /// or well (`g`), with when it ended, for the requests under other keys that began while it
 /// was in flight and reach the store later.
 const ATTEMPT_END: &str = r"
-if redis.call('HGET', KEYS[1], 'c') ~= ARGV[1] then return {} end
-local all = redis.call('HGETALL', KEYS[1])
+local cur = redis.call('HMGET', KEYS[1], 'c', 'n')
+if cur[1] ~= ARGV[1] then return {} end
 local out = {}
-for i = 1, #all, 2 do
-  if string.sub(all[i], 1, 2) == 'w:' then out[#out + 1] = all[i + 1] end
+-- `n` counts the waiters: the whole hash is read only when there are some.
+if cur[2] then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 'w:' then
+      out[#out + 1] = all[i + 1]
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+  redis.call('HDEL', KEYS[1], 'n')
 end
-redis.call('DEL', KEYS[1])
 local state = 'g'
 if ARGV[2] == '1' then state = 'b' end
-redis.call('HSET', KEYS[1], 's', state, 'c', ARGV[1], 'r', ARGV[3])
+redis.call('HSET', KEYS[1], 's', state, 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return out
 ";
@@ -133,14 +146,15 @@ return out
 const ATTEMPT_LOOKUP: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 's', 'c', 'h', 'r')
 if cur[1] == 'f' and cur[2] ~= ARGV[1] then
-  if cur[3] ~= ARGV[2] and redis.call('HLEN', KEYS[1]) < 4 + tonumber(ARGV[4]) then
-    redis.call('HSET', KEYS[1], 'w:' .. ARGV[1], ARGV[3])
+  if cur[3] ~= ARGV[2] and redis.call('HLEN', KEYS[1]) < 5 + tonumber(ARGV[4])
+      and redis.call('HSETNX', KEYS[1], 'w:' .. ARGV[1], ARGV[3]) == 1 then
+    redis.call('HINCRBY', KEYS[1], 'n', 1)
   end
   return false
 end
 local out = false
 if cur[1] == 'b' or cur[1] == 'g' then out = {cur[1], cur[4]} end
-redis.call('DEL', KEYS[1])
+if cur[1] then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[1], 's', 'f', 'c', ARGV[1], 'h', ARGV[2], 'r', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return out

@@ -84,11 +84,12 @@ fn claim_id(instance: &str, id: &TxId) -> String {
     h.update(id.flow_id.to_le_bytes());
     h.update(id.flow_serial.to_le_bytes());
     h.update(id.n.to_le_bytes());
-    h.finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut out = String::with_capacity(16);
+    for b in h.finalize().iter().take(8) {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 15), 16).unwrap_or('0'));
+    }
+    out
 }
 
 impl Fleet {
