@@ -1,6 +1,7 @@
 //! Records read back from the shared store (fleet mode): any bytes are refused or decoded,
 //! never a panic; what decodes encodes to bytes that decode to the same record again.
 
+use idemwatch::fleet::EndMark;
 use idemwatch::fleet::record::{
     First, decode_attempt, decode_first, decode_response, encode_attempt, encode_first,
     encode_response,
@@ -8,6 +9,10 @@ use idemwatch::fleet::record::{
 
 /// One input through the target: a panic, a failed assertion included, is a finding.
 pub fn check(data: &[u8]) {
+    // An end mark (`e` of a key's record): what decodes encodes to the same text's meaning.
+    if let Some(m) = EndMark::decode(data) {
+        assert_eq!(EndMark::decode(m.encode().as_bytes()), Some(m));
+    }
     if let Some(f) = decode_first(data) {
         let origin = f.rec.origin.observer().cloned();
         let observer = origin
