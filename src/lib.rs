@@ -24,5 +24,6 @@ pub mod pipeline;
 pub mod reassembly;
 pub mod source;
 pub mod stats;
+pub mod tls;
 pub mod tracker;
 pub mod ts;
