@@ -23,6 +23,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v man >/dev/null 2>&1 || need+=(man-db)
 # The jq recipes of docs/SHIPPING.md are run by a test.
 command -v jq >/dev/null 2>&1 || need+=(jq)
+# The TLS tests inject key logs into pcapng files with Wireshark's editcap.
+command -v editcap >/dev/null 2>&1 || need+=(wireshark-common)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod live;
+pub mod secrets;
 
 pub use capture::{CaptureSet, Frame, SourceError};
 pub use live::{KernelStats, LiveCapture, LiveError, LiveOptions, LiveRead};

@@ -30,4 +30,5 @@ mod segmentation_props;
 mod shipping;
 mod systemd;
 mod threads;
+mod tls;
 mod workload;
