@@ -229,7 +229,7 @@ fn ignored<'a>(mut fields: impl Iterator<Item = &'a str>) -> Result<KeyLine, Bad
         return Err(BadLineReason::FieldCount);
     };
     client_random(random_hex)?;
-    if value_hex.len() % 2 != 0 || !value_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !value_hex.len().is_multiple_of(2) || !value_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(BadLineReason::BadHex);
     }
     Ok(KeyLine::Ignored)
@@ -260,7 +260,7 @@ fn secret(hex: &str) -> Result<Secret, BadLineReason> {
 /// is `WrongLength` once it is known to be hex.
 fn decode_hex(hex: &str, out: &mut [u8]) -> Result<usize, BadLineReason> {
     let bytes = hex.as_bytes();
-    if bytes.is_empty() || bytes.len() % 2 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
         return Err(if bytes.iter().all(u8::is_ascii_hexdigit) {
             BadLineReason::WrongLength
         } else {
@@ -636,8 +636,14 @@ mod tests {
     fn client_random_line_gives_a_tls12_master() {
         let (log, bad) = load(&format!("CLIENT_RANDOM {R1} {S48}\n"));
         assert!(bad.is_empty());
-        assert_eq!(log.tls12_master(&random(R1)).unwrap().as_bytes(), &[0x5e; 48]);
-        assert!(log.tls13_secret(&random(R1), Tls13Secret::ClientTraffic0).is_none());
+        assert_eq!(
+            log.tls12_master(&random(R1)).unwrap().as_bytes(),
+            &[0x5e; 48]
+        );
+        assert!(
+            log.tls13_secret(&random(R1), Tls13Secret::ClientTraffic0)
+                .is_none()
+        );
         assert!(log.tls12_master(&random(R2)).is_none());
     }
 
@@ -673,7 +679,10 @@ mod tests {
         assert_eq!(bad, [self::bad(3, BadLineReason::BadHex)]);
         assert!(log.is_empty());
         let c = log.counts();
-        assert_eq!((c.lines, c.ignored_labels, c.secrets, c.bad_lines), (3, 2, 0, 1));
+        assert_eq!(
+            (c.lines, c.ignored_labels, c.secrets, c.bad_lines),
+            (3, 2, 0, 1)
+        );
     }
 
     #[test]
@@ -706,10 +715,17 @@ mod tests {
 
     #[test]
     fn hex_is_accepted_in_either_case() {
-        let upper = format!("CLIENT_RANDOM {} {}\n", R2.to_uppercase(), S48.to_uppercase());
+        let upper = format!(
+            "CLIENT_RANDOM {} {}\n",
+            R2.to_uppercase(),
+            S48.to_uppercase()
+        );
         let (log, bad) = load(&upper);
         assert!(bad.is_empty());
-        assert_eq!(log.tls12_master(&random(R2)).unwrap().as_bytes(), &[0x5e; 48]);
+        assert_eq!(
+            log.tls12_master(&random(R2)).unwrap().as_bytes(),
+            &[0x5e; 48]
+        );
         let mixed = format!("CLIENT_RANDOM {} {S48}\n", "aA".repeat(32));
         assert!(load(&mixed).1.is_empty());
     }
@@ -723,14 +739,20 @@ mod tests {
             (format!("CLIENT_RANDOM {R1}00 {S48}"), WrongLength),
             (format!("CLIENT_RANDOM {R1} {}", &S48[..95]), WrongLength), // odd length
             (format!("CLIENT_RANDOM {R1} {}g", &S48[..95]), BadHex),
-            (format!("CLIENT_RANDOM {} {S48}", R1.replace('1', "x")), BadHex),
+            (
+                format!("CLIENT_RANDOM {} {S48}", R1.replace('1', "x")),
+                BadHex,
+            ),
             (format!("CLIENT_RANDOM {R1} {S48} extra"), FieldCount),
             (format!("CLIENT_RANDOM {R1}"), FieldCount),
             ("CLIENT_RANDOM".to_string(), FieldCount),
             (format!("client_random {R1} {S48}"), UnknownLabel),
             (format!("CLIENT_TRAFFIC_SECRET_1 {R1} {S32}"), UnknownLabel),
             (format!("RSA {R1} {S48}"), UnknownLabel),
-            (format!("CLIENT_TRAFFIC_SECRET_0 {R1} {}", &S32[..60]), WrongLength),
+            (
+                format!("CLIENT_TRAFFIC_SECRET_0 {R1} {}", &S32[..60]),
+                WrongLength,
+            ),
         ];
         let text: String = lines.iter().map(|(l, _)| format!("{l}\n")).collect();
         let (log, got) = load(&text);
@@ -760,7 +782,10 @@ mod tests {
             "CLIENT_RANDOM {R1} {S48}\nCLIENT_HANDSHAKE_TRAFFIC_SECRET {R1} {S32}\n\
              CLIENT_RANDOM {R1} {other}\n"
         ));
-        assert_eq!(log.tls12_master(&random(R1)).unwrap().as_bytes(), &[0x7f; 48]);
+        assert_eq!(
+            log.tls12_master(&random(R1)).unwrap().as_bytes(),
+            &[0x7f; 48]
+        );
         let hs = log.tls13_secret(&random(R1), Tls13Secret::ClientHandshake);
         assert_eq!(hs.map(Secret::as_bytes), Some(&[0xc3; 32][..]));
         assert_eq!((log.len(), log.counts().secrets), (1, 3));
@@ -801,7 +826,10 @@ mod tests {
             "CLIENT_RANDOM {R1} {S48}\nCLIENT_TRAFFIC_SECRET_0 {R1} {S32}\n"
         ));
         let master = log.tls12_master(&random(R1)).unwrap();
-        assert_eq!(format!("{master:?}"), "Tls12Master(Secret([REDACTED] 48 bytes))");
+        assert_eq!(
+            format!("{master:?}"),
+            "Tls12Master(Secret([REDACTED] 48 bytes))"
+        );
         let all = format!("{log:?} {log:#?}");
         for leak in ["5e5e", "c3c3", "94, 94", "195, 195", "0x5e", "0xc3"] {
             assert!(!all.contains(leak), "{leak} in {all}");
@@ -849,7 +877,10 @@ mod tests {
         for piece in long.chunks(100) {
             bad.extend(reader.feed(piece, &mut log));
         }
-        assert!(reader.partial.is_empty(), "an overlong line is not buffered");
+        assert!(
+            reader.partial.is_empty(),
+            "an overlong line is not buffered"
+        );
         bad.extend(reader.feed(format!("\nCLIENT_RANDOM {R1} {S48}\n").as_bytes(), &mut log));
         assert_eq!(bad, [self::bad(1, BadLineReason::TooLong)]);
         assert!(log.tls12_master(&random(R1)).is_some());
@@ -866,7 +897,10 @@ mod tests {
         let path = dir.path().join("missing.keys");
         let err = KeyLog::new(10).add_file(&path).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("missing.keys") && text.contains("cannot read"), "{text}");
+        assert!(
+            text.contains("missing.keys") && text.contains("cannot read"),
+            "{text}"
+        );
         assert!(KeyLog::new(10).add_file(dir.path()).is_err());
     }
 
@@ -881,7 +915,10 @@ mod tests {
         let mut log = KeyLog::new(10);
         let load = log.add_file(&path).unwrap();
         let warning = load.warning.unwrap();
-        assert!(warning.contains("sslkeys.log") && warning.contains("644"), "{warning}");
+        assert!(
+            warning.contains("sslkeys.log") && warning.contains("644"),
+            "{warning}"
+        );
         assert_eq!(load.bad_lines, [bad(2, BadLineReason::UnknownLabel)]);
         assert!(log.tls12_master(&random(R1)).is_some());
         for mode in [0o600, 0o400, 0o622] {
@@ -906,9 +943,12 @@ mod tests {
                 Just(vec![b'Z'; MAX_LINE_BYTES + 3]),
                 proptest::collection::vec(any::<u8>(), 0..8),
                 (0u8..4, 0u8..2).prop_map(|(r, s)| {
-                    let secret = if s == 0 { "ab".repeat(48) } else { "CD".repeat(32) };
-                    format!("CLIENT_RANDOM {} {secret}", format!("{r:02x}").repeat(32))
-                        .into_bytes()
+                    let secret = if s == 0 {
+                        "ab".repeat(48)
+                    } else {
+                        "CD".repeat(32)
+                    };
+                    format!("CLIENT_RANDOM {} {secret}", format!("{r:02x}").repeat(32)).into_bytes()
                 }),
                 (0u8..4).prop_map(|r| {
                     format!(
