@@ -22,6 +22,8 @@ mod reassembly;
 mod state_file;
 #[path = "../../fuzz/checks/store_record.rs"]
 mod store_record;
+#[path = "../../fuzz/checks/tls_record.rs"]
+mod tls_record;
 
 /// The seeds of `target`, sorted; panics when there are none (a renamed folder must not turn
 /// the test into a no-op).
@@ -92,4 +94,9 @@ fn state_file_seeds_pass_the_check() {
 #[test]
 fn store_record_seeds_pass_the_check() {
     replay("store_record", store_record::check);
+}
+
+#[test]
+fn tls_record_seeds_pass_the_check() {
+    replay("tls_record", tls_record::check);
 }
