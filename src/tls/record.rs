@@ -132,7 +132,19 @@ pub struct RecordReader {
     state: ReaderState,
     /// The partial record (header and the fragment so far); never more than one record.
     buf: Vec<u8>,
+    /// Set from a resynchronisation until the header after the found record checks too.
+    probation: Option<Probation>,
     counts: RecordCounts,
+}
+
+/// A header found by searching ciphertext may be a false one: until the next header confirms
+/// it, a bad header sends the reader back to searching instead of giving up.
+#[derive(Debug, Clone, Copy)]
+struct Probation {
+    /// Bytes searched since the gap.
+    scanned: usize,
+    /// The record of the found header was read.
+    read: bool,
 }
 
 impl Default for RecordReader {
@@ -168,6 +180,7 @@ impl RecordReader {
         RecordReader {
             state: ReaderState::Framing,
             buf: Vec::new(),
+            probation: None,
             counts: RecordCounts::default(),
         }
     }
@@ -214,7 +227,40 @@ impl RecordReader {
         }
         self.counts.bytes_dropped += self.buf.len() as u64;
         self.buf.clear();
+        self.probation = None;
         self.state = ReaderState::Resync { scanned: 0 };
+    }
+
+    fn header_ok(&mut self) {
+        if self.probation.is_some_and(|p| p.read) {
+            self.probation = None;
+        }
+    }
+
+    fn record_read(&mut self) {
+        self.counts.records += 1;
+        if let Some(p) = &mut self.probation {
+            p.read = true;
+        }
+    }
+
+    /// A bad header: the end of the direction, or, on probation, of a false resynchronisation.
+    /// `in_buf`: the header is the first 5 bytes of `buf`, else of `rest`.
+    fn refuse<'a>(&mut self, why: RecordSkip, rest: &'a [u8], in_buf: bool) -> &'a [u8] {
+        let Some(p) = self.probation.take() else {
+            return self.fail(why, rest);
+        };
+        // Search on from the byte after the bad header's first.
+        self.counts.bytes_dropped += 1;
+        self.state = ReaderState::Resync {
+            scanned: p.scanned + 1,
+        };
+        if in_buf {
+            self.buf.remove(0);
+            rest
+        } else {
+            rest.get(1..).unwrap_or_default()
+        }
     }
 
     /// Frames records from `rest`; returns what is left when the state changed.
@@ -230,12 +276,13 @@ impl RecordReader {
             };
             let (ct, v, len) = match check_header(*h) {
                 Ok(x) => x,
-                Err(why) => return self.fail(why, rest),
+                Err(why) => return self.refuse(why, rest, false),
             };
+            self.header_ok();
             let Some(fragment) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
                 break;
             };
-            self.counts.records += 1;
+            self.record_read();
             on_record(Record {
                 content_type: ct,
                 version: v,
@@ -256,7 +303,7 @@ impl RecordReader {
                 return rest;
             };
             if let Err(why) = check_header(*h) {
-                return self.fail(why, rest);
+                return self.refuse(why, rest, true);
             }
         }
         let Some(h) = self.buf.first_chunk::<RECORD_HEADER_LEN>() else {
@@ -265,11 +312,12 @@ impl RecordReader {
         let Ok((ct, v, len)) = check_header(*h) else {
             return rest;
         };
+        self.header_ok();
         let want = RECORD_HEADER_LEN + len - self.buf.len();
         let (head, tail) = rest.split_at(want.min(rest.len()));
         self.buf.extend_from_slice(head);
         if self.buf.len() == RECORD_HEADER_LEN + len {
-            self.counts.records += 1;
+            self.record_read();
             on_record(Record {
                 content_type: ct,
                 version: v,
@@ -293,6 +341,10 @@ impl RecordReader {
                 // The header stays in `buf`: framing goes on from there.
                 self.counts.resyncs += 1;
                 self.state = ReaderState::Framing;
+                self.probation = Some(Probation {
+                    scanned,
+                    read: false,
+                });
                 return rest.get(i..).unwrap_or_default();
             }
             self.buf.remove(0);
@@ -1037,6 +1089,34 @@ mod tests {
         assert_eq!(r.counts().gaps, 1);
         assert_eq!(r.counts().resyncs, 1);
         assert_eq!(r.counts().bytes_dropped, 10 + 25);
+    }
+
+    #[test]
+    fn false_header_found_after_a_gap_is_given_up_for_the_next_one() {
+        // After the gap: a plausible header inside ciphertext (type 23, 0x0303, length 2), a
+        // byte that cannot start a header, then real records.
+        let mut after = vec![0x17, 3, 3, 0, 2, 0xff, 0xff, 0x00, 0x99];
+        after.extend(record(23, 0x0303, b"real"));
+        after.extend(record(23, 0x0303, b"next"));
+        for split in 0..=after.len() {
+            let mut r = RecordReader::new();
+            r.gap();
+            let mut got = Vec::new();
+            let (a, b) = after.split_at(split);
+            for c in [a, b] {
+                r.push(c, |rec| got.push(rec.fragment.to_vec()));
+            }
+            let want = [b"\xff\xff".to_vec(), b"real".to_vec(), b"next".to_vec()];
+            assert_eq!(got, want, "split at {split}");
+            assert_eq!(r.failed(), None);
+            // Once two headers followed each other, a bad one ends the direction again.
+            r.push(&[0x00, 3, 3, 0, 0], |_| panic!("no record"));
+            assert_eq!(r.failed(), Some(RecordSkip::NotTls));
+        }
+        // Without a gap the first header is trusted: the byte after its record is not TLS.
+        let (recs, r) = read_records(&[&after]);
+        assert_eq!(recs, vec![(23, 0x0303, vec![0xff, 0xff])]);
+        assert_eq!(r.failed(), Some(RecordSkip::NotTls));
     }
 
     #[test]
