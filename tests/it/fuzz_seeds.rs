@@ -24,6 +24,8 @@ mod state_file;
 mod store_record;
 #[path = "../../fuzz/checks/tls_keylog.rs"]
 mod tls_keylog;
+#[path = "../../fuzz/checks/tls_record.rs"]
+mod tls_record;
 
 /// The seeds of `target`, sorted; panics when there are none (a renamed folder must not turn
 /// the test into a no-op).
@@ -99,4 +101,9 @@ fn store_record_seeds_pass_the_check() {
 #[test]
 fn tls_keylog_seeds_pass_the_check() {
     replay("tls_keylog", tls_keylog::check);
+}
+
+#[test]
+fn tls_record_seeds_pass_the_check() {
+    replay("tls_record", tls_record::check);
 }
