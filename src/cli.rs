@@ -436,7 +436,7 @@ pub struct LiveArgs {
     pub mirror_trusted_proxies: Vec<ipnet::IpNet>,
 
     /// The bounds of `mirror`, as --mirror-max-connections, --mirror-handshake-timeout,
-    /// --mirror-idle-timeout and --mirror-request-timeout (see [`live_option`]).
+    /// --mirror-idle-timeout and --mirror-request-timeout (see `live_option`).
     #[command(flatten)]
     #[serde(flatten, deserialize_with = "from_file::live_mirror_bounds")]
     pub mirror_bounds: MirrorBoundArgs,

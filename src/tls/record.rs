@@ -17,7 +17,7 @@
 //! Own parsers rather than tls-parser: the framing has to be incremental with our bounds and gap
 //! resynchronisation (tls-parser parses whole buffers), and the hello fields are a handful of
 //! length-prefixed reads; the crate would add nom 7, nom-derive and phf for them.
-//! Every read goes through [`Cursor`], which returns `None` instead of indexing past the end.
+//! Every read goes through `Cursor`, which returns `None` instead of indexing past the end.
 
 /// The largest record fragment accepted: 2^14 plaintext plus the 2048 bytes of expansion
 /// TLS 1.2 allows a protected record (RFC 5246 section 6.2.3; TLS 1.3 allows 256).
