@@ -9,6 +9,9 @@
 //! A key log is a credential: nothing here prints a secret, and the types holding one do not
 //! show it in their `Debug`.
 
+pub mod conn;
 pub mod crypto;
 pub mod keylog;
 pub mod record;
+#[cfg(test)]
+mod testing;

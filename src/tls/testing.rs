@@ -1,0 +1,165 @@
+//! A real TLS connection for the tests of the TLS modules: rustls (its `ring` provider) runs a
+//! client and a server in memory with one suite forced, logs its secrets as `SSLKEYLOGFILE`
+//! would, and gives what each side put on the wire, in the order it was written.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+
+pub use rustls::crypto::ring as provider;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A logged secret: label, client random, secret.
+type Logged = (String, Vec<u8>, Vec<u8>);
+
+/// The secrets rustls logs.
+#[derive(Debug, Default)]
+pub struct Collector(Mutex<Vec<Logged>>);
+
+impl rustls::KeyLog for Collector {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((label.to_string(), client_random.to_vec(), secret.to_vec()));
+        }
+    }
+}
+
+impl Collector {
+    pub fn secret(&self, label: &str) -> Vec<u8> {
+        self.0
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(l, _, _)| l == label)
+            .map(|(_, _, s)| s.clone())
+            .unwrap_or_else(|| panic!("{label} not logged"))
+    }
+}
+
+/// What one connection put on the wire, each direction's bytes, and its secrets.
+pub struct Wire {
+    pub to_server: Vec<u8>,
+    pub to_client: Vec<u8>,
+    /// Each write on the wire in order: (from the client, bytes).
+    pub transcript: Vec<(bool, Vec<u8>)>,
+    pub log: Arc<Collector>,
+}
+
+pub const REQUEST: &[u8] = b"POST /v1/charges HTTP/1.1\r\nHost: api.example.com\r\n\
+Idempotency-Key: 5f1c0c3e\r\nContent-Length: 13\r\n\r\n{\"amount\":42}";
+pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"id\":\"ch_3Nv1\"}";
+
+/// A handshake and one exchange between a rustls client and server with only `suite`.
+pub fn exchange(suite: rustls::SupportedCipherSuite) -> Wire {
+    let version = match suite {
+        rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+        rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+    };
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..provider::default_provider()
+    });
+    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("server config");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let mut client_cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let log = Arc::new(Collector::default());
+    client_cfg.key_log = log.clone();
+    let mut client =
+        rustls::ClientConnection::new(Arc::new(client_cfg), "localhost".try_into().expect("name"))
+            .expect("client");
+    let mut server = rustls::ServerConnection::new(Arc::new(server_cfg)).expect("server");
+    client.writer().write_all(REQUEST).expect("request");
+    let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
+    let mut transcript = Vec::new();
+    let mut answered = false;
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut buf).expect("client writes");
+        }
+        to_server.extend_from_slice(&buf);
+        if !buf.is_empty() {
+            transcript.push((true, buf.clone()));
+        }
+        server.read_tls(&mut &buf[..]).expect("server reads");
+        server.process_new_packets().expect("server processes");
+        let mut got = Vec::new();
+        let _ = server.reader().read_to_end(&mut got);
+        if !got.is_empty() && !answered {
+            assert_eq!(got, REQUEST);
+            server.writer().write_all(RESPONSE).expect("response");
+            answered = true;
+        }
+        let mut buf = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut buf).expect("server writes");
+        }
+        to_client.extend_from_slice(&buf);
+        if !buf.is_empty() {
+            transcript.push((false, buf.clone()));
+        }
+        client.read_tls(&mut &buf[..]).expect("client reads");
+        client.process_new_packets().expect("client processes");
+        if answered && !client.wants_write() && !server.wants_write() {
+            break;
+        }
+    }
+    assert!(answered, "the exchange did not happen");
+    Wire {
+        to_server,
+        to_client,
+        transcript,
+        log,
+    }
+}
+
+/// The records of one direction: (type, version, fragment).
+pub fn records(mut b: &[u8]) -> Vec<(u8, u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    while b.len() >= 5 {
+        let len = usize::from(u16::from_be_bytes([b[3], b[4]]));
+        out.push((
+            b[0],
+            u16::from_be_bytes([b[1], b[2]]),
+            b[5..5 + len].to_vec(),
+        ));
+        b = &b[5 + len..];
+    }
+    out
+}
+
+/// The client and server randoms, from the plaintext hellos (type 22, first message).
+pub fn randoms(w: &Wire) -> ([u8; 32], [u8; 32]) {
+    let hello_random = |recs: Vec<(u8, u16, Vec<u8>)>| -> [u8; 32] {
+        let (_, _, f) = recs.into_iter().find(|r| r.0 == 22).expect("a hello");
+        // Handshake header (4), legacy version (2), then the random.
+        f[6..38].try_into().expect("32 bytes")
+    };
+    (
+        hello_random(records(&w.to_server)),
+        hello_random(records(&w.to_client)),
+    )
+}
+
+impl Collector {
+    /// The secrets as a key-log file holds them.
+    pub fn keylog_text(&self) -> Vec<u8> {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let mut out = String::new();
+        for (label, random, secret) in self.0.lock().expect("lock").iter() {
+            out.push_str(&format!("{label} {} {}\n", hex(random), hex(secret)));
+        }
+        out.into_bytes()
+    }
+}
