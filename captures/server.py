@@ -46,6 +46,11 @@ With `--also-port N` the same API, store and log are served on port N as
 well: two gateways in front of one backend whose idempotency store they share
 (a request's port is in its log line as server_port).
 
+With `--tls CERT KEY` it speaks HTTPS instead (Python `ssl`, HTTP/1.1 only);
+`--tls-max 1.2` caps the protocol version and `--ciphers LIST` sets the
+TLS 1.2 suites (OpenSSL names).  Python cannot choose TLS 1.3 suites, so
+record_tls.sh forces those client-side (curl `--tls13-ciphers`).
+
 Every handled request is appended as one JSON line to --log (see LOG FIELDS in
 README.md); record.sh turns those lines into EXPECTED.json.
 """
@@ -189,6 +194,10 @@ class Handler(BaseHTTPRequestHandler):
             "uri": raw_uri,
             "http_version": self.request_version,
         }
+        if hasattr(self.connection, "cipher"):  # --tls: what this connection negotiated
+            rec["tls_version"] = self.connection.version()
+            rec["tls_cipher"] = self.connection.cipher()[0]
+            rec["tls_resumed"] = self.connection.session_reused
         body, chunked = self.read_body()
         rec["request_body_len"] = len(body)
         rec["request_chunked"] = chunked
@@ -507,9 +516,32 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def shutdown_request(self, request):
+        # --tls: send close_notify first; OpenSSL drops a session closed without it from the
+        # server's cache, and clients could not resume it
+        if hasattr(request, "unwrap"):
+            try:
+                request.unwrap()
+            except OSError:
+                pass
+        super().shutdown_request(request)
+
 
 class Server6(Server):
     address_family = socket.AF_INET6
+
+
+def tls_context(cert, key, tls_max, ciphers):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls_max == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
 
 
 def main():
@@ -525,6 +557,9 @@ def main():
     ap.add_argument("--also-port", type=int, action="append", default=[], metavar="N",
                     help="serve the same API, with the same idempotency store and log, on port N too "
                          "(repeatable): several gateways in front of one backend")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM certificate and key")
+    ap.add_argument("--tls-max", choices=("1.2", "1.3"), help="highest TLS version offered (with --tls)")
+    ap.add_argument("--ciphers", help="TLS 1.2 cipher suites, OpenSSL names (with --tls)")
     a = ap.parse_args()
     if a.seed is not None:
         RNG.seed(a.seed)
@@ -533,6 +568,11 @@ def main():
     cls = Server6 if ":" in a.bind else Server
     httpd = cls((a.bind, a.port), Handler)
     others = [cls((a.bind, p), Handler) for p in a.also_port]
+    if a.tls:
+        ctx = tls_context(a.tls[0], a.tls[1], a.tls_max, a.ciphers)
+        for srv in [httpd] + others:
+            # the handshake runs in accept(), on the serving thread: fine for the small TLS scenarios
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     for o in others:
         threading.Thread(target=o.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
         sys.stderr.write("server: also listening on %s port %d\n" % (a.bind, o.server_address[1]))
