@@ -52,3 +52,208 @@ fn secrets_that_editcap_injects_into_a_pcapng_are_found() {
     let pcap = tls_secrets(std::fs::File::open(&demo).expect("open"));
     assert_eq!(pcap.blocks, 0);
 }
+
+mod oracle {
+    //! Every TLS recording of `captures/tls/` (curl and Python `requests` against
+    //! `captures/server.py`, each with its client's key log), through reassembly and
+    //! `tls::conn`: the requests decrypted (method, path, key) are the ones tshark decrypts
+    //! with the same key log (`captures/tls/TSHARK.json`), connection by connection.
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::path::{Path, PathBuf};
+    use std::rc::Rc;
+
+    use idemwatch::decode::{Decoded, Decoder, DefragSettings};
+    use idemwatch::http::Sink;
+    use idemwatch::reassembly::{
+        Chunk, EndReason, FlowInfo, FlowTable, Settings, Side, StreamSink,
+    };
+    use idemwatch::source::CaptureSet;
+    use idemwatch::stats::Stats;
+    use idemwatch::tls::conn::{TlsConn, TlsEvent};
+    use idemwatch::tls::keylog::KeyLog;
+    use idemwatch::ts::Timestamp;
+    use serde_json::Value;
+
+    /// Each connection's client port, and what came out of it.
+    type Seen = Rc<RefCell<BTreeMap<u16, Vec<TlsEvent>>>>;
+
+    struct Probe {
+        conn: TlsConn,
+        ends: [u16; 2],
+        client: Option<Side>,
+        keys: Rc<KeyLog>,
+        seen: Seen,
+        events: Vec<TlsEvent>,
+    }
+
+    impl Probe {
+        fn client_port(&self) -> u16 {
+            self.ends[self.client.map_or(0, Side::index)]
+        }
+    }
+
+    impl StreamSink for Probe {
+        type Ctx = Sink;
+        fn on_client_side(&mut self, side: Side, _: &mut Sink) {
+            self.client = Some(side);
+        }
+        fn on_data(&mut self, side: Side, chunk: Chunk<'_>, _: &mut Sink) {
+            let from_client = Some(side) == self.client;
+            self.conn
+                .on_data(from_client, chunk.bytes, &self.keys, &mut self.events);
+        }
+        fn on_gap(&mut self, side: Side, _: u64, _: u64, _: Timestamp, _: &mut Sink) {
+            self.conn.on_gap(Some(side) == self.client);
+        }
+        fn on_end(&mut self, side: Side, _: EndReason, _: Timestamp, _: &mut Sink) {
+            if Some(side) == self.client {
+                return;
+            }
+            self.conn.finish(&mut self.events);
+            let port = self.client_port();
+            self.seen
+                .borrow_mut()
+                .entry(port)
+                .or_default()
+                .extend(std::mem::take(&mut self.events));
+        }
+    }
+
+    /// The requests in a client's plaintext: (method, path, Idempotency-Key).
+    fn requests(mut plain: &[u8]) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        while !plain.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            let Ok(httparse::Status::Complete(head)) = req.parse(plain) else {
+                break;
+            };
+            let header = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            let len: usize = header("content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            out.push((
+                req.method.unwrap_or("").to_string(),
+                req.path.unwrap_or("").to_string(),
+                header("idempotency-key"),
+            ));
+            plain = plain.get(head + len..).unwrap_or(&[]);
+        }
+        out
+    }
+
+    /// What `tls::conn` decrypts of one recording, per client port.
+    fn decrypt(pcap: &Path, keys: KeyLog) -> BTreeMap<u16, Vec<TlsEvent>> {
+        let seen: Seen = Rc::default();
+        let keys = Rc::new(keys);
+        let mut caps = CaptureSet::open(&[pcap.to_path_buf()], None).expect("capture");
+        let mut decoder = Decoder::new(&DefragSettings::default());
+        let mut table: FlowTable<Probe> = FlowTable::new(&Settings::default());
+        let mut sink = Sink::default();
+        let mut stats = Stats::default();
+        let mut n = 0u64;
+        let mut last = Timestamp::default();
+        loop {
+            let frame = match caps.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => panic!("{}: {e}", pcap.display()),
+            };
+            n += 1;
+            last = frame.ts;
+            let file_index = frame.file_index;
+            if let Decoded::Segment(seg) =
+                decoder.decode(frame.ts, frame.link, frame.data, frame.wire_len, &mut stats)
+            {
+                let mut new_flow = |info: &FlowInfo| Probe {
+                    conn: TlsConn::new(),
+                    ends: [info.ends[0].port, info.ends[1].port],
+                    client: None,
+                    keys: keys.clone(),
+                    seen: seen.clone(),
+                    events: Vec::new(),
+                };
+                table.on_segment(&seg, n, file_index, &mut new_flow, &mut sink);
+            }
+        }
+        table.finish_all(last, &mut sink);
+        seen.take()
+    }
+
+    #[test]
+    fn every_tls_recording_decrypts_to_the_requests_tshark_decrypts() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures/tls");
+        let oracle: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("TSHARK.json")).expect("TSHARK.json"),
+        )
+        .expect("JSON");
+        let captures = oracle["captures"].as_object().expect("captures");
+        assert!(captures.len() >= 10, "{}", captures.len());
+        let (mut total, mut tshark_total) = (0, 0);
+        for (name, c) in captures {
+            tshark_total += c["tshark_decrypted"].as_u64().expect("count");
+            let mut keys = KeyLog::new(1024);
+            let text = std::fs::read(dir.join(c["keys"].as_str().expect("keys"))).expect("keys");
+            assert!(keys.add_text(&text).is_empty(), "{name}: bad key-log lines");
+            let got = decrypt(&dir.join(name), keys);
+            // tshark's requests, by client port.
+            let mut want: BTreeMap<u16, Vec<(String, String, Option<String>)>> = BTreeMap::new();
+            for r in c["requests"].as_array().expect("requests") {
+                let port = u16::try_from(r["client_port"].as_u64().expect("port")).expect("port");
+                want.entry(port).or_default().push((
+                    r["method"].as_str().unwrap_or("").to_string(),
+                    r["path"].as_str().unwrap_or("").to_string(),
+                    r["idempotency_key"].as_str().map(str::to_string),
+                ));
+            }
+            for conn in c["connections"].as_array().expect("connections") {
+                let port =
+                    u16::try_from(conn["client_port"].as_u64().expect("port")).expect("port");
+                let events = got.get(&port).cloned().unwrap_or_default();
+                let plain: Vec<u8> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        TlsEvent::Data {
+                            from_client: true,
+                            bytes,
+                        } => Some(bytes.clone()),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                let mine = requests(&plain);
+                total += mine.len() as u64;
+                assert_eq!(
+                    mine,
+                    want.get(&port).cloned().unwrap_or_default(),
+                    "{name}, client port {port}: {events:?}"
+                );
+                // A connection tshark could not decrypt is said to be lost, not empty.
+                if conn["keys_in_log"] == false {
+                    assert!(
+                        events.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+                        "{name}: {events:?}"
+                    );
+                }
+                // The hello: the suite tshark names.
+                let suite = events.iter().find_map(|e| match e {
+                    TlsEvent::Hello { suite, .. } => Some(*suite),
+                    _ => None,
+                });
+                assert!(suite.is_some(), "{name} {port}: no hello");
+            }
+        }
+        assert_eq!(
+            total, tshark_total,
+            "every request tshark decrypted, and no other"
+        );
+        assert!(total >= 28, "{total}");
+    }
+}
