@@ -39,6 +39,7 @@ fn main() {
         flow_id: 1,
         community_id: Arc::from("1:abcdefghijklmnopqrstuvwxyz0="),
         file_index: 0,
+        tls: None,
     });
     let mut t = Tracker::new(TrackerConfig {
         max_keys: n as usize + 1,

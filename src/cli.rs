@@ -568,6 +568,12 @@ pub struct ReadArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: Option<u16>,
 
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE writes): TLS connections whose secrets it
+    /// holds are decrypted (repeatable). Secrets in pcapng Decryption Secrets Blocks are used
+    /// without it. A key log is a credential: its contents are never printed.
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Vec<PathBuf>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 

@@ -35,4 +35,6 @@ pub struct Config {
     pub store: Option<crate::fleet::StoreConfig>,
     /// Daemons: serve the counters at `/metrics` (Prometheus text format) on this address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS decryption's secrets.
+    pub tls: crate::tls::TlsSettings,
 }

@@ -55,7 +55,19 @@ fn main() -> ExitCode {
 
 /// `read`: the files, then the summary.
 fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
-    let config = args.config();
+    let mut config = args.config();
+    match idemwatch::tls::load(&args.tls_keylog, &args.files) {
+        Ok((tls, warnings)) => {
+            for w in warnings {
+                eprintln!("idemwatch: warning: {w}");
+            }
+            config.tls = tls;
+        }
+        Err(e) => {
+            eprintln!("idemwatch: {e}; check the path given with --tls-keylog");
+            return ExitCode::from(2);
+        }
+    }
     let mut out = match open_output(args.output.as_deref()) {
         Ok(o) => o,
         Err(code) => return code,

@@ -104,6 +104,20 @@ counters! {
     tcp_reassembly_limit_gaps,
     /// Segments so far from the expected sequence number that they were ignored.
     tcp_segments_out_of_window,
+    /// TLS connections: seen (their first bytes were a TLS handshake record), decrypted (some
+    /// application data came out), not decrypted (none came out: never parsed as HTTP), and
+    /// why not: no secret in the key log for their client random, a suite not decrypted
+    /// (CBC, CCM), Encrypted Client Hello, or a record that failed authentication, a gap
+    /// decryption could not get past, or bytes that were not TLS after all.
+    tls_sessions,
+    tls_sessions_decrypted,
+    tls_sessions_undecrypted,
+    tls_undecrypted_no_secret,
+    tls_undecrypted_unsupported_suite,
+    tls_undecrypted_ech,
+    tls_undecrypted_broken,
+    /// TLS connections that chose HTTP/2 (ALPN `h2`): counted, not parsed as HTTP/1.1.
+    tls_sessions_h2,
     /// Bytes skipped while looking for the next request or status line.
     http_resync_skipped_bytes,
     /// Request heads parsed.

@@ -205,6 +205,7 @@ fn remote_first(w: FirstRecord<'_>) -> RemoteFirst {
         community_id: community_id(client, server).into(),
         // No file of this run: the origin names the other instance's.
         file_index: usize::MAX,
+        tls: None,
     });
     let mut vlans = Vlans::default();
     for v in &w.vlans {
@@ -347,6 +348,7 @@ mod tests {
                 flow_id: 42,
                 community_id: community_id(client, server).into(),
                 file_index: 0,
+                tls: None,
             }),
             ts: Timestamp(1_795_852_800_000_000_123),
             method: "POST".into(),

@@ -131,6 +131,17 @@ pub struct Conn {
     pub flow_id: u64,
     pub community_id: Arc<str>,
     pub file_index: usize,
+    /// The TLS it was decrypted from, if it was.
+    pub tls: Option<Arc<TlsInfo>>,
+}
+
+/// What the output says of a connection read through TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// "TLS 1.3", "TLS 1.2".
+    pub version: &'static str,
+    /// The server name the client asked for, if it sent one.
+    pub sni: Option<Box<str>>,
 }
 
 /// Identifies an exchange: its connection and its rank on it.

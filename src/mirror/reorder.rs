@@ -137,6 +137,7 @@ mod tests {
                 flow_id: n,
                 community_id: Arc::from("1:x"),
                 file_index: 0,
+                tls: None,
             }),
             request: Box::new(Request {
                 ts: Timestamp(at_ms * 1_000_000),

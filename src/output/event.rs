@@ -51,6 +51,25 @@ pub struct RequestObj<'a> {
     /// Fleet mode: the instance that saw this request, when it was another one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observer: Option<&'a str>,
+    /// Read through TLS: its version and the server name the client asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsObj<'a>>,
+}
+
+/// The `tls` object of a request read through TLS.
+#[derive(Debug, Serialize)]
+pub struct TlsObj<'a> {
+    pub version: &'static str,
+    pub sni: Option<&'a str>,
+}
+
+impl<'a> TlsObj<'a> {
+    fn of(conn: &'a Conn) -> Option<TlsObj<'a>> {
+        conn.tls.as_deref().map(|t| TlsObj {
+            version: t.version,
+            sni: t.sni.as_deref(),
+        })
+    }
 }
 
 /// A response object (`response`, `original_response`).
@@ -122,6 +141,7 @@ impl<'a> RequestObj<'a> {
             body_missing_bytes: missing(&req.body),
             pcap_filename,
             observer: None,
+            tls: TlsObj::of(conn),
         }
     }
 }
@@ -160,6 +180,7 @@ impl<'a> RequestObj<'a> {
                 None => pcap_filename,
             },
             observer: r.origin.observer().map(|o| &*o.instance),
+            tls: TlsObj::of(&r.conn),
         }
     }
 }

@@ -68,15 +68,17 @@ pub struct Summary {
 }
 
 /// The stages after reassembly for one connection: the sink of its ordered bytes. This is the
-/// one place they are wired: a `tls` stage (`src/tls/`) would be a [`StreamSink`] here that
-/// hands each direction's plaintext to the session it wraps.
-///
-/// [`StreamSink`]: crate::reassembly::StreamSink
-type FlowStages = Session;
+/// one place they are wired: the `tls` stage (`src/tls/stage.rs`), which hands a TLS
+/// connection's plaintext, and any other connection's bytes, to the HTTP session it wraps.
+type FlowStages = crate::tls::stage::TlsStage;
 
 /// A new connection's stages.
-fn flow_stages(settings: &Arc<SessionSettings>, info: &FlowInfo) -> FlowStages {
-    Session::new(settings.clone(), info)
+fn flow_stages(
+    settings: &Arc<SessionSettings>,
+    keys: &Arc<crate::tls::keylog::KeyLog>,
+    info: &FlowInfo,
+) -> FlowStages {
+    crate::tls::stage::TlsStage::new(Session::new(settings.clone(), info), keys.clone())
 }
 
 /// Reassembly and HTTP for the flows of one shard: everything between decoding and the
@@ -84,6 +86,8 @@ fn flow_stages(settings: &Arc<SessionSettings>, info: &FlowInfo) -> FlowStages {
 pub struct FlowWorker {
     table: FlowTable<FlowStages>,
     settings: Arc<SessionSettings>,
+    /// TLS secrets (empty when none were given).
+    tls_keys: Arc<crate::tls::keylog::KeyLog>,
     /// What the sessions finish, and the counters of decode, reassembly and HTTP.
     pub sink: Sink,
     order: Order,
@@ -104,6 +108,11 @@ impl FlowWorker {
                 config.log_requests,
                 config.tracker.watch_methods.clone(),
             ),
+            tls_keys: config
+                .tls
+                .keys
+                .clone()
+                .unwrap_or_else(|| Arc::new(crate::tls::keylog::KeyLog::new(1))),
             sink: Sink::default(),
             order: Order::default(),
             out: Vec::new(),
@@ -119,8 +128,8 @@ impl FlowWorker {
     /// Takes one segment, from the `packet_no`th frame of the input.
     pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
         self.set_packet(packet_no, seg.ts);
-        let settings = &self.settings;
-        let mut new_flow = |info: &FlowInfo| flow_stages(settings, info);
+        let (settings, keys) = (&self.settings, &self.tls_keys);
+        let mut new_flow = |info: &FlowInfo| flow_stages(settings, keys, info);
         self.table
             .on_segment(seg, packet_no, file_index, &mut new_flow, &mut self.sink);
         self.order.stamp(&mut self.sink, &mut self.out);
@@ -558,6 +567,23 @@ pub fn print_summary(s: &Summary) {
         rate
     );
     print_store_summary(st);
+    if st.tls_sessions_undecrypted > 0 {
+        eprintln!(
+            "idemwatch: {} TLS connection{} not decrypted ({} without a secret in the key log, {} \
+             with a suite not decrypted, {} with Encrypted Client Hello, {} broken), so not read \
+             as HTTP; give the key log their client wrote (SSLKEYLOGFILE) with --tls-keylog FILE",
+            st.tls_sessions_undecrypted,
+            if st.tls_sessions_undecrypted == 1 {
+                " was"
+            } else {
+                "s were"
+            },
+            st.tls_undecrypted_no_secret,
+            st.tls_undecrypted_unsupported_suite,
+            st.tls_undecrypted_ech,
+            st.tls_undecrypted_broken
+        );
+    }
 }
 
 /// Fleet mode: one line on the shared store, when it was used.

@@ -6,6 +6,8 @@
 //! - [`crypto`]: key schedules (TLS 1.2 PRF, TLS 1.3 HKDF-Expand-Label) and AEAD record
 //!   decryption.
 //!
+//! - [`stage`]: the stage between reassembly and HTTP that uses them, per connection.
+//!
 //! A key log is a credential: nothing here prints a secret, and the types holding one do not
 //! show it in their `Debug`.
 
@@ -13,5 +15,71 @@ pub mod conn;
 pub mod crypto;
 pub mod keylog;
 pub mod record;
+pub mod stage;
 #[cfg(test)]
 mod testing;
+
+/// What the `tls` stage decrypts with.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// The secrets of `--tls-keylog` files and of pcapng Decryption Secrets Blocks; `None`:
+    /// none given (TLS connections are still recognised, counted and not parsed as HTTP).
+    pub keys: Option<std::sync::Arc<keylog::KeyLog>>,
+}
+
+/// Client randoms a run's key log holds at most (the oldest go first).
+pub const MAX_RANDOMS: usize = 1 << 18;
+
+/// The secrets for a `read`: every `--tls-keylog` file, then the Decryption Secrets Blocks of
+/// the pcapng captures (not stdin, which cannot be read twice). Gives the settings and the
+/// warnings to print (a key log other users can read; bad lines, by number only); an error
+/// names the key log that cannot be read.
+pub fn load(
+    keylog_files: &[std::path::PathBuf],
+    captures: &[std::path::PathBuf],
+) -> Result<(TlsSettings, Vec<String>), keylog::KeyLogFileError> {
+    let mut keys = keylog::KeyLog::new(MAX_RANDOMS);
+    let mut warnings = Vec::new();
+    for f in keylog_files {
+        let load = keys.add_file(f)?;
+        warnings.extend(load.warning);
+        if !load.bad_lines.is_empty() {
+            let first: Vec<String> = load
+                .bad_lines
+                .iter()
+                .take(5)
+                .map(ToString::to_string)
+                .collect();
+            warnings.push(format!(
+                "{}: {} lines skipped, not key-log lines ({}{})",
+                f.display(),
+                load.bad_lines.len(),
+                first.join(", "),
+                if load.bad_lines.len() > 5 {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    let mut from_files = 0;
+    for c in captures.iter().filter(|c| c.as_os_str() != "-") {
+        let Ok(file) = std::fs::File::open(c) else {
+            // The capture reader says why it cannot be opened.
+            continue;
+        };
+        let s = crate::source::secrets::tls_secrets(std::io::BufReader::new(file));
+        if s.blocks > 0 {
+            from_files += s.blocks;
+            keys.add_text(&s.keylog);
+        }
+    }
+    let given = !keylog_files.is_empty() || from_files > 0;
+    Ok((
+        TlsSettings {
+            keys: given.then(|| std::sync::Arc::new(keys)),
+        },
+        warnings,
+    ))
+}

@@ -767,6 +767,8 @@ fn convert(
                 flow_id: c.flow_id,
                 community_id: Arc::from(c.community_id),
                 file_index: usize::try_from(c.file_index).unwrap_or(usize::MAX),
+                // Not saved: a loaded request prints no `tls`.
+                tls: None,
             })
         })
         .collect();
@@ -983,6 +985,7 @@ mod tests {
                     flow_id: 1,
                     community_id: Arc::from("1:x"),
                     file_index: 0,
+                    tls: None,
                 }),
             }
         }

@@ -98,6 +98,7 @@ impl Sim {
             flow_id: 1,
             community_id: Arc::from("1:x"),
             file_index: 0,
+            tls: None,
         }
     }
 

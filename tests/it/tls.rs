@@ -257,3 +257,180 @@ mod oracle {
         assert!(total >= 28, "{total}");
     }
 }
+
+mod read {
+    //! `read --tls-keylog` on the recordings of `captures/tls/`: the alerts of the story each
+    //! client played (a keyed charge, the key reused with another amount, a keyless charge),
+    //! with the connection's TLS; without the key log, nothing is read as HTTP and stderr says
+    //! how to give it; with the secrets injected into the pcapng, no option is needed. The key
+    //! log's secrets never reach stdout or stderr.
+
+    use std::path::PathBuf;
+
+    use crate::support::{self, run_with};
+
+    fn tls_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("captures/tls")
+    }
+
+    fn kinds(lines: &[serde_json::Value]) -> Vec<(String, Option<String>)> {
+        lines
+            .iter()
+            .filter(|v| v["event_type"] == "alert")
+            .map(|v| {
+                (
+                    v["kind"].as_str().unwrap_or("").to_string(),
+                    v["request"]["tls"]["version"].as_str().map(str::to_string),
+                )
+            })
+            .collect()
+    }
+
+    /// Every secret (hex) of a key log.
+    fn secrets(keys: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(keys)
+            .expect("key log")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_lowercase))
+            .filter(|s| s.len() >= 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect()
+    }
+
+    #[test]
+    fn each_recording_gives_its_story_s_alerts_with_its_tls_and_no_secret() {
+        for (name, version) in [
+            ("curl-tls13-aes128", "TLS 1.3"),
+            ("curl-tls13-aes256", "TLS 1.3"),
+            ("curl-tls13-chacha", "TLS 1.3"),
+            ("curl-tls12-aes128", "TLS 1.2"),
+            ("curl-tls12-aes256", "TLS 1.2"),
+            ("curl-tls12-chacha", "TLS 1.2"),
+            ("requests-tls13", "TLS 1.3"),
+            ("requests-tls12", "TLS 1.2"),
+            ("curl-tls12-resumed", "TLS 1.2"),
+        ] {
+            let pcap = tls_dir().join(format!("{name}.pcap"));
+            let keys = tls_dir().join(format!("{name}.keys"));
+            let (p, k) = (pcap.display().to_string(), keys.display().to_string());
+            for threads in ["1", "2"] {
+                let run = run_with(
+                    &[
+                        "read",
+                        "--stats",
+                        "--threads",
+                        threads,
+                        "--tls-keylog",
+                        &k,
+                        &p,
+                    ],
+                    None,
+                    &[],
+                );
+                assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+                run.lines.iter().for_each(support::schema::check);
+                assert_eq!(
+                    kinds(&run.lines),
+                    vec![
+                        ("key_conflict".to_string(), Some(version.to_string())),
+                        ("missing_key".to_string(), Some(version.to_string())),
+                    ],
+                    "{name}"
+                );
+                let st = &run.lines.last().expect("stats")["stats"];
+                assert_eq!(st["tls_sessions_undecrypted"], 0, "{name}");
+                assert_eq!(st["tls_sessions_decrypted"], st["tls_sessions"], "{name}");
+                let text = format!("{}{}", run.stdout, run.stderr).to_lowercase();
+                let secrets = secrets(&keys);
+                assert!(!secrets.is_empty(), "{name}");
+                for s in secrets {
+                    assert!(!text.contains(&s), "{name}: a secret reached the output");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_the_key_log_nothing_is_read_as_http_and_stderr_says_what_to_give() {
+        let p = tls_dir()
+            .join("curl-tls13-aes128.pcap")
+            .display()
+            .to_string();
+        let run = run_with(&["read", "--stats", &p], None, &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert!(kinds(&run.lines).is_empty());
+        let st = &run.lines.last().expect("stats")["stats"];
+        assert_eq!(st["tls_sessions"], 2);
+        assert_eq!(st["tls_undecrypted_no_secret"], 2);
+        assert_eq!(st["http_requests"], 0, "never parsed as HTTP");
+        assert!(
+            run.stderr.contains("2 TLS connections were not decrypted")
+                && run.stderr.contains("--tls-keylog"),
+            "{}",
+            run.stderr
+        );
+        // A key log that lacks one connection: that one alone is not decrypted.
+        let p = tls_dir()
+            .join("curl-tls13-missing-key.pcap")
+            .display()
+            .to_string();
+        let k = tls_dir()
+            .join("curl-tls13-missing-key.keys")
+            .display()
+            .to_string();
+        let run = run_with(&["read", "--stats", "--tls-keylog", &k, &p], None, &[]);
+        let st = &run.lines.last().expect("stats")["stats"];
+        assert_eq!(
+            (
+                st["tls_sessions_decrypted"].as_u64(),
+                st["tls_undecrypted_no_secret"].as_u64()
+            ),
+            (Some(1), Some(1)),
+            "{st}"
+        );
+        // A key log that cannot be read: exit 2, naming it.
+        let run = run_with(
+            &["read", "--tls-keylog", "/nonexistent/keys.log", &p],
+            None,
+            &[],
+        );
+        assert_eq!(run.code, Some(2));
+        assert!(
+            run.stderr.contains("/nonexistent/keys.log"),
+            "{}",
+            run.stderr
+        );
+    }
+
+    #[test]
+    fn secrets_injected_into_the_pcapng_need_no_option() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = |f: &str| dir.path().join(f).display().to_string();
+        let pcap = tls_dir()
+            .join("curl-tls12-aes128.pcap")
+            .display()
+            .to_string();
+        let keys = tls_dir()
+            .join("curl-tls12-aes128.keys")
+            .display()
+            .to_string();
+        super::editcap(&["-F", "pcapng", &pcap, &d("plain.pcapng")]);
+        super::editcap(&[
+            "--inject-secrets",
+            &format!("tls,{keys}"),
+            &d("plain.pcapng"),
+            &d("keyed.pcapng"),
+        ]);
+        let run = run_with(&["read", &d("keyed.pcapng")], None, &[]);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        assert_eq!(
+            kinds(&run.lines),
+            vec![
+                ("key_conflict".to_string(), Some("TLS 1.2".to_string())),
+                ("missing_key".to_string(), Some("TLS 1.2".to_string())),
+            ]
+        );
+        let none = run_with(&["read", &d("plain.pcapng")], None, &[]);
+        assert!(kinds(&none.lines).is_empty());
+    }
+}

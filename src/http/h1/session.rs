@@ -139,6 +139,8 @@ pub struct Session {
     client: Option<Side>,
     /// The connection as events carry it, built once per client side.
     conn: Option<(Side, Arc<Conn>)>,
+    /// The TLS its bytes were decrypted from (`tls::stage`).
+    tls: Option<Arc<crate::http::transaction::TlsInfo>>,
     halves: [Half; 2],
     pending: VecDeque<Exchange>,
     next_id: u64,
@@ -193,6 +195,7 @@ impl Session {
             serial: info.serial,
             client: None,
             conn: None,
+            tls: None,
             halves: [Half::new(), Half::new()],
             pending: VecDeque::new(),
             next_id: 0,
@@ -231,9 +234,16 @@ impl Session {
             flow_id: self.flow_id,
             community_id: self.community_id.clone(),
             file_index: self.file_index,
+            tls: self.tls.clone(),
         });
         self.conn = Some((c, conn.clone()));
         conn
+    }
+
+    /// This connection's bytes are TLS's plaintext: its exchanges say so (`tls`).
+    pub fn set_tls(&mut self, info: crate::http::transaction::TlsInfo) {
+        self.tls = Some(Arc::new(info));
+        self.conn = None;
     }
 
     fn half(&mut self, side: Side) -> &mut Half {

@@ -1,0 +1,224 @@
+//! The `tls` stage between reassembly and HTTP: a connection whose first bytes are a TLS
+//! handshake record is decrypted with the key log ([`TlsConn`]) and its plaintext handed to
+//! the HTTP session as if it were the TCP stream; any other connection goes to the session
+//! untouched.
+//!
+//! Takes each direction's ordered bytes and gaps (a [`StreamSink`]); gives the session the
+//! plaintext, in plaintext offsets, with the connection's TLS version and SNI. A connection
+//! that cannot be decrypted is counted with its reason and never parsed as HTTP; one that
+//! chose HTTP/2 is counted and left for the HTTP/2 layer. Plaintext offsets know no TCP
+//! acknowledgements, so decrypted data carries none.
+
+use std::sync::Arc;
+
+use super::conn::{TlsConn, TlsEvent, Undecrypted};
+use super::keylog::KeyLog;
+use super::record::version;
+use crate::http::transaction::TlsInfo;
+use crate::http::{Session, Sink};
+use crate::net::Vlans;
+use crate::reassembly::{Chunk, EndReason, Side, StreamSink};
+use crate::ts::Timestamp;
+
+enum Mode {
+    /// No byte yet.
+    Undecided,
+    /// Not TLS: the session takes the bytes as they are.
+    Plain,
+    Tls(Box<Tls>),
+}
+
+struct Tls {
+    conn: TlsConn,
+    /// Plaintext handed on so far, per side.
+    offsets: [u64; 2],
+    /// The side that sent the first handshake record, when the TCP handshake was not seen.
+    first: Side,
+    decrypted: bool,
+    undecrypted: Option<Undecrypted>,
+    h2: bool,
+    /// Its counters were added.
+    counted: bool,
+}
+
+/// A connection's stages after reassembly.
+pub struct TlsStage {
+    session: Session,
+    keys: Arc<KeyLog>,
+    client: Option<Side>,
+    mode: Mode,
+    events: Vec<TlsEvent>,
+}
+
+impl TlsStage {
+    pub fn new(session: Session, keys: Arc<KeyLog>) -> TlsStage {
+        TlsStage {
+            session,
+            keys,
+            client: None,
+            mode: Mode::Undecided,
+            events: Vec::new(),
+        }
+    }
+
+    /// Hands on what the connection gave.
+    fn flush(&mut self, ts: Timestamp, vlans: &Vlans, ctx: &mut Sink) {
+        let Mode::Tls(tls) = &mut self.mode else {
+            return;
+        };
+        let client = self.client.unwrap_or(tls.first);
+        for ev in self.events.drain(..) {
+            match ev {
+                TlsEvent::Hello {
+                    version: v,
+                    sni,
+                    alpn,
+                    ..
+                } => {
+                    let version = if v == version::TLS13 {
+                        "TLS 1.3"
+                    } else {
+                        "TLS 1.2"
+                    };
+                    self.session.set_tls(TlsInfo {
+                        version,
+                        sni: sni.map(Into::into),
+                    });
+                    if alpn.as_deref() == Some(b"h2") {
+                        tls.h2 = true;
+                    }
+                }
+                TlsEvent::Alpn(a) => tls.h2 |= a == b"h2",
+                TlsEvent::Data { from_client, bytes } => {
+                    if tls.h2 {
+                        continue;
+                    }
+                    tls.decrypted = true;
+                    let side = if from_client { client } else { client.other() };
+                    let i = side.index();
+                    let chunk = Chunk {
+                        offset: tls.offsets[i],
+                        bytes: &bytes,
+                        ts,
+                        peer_ack: None,
+                        vlans: *vlans,
+                    };
+                    tls.offsets[i] += bytes.len() as u64;
+                    self.session.on_data(side, chunk, ctx);
+                }
+                TlsEvent::Lost { why, .. } => {
+                    tls.undecrypted.get_or_insert(why);
+                }
+            }
+        }
+    }
+}
+
+impl StreamSink for TlsStage {
+    type Ctx = Sink;
+
+    fn on_client_side(&mut self, side: Side, ctx: &mut Sink) {
+        if self.client.is_none() {
+            self.client = Some(side);
+        }
+        self.session.on_client_side(side, ctx);
+    }
+
+    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Sink) {
+        if matches!(self.mode, Mode::Undecided) {
+            self.mode = if TlsConn::looks_like_tls(chunk.bytes) {
+                ctx.stats.tls_sessions += 1;
+                Mode::Tls(Box::new(Tls {
+                    conn: TlsConn::new(),
+                    offsets: [0; 2],
+                    first: side,
+                    decrypted: false,
+                    undecrypted: None,
+                    h2: false,
+                    counted: false,
+                }))
+            } else {
+                Mode::Plain
+            };
+        }
+        let Mode::Tls(tls) = &mut self.mode else {
+            self.session.on_data(side, chunk, ctx);
+            return;
+        };
+        let from_client = side == self.client.unwrap_or(tls.first);
+        tls.conn
+            .on_data(from_client, chunk.bytes, &self.keys, &mut self.events);
+        self.flush(chunk.ts, &chunk.vlans, ctx);
+    }
+
+    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
+        let Mode::Tls(tls) = &mut self.mode else {
+            self.session.on_gap(side, offset, len, ts, ctx);
+            return;
+        };
+        let client = self.client.unwrap_or(tls.first);
+        tls.conn.on_gap(side == client);
+        // The plaintext lost is about the ciphertext lost: the session marks its hole there.
+        let i = side.index();
+        let at = tls.offsets[i];
+        tls.offsets[i] += len;
+        if tls.decrypted {
+            self.session.on_gap(side, at, len, ts, ctx);
+        }
+    }
+
+    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
+        let server_end = match &self.mode {
+            Mode::Tls(tls) => side != self.client.unwrap_or(tls.first),
+            _ => false,
+        };
+        if server_end {
+            // The connection is over once its server side ends: what waited for a secret
+            // never got it.
+            if let Mode::Tls(tls) = &mut self.mode {
+                tls.conn.finish(&mut self.events);
+            }
+            self.flush(ts, &Vlans::default(), ctx);
+            if let Mode::Tls(tls) = &mut self.mode {
+                count_end(tls, ctx);
+            }
+        }
+        self.session.on_end(side, reason, ts, ctx);
+    }
+
+    fn on_tick(&mut self, now: Timestamp, ctx: &mut Sink) {
+        self.session.on_tick(now, ctx);
+    }
+
+    fn wants_tick(&self) -> bool {
+        self.session.wants_tick()
+    }
+}
+
+/// A TLS connection's counters, once, when it ends.
+fn count_end(tls: &mut Tls, ctx: &mut Sink) {
+    if std::mem::replace(&mut tls.counted, true) {
+        return;
+    }
+    let st = &mut ctx.stats;
+    if tls.h2 {
+        st.tls_sessions_h2 += 1;
+    }
+    if tls.decrypted {
+        st.tls_sessions_decrypted += 1;
+        return;
+    }
+    if tls.h2 {
+        return;
+    }
+    st.tls_sessions_undecrypted += 1;
+    match tls.undecrypted.unwrap_or(Undecrypted::NoSecret) {
+        Undecrypted::NoSecret => st.tls_undecrypted_no_secret += 1,
+        Undecrypted::UnsupportedSuite => st.tls_undecrypted_unsupported_suite += 1,
+        Undecrypted::Ech => st.tls_undecrypted_ech += 1,
+        Undecrypted::NotTls
+        | Undecrypted::Authentication
+        | Undecrypted::Gap
+        | Undecrypted::TooMuchWaiting => st.tls_undecrypted_broken += 1,
+    }
+}
