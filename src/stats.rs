@@ -118,6 +118,10 @@ counters! {
     tls_undecrypted_broken,
     /// TLS connections that chose HTTP/2 (ALPN `h2`): counted, not parsed as HTTP/1.1.
     tls_sessions_h2,
+    /// TLS key logs: secrets read, and lines skipped as not key-log lines (their numbers at
+    /// `-v`).
+    tls_keylog_secrets,
+    tls_keylog_bad_lines,
     /// Bytes skipped while looking for the next request or status line.
     http_resync_skipped_bytes,
     /// Request heads parsed.

@@ -218,8 +218,10 @@ pub fn run_read(
         parallel::run(config, source, &names, judge, out, workers)?
     };
     tracing::info!(packets = run.packets, "end of input");
+    let mut stats = run.stats;
+    config.tls.add_counters(&mut stats);
     let mut summary = Summary {
-        stats: run.stats,
+        stats,
         files: files.len(),
         elapsed_secs: started.elapsed().as_secs_f64(),
         last_ts: run.last_ts,

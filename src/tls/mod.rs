@@ -27,13 +27,24 @@ pub struct TlsSettings {
     pub keys: Option<std::sync::Arc<keylog::KeyLog>>,
 }
 
+impl TlsSettings {
+    /// The key log's counters, into the run's.
+    pub fn add_counters(&self, st: &mut crate::stats::Stats) {
+        if let Some(k) = &self.keys {
+            let c = k.counts();
+            st.tls_keylog_secrets += c.secrets;
+            st.tls_keylog_bad_lines += c.bad_lines;
+        }
+    }
+}
+
 /// Client randoms a run's key log holds at most (the oldest go first).
 pub const MAX_RANDOMS: usize = 1 << 18;
 
 /// The secrets for a `read`: every `--tls-keylog` file, then the Decryption Secrets Blocks of
 /// the pcapng captures (not stdin, which cannot be read twice). Gives the settings and the
-/// warnings to print (a key log other users can read; bad lines, by number only); an error
-/// names the key log that cannot be read.
+/// warnings to print (a key log other users can read); bad lines are logged at `-v`, by number
+/// and reason only, and counted in the stats; an error names the key log that cannot be read.
 pub fn load(
     keylog_files: &[std::path::PathBuf],
     captures: &[std::path::PathBuf],
@@ -43,24 +54,9 @@ pub fn load(
     for f in keylog_files {
         let load = keys.add_file(f)?;
         warnings.extend(load.warning);
-        if !load.bad_lines.is_empty() {
-            let first: Vec<String> = load
-                .bad_lines
-                .iter()
-                .take(5)
-                .map(ToString::to_string)
-                .collect();
-            warnings.push(format!(
-                "{}: {} lines skipped, not key-log lines ({}{})",
-                f.display(),
-                load.bad_lines.len(),
-                first.join(", "),
-                if load.bad_lines.len() > 5 {
-                    ", ..."
-                } else {
-                    ""
-                }
-            ));
+        // By number and reason only: a bad line may still hold a secret. At -v.
+        for b in &load.bad_lines {
+            tracing::info!(file = %f.display(), "TLS key log: {b}, skipped");
         }
     }
     let mut from_files = 0;
@@ -74,6 +70,12 @@ pub fn load(
             from_files += s.blocks;
             keys.add_text(&s.keylog);
         }
+    }
+    if from_files > 0 {
+        tracing::info!(
+            blocks = from_files,
+            "TLS secrets read from pcapng Decryption Secrets Blocks"
+        );
     }
     let given = !keylog_files.is_empty() || from_files > 0;
     Ok((

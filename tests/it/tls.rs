@@ -388,6 +388,29 @@ mod read {
             (Some(1), Some(1)),
             "{st}"
         );
+        // A bad line is skipped and counted, by its number only at -v, never its text.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bad = dir.path().join("keys.log");
+        let mut text = std::fs::read(&k).expect("keys");
+        text.extend_from_slice(b"CLIENT_RANDOM deadbeef not-a-secret-c0ffee\n");
+        std::fs::write(&bad, &text).expect("write");
+        let b = bad.display().to_string();
+        let run = run_with(
+            &["-v", "read", "--stats", "--tls-keylog", &b, &p],
+            None,
+            &[],
+        );
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let st = &run.lines.last().expect("stats")["stats"];
+        assert_eq!(st["tls_keylog_bad_lines"], 1, "{st}");
+        assert!(st["tls_keylog_secrets"].as_u64() > Some(0), "{st}");
+        let lines = String::from_utf8_lossy(&text).lines().count();
+        assert!(
+            run.stderr.contains(&format!("line {lines}")),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("c0ffee"), "{}", run.stderr);
         // A key log that cannot be read: exit 2, naming it.
         let run = run_with(
             &["read", "--tls-keylog", "/nonexistent/keys.log", &p],
