@@ -392,6 +392,14 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE writes) to follow as the application
+    /// appends to it (repeatable): TLS connections whose secrets it holds are decrypted, also
+    /// when a secret is written after the connection's first records. A missing file is
+    /// waited for; a truncated or rotated one is read again. Its contents are never printed.
+    #[arg(long, value_name = "FILE")]
+    #[serde(deserialize_with = "from_file::paths")]
+    pub tls_keylog: Vec<PathBuf>,
+
     /// Also run the mirror endpoint on ADDR, feeding the same tracker (see `idemwatch mirror`).
     #[arg(
         long,
@@ -1424,6 +1432,13 @@ mod from_file {
         list(d, None, |s| Ok::<_, Infallible>(s.to_owned()))
     }
 
+    /// Paths of a repeatable option: an array, or one string.
+    pub fn paths<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::path::PathBuf>, D::Error> {
+        list(d, None, |s| {
+            Ok::<_, Infallible>(std::path::PathBuf::from(s))
+        })
+    }
+
     pub fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
         list(d, None, super::parse_header_name)
     }
@@ -2447,6 +2462,7 @@ mod tests {
             ("user", "\"nobody\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("tls-keylog", "[\"/run/app/sslkeys.log\", \"/k2\"]"),
             ("mirror-listen", "\"127.0.0.1:1\""),
             ("mirror-cert", "\"/c\""),
             ("mirror-key", "\"/k\""),

@@ -162,7 +162,12 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
     if let Some(p) = parsed.config_file() {
         tracing::info!(file = %p.display(), "configuration file read");
     }
-    let config = args.config();
+    let mut config = args.config();
+    if !args.tls_keylog.is_empty() {
+        config.tls.keys = Some(std::sync::Arc::new(idemwatch::tls::Keys::followed(
+            idemwatch::tls::keylog::KeyLog::new(idemwatch::tls::MAX_RANDOMS),
+        )));
+    }
     let mut out = match open_output(args.output.as_deref()) {
         Ok(o) => o,
         Err(code) => return code,
@@ -181,6 +186,7 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
         state_interval: args.state_interval,
         user: args.user.clone(),
         mirror: None,
+        tls_keylog: args.tls_keylog.clone(),
     };
     let endpoint = match args.mirror_endpoint() {
         Ok(e) => e,

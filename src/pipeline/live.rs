@@ -31,6 +31,8 @@ pub struct LiveSettings {
     pub user: Option<String>,
     /// A mirror endpoint in the same daemon, feeding the same tracker.
     pub mirror: Option<(crate::mirror::MirrorSettings, std::net::TcpListener)>,
+    /// Key logs followed into `config.tls.keys` (which must then be a followed store).
+    pub tls_keylog: Vec<PathBuf>,
 }
 
 /// Re-reads the configuration on SIGHUP: the new policy, or why it was refused.
@@ -135,6 +137,20 @@ pub fn run_live(
         become_user(u)?;
     }
     let names: Vec<String> = Vec::new();
+    // Read as the user the capture runs as: the key log needs no more privilege than that.
+    let _follower = match &config.tls.keys {
+        Some(keys) if !settings.tls_keylog.is_empty() => Some(
+            crate::tls::follow::Follower::start(&settings.tls_keylog, keys.clone()).map_err(
+                |e| {
+                    LiveRunError::Run(RunError::Setup(format!(
+                        "cannot start the key-log thread: {e}"
+                    )))
+                },
+            )?,
+        ),
+        _ => None,
+    };
+    let mut keys_seen = config.tls.keys.as_ref().map_or(0, |k| k.generation());
     let mirror_stop = Arc::new(AtomicBool::new(false));
     let mut mirror = match settings.mirror {
         Some((ref ms, ref listener)) => {
@@ -218,6 +234,13 @@ pub fn run_live(
             worker.tick(packet_no, now);
             decoder.expire(now, &mut worker.sink.stats);
         }
+        // A followed key log grew: connections that wait for their secrets try again now.
+        if let Some(k) = &config.tls.keys
+            && k.generation() != keys_seen
+        {
+            keys_seen = k.generation();
+            worker.wake(packet_no, now);
+        }
         if worker.has_events() {
             closed = judge.write(config, &names, worker.drain_events(), out)?;
             dirty = true;
@@ -249,7 +272,7 @@ pub fn run_live(
             && last_metrics.elapsed() >= METRICS_EVERY
         {
             last_metrics = Instant::now();
-            let mut st = snapshot(&mut cap, &worker, &judge);
+            let mut st = snapshot(config, &mut cap, &worker, &judge);
             if let Some(mx) = &mirror {
                 st.merge(&mx.stats());
             }
@@ -257,7 +280,7 @@ pub fn run_live(
         }
         if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
             last_stats = Instant::now();
-            let mut st = snapshot(&mut cap, &worker, &judge);
+            let mut st = snapshot(config, &mut cap, &worker, &judge);
             if let Some(m) = &mirror {
                 st.merge(&m.stats());
             }
@@ -305,7 +328,7 @@ pub fn run_live(
     if let Some(dir) = &settings.state_dir {
         save_state(&judge.tracker, dir, &mut judge.stats);
     }
-    let mut st = snapshot(&mut cap, &worker, &judge);
+    let mut st = snapshot(config, &mut cap, &worker, &judge);
     st.merge(&mirror_stats);
     if !closed && !settings.stats_interval.is_zero() {
         let ev = StatsEvent {
@@ -323,9 +346,10 @@ pub fn run_live(
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Every counter now: the worker's, the tracker's and libpcap's.
-fn snapshot(cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
+fn snapshot(config: &Config, cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
     let mut st = worker.sink.stats.clone();
     st.merge(&judge.counters());
+    config.tls.add_counters(&mut st);
     let k = cap.kernel_stats();
     st.capture_kernel_packets = k.received;
     st.capture_kernel_drops = k.dropped;

@@ -75,7 +75,7 @@ type FlowStages = crate::tls::stage::TlsStage;
 /// A new connection's stages.
 fn flow_stages(
     settings: &Arc<SessionSettings>,
-    keys: &Arc<crate::tls::keylog::KeyLog>,
+    keys: &Arc<crate::tls::Keys>,
     info: &FlowInfo,
 ) -> FlowStages {
     crate::tls::stage::TlsStage::new(Session::new(settings.clone(), info), keys.clone())
@@ -87,7 +87,7 @@ pub struct FlowWorker {
     table: FlowTable<FlowStages>,
     settings: Arc<SessionSettings>,
     /// TLS secrets (empty when none were given).
-    tls_keys: Arc<crate::tls::keylog::KeyLog>,
+    tls_keys: Arc<crate::tls::Keys>,
     /// What the sessions finish, and the counters of decode, reassembly and HTTP.
     pub sink: Sink,
     order: Order,
@@ -108,11 +108,9 @@ impl FlowWorker {
                 config.log_requests,
                 config.tracker.watch_methods.clone(),
             ),
-            tls_keys: config
-                .tls
-                .keys
-                .clone()
-                .unwrap_or_else(|| Arc::new(crate::tls::keylog::KeyLog::new(1))),
+            tls_keys: config.tls.keys.clone().unwrap_or_else(|| {
+                Arc::new(crate::tls::Keys::fixed(crate::tls::keylog::KeyLog::new(1)))
+            }),
             sink: Sink::default(),
             order: Order::default(),
             out: Vec::new(),
@@ -139,6 +137,13 @@ impl FlowWorker {
     pub fn tick(&mut self, packet_no: u64, now: Timestamp) {
         self.set_packet(packet_no, now);
         self.table.sweep(now, &mut self.sink);
+        self.order.stamp(&mut self.sink, &mut self.out);
+    }
+
+    /// A followed TLS key log grew: connections holding for secrets try again at once.
+    pub fn wake(&mut self, packet_no: u64, now: Timestamp) {
+        self.set_packet(packet_no, now);
+        self.table.wake(now, &mut self.sink);
         self.order.stamp(&mut self.sink, &mut self.out);
     }
 

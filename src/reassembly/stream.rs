@@ -55,6 +55,14 @@ pub trait StreamSink {
     fn wants_tick(&self) -> bool {
         false
     }
+    /// Whether it waits for something from outside its stream (TLS secrets that a followed
+    /// key log has not given yet). While it does, its flow is kept and ticked even once
+    /// closed; the sink bounds that wait itself.
+    fn holds(&self) -> bool {
+        false
+    }
+    /// What it waits for from outside may have come: it may act at once.
+    fn on_wake(&mut self, _now: Timestamp, _ctx: &mut Self::Ctx) {}
 }
 
 /// Bytes further than this from the expected offset are not this connection's (or are garbage).

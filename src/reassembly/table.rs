@@ -117,13 +117,17 @@ impl<S: StreamSink> Flow<S> {
 
     /// Whether anything waits on capture time (a hole's grace, held bytes).
     fn wants_tick(&self) -> bool {
-        self.closed_at.is_none()
-            && (self.streams.iter().any(HalfStream::has_proof) || self.app.wants_tick())
+        self.app.holds()
+            || (self.closed_at.is_none()
+                && (self.streams.iter().any(HalfStream::has_proof) || self.app.wants_tick()))
     }
 
     /// Capture time passes: proven holes past their grace become gaps; the sink may act.
     fn tick(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
         if self.closed_at.is_some() {
+            if self.app.holds() {
+                self.app.on_tick(now, ctx);
+            }
             return;
         }
         for i in 0..2u8 {
@@ -137,6 +141,9 @@ impl<S: StreamSink> Flow<S> {
 
     /// Whether the flow is done at `now`: closed and lingered, or reset and quiet.
     fn expired(&self, now: Timestamp, idle_ns: u64) -> Option<EndReason> {
+        if self.app.holds() {
+            return None;
+        }
         if let Some(t) = self.closed_at {
             return (now.since(t) > CLOSED_LINGER_NS).then_some(EndReason::Fin);
         }
@@ -310,6 +317,23 @@ impl<S: StreamSink> FlowTable<S> {
                     EndReason::Rst => ctx.stats().flows_closed += 1,
                     _ => ctx.stats().flows_timed_out += 1,
                 }
+            }
+        }
+    }
+
+    /// What flows wait for from outside their streams may have come (a followed TLS key log
+    /// grew): those that hold are woken, in creation order.
+    pub fn wake(&mut self, now: Timestamp, ctx: &mut S::Ctx) {
+        let mut holding: Vec<(u64, FlowKey)> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.app.holds())
+            .map(|(k, f)| (f.info.serial, *k))
+            .collect();
+        holding.sort_unstable_by_key(|(serial, _)| *serial);
+        for (_, key) in holding {
+            if let Some(f) = self.flows.get_mut(&key) {
+                f.app.on_wake(now, ctx);
             }
         }
     }

@@ -490,6 +490,11 @@ impl TlsConn {
     pub fn waits_for_secrets(&self) -> bool {
         self.server_hello.is_some() && !self.keyed
     }
+
+    /// Whether records of either side wait to be opened.
+    pub fn has_waiting(&self) -> bool {
+        self.dirs.iter().any(|d| !d.waiting.is_empty())
+    }
 }
 
 #[cfg(test)]

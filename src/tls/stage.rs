@@ -8,11 +8,19 @@
 //! that cannot be decrypted is counted with its reason and never parsed as HTTP; one that
 //! chose HTTP/2 is counted and left for the HTTP/2 layer. Plaintext offsets know no TCP
 //! acknowledgements, so decrypted data carries none.
+//!
+//! With `live`, key logs are followed and a secret may be read after its connection's
+//! records (the application writes it, the follower polls): such a connection *holds* its
+//! records (bounded by [`super::conn::MAX_WAITING`]) and its end for at most [`KEY_WAIT_NS`]
+//! of capture time, and is tried again each time the key log grows. Records opened late are
+//! handed on with the time and VLANs of the connection's last segment. With `read` the key
+//! log is complete before the first packet, nothing holds, and a connection whose secrets are
+//! missing is given up when its server side ends.
 
 use std::sync::Arc;
 
+use super::Keys;
 use super::conn::{TlsConn, TlsEvent, Undecrypted};
-use super::keylog::KeyLog;
 use super::record::version;
 use crate::http::transaction::TlsInfo;
 use crate::http::{Session, Sink};
@@ -39,19 +47,32 @@ struct Tls {
     h2: bool,
     /// Its counters were added.
     counted: bool,
+    /// The key-log generation last tried.
+    tried: u64,
+    /// Since when it holds for secrets (followed key logs only).
+    holding_since: Option<Timestamp>,
+    /// Ends that came while it held, handed on once it stops holding.
+    ends: Vec<(Side, EndReason, Timestamp)>,
+    /// It held for [`KEY_WAIT_NS`] and no secret came: it holds no more.
+    gave_up: bool,
+    /// Time and VLANs of the last segment, for records opened late.
+    last: (Timestamp, Vlans),
 }
+
+/// How long (capture time) a connection holds for secrets a followed key log has not given.
+pub const KEY_WAIT_NS: u64 = 5_000_000_000;
 
 /// A connection's stages after reassembly.
 pub struct TlsStage {
     session: Session,
-    keys: Arc<KeyLog>,
+    keys: Arc<Keys>,
     client: Option<Side>,
     mode: Mode,
     events: Vec<TlsEvent>,
 }
 
 impl TlsStage {
-    pub fn new(session: Session, keys: Arc<KeyLog>) -> TlsStage {
+    pub fn new(session: Session, keys: Arc<Keys>) -> TlsStage {
         TlsStage {
             session,
             keys,
@@ -136,6 +157,11 @@ impl StreamSink for TlsStage {
                     undecrypted: None,
                     h2: false,
                     counted: false,
+                    tried: self.keys.generation(),
+                    holding_since: None,
+                    ends: Vec::new(),
+                    gave_up: false,
+                    last: (chunk.ts, chunk.vlans),
                 }))
             } else {
                 Mode::Plain
@@ -146,9 +172,21 @@ impl StreamSink for TlsStage {
             return;
         };
         let from_client = side == self.client.unwrap_or(tls.first);
-        tls.conn
-            .on_data(from_client, chunk.bytes, &self.keys, &mut self.events);
+        tls.last = (chunk.ts, chunk.vlans);
+        {
+            let keys = self.keys.read();
+            if self.keys.is_followed() {
+                let g = self.keys.generation();
+                if g != tls.tried {
+                    tls.tried = g;
+                    tls.conn.retry(&keys, &mut self.events);
+                }
+            }
+            tls.conn
+                .on_data(from_client, chunk.bytes, &keys, &mut self.events);
+        }
         self.flush(chunk.ts, &chunk.vlans, ctx);
+        self.after_progress(chunk.ts, ctx);
     }
 
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
@@ -168,6 +206,94 @@ impl StreamSink for TlsStage {
     }
 
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
+        if self.holding() {
+            if let Mode::Tls(tls) = &mut self.mode {
+                tls.ends.push((side, reason, ts));
+                tls.holding_since.get_or_insert(ts);
+            }
+            return;
+        }
+        self.end(side, reason, ts, ctx);
+    }
+
+    fn on_tick(&mut self, now: Timestamp, ctx: &mut Sink) {
+        self.session.on_tick(now, ctx);
+        self.wake(now, ctx);
+    }
+
+    fn wants_tick(&self) -> bool {
+        self.session.wants_tick() || self.holding()
+    }
+
+    fn holds(&self) -> bool {
+        self.holding()
+    }
+
+    fn on_wake(&mut self, now: Timestamp, ctx: &mut Sink) {
+        self.wake(now, ctx);
+    }
+}
+
+impl TlsStage {
+    /// Whether it waits for secrets a followed key log may still give.
+    fn holding(&self) -> bool {
+        match &self.mode {
+            Mode::Tls(tls) => {
+                self.keys.is_followed()
+                    && !tls.gave_up
+                    && (tls.conn.waits_for_secrets() || tls.conn.has_waiting())
+            }
+            _ => false,
+        }
+    }
+
+    /// After records were taken: starts or stops holding; once it stops, the ends that came
+    /// meanwhile are handed on.
+    fn after_progress(&mut self, ts: Timestamp, ctx: &mut Sink) {
+        let holding = self.holding();
+        let Mode::Tls(tls) = &mut self.mode else {
+            return;
+        };
+        if holding {
+            tls.holding_since.get_or_insert(ts);
+            return;
+        }
+        tls.holding_since = None;
+        let ends = std::mem::take(&mut tls.ends);
+        for (side, reason, at) in ends {
+            self.end(side, reason, at, ctx);
+        }
+    }
+
+    /// The key log may have grown, or time passed: tries again, or gives up past
+    /// [`KEY_WAIT_NS`].
+    fn wake(&mut self, now: Timestamp, ctx: &mut Sink) {
+        if !self.holding() {
+            return;
+        }
+        let Mode::Tls(tls) = &mut self.mode else {
+            return;
+        };
+        let g = self.keys.generation();
+        if g != tls.tried {
+            tls.tried = g;
+            let keys = self.keys.read();
+            tls.conn.retry(&keys, &mut self.events);
+        }
+        let since = tls.holding_since.unwrap_or(now);
+        let (ts, vlans) = tls.last;
+        if now.since(since) > KEY_WAIT_NS
+            && (tls.conn.waits_for_secrets() || tls.conn.has_waiting())
+        {
+            tls.gave_up = true;
+            tls.conn.finish(&mut self.events);
+        }
+        self.flush(ts, &vlans, ctx);
+        self.after_progress(ts, ctx);
+    }
+
+    /// A side ended (not holding): the connection is over once its server side ends.
+    fn end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
         let server_end = match &self.mode {
             Mode::Tls(tls) => side != self.client.unwrap_or(tls.first),
             _ => false,
@@ -184,14 +310,6 @@ impl StreamSink for TlsStage {
             }
         }
         self.session.on_end(side, reason, ts, ctx);
-    }
-
-    fn on_tick(&mut self, now: Timestamp, ctx: &mut Sink) {
-        self.session.on_tick(now, ctx);
-    }
-
-    fn wants_tick(&self) -> bool {
-        self.session.wants_tick()
     }
 }
 
