@@ -208,6 +208,9 @@ impl StreamSink for TlsStage {
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
         if self.holding() {
             if let Mode::Tls(tls) = &mut self.mode {
+                if tls.ends.is_empty() {
+                    tracing::debug!("TLS connection ended before its secrets were read: held");
+                }
                 tls.ends.push((side, reason, ts));
                 tls.holding_since.get_or_insert(ts);
             }

@@ -598,3 +598,144 @@ fn the_live_mirror_takes_its_bounds_from_the_configuration_file() {
     signal(&live, "-TERM");
     assert_eq!(wait_exit(&mut live, Duration::from_secs(3)), Some(0));
 }
+
+/// `live --tls-keylog`: a client over TLS writes its key log while idemwatch captures on lo;
+/// the file does not exist when idemwatch starts, and the secrets of the conflicting request's
+/// connection are written only after that connection is over. The key_conflict alert still
+/// comes, decrypted, within 1.5 s of the last request; no secret reaches any output.
+#[test]
+fn live_decrypts_tls_with_a_key_log_written_after_the_records() {
+    let dir = tempdir();
+    daemon::make_certs(dir.path());
+    let port = daemon::free_port();
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/server.py");
+    let d = |f: &str| dir.path().join(f);
+    let _api = daemon::spawn_listening(
+        Command::new("python3")
+            .arg(server)
+            .arg(port.to_string())
+            .args(["--bind", "127.0.0.1", "--log"])
+            .arg(d("api.log"))
+            .arg("--tls")
+            .args([d("server.pem"), d("server.key")]),
+        port,
+        "python3 captures/server.py --tls",
+    );
+    let followed = d("follow.keys");
+    let mut live = start_live(
+        dir.path(),
+        port,
+        &["-v", "--tls-keylog", &followed.display().to_string()],
+    );
+    // The client logs its secrets to client.keys; what idemwatch follows gets them copied:
+    // the first connection's at once, the second's 0.4 s after its response was read.
+    let script = format!(
+        "import http.client, json, os, ssl, time\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         ctx.keylog_filename = {client:?}\n\
+         done = 0\n\
+         def copy():\n\
+         \x20   global done\n\
+         \x20   data = open({client:?}, 'rb').read()\n\
+         \x20   fd = os.open({followed:?}, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n\
+         \x20   os.write(fd, data[done:]); os.close(fd); done = len(data)\n\
+         def post(key, amount):\n\
+         \x20   c = http.client.HTTPSConnection('localhost', {port}, context=ctx)\n\
+         \x20   h = {{'Content-Type': 'application/json', 'Authorization': 'Bearer sk_test_tls',\n\
+         \x20        'Idempotency-Key': key}}\n\
+         \x20   c.request('POST', '/v1/charges', body=json.dumps({{'amount': amount}}), headers=h)\n\
+         \x20   r = c.getresponse(); r.read(); c.close(); return r.status\n\
+         time.sleep(0.3)\n\
+         s1 = post('k-tls-live', 100)\n\
+         copy()\n\
+         time.sleep(0.5)\n\
+         s2 = post('k-tls-live', 999)\n\
+         last = time.time()\n\
+         time.sleep(0.4)\n\
+         copy()\n\
+         print(s1, s2, last, time.time())\n",
+        ca = d("ca.pem").display().to_string(),
+        client = d("client.keys").display().to_string(),
+        followed = followed.display().to_string(),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f: Vec<&str> = printed.split_whitespace().collect();
+    assert_eq!(f.get(..2), Some(&["200", "400"][..]), "{printed}");
+    let last: f64 = f
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .expect("time of the last request");
+    let mut seen_at = None;
+    daemon::wait_for(Duration::from_secs(10), || {
+        let found = !alerts_of(&events(dir.path()), "key_conflict").is_empty();
+        if found {
+            seen_at = Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs_f64(),
+            );
+        }
+        found
+    });
+    assert!(
+        matches!(live.0.try_wait(), Ok(None)),
+        "idemwatch exited: {}",
+        stderr_text(dir.path())
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(10)), Some(0));
+    let evs = events(dir.path());
+    let err = stderr_text(dir.path());
+    let conflicts = alerts_of(&evs, "key_conflict");
+    assert_eq!(conflicts.len(), 1, "{evs:?}\n{err}");
+    let req = &conflicts[0]["request"];
+    assert_eq!(req["tls"]["version"], "TLS 1.3", "{req}");
+    assert_eq!(req["tls"]["sni"], "localhost", "{req}");
+    let latency = seen_at.expect("seen") - last;
+    eprintln!("live late-key alert latency: {latency:.3} s after the last request");
+    assert!(
+        latency <= 1.5,
+        "key_conflict came {latency:.3} s after the last request"
+    );
+    // The file was missing at start: said once, then followed.
+    assert!(err.contains("cannot open the TLS key log"), "{err}");
+    assert!(err.contains("following the TLS key log"), "{err}");
+    // The second connection was over before its secrets came: its end waited for them.
+    assert!(err.contains("ended before its secrets were read"), "{err}");
+    let stats = evs
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "stats")
+        .expect("a stats line");
+    assert_eq!(stats["stats"]["tls_sessions_decrypted"], 2, "{stats}");
+    assert_eq!(stats["stats"]["tls_sessions_undecrypted"], 0, "{stats}");
+    // No secret of the key log in the alerts or the log.
+    let keylog = std::fs::read_to_string(d("client.keys")).expect("key log");
+    let all = format!(
+        "{}\n{err}",
+        std::fs::read_to_string(d("out.json")).unwrap_or_default()
+    );
+    let mut checked = 0;
+    for line in keylog.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(secret) = line.split_whitespace().nth(2) {
+            checked += 1;
+            assert!(
+                !all.to_ascii_lowercase()
+                    .contains(&secret.to_ascii_lowercase()),
+                "a secret reached the output"
+            );
+        }
+    }
+    assert_eq!(checked, 10, "five TLS 1.3 secrets per connection");
+}
