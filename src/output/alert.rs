@@ -78,8 +78,14 @@ impl<'a> AlertEvent<'a> {
                 .original
                 .as_ref()
                 .map(|o| RequestObj::from_kept(o, name(o.conn.file_index), redact_keys)),
-            response: a.response.as_deref().map(ResponseObj::from_kept),
-            original_response: a.original_response.as_deref().map(ResponseObj::from_kept),
+            response: a
+                .response
+                .as_deref()
+                .map(|r| ResponseObj::from_kept(r, Some(&a.request))),
+            original_response: a
+                .original_response
+                .as_deref()
+                .map(|r| ResponseObj::from_kept(r, a.original.as_deref())),
         }
     }
 }

@@ -56,7 +56,7 @@ pub struct RequestObj<'a> {
     pub tls: Option<TlsObj<'a>>,
 }
 
-/// The `tls` object of a request read through TLS.
+/// The `tls` object of a request or response read through TLS.
 #[derive(Debug, Serialize)]
 pub struct TlsObj<'a> {
     pub version: &'static str,
@@ -87,6 +87,9 @@ pub struct ResponseObj<'a> {
     pub body_missing_bytes: Option<u64>,
     pub resource_id: Option<&'a str>,
     pub replayed: bool,
+    /// Read through TLS (the connection of its request).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsObj<'a>>,
 }
 
 fn missing(b: &Body) -> Option<u64> {
@@ -186,8 +189,11 @@ impl<'a> RequestObj<'a> {
 }
 
 impl<'a> ResponseObj<'a> {
-    /// From the tracker's kept form of a response.
-    pub fn from_kept(r: &'a crate::tracker::RespRec) -> Self {
+    /// From the tracker's kept form of a response, on the connection of `request`.
+    pub fn from_kept(
+        r: &'a crate::tracker::RespRec,
+        request: Option<&'a crate::tracker::ReqRec>,
+    ) -> Self {
         ResponseObj {
             ts: r.ts,
             status: r.status,
@@ -198,10 +204,11 @@ impl<'a> ResponseObj<'a> {
             body_missing_bytes: (!r.body_complete).then_some(r.body_missing),
             resource_id: r.resource_id.as_deref(),
             replayed: r.replayed,
+            tls: request.and_then(|q| TlsObj::of(&q.conn)),
         }
     }
 
-    pub fn new(resp: &'a Response) -> Self {
+    pub fn new(resp: &'a Response, conn: &'a Conn) -> Self {
         ResponseObj {
             ts: resp.ts,
             status: resp.status,
@@ -212,6 +219,7 @@ impl<'a> ResponseObj<'a> {
             body_missing_bytes: missing(&resp.body),
             resource_id: resp.resource_id.as_deref(),
             replayed: resp.replayed,
+            tls: TlsObj::of(conn),
         }
     }
 }
@@ -241,7 +249,7 @@ impl<'a> HttpEvent<'a> {
             tx.request.as_ref().and_then(Request::idempotency_key),
             redact_keys,
         );
-        let response = tx.response.as_ref().map(ResponseObj::new);
+        let response = tx.response.as_ref().map(|r| ResponseObj::new(r, &tx.conn));
         // The event's time: when the exchange completed.
         let timestamp = tx
             .response

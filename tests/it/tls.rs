@@ -340,6 +340,11 @@ mod read {
                 let st = &run.lines.last().expect("stats")["stats"];
                 assert_eq!(st["tls_sessions_undecrypted"], 0, "{name}");
                 assert_eq!(st["tls_sessions_decrypted"], st["tls_sessions"], "{name}");
+                // The conflict's responses came through the same connections: they say so.
+                let conflict = &run.lines[0];
+                for r in ["response", "original_response"] {
+                    assert_eq!(conflict[r]["tls"]["version"], version, "{name} {r}");
+                }
                 let text = format!("{}{}", run.stdout, run.stderr).to_lowercase();
                 let secrets = secrets(&keys);
                 assert!(!secrets.is_empty(), "{name}");
