@@ -479,16 +479,22 @@ pub struct KeyLogFileError {
     pub source: io::Error,
 }
 
-/// A warning naming `path` when its mode lets group or others read it (unix; elsewhere none).
+/// A warning naming `path` when users other than this process's may read it (unix; elsewhere
+/// none): others may, or a group this process is not in. A group of ours is how a daemon is
+/// given an application's key log (docs/TLS.md), so that is no warning.
 pub fn exposure_warning(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        (mode & 0o044 != 0).then(|| {
+        let mut ours: Vec<u32> = nix::unistd::getgroups()
+            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_default();
+        ours.push(nix::unistd::getegid().as_raw());
+        exposed(mode, meta.gid(), &ours).then(|| {
             format!(
                 "{}: the TLS key log is readable by other users (mode {mode:03o}); it holds \
-                 session secrets: chmod 600 it",
+                 session secrets: chmod 600 it, or 640 with a group of idemwatch's own",
                 path.display()
             )
         })
@@ -498,6 +504,11 @@ pub fn exposure_warning(path: &Path, meta: &std::fs::Metadata) -> Option<String>
         let _ = (path, meta);
         None
     }
+}
+
+/// Whether a file of `mode` and group `gid` is readable by users outside `our_groups`.
+fn exposed(mode: u32, gid: u32, our_groups: &[u32]) -> bool {
+    mode & 0o004 != 0 || (mode & 0o040 != 0 && !our_groups.contains(&gid))
 }
 
 /// Splits bytes that arrive in pieces (a growing file followed as the application appends)
@@ -925,8 +936,16 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             assert!(log.add_file(&path).unwrap().warning.is_none(), "{mode:o}");
         }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        assert!(log.add_file(&path).unwrap().warning.is_some());
+    }
+
+    #[test]
+    fn group_read_is_exposure_only_for_a_group_not_ours() {
+        assert!(exposed(0o644, 7, &[7]), "others can read");
+        assert!(exposed(0o604, 7, &[7]));
+        assert!(exposed(0o640, 8, &[7, 9]), "a group we are not in");
+        assert!(!exposed(0o640, 7, &[9, 7]), "our own group");
+        assert!(!exposed(0o600, 8, &[]));
+        assert!(!exposed(0o620, 8, &[]), "write only is no reading");
     }
 
     mod split {
