@@ -116,7 +116,8 @@ counters! {
     tls_undecrypted_unsupported_suite,
     tls_undecrypted_ech,
     tls_undecrypted_broken,
-    /// TLS connections that chose HTTP/2 (ALPN `h2`): counted, not parsed as HTTP/1.1.
+    /// TLS connections that chose HTTP/2 (ALPN `h2`): counted (also as decrypted or not), not
+    /// parsed as HTTP/1.1.
     tls_sessions_h2,
     /// TLS key logs: secrets read, and lines skipped as not key-log lines (their numbers at
     /// `-v`).

@@ -111,10 +111,10 @@ impl TlsStage {
                 }
                 TlsEvent::Alpn(a) => tls.h2 |= a == b"h2",
                 TlsEvent::Data { from_client, bytes } => {
+                    tls.decrypted = true;
                     if tls.h2 {
                         continue;
                     }
-                    tls.decrypted = true;
                     let side = if from_client { client } else { client.other() };
                     let i = side.index();
                     let chunk = Chunk {
@@ -327,9 +327,6 @@ fn count_end(tls: &mut Tls, ctx: &mut Sink) {
     }
     if tls.decrypted {
         st.tls_sessions_decrypted += 1;
-        return;
-    }
-    if tls.h2 {
         return;
     }
     st.tls_sessions_undecrypted += 1;

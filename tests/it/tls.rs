@@ -462,3 +462,47 @@ mod read {
         assert!(kinds(&none.lines).is_empty());
     }
 }
+
+mod h2 {
+    //! HTTP/2 over TLS (`captures/record_tls_h2.sh`: curl --http2 against nginx, three POSTs
+    //! on one connection, two with one key and different amounts; tshark decrypts all three
+    //! as HTTP/2 with the key log): the connection is decrypted and counted as HTTP/2, and
+    //! nothing of it is read as HTTP/1.1, in TLS 1.3 (ALPN in the encrypted EncryptedExtensions)
+    //! and TLS 1.2 (ALPN in the ServerHello). Without the key log it is counted undecrypted.
+
+    use crate::support::run_with;
+
+    #[test]
+    fn an_h2_connection_is_decrypted_counted_and_not_read_as_http1() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("captures/tls");
+        for name in ["curl-h2-tls13", "curl-h2-tls12"] {
+            let pcap = dir.join(format!("{name}.pcap")).display().to_string();
+            let keys = dir.join(format!("{name}.keys")).display().to_string();
+            let run = run_with(
+                &["read", "--stats", "--tls-keylog", &keys, &pcap],
+                None,
+                &[],
+            );
+            assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+            let st = &run.lines.last().expect("stats")["stats"];
+            assert_eq!(st["tls_sessions"], 1, "{name}: {st}");
+            assert_eq!(st["tls_sessions_h2"], 1, "{name}");
+            assert_eq!(st["tls_sessions_decrypted"], 1, "{name}");
+            assert_eq!(st["tls_sessions_undecrypted"], 0, "{name}");
+            for zero in [
+                "http_requests",
+                "http_parse_errors",
+                "http_resync_skipped_bytes",
+            ] {
+                assert_eq!(st[zero], 0, "{name}: {zero}");
+            }
+            assert_eq!(run.lines.len(), 1, "only the stats line: {:?}", run.lines);
+
+            let blind = run_with(&["read", "--stats", &pcap], None, &[]);
+            let st = &blind.lines.last().expect("stats")["stats"];
+            assert_eq!(st["tls_sessions_undecrypted"], 1, "{name}: {st}");
+            assert_eq!(st["tls_undecrypted_no_secret"], 1, "{name}");
+            assert_eq!(st["http_requests"], 0, "{name}");
+        }
+    }
+}
