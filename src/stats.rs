@@ -116,6 +116,9 @@ counters! {
     tls_undecrypted_unsupported_suite,
     tls_undecrypted_ech,
     tls_undecrypted_broken,
+    /// TLS records that did not authenticate after earlier records of their side had
+    /// (damaged in the capture, or forged): never guessed at, handed on as a gap.
+    tls_records_failed,
     /// TLS connections that chose HTTP/2 (ALPN `h2`): counted (also as decrypted or not), not
     /// parsed as HTTP/1.1.
     tls_sessions_h2,

@@ -85,6 +85,10 @@ pub enum TlsEvent {
     Alpn(Vec<u8>),
     /// Application data from one side, following what it sent before.
     Data { from_client: bool, bytes: Vec<u8> },
+    /// A record of one side did not authenticate after earlier ones had (damaged in the
+    /// capture, or forged): nothing of it is handed on, and it is treated as a gap of `len`
+    /// bytes (the next record is tried at the following sequence numbers).
+    Failed { from_client: bool, len: usize },
     /// Nothing more will be decrypted from one side.
     Lost { from_client: bool, why: Undecrypted },
 }
@@ -109,6 +113,8 @@ struct Direction {
     waiting_bytes: usize,
     /// A gap came: the next record's sequence number is not known.
     after_gap: bool,
+    /// Records opened: once some have, one that fails is damage, not a wrong key.
+    opened: u64,
     lost: Option<Undecrypted>,
 }
 
@@ -330,6 +336,17 @@ impl TlsConn {
                 self.early_skipped += 1;
                 return;
             }
+            if !was_gap && self.dirs[d].opened > 0 {
+                // The keys were right for the records before: this one was damaged. Never
+                // guessed at; the next is tried as after a gap, and if it fails too the side
+                // is lost.
+                self.dirs[d].after_gap = true;
+                out.push(TlsEvent::Failed {
+                    from_client: d == 0,
+                    len: f.len(),
+                });
+                return;
+            }
             let why = if was_gap {
                 Undecrypted::Gap
             } else {
@@ -338,6 +355,7 @@ impl TlsConn {
             self.lose(d, why, out);
             return;
         };
+        self.dirs[d].opened += 1;
         match inner {
             APPLICATION_DATA => out.push(TlsEvent::Data {
                 from_client: d == 0,

@@ -127,6 +127,17 @@ impl TlsStage {
                     tls.offsets[i] += bytes.len() as u64;
                     self.session.on_data(side, chunk, ctx);
                 }
+                TlsEvent::Failed { from_client, len } => {
+                    ctx.stats.tls_records_failed += 1;
+                    // What the record held is lost: the session marks its hole there.
+                    let side = if from_client { client } else { client.other() };
+                    let i = side.index();
+                    let at = tls.offsets[i];
+                    tls.offsets[i] += len as u64;
+                    if tls.decrypted {
+                        self.session.on_gap(side, at, len as u64, ts, ctx);
+                    }
+                }
                 TlsEvent::Lost { why, .. } => {
                     tls.undecrypted.get_or_insert(why);
                 }

@@ -237,3 +237,74 @@ fn bytes_that_are_not_tls_are_refused_and_the_first_bytes_tell() {
         }]
     );
 }
+
+#[test]
+fn a_damaged_record_after_good_ones_is_a_gap_and_the_next_opens() {
+    for (rs, id) in all_suites() {
+        let w = exchange(rs);
+        let keys = keylog(&w);
+        let recs = crate::tls::testing::records(&w.to_client);
+        let n = recs.len();
+        let frame = |(t, v, f): &(u8, u16, Vec<u8>)| {
+            let mut b = vec![*t];
+            b.extend_from_slice(&v.to_be_bytes());
+            b.extend_from_slice(&u16::try_from(f.len()).expect("fits").to_be_bytes());
+            b.extend_from_slice(f);
+            b
+        };
+        let mut conn = TlsConn::new();
+        let mut out = Vec::new();
+        for (from_client, bytes) in &w.transcript {
+            if *from_client {
+                conn.on_data(true, bytes, &keys, &mut out);
+            }
+        }
+        // One bit of the server's second to last record flipped: in TLS 1.3 a session
+        // ticket's record after the server's handshake records opened; in TLS 1.2 the
+        // server's Finished, its first encrypted record.
+        for (i, r) in recs.iter().enumerate() {
+            let mut r = r.clone();
+            if i + 2 == n
+                && let Some(b) = r.2.get_mut(5)
+            {
+                *b ^= 0x10;
+            }
+            conn.on_data(false, &frame(&r), &keys, &mut out);
+        }
+        let (_, s, other) = plaintext(&out);
+        let failed = other
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    TlsEvent::Failed {
+                        from_client: false,
+                        ..
+                    }
+                )
+            })
+            .count();
+        let lost = other.iter().find_map(|e| match e {
+            TlsEvent::Lost {
+                from_client: false,
+                why,
+            } => Some(*why),
+            _ => None,
+        });
+        if id <= 0x1303 {
+            assert_eq!((failed, lost), (1, None), "{id:#x}: {other:?}");
+            assert_eq!(
+                s, RESPONSE,
+                "{id:#x}: the record after the damaged one opened"
+            );
+        } else {
+            // The first encrypted record failing says the keys are wrong: nothing is guessed.
+            assert_eq!(
+                (failed, lost),
+                (0, Some(Undecrypted::Authentication)),
+                "{id:#x}: {other:?}"
+            );
+            assert!(s.is_empty(), "{id:#x}");
+        }
+    }
+}
