@@ -19,6 +19,7 @@
 //! records were numbered too.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::crypto::{DirectionKeys, OpenError, Suite};
 use super::keylog::{KeyLog, Tls13Secret};
@@ -30,6 +31,7 @@ use super::record::{
     ClientHello, HandshakeReader, RecordReader, ServerHello, parse_client_hello,
     parse_encrypted_extensions, parse_server_hello, version,
 };
+use super::sessions::SessionCache;
 
 /// Bytes of records one direction holds while its keys cannot be made yet.
 pub const MAX_WAITING: usize = 256 * 1024;
@@ -124,6 +126,11 @@ pub struct TlsConn {
     keyed: bool,
     /// Records of the client skipped before its Finished (TLS 1.3 early data with no key).
     pub early_skipped: u64,
+    /// The run's TLS 1.2 session cache, for resumptions the key log has no line for.
+    sessions: Option<Arc<SessionCache>>,
+    /// What the session cache said, asked once: an answer that cannot change while the
+    /// connection waits.
+    resumed_from: Option<Option<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -142,6 +149,15 @@ fn index(from_client: bool) -> usize {
 impl TlsConn {
     pub fn new() -> TlsConn {
         TlsConn::default()
+    }
+
+    /// A connection that asks `sessions` for the session it resumed when the key log has no
+    /// secret for its own client random (TLS 1.2).
+    pub fn with_sessions(sessions: Option<Arc<SessionCache>>) -> TlsConn {
+        TlsConn {
+            sessions,
+            ..TlsConn::default()
+        }
     }
 
     /// Whether bytes that open a direction look like a TLS handshake record.
@@ -468,7 +484,16 @@ impl TlsConn {
             self.dirs[1].secret = Some(s0);
         } else {
             let server_random = sh.random;
-            let Some(master) = keys.tls12_master(&random) else {
+            // A resumed session's master secret is logged under the client random of its full
+            // handshake when the writer logs only those.
+            let sessions = &self.sessions;
+            let master = keys.tls12_master(&random).or_else(|| {
+                let origin = *self
+                    .resumed_from
+                    .get_or_insert_with(|| sessions.as_ref().and_then(|c| c.resumed_from(&random)));
+                keys.tls12_master(&origin?)
+            });
+            let Some(master) = master else {
                 return;
             };
             let Some((c, s)) =

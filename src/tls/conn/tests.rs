@@ -237,3 +237,162 @@ fn bytes_that_are_not_tls_are_refused_and_the_first_bytes_tell() {
         }]
     );
 }
+
+mod resumption {
+    //! TLS 1.2 resumption with a key log of full handshakes only, through the session cache
+    //! the reading thread fills.
+
+    use super::*;
+    use crate::tls::sessions::{Endpoint, SessionCache};
+    use crate::tls::testing::{Resume, exchange_resumed, randoms};
+    use crate::ts::Timestamp;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port,
+        }
+    }
+
+    /// Shows the cache one connection's writes as the reading thread would, each write one
+    /// segment; `tamper` may change the copy it sees.
+    fn observe(cache: &SessionCache, w: &Wire, client_port: u16, tamper: impl Fn(&mut Vec<u8>)) {
+        for (i, (from_client, bytes)) in w.transcript.iter().enumerate() {
+            let mut b = bytes.clone();
+            tamper(&mut b);
+            let ts = Timestamp::from_parts(1_700_000_000, i as i64);
+            let (src, dst) = if *from_client {
+                (ep(client_port), ep(443))
+            } else {
+                (ep(443), ep(client_port))
+            };
+            cache.observe(ts, src, dst, &b);
+        }
+    }
+
+    fn decrypt(w: &Wire, keys: &KeyLog, cache: Option<Arc<SessionCache>>) -> Vec<TlsEvent> {
+        let mut conn = TlsConn::with_sessions(cache);
+        let mut out = Vec::new();
+        for (from_client, bytes) in &w.transcript {
+            conn.on_data(*from_client, bytes, keys, &mut out);
+        }
+        conn.finish(&mut out);
+        out
+    }
+
+    /// The first connection's lines only, as a server-side or older NSS writer logs.
+    fn full_only(first: &Wire) -> KeyLog {
+        let mut k = KeyLog::new(16);
+        let (random, _) = randoms(first);
+        assert!(k.add_text(&first.log.keylog_text_of(&random)).is_empty());
+        assert_eq!(k.counts().secrets, 1);
+        k
+    }
+
+    fn suite() -> rustls::SupportedCipherSuite {
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    }
+
+    fn no_secret(events: &[TlsEvent]) -> bool {
+        let (c, s, other) = plaintext(events);
+        c.is_empty()
+            && s.is_empty()
+            && other.contains(&TlsEvent::Lost {
+                from_client: true,
+                why: Undecrypted::NoSecret,
+            })
+    }
+
+    #[test]
+    fn resumed_by_session_id_or_ticket_decrypts_with_the_full_handshakes_secret() {
+        for resume in [Resume::Tls12Id, Resume::Tls12Ticket] {
+            let (first, second) = exchange_resumed(suite(), resume);
+            let keys = full_only(&first);
+            let cache = Arc::new(SessionCache::default());
+            observe(&cache, &first, 50001, |_| {});
+            observe(&cache, &second, 50002, |_| {});
+            let (c, s, other) = plaintext(&decrypt(&second, &keys, Some(cache.clone())));
+            assert_eq!(
+                (c.as_slice(), s.as_slice()),
+                (REQUEST, RESPONSE),
+                "{resume:?}"
+            );
+            assert!(!other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })));
+            assert_eq!(cache.counts().resumed_found, 1, "{resume:?}");
+            // The full handshake itself decrypts from its own line, without the cache.
+            let (c, _, _) = plaintext(&decrypt(&first, &keys, Some(cache)));
+            assert_eq!(c, REQUEST);
+            // Near miss: without the cache the resumed connection has no secret.
+            assert!(no_secret(&decrypt(&second, &keys, None)), "{resume:?}");
+        }
+    }
+
+    #[test]
+    fn the_resumed_connections_own_line_is_used_first() {
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Ticket);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &second, 50002, |_| {});
+        let (c, _, _) = plaintext(&decrypt(&second, &keylog(&second), Some(cache.clone())));
+        assert_eq!(c, REQUEST);
+        assert_eq!(cache.counts().resumed_found, 0);
+        drop(first);
+    }
+
+    #[test]
+    fn an_unknown_session_id_or_ticket_or_a_key_log_without_either_gives_no_secret() {
+        // The session ID the cache saw differs from the one resumed (its first byte changed
+        // in the full handshake's ServerHello: record 5, handshake 4, version 2, random 32,
+        // length 1).
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Id);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |b| {
+            if b.get(5) == Some(&2) {
+                b[44] ^= 0xff;
+            }
+        });
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache)
+        )));
+
+        // The ticket the cache saw differs from the one offered (a byte of the
+        // NewSessionTicket's ticket changed: record 5, handshake 4, lifetime 4, length 2).
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Ticket);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |b| {
+            if b.get(5) == Some(&4) {
+                b[16] ^= 0xff;
+            }
+        });
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache.clone())
+        )));
+        assert_eq!(cache.counts().resumed_found, 0);
+
+        // The cache knows the session, the key log has neither connection's line.
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |_| {});
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &KeyLog::new(16),
+            Some(cache.clone())
+        )));
+
+        // The resumption seen before its full handshake (a capture fed out of order) is not
+        // one: the cache is filled in capture order only.
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &second, 50002, |_| {});
+        observe(&cache, &first, 50001, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache)
+        )));
+    }
+}
