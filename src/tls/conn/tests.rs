@@ -396,3 +396,109 @@ mod resumption {
         )));
     }
 }
+
+mod early_data {
+    //! TLS 1.3 0-RTT: the client's early data, decrypted with CLIENT_EARLY_TRAFFIC_SECRET, is
+    //! its first plaintext when the server takes it, and is not handed on when it refuses it.
+
+    use super::*;
+    use crate::tls::testing::{Resume, exchange_resumed};
+
+    fn suite() -> rustls::SupportedCipherSuite {
+        provider::cipher_suite::TLS13_AES_128_GCM_SHA256
+    }
+
+    /// Feeds the transcript in pieces; `client_first`: all the client's writes before the
+    /// server's (its records wait for the server's hello, then open in one go).
+    fn run_conn(w: &Wire, keys: &KeyLog, piece: usize, client_first: bool) -> (Vec<TlsEvent>, u64) {
+        let mut conn = TlsConn::new();
+        let mut out = Vec::new();
+        let order: Vec<&(bool, Vec<u8>)> = if client_first {
+            let (c, s): (Vec<_>, Vec<_>) = w.transcript.iter().partition(|(fc, _)| *fc);
+            c.into_iter().chain(s).collect()
+        } else {
+            w.transcript.iter().collect()
+        };
+        for (from_client, bytes) in order {
+            for p in bytes.chunks(piece) {
+                conn.on_data(*from_client, p, keys, &mut out);
+            }
+        }
+        conn.finish(&mut out);
+        (out, conn.early_skipped)
+    }
+
+    fn without_early_secret(w: &Wire) -> KeyLog {
+        let text = String::from_utf8(w.log.keylog_text()).expect("text");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("CLIENT_EARLY_TRAFFIC_SECRET"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut k = KeyLog::new(16);
+        assert!(k.add_text(kept.as_bytes()).is_empty());
+        k
+    }
+
+    #[test]
+    fn accepted_early_data_is_the_clients_first_plaintext_in_any_pieces_and_order() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: true });
+        let text = String::from_utf8(second.log.keylog_text()).expect("text");
+        assert!(
+            text.contains("CLIENT_EARLY_TRAFFIC_SECRET"),
+            "rustls logs it"
+        );
+        let keys = keylog(&second);
+        for piece in [usize::MAX, 1, 7] {
+            for client_first in [false, true] {
+                let (events, skipped) = run_conn(&second, &keys, piece, client_first);
+                let (c, s, other) = plaintext(&events);
+                let at = format!("{piece}-byte pieces, client first {client_first}");
+                // Sent once, as early data: handed on once.
+                assert_eq!(c, REQUEST, "{at}");
+                assert_eq!(s, RESPONSE, "{at}");
+                assert_eq!(skipped, 0, "{at}");
+                assert!(
+                    !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+                    "{at}: {other:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_its_secret_early_data_is_skipped_and_the_rest_decrypted() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: true });
+        let (events, skipped) =
+            run_conn(&second, &without_early_secret(&second), usize::MAX, false);
+        let (c, s, other) = plaintext(&events);
+        assert!(c.is_empty(), "the request was early data only");
+        assert_eq!(s, RESPONSE);
+        // The early data record and EndOfEarlyData.
+        assert!(skipped >= 2, "{skipped}");
+        assert!(
+            !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+            "{other:?}"
+        );
+    }
+
+    #[test]
+    fn refused_early_data_is_not_handed_on_and_the_request_sent_again_is() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: false });
+        for keys in [keylog(&second), without_early_secret(&second)] {
+            for (piece, client_first) in [(usize::MAX, false), (1, false), (usize::MAX, true)] {
+                // Client first: the request sent again waits behind the refused early data.
+                let (events, skipped) = run_conn(&second, &keys, piece, client_first);
+                let (c, s, other) = plaintext(&events);
+                // Once: the copy sent after the handshake, not the refused one too.
+                assert_eq!(c, REQUEST);
+                assert_eq!(s, RESPONSE);
+                assert!(skipped >= 1, "{skipped}");
+                assert!(
+                    !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+                    "{other:?}"
+                );
+            }
+        }
+    }
+}
