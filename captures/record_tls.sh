@@ -147,6 +147,12 @@ scenario curl-tls12-chacha "--tls-max 1.2 --ciphers ECDHE-RSA-CHACHA20-POLY1305"
 scenario requests-tls13 "" python3 requests-tls.py BASE
 scenario requests-tls12 "--tls-max 1.2" python3 requests-tls.py BASE
 scenario curl-tls12-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256" sh ./curl-tls-resumed.sh BASE $T12
+# TLS 1.2 by ticket (server.py issues tickets; curl sends no session_ticket
+# extension, Python's ssl does), and by session ID with Python too.
+scenario python-tls12-ticket-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256" \
+    python3 python-tls-resumed.py BASE
+scenario python-tls12-id-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES256-GCM-SHA384 --no-tickets" \
+    python3 python-tls-resumed.py BASE
 scenario curl-tls13-missing-key "" sh ./curl-tls.sh BASE $T13 --tls13-ciphers TLS_AES_128_GCM_SHA256
 if want curl-tls13-missing-key; then
     # Drop the first connection's secrets from the key log (lines name the
@@ -159,5 +165,19 @@ if want curl-tls13-missing-key; then
     cat "$WORK/keys" >"$OUT/curl-tls13-missing-key.keys"
     echo "   dropped the key log lines of client random $first"
 fi
+
+# A second key log per resumed capture, NAME.full-only.keys: only the first
+# connection's lines (by its ClientHello random), as writers that log full
+# handshakes only (server side, older NSS) give it; the resumed connections are
+# then decrypted through the session ID or ticket they resumed.
+for name in curl-tls12-resumed python-tls12-ticket-resumed python-tls12-id-resumed; do
+    want "$name" || continue
+    first=$(tshark -r "$OUT/$name.pcap" -Y 'tls.handshake.type == 1' \
+        -T fields -e tls.handshake.random 2>/dev/null | head -1 | tr -d :)
+    [ -n "$first" ] || { echo "record_tls.sh: no ClientHello in $name.pcap" >&2; exit 1; }
+    grep -i " $first " "$OUT/$name.keys" >"$OUT/$name.full-only.keys"
+    chmod 644 "$OUT/$name.full-only.keys"
+    echo "   $name.full-only.keys: the lines of client random $first only"
+done
 
 python3 "$OUT/tshark_requests.py" "$OUT/TSHARK.json" "$MANIFEST"
