@@ -123,6 +123,77 @@ record() {
     printf '%s\t%s\t%s\n' "$name" "$log" "$CAPTURE -i lo; server.py --tls${sargs:+ $sargs}; clients/${args[*]#./}" >>"$MANIFEST"
 }
 
+# TLS 1.3 0-RTT: openssl s_server -early_data (server.py cannot: Python's ssl
+# has no early data); s_client makes a full handshake with a POST and saves the
+# session, then resumes it with a second POST (same key, another amount) as
+# early data.  s_server prints what it receives: that is the server log here,
+# turned into server.py's log lines by the connections' client ports in order
+# (s_server serves one connection at a time).
+record_0rtt() {
+    local name=$1 port base out keys log
+    port=$(free_port)
+    out=$OUT/$name.pcap
+    keys=$OUT/$name.keys
+    log=$WORK/$name.log
+    rm -f "$out" "$keys" "$log"
+    echo "== $name (port $port, openssl s_server -early_data)"
+    local k=7e1a5c00-7151-4c0a-8e11-5ca1ab1e0005 b
+    for b in 1000 1500; do
+        printf 'POST /v1/charges HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nIdempotency-Key: %s\r\nContent-Type: application/json\r\nContent-Length: 35\r\nConnection: close\r\n\r\n{"amount": %s, "currency": "usd"}' \
+            "$port" "$k" "$b" >"$WORK/req$b.txt"
+    done
+    # Its input stays open (at its end s_server stops); stopped below.
+    openssl s_server -accept "127.0.0.1:$port" -cert "$WORK/cert.pem" -key "$WORK/key.pem" \
+        -tls1_3 -early_data < <(sleep 60) >"$WORK/$name.server.out" 2>&1 &
+    SPID=$!
+    wait_for "$WORK/$name.server.out" "ACCEPT" 10
+    if [ "$CAPTURE" = tcpdump ]; then
+        tcpdump -i lo -s 0 -U --immediate-mode -B 16384 -Z root -w "$out" "tcp port $port" \
+            2>"$WORK/$name.cap.err" &
+        TPID=$!
+        wait_for "$WORK/$name.cap.err" "listening on" 10
+    else
+        dumpcap -i lo -P -q -w "$out" -f "tcp port $port" 2>"$WORK/$name.cap.err" &
+        TPID=$!
+        wait_for "$WORK/$name.cap.err" "Capturing on" 10
+    fi
+    sleep 0.3
+    # Not -quiet: it implies -ign_eof, and s_client must close when its input ends.
+    (cat "$WORK/req1000.txt"; sleep 1) | openssl s_client -connect "127.0.0.1:$port" -tls1_3 \
+        -sess_out "$WORK/sess.pem" -keylogfile "$keys" >"$WORK/$name.client1.out" 2>&1
+    sleep 1 | openssl s_client -connect "127.0.0.1:$port" -tls1_3 -sess_in "$WORK/sess.pem" \
+        -early_data "$WORK/req1500.txt" -keylogfile "$keys" >"$WORK/$name.client2.out" 2>&1
+    grep -q "Early data was accepted" "$WORK/$name.client2.out" || {
+        echo "record_tls.sh: $name: the early data was not accepted" >&2
+        cat "$WORK/$name.client2.out" >&2
+        return 1
+    }
+    echo "   | early data accepted"
+    sleep 0.5
+    kill -TERM "$SPID"
+    wait "$SPID" || true
+    SPID=
+    sleep 0.5
+    kill -INT "$TPID"
+    wait "$TPID" || true
+    TPID=
+    chmod 644 "$out" "$keys"
+    python3 - "$WORK/$name.server.out" "$out" "$log" <<'PY'
+import json, re, subprocess, sys
+text = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+ports = subprocess.run(["tshark", "-r", sys.argv[2], "-Y", "tls.handshake.type == 1", "-T", "fields",
+                        "-e", "tcp.srcport"], check=True, capture_output=True, text=True).stdout.split()
+reqs = re.findall(r"^(POST|GET) (\S+) HTTP/1\.1\r?\n(.*?)\r?\n\r?\n", text, re.S | re.M)
+assert len(reqs) == len(ports) == 2, (reqs, ports)
+with open(sys.argv[3], "w") as f:
+    for i, ((method, uri, head), port) in enumerate(zip(reqs, ports)):
+        key = re.search(r"^Idempotency-Key: *(\S+)", head, re.M | re.I)
+        f.write(json.dumps({"t_start": i, "seq": i, "client_port": int(port), "method": method, "uri": uri,
+                            "idempotency_key": key.group(1) if key else None}) + "\n")
+PY
+    printf '%s\t%s\t%s\n' "$name" "$log" "$CAPTURE -i lo; openssl s_server -tls1_3 -early_data; openssl s_client -tls1_3 -sess_out, then -sess_in -early_data (POST as 0-RTT data)" >>"$MANIFEST"
+}
+
 want() {
     [ ${#SELECTED[@]} = 0 ] && return 0
     local s
@@ -154,6 +225,7 @@ scenario python-tls12-ticket-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-G
 scenario python-tls12-id-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES256-GCM-SHA384 --no-tickets" \
     python3 python-tls-resumed.py BASE
 scenario curl-tls13-missing-key "" sh ./curl-tls.sh BASE $T13 --tls13-ciphers TLS_AES_128_GCM_SHA256
+if want openssl-tls13-early-data; then record_0rtt openssl-tls13-early-data; fi
 if want curl-tls13-missing-key; then
     # Drop the first connection's secrets from the key log (lines name the
     # connection by its ClientHello random): tshark and idemwatch can then

@@ -428,6 +428,49 @@ mod read {
     }
 
     #[test]
+    fn a_request_sent_as_0rtt_early_data_is_read_and_judged() {
+        // openssl s_client: a keyed POST, then the same key with another amount as early
+        // data on the resumed session.
+        let p = tls_dir().join("openssl-tls13-early-data.pcap");
+        let keys = tls_dir().join("openssl-tls13-early-data.keys");
+        let (p, k) = (p.display().to_string(), keys.display().to_string());
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let run = run_with(
+                &["read", "--threads", threads, "--tls-keylog", &k, &p],
+                None,
+                &[],
+            );
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(
+                kinds(&run.lines),
+                vec![("key_conflict".to_string(), Some("TLS 1.3".to_string()))]
+            );
+            outputs.push(run.stdout);
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        // Near miss: without CLIENT_EARLY_TRAFFIC_SECRET the early request is skipped, the
+        // first still read.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let no_early = dir.path().join("keys.log");
+        let text = std::fs::read_to_string(&keys).expect("keys");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("CLIENT_EARLY_TRAFFIC_SECRET"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&no_early, kept).expect("write");
+        let n = no_early.display().to_string();
+        let run = run_with(&["read", "--stats", "--tls-keylog", &n, &p], None, &[]);
+        assert!(kinds(&run.lines).is_empty());
+        let st = &run.lines.last().expect("stats")["stats"];
+        assert_eq!(st["http_requests"], 1, "{st}");
+        // The second connection's only plaintext was its early data (s_server answers
+        // nothing): none came out of it.
+        assert_eq!(st["tls_sessions_decrypted"], 1, "{st}");
+    }
+
+    #[test]
     fn without_the_key_log_nothing_is_read_as_http_and_stderr_says_what_to_give() {
         let p = tls_dir()
             .join("curl-tls13-aes128.pcap")
