@@ -29,7 +29,10 @@ VERSIONS = {0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 
 def tshark(pcap, keys, display, fields):
     """One list of values per field, per matching packet (tshark -T json)."""
-    cmd = ["tshark", "-r", pcap, "-o", "tls.keylog_file:" + keys, "-Y", display, "-T", "json"]
+    # Out-of-order reassembly on (off by default): a lost segment's retransmission then
+    # completes its TLS record wherever it comes.
+    cmd = ["tshark", "-r", pcap, "-o", "tls.keylog_file:" + keys, "-o", "tcp.reassemble_out_of_order:TRUE",
+           "-Y", display, "-T", "json"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

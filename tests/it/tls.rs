@@ -335,6 +335,7 @@ mod read {
             ("curl-tls12-resumed", "TLS 1.2"),
             ("python-tls12-ticket-resumed", "TLS 1.2"),
             ("python-tls12-id-resumed", "TLS 1.2"),
+            ("curl-tls13-lost-segment", "TLS 1.3"),
         ] {
             let pcap = tls_dir().join(format!("{name}.pcap"));
             let keys = tls_dir().join(format!("{name}.keys"));
@@ -366,6 +367,11 @@ mod read {
                 let st = &run.lines.last().expect("stats")["stats"];
                 assert_eq!(st["tls_sessions_undecrypted"], 0, "{name}");
                 assert_eq!(st["tls_sessions_decrypted"], st["tls_sessions"], "{name}");
+                if name.ends_with("-lost-segment") {
+                    // The segments after the lost one came before its retransmission.
+                    assert_eq!(st["tcp_out_of_order_segments"], 1, "{name}: {st}");
+                    assert_eq!(st["tcp_gaps"], 0, "{name}: {st}");
+                }
                 let text = format!("{}{}", run.stdout, run.stderr).to_lowercase();
                 let secrets = secrets(&keys);
                 assert!(!secrets.is_empty(), "{name}");
