@@ -529,13 +529,10 @@ impl TlsConn {
             let server_random = sh.random;
             // A resumed session's master secret is logged under the client random of its full
             // handshake when the writer logs only those.
-            let sessions = &self.sessions;
-            let master = keys.tls12_master(&random).or_else(|| {
-                let origin = *self
-                    .resumed_from
-                    .get_or_insert_with(|| sessions.as_ref().and_then(|c| c.resumed_from(&random)));
-                keys.tls12_master(&origin?)
-            });
+            let master = match keys.tls12_master(&random) {
+                Some(m) => Some(m),
+                None => self.resumed_master(&random, keys),
+            };
             let Some(master) = master else {
                 return;
             };
@@ -552,6 +549,22 @@ impl TlsConn {
             self.lose(0, Undecrypted::NoSecret, out);
             self.lose(1, Undecrypted::NoSecret, out);
         }
+    }
+
+    /// TLS 1.2: the master secret of the session this connection resumed, logged under the
+    /// client random of its full handshake (for writers that log only full handshakes).
+    fn resumed_master<'k>(
+        &mut self,
+        random: &[u8; 32],
+        keys: &'k KeyLog,
+    ) -> Option<&'k super::keylog::Tls12Master> {
+        let cache = self.sessions.as_ref()?;
+        let origin = *self
+            .resumed_from
+            .get_or_insert_with(|| cache.resumed_from(random));
+        let master = keys.tls12_master(&origin?)?;
+        cache.count_resumed();
+        Some(master)
     }
 
     /// The client's early data, opened: handed on once the server is known to have taken it.

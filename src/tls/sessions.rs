@@ -142,15 +142,15 @@ impl SessionCache {
     /// The client random of the full handshake whose session this connection resumed, when it
     /// resumed one seen earlier in the capture.
     pub fn resumed_from(&self, client_random: &Random) -> Option<Random> {
-        let found = self
-            .inner
+        self.inner
             .lock()
             .ok()
-            .and_then(|i| i.resumed.get(client_random).copied());
-        if found.is_some() {
-            self.resumed_found.fetch_add(1, Ordering::Relaxed);
-        }
-        found
+            .and_then(|i| i.resumed.get(client_random).copied())
+    }
+
+    /// A connection was keyed with the secret of the session it resumed.
+    pub fn count_resumed(&self) {
+        self.resumed_found.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn counts(&self) -> SessionCounts {

@@ -383,6 +383,7 @@ mod resumption {
             &KeyLog::new(16),
             Some(cache.clone())
         )));
+        assert_eq!(cache.counts().resumed_found, 0, "found, but not used");
 
         // The resumption seen before its full handshake (a capture fed out of order) is not
         // one: the cache is filled in capture order only.
