@@ -23,8 +23,9 @@
 //! if [`MAX_ENTRIES`] resumptions were seen within that lead, or by age only if capture time
 //! jumped 24 hours within it.
 //!
-//! Left out: a hello or ticket that does not start its segment, or a ClientHello whose
-//! session_ticket extension is not in its first segment (only its session ID is read then);
+//! Left out: a hello or ticket that does not start its segment, a ServerHello captured before
+//! its ClientHello, a ClientHello whose session_ticket extension is not in its first segment
+//! (only its session ID is read then);
 //! TLS 1.3 (whose key logs hold every connection's secrets).
 
 use std::collections::{HashMap, VecDeque};
