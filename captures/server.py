@@ -47,8 +47,9 @@ well: two gateways in front of one backend whose idempotency store they share
 (a request's port is in its log line as server_port).
 
 With `--tls CERT KEY` it speaks HTTPS instead (Python `ssl`, HTTP/1.1 only);
-`--tls-max 1.2` caps the protocol version and `--ciphers LIST` sets the
-TLS 1.2 suites (OpenSSL names).  Python cannot choose TLS 1.3 suites, so
+`--tls-max 1.2` caps the protocol version, `--ciphers LIST` sets the
+TLS 1.2 suites (OpenSSL names) and `--no-tickets` issues no TLS 1.2 session
+tickets (clients then resume by session ID).  Python cannot choose TLS 1.3 suites, so
 record_tls.sh forces those client-side (curl `--tls13-ciphers`).
 
 Every handled request is appended as one JSON line to --log (see LOG FIELDS in
@@ -531,9 +532,11 @@ class Server6(Server):
     address_family = socket.AF_INET6
 
 
-def tls_context(cert, key, tls_max, ciphers):
+def tls_context(cert, key, tls_max, ciphers, no_tickets=False):
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if no_tickets:  # TLS 1.2 resumption by session ID only (the server keeps the sessions)
+        ctx.options |= ssl.OP_NO_TICKET
     ctx.load_cert_chain(cert, key)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if tls_max == "1.2":
@@ -560,6 +563,8 @@ def main():
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS with this PEM certificate and key")
     ap.add_argument("--tls-max", choices=("1.2", "1.3"), help="highest TLS version offered (with --tls)")
     ap.add_argument("--ciphers", help="TLS 1.2 cipher suites, OpenSSL names (with --tls)")
+    ap.add_argument("--no-tickets", action="store_true",
+                    help="issue no TLS 1.2 session tickets: clients resume by session ID (with --tls)")
     a = ap.parse_args()
     if a.seed is not None:
         RNG.seed(a.seed)
@@ -569,7 +574,7 @@ def main():
     httpd = cls((a.bind, a.port), Handler)
     others = [cls((a.bind, p), Handler) for p in a.also_port]
     if a.tls:
-        ctx = tls_context(a.tls[0], a.tls[1], a.tls_max, a.ciphers)
+        ctx = tls_context(a.tls[0], a.tls[1], a.tls_max, a.ciphers, a.no_tickets)
         for srv in [httpd] + others:
             # the handshake runs in accept(), on the serving thread: fine for the small TLS scenarios
             srv.socket = ctx.wrap_socket(srv.socket, server_side=True)

@@ -126,6 +126,12 @@ counters! {
     /// `-v`).
     tls_keylog_secrets,
     tls_keylog_bad_lines,
+    /// TLS 1.2 connections whose key log had no line of their own, decrypted with the master
+    /// secret of the full handshake whose session ID or ticket they resumed.
+    tls_sessions_resumed_by_cache,
+    /// TLS 1.2 session cache entries (connections, session IDs, tickets) dropped before their
+    /// 24 hours because the cache was full.
+    tls_session_cache_evicted,
     /// Bytes skipped while looking for the next request or status line.
     http_resync_skipped_bytes,
     /// Request heads parsed.

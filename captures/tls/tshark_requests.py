@@ -29,7 +29,10 @@ VERSIONS = {0x0303: "TLSv1.2", 0x0304: "TLSv1.3"}
 
 def tshark(pcap, keys, display, fields):
     """One list of values per field, per matching packet (tshark -T json)."""
-    cmd = ["tshark", "-r", pcap, "-o", "tls.keylog_file:" + keys, "-Y", display, "-T", "json"]
+    # Out-of-order reassembly on (off by default): a lost segment's retransmission then
+    # completes its TLS record wherever it comes.
+    cmd = ["tshark", "-r", pcap, "-o", "tls.keylog_file:" + keys, "-o", "tcp.reassemble_out_of_order:TRUE",
+           "-Y", display, "-T", "json"]
     for f in fields:
         cmd += ["-e", f]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -59,9 +62,9 @@ def unquote(v):
     return v
 
 
-def capture_entry(capdir, name):
+def capture_entry(capdir, name, keys_file=None):
     pcap = os.path.join(capdir, name + ".pcap")
-    keys = os.path.join(capdir, name + ".keys")
+    keys = os.path.join(capdir, keys_file or name + ".keys")
     with open(keys) as f:
         logged_randoms = {ln.split()[1].lower() for ln in f if len(ln.split()) == 3}
     conns = collections.OrderedDict()
@@ -141,11 +144,25 @@ def main():
             ("server_logged", len(recs)), ("tshark_decrypted", len(reqs)),
             ("connections_without_keys", undecrypted),
             ("connections", list(conns.values())), ("requests", reqs)])
+        # NAME.full-only.keys (the first connection's lines): Wireshark's session cache
+        # decrypts the resumed connections through their session ID or ticket.
+        full_only = name + ".full-only.keys"
+        if os.path.exists(os.path.join(capdir, full_only)):
+            fconns, freqs = capture_entry(capdir, name, full_only)
+            if freqs != reqs:
+                problems.append("%s: with %s tshark decrypts %d requests, with all keys %d"
+                                % (name, full_only, len(freqs), len(reqs)))
+            caps[name + ".pcap"]["full_only"] = collections.OrderedDict([
+                ("keys", full_only), ("tshark_decrypted", len(freqs)),
+                ("connections_without_keys", [c["client_port"] for c in fconns.values()
+                                              if not c["keys_in_log"]])])
     doc = ("Written by record_tls.sh (tls/tshark_requests.py). Per TLS capture, the HTTP requests tshark "
            "decrypts with its key log (tshark -r NAME.pcap -o tls.keylog_file:NAME.keys -Y http.request): "
            "method, URI, Idempotency-Key value as sent, client port, frame number of the request's last TLS "
            "record; and per TCP connection the negotiated TLS version and suite (ServerHello), resumed (no "
            "Certificate message; null when unknown), keys_in_log (the key log has its ClientHello random). "
+           "full_only: with NAME.full-only.keys (the first connection's lines only), what tshark decrypts "
+           "through its session cache (the same requests). "
            "server_logged: requests server.py logged. Checked against server.py's log when written.")
     parts = ['{\n  "_doc": %s,\n  "captures": {' % json.dumps(doc)]
     names = sorted(caps)

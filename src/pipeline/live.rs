@@ -174,7 +174,14 @@ pub fn run_live(
     };
     let mut last_metrics = Instant::now();
     let mut decoder = Decoder::new(&config.limits.decode);
-    let mut worker = FlowWorker::new(config, 1);
+    // TLS 1.2 resumptions whose own key-log line is missing: fed below before the worker
+    // sees each segment, as `read` does.
+    let sessions = config
+        .tls
+        .keys
+        .is_some()
+        .then(|| Arc::new(crate::tls::sessions::SessionCache::default()));
+    let mut worker = FlowWorker::new(config, 1).with_sessions(sessions.clone());
     let mut judge = Judge::new(
         config,
         Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
@@ -218,6 +225,20 @@ pub fn run_live(
                     frame.wire_len,
                     &mut worker.sink.stats,
                 ) {
+                    if let Some(cache) = &sessions {
+                        cache.observe(
+                            seg.ts,
+                            crate::tls::sessions::Endpoint {
+                                ip: seg.src,
+                                port: seg.src_port,
+                            },
+                            crate::tls::sessions::Endpoint {
+                                ip: seg.dst,
+                                port: seg.dst_port,
+                            },
+                            seg.payload,
+                        );
+                    }
                     worker.segment(&seg, packet_no, 0);
                 }
                 packet_no += 1;
@@ -272,7 +293,7 @@ pub fn run_live(
             && last_metrics.elapsed() >= METRICS_EVERY
         {
             last_metrics = Instant::now();
-            let mut st = snapshot(config, &mut cap, &worker, &judge);
+            let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
             if let Some(mx) = &mirror {
                 st.merge(&mx.stats());
             }
@@ -280,7 +301,7 @@ pub fn run_live(
         }
         if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
             last_stats = Instant::now();
-            let mut st = snapshot(config, &mut cap, &worker, &judge);
+            let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
             if let Some(m) = &mirror {
                 st.merge(&m.stats());
             }
@@ -328,7 +349,7 @@ pub fn run_live(
     if let Some(dir) = &settings.state_dir {
         save_state(&judge.tracker, dir, &mut judge.stats);
     }
-    let mut st = snapshot(config, &mut cap, &worker, &judge);
+    let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
     st.merge(&mirror_stats);
     if !closed && !settings.stats_interval.is_zero() {
         let ev = StatsEvent {
@@ -346,10 +367,19 @@ pub fn run_live(
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// Every counter now: the worker's, the tracker's and libpcap's.
-fn snapshot(config: &Config, cap: &mut LiveCapture, worker: &FlowWorker, judge: &Judge) -> Stats {
+fn snapshot(
+    config: &Config,
+    sessions: Option<&crate::tls::sessions::SessionCache>,
+    cap: &mut LiveCapture,
+    worker: &FlowWorker,
+    judge: &Judge,
+) -> Stats {
     let mut st = worker.sink.stats.clone();
     st.merge(&judge.counters());
     config.tls.add_counters(&mut st);
+    if let Some(c) = sessions {
+        c.add_counters(&mut st);
+    }
     let k = cap.kernel_stats();
     st.capture_kernel_packets = k.received;
     st.capture_kernel_drops = k.dropped;

@@ -28,6 +28,7 @@ use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
 use crate::reassembly::{FlowInfo, FlowTable};
 use crate::source::{CaptureSet, SourceError};
 use crate::stats::Stats;
+use crate::tls::sessions::SessionCache;
 use crate::tracker::{Alert, Tracker};
 use crate::ts::Timestamp;
 
@@ -76,9 +77,11 @@ type FlowStages = crate::tls::stage::TlsStage;
 fn flow_stages(
     settings: &Arc<SessionSettings>,
     keys: &Arc<crate::tls::Keys>,
+    sessions: &Option<Arc<SessionCache>>,
     info: &FlowInfo,
 ) -> FlowStages {
     crate::tls::stage::TlsStage::new(Session::new(settings.clone(), info), keys.clone())
+        .with_sessions(sessions.clone())
 }
 
 /// Reassembly and HTTP for the flows of one shard: everything between decoding and the
@@ -88,6 +91,8 @@ pub struct FlowWorker {
     settings: Arc<SessionSettings>,
     /// TLS secrets (empty when none were given).
     tls_keys: Arc<crate::tls::Keys>,
+    /// The TLS 1.2 session cache the reading thread fills (`read` with a key log).
+    sessions: Option<Arc<SessionCache>>,
     /// What the sessions finish, and the counters of decode, reassembly and HTTP.
     pub sink: Sink,
     order: Order,
@@ -111,10 +116,18 @@ impl FlowWorker {
             tls_keys: config.tls.keys.clone().unwrap_or_else(|| {
                 Arc::new(crate::tls::Keys::fixed(crate::tls::keylog::KeyLog::new(1)))
             }),
+            sessions: None,
             sink: Sink::default(),
             order: Order::default(),
             out: Vec::new(),
         }
+    }
+
+    /// Its TLS connections look resumed TLS 1.2 sessions up in `sessions`, which the reading
+    /// thread fills ([`Front`]).
+    pub fn with_sessions(mut self, sessions: Option<Arc<SessionCache>>) -> FlowWorker {
+        self.sessions = sessions;
+        self
     }
 
     /// The packet (or tick) being processed, and its capture time.
@@ -126,8 +139,8 @@ impl FlowWorker {
     /// Takes one segment, from the `packet_no`th frame of the input.
     pub fn segment(&mut self, seg: &Segment<'_>, packet_no: u64, file_index: usize) {
         self.set_packet(packet_no, seg.ts);
-        let (settings, keys) = (&self.settings, &self.tls_keys);
-        let mut new_flow = |info: &FlowInfo| flow_stages(settings, keys, info);
+        let (settings, keys, sessions) = (&self.settings, &self.tls_keys, &self.sessions);
+        let mut new_flow = |info: &FlowInfo| flow_stages(settings, keys, sessions, info);
         self.table
             .on_segment(seg, packet_no, file_index, &mut new_flow, &mut self.sink);
         self.order.stamp(&mut self.sink, &mut self.out);
@@ -217,14 +230,31 @@ pub fn run_read(
     // A file can wait for the shared store: nothing is lost while it answers.
     let judge = Judge::new(config, Tracker::new(config.tracker.clone()), true)?;
     let workers = worker_count(config.threads);
+    // Filled by the reading thread, in capture order, so the same whatever `workers` is.
+    let sessions = config
+        .tls
+        .keys
+        .is_some()
+        .then(|| Arc::new(SessionCache::default()));
     let run = if workers <= 1 {
-        run_single(config, source, &names, judge, out)?
+        run_single(config, source, &names, judge, out, sessions.clone())?
     } else {
-        parallel::run(config, source, &names, judge, out, workers)?
+        parallel::run(
+            config,
+            source,
+            &names,
+            judge,
+            out,
+            workers,
+            sessions.clone(),
+        )?
     };
     tracing::info!(packets = run.packets, "end of input");
     let mut stats = run.stats;
     config.tls.add_counters(&mut stats);
+    if let Some(c) = &sessions {
+        c.add_counters(&mut stats);
+    }
     let mut summary = Summary {
         stats,
         files: files.len(),
@@ -269,6 +299,8 @@ struct Front {
     failure: Option<SourceError>,
     /// A sweep came with the last frame: its fragment sets age before the next frame.
     expire_at: Option<Timestamp>,
+    /// The TLS 1.2 session cache, shown every segment here, before any worker gets it.
+    sessions: Option<Arc<SessionCache>>,
 }
 
 /// What one frame gave.
@@ -285,8 +317,9 @@ enum Step<'a> {
 }
 
 impl Front {
-    fn new(config: &Config, source: CaptureSet) -> Front {
+    fn new(config: &Config, source: CaptureSet, sessions: Option<Arc<SessionCache>>) -> Front {
         Front {
+            sessions,
             source,
             decoder: Decoder::new(&config.limits.decode),
             clock: Clock { next_sweep: None },
@@ -324,6 +357,21 @@ impl Front {
                 Decoded::Segment(seg) => Some(seg),
                 Decoded::Skip => None,
             };
+        if let (Some(cache), Some(seg)) = (&self.sessions, &segment) {
+            // Reading order is capture order: the cache is ahead of every worker.
+            cache.observe(
+                seg.ts,
+                crate::tls::sessions::Endpoint {
+                    ip: seg.src,
+                    port: seg.src_port,
+                },
+                crate::tls::sessions::Endpoint {
+                    ip: seg.dst,
+                    port: seg.dst_port,
+                },
+                seg.payload,
+            );
+        }
         Step::Frame {
             segment,
             packet_no,
@@ -340,9 +388,10 @@ fn run_single(
     names: &[String],
     mut judge: Judge,
     out: &mut Output,
+    sessions: Option<Arc<SessionCache>>,
 ) -> Result<RunEnd, RunError> {
-    let mut front = Front::new(config, source);
-    let mut worker = FlowWorker::new(config, 1);
+    let mut front = Front::new(config, source, sessions.clone());
+    let mut worker = FlowWorker::new(config, 1).with_sessions(sessions);
     let mut closed = false;
     while let Step::Frame {
         segment,

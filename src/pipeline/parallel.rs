@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -24,6 +25,7 @@ use crate::pipeline::RunError;
 use crate::reassembly::{Endpoint, FlowKey};
 use crate::source::CaptureSet;
 use crate::stats::Stats;
+use crate::tls::sessions::SessionCache;
 use crate::ts::Timestamp;
 
 /// Segments per batch, and payload bytes per batch, before it is sent.
@@ -81,10 +83,11 @@ pub(super) fn run(
     judge: Judge,
     out: &mut Output,
     workers: usize,
+    sessions: Option<Arc<SessionCache>>,
 ) -> Result<RunEnd, RunError> {
     let stop = AtomicBool::new(false);
     let mut front_stats = Stats::default();
-    let mut front = Front::new(config, source);
+    let mut front = Front::new(config, source, sessions.clone());
     let merged = std::thread::scope(|scope| {
         let (done_tx, done_rx) = bounded::<Done>(4 * workers);
         let mut to_workers: Vec<Sender<Msg>> = Vec::with_capacity(workers);
@@ -92,7 +95,8 @@ pub(super) fn run(
             let (tx, rx) = bounded::<Msg>(64);
             to_workers.push(tx);
             let done_tx = done_tx.clone();
-            scope.spawn(move || worker_loop(i, config, workers, rx, done_tx));
+            let sessions = sessions.clone();
+            scope.spawn(move || worker_loop(i, config, workers, rx, done_tx, sessions));
         }
         drop(done_tx);
         let stop_ref = &stop;
@@ -201,8 +205,9 @@ fn worker_loop(
     shards: usize,
     rx: Receiver<Msg>,
     done: Sender<Done>,
+    sessions: Option<Arc<SessionCache>>,
 ) {
-    let mut w = FlowWorker::new(config, shards);
+    let mut w = FlowWorker::new(config, shards).with_sessions(sessions);
     for msg in rx {
         let (watermark, last) = match msg {
             Msg::Batch(b) => {

@@ -19,17 +19,19 @@
 //! records were numbered too.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::crypto::{DirectionKeys, OpenError, Suite};
 use super::keylog::{KeyLog, Tls13Secret};
 use super::record::content_type::{ALERT, APPLICATION_DATA, CHANGE_CIPHER_SPEC, HANDSHAKE};
 use super::record::handshake_type::{
-    CLIENT_HELLO, ENCRYPTED_EXTENSIONS, FINISHED, KEY_UPDATE, SERVER_HELLO,
+    CLIENT_HELLO, ENCRYPTED_EXTENSIONS, END_OF_EARLY_DATA, FINISHED, KEY_UPDATE, SERVER_HELLO,
 };
 use super::record::{
     ClientHello, HandshakeReader, RecordReader, ServerHello, parse_client_hello,
     parse_encrypted_extensions, parse_server_hello, version,
 };
+use super::sessions::SessionCache;
 
 /// Bytes of records one direction holds while its keys cannot be made yet.
 pub const MAX_WAITING: usize = 256 * 1024;
@@ -128,8 +130,24 @@ pub struct TlsConn {
     suite: Option<Suite>,
     /// Keys made (or found impossible) for this connection's secrets.
     keyed: bool,
-    /// Records of the client skipped before its Finished (TLS 1.3 early data with no key).
+    /// Records of the client skipped before its Finished: TLS 1.3 early data with no key in
+    /// the key log, or that the server refused.
     pub early_skipped: u64,
+    /// TLS 1.3 0-RTT: the client's handshake keys, held while its records use the early
+    /// traffic keys (until EndOfEarlyData, or a record that only these open).
+    early_handshake_keys: Option<DirectionKeys>,
+    /// Early data opened before EncryptedExtensions said whether the server took it (and the
+    /// client's data after it, which must not overtake it): (early, bytes), and their bytes
+    /// (within [`MAX_WAITING`]).
+    early_plain: Vec<(bool, Vec<u8>)>,
+    early_plain_bytes: usize,
+    /// EncryptedExtensions' early_data: the server took the client's 0-RTT data.
+    early_accepted: Option<bool>,
+    /// The run's TLS 1.2 session cache, for resumptions the key log has no line for.
+    sessions: Option<Arc<SessionCache>>,
+    /// What the session cache said, asked once: an answer that cannot change while the
+    /// connection waits.
+    resumed_from: Option<Option<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -148,6 +166,15 @@ fn index(from_client: bool) -> usize {
 impl TlsConn {
     pub fn new() -> TlsConn {
         TlsConn::default()
+    }
+
+    /// A connection that asks `sessions` for the session it resumed when the key log has no
+    /// secret for its own client random (TLS 1.2).
+    pub fn with_sessions(sessions: Option<Arc<SessionCache>>) -> TlsConn {
+        TlsConn {
+            sessions,
+            ..TlsConn::default()
+        }
     }
 
     /// Whether bytes that open a direction look like a TLS handshake record.
@@ -330,6 +357,14 @@ impl TlsConn {
         dir.after_gap = false;
         let tls13 = self.suite.is_some_and(|s| s.tls13);
         let Some((inner, plain)) = opened else {
+            // A record the early keys do not open is the client's first under its handshake
+            // keys: the server refused the early data (so no EndOfEarlyData came).
+            if d == 0 && !malformed && !was_gap && self.early_handshake_keys.is_some() {
+                self.dirs[0].keys = self.early_handshake_keys.take();
+                self.early_done(false, out);
+                self.open(d, t, v, f, out);
+                return;
+            }
             // TLS 1.3 early data the key log gave no key for fails with the handshake keys
             // until the client's Finished: skipped, not a loss.
             if tls13 && d == 0 && !self.dirs[0].finished && !malformed && !was_gap {
@@ -357,6 +392,13 @@ impl TlsConn {
         };
         self.dirs[d].opened += 1;
         match inner {
+            APPLICATION_DATA if d == 0 && self.early_handshake_keys.is_some() => {
+                self.early_data(true, plain, out);
+            }
+            // The client's data after its early data waits behind it.
+            APPLICATION_DATA if d == 0 && !self.early_plain.is_empty() => {
+                self.early_data(false, plain, out);
+            }
             APPLICATION_DATA => out.push(TlsEvent::Data {
                 from_client: d == 0,
                 bytes: plain,
@@ -408,11 +450,17 @@ impl TlsConn {
         for (kind, body) in msgs {
             match kind {
                 ENCRYPTED_EXTENSIONS if d == 1 => {
-                    if let Ok(ee) = parse_encrypted_extensions(&body)
-                        && let Some(a) = ee.alpn
-                    {
-                        out.push(TlsEvent::Alpn(a));
+                    if let Ok(ee) = parse_encrypted_extensions(&body) {
+                        if let Some(a) = ee.alpn {
+                            out.push(TlsEvent::Alpn(a));
+                        }
+                        self.early_done(ee.early_data, out);
                     }
+                }
+                // The client's early data ends: its handshake keys from the next record.
+                END_OF_EARLY_DATA if d == 0 && self.early_handshake_keys.is_some() => {
+                    self.dirs[0].keys = self.early_handshake_keys.take();
+                    self.dirs[0].sealed_handshake.reset();
                 }
                 FINISHED if !self.dirs[d].finished => {
                     // From now on this side uses its traffic secret 0, numbered from 0.
@@ -479,14 +527,31 @@ impl TlsConn {
                 }
                 return;
             };
-            // Handshake keys now; each side's traffic secret once its Finished is read.
-            self.dirs[0].keys = DirectionKeys::tls13(suite, &ch_hs);
+            // Handshake keys now; each side's traffic secret once its Finished is read. With
+            // 0-RTT offered on an accepted PSK and its secret logged, the client's records
+            // start under the early traffic keys (RFC 8446 section 7.1).
+            let early = (ch.early_data && sh.pre_shared_key)
+                .then(|| secret(Tls13Secret::ClientEarly))
+                .flatten()
+                .and_then(|e| DirectionKeys::tls13(suite, &e));
+            if let Some(e) = early {
+                self.early_handshake_keys = DirectionKeys::tls13(suite, &ch_hs);
+                self.dirs[0].keys = Some(e);
+            } else {
+                self.dirs[0].keys = DirectionKeys::tls13(suite, &ch_hs);
+            }
             self.dirs[0].secret = Some(c0);
             self.dirs[1].keys = DirectionKeys::tls13(suite, &sh_hs);
             self.dirs[1].secret = Some(s0);
         } else {
             let server_random = sh.random;
-            let Some(master) = keys.tls12_master(&random) else {
+            // A resumed session's master secret is logged under the client random of its full
+            // handshake when the writer logs only those.
+            let master = match keys.tls12_master(&random) {
+                Some(m) => Some(m),
+                None => self.resumed_master(&random, keys),
+            };
+            let Some(master) = master else {
                 return;
             };
             let Some((c, s)) =
@@ -501,6 +566,65 @@ impl TlsConn {
         if self.dirs.iter().any(|d| d.keys.is_none()) {
             self.lose(0, Undecrypted::NoSecret, out);
             self.lose(1, Undecrypted::NoSecret, out);
+        }
+    }
+
+    /// TLS 1.2: the master secret of the session this connection resumed, logged under the
+    /// client random of its full handshake (for writers that log only full handshakes).
+    fn resumed_master<'k>(
+        &mut self,
+        random: &[u8; 32],
+        keys: &'k KeyLog,
+    ) -> Option<&'k super::keylog::Tls12Master> {
+        let cache = self.sessions.as_ref()?;
+        let origin = *self
+            .resumed_from
+            .get_or_insert_with(|| cache.resumed_from(random));
+        let master = keys.tls12_master(&origin?)?;
+        cache.count_resumed();
+        Some(master)
+    }
+
+    /// The client's early data, opened: handed on once the server is known to have taken it.
+    fn early_data(&mut self, early: bool, plain: Vec<u8>, out: &mut Vec<TlsEvent>) {
+        match self.early_accepted {
+            Some(accepted) if accepted || !early => out.push(TlsEvent::Data {
+                from_client: true,
+                bytes: plain,
+            }),
+            Some(_) => self.early_skipped += 1,
+            None => {
+                self.early_plain_bytes += plain.len();
+                self.early_plain.push((early, plain));
+                if self.early_plain_bytes > MAX_WAITING {
+                    self.lose(0, Undecrypted::TooMuchWaiting, out);
+                }
+            }
+        }
+    }
+
+    /// Whether the server took the early data is known. Refused early data is not handed on:
+    /// the client sends it again after the handshake if it still wants to (RFC 8446 section
+    /// 4.2.10), and handing on both would make one request look like two.
+    fn early_done(&mut self, accepted: bool, out: &mut Vec<TlsEvent>) {
+        if self.early_accepted.is_some() {
+            return;
+        }
+        self.early_accepted = Some(accepted);
+        let held = std::mem::take(&mut self.early_plain);
+        self.early_plain_bytes = 0;
+        if self.dirs[0].lost.is_some() {
+            return;
+        }
+        for (early, bytes) in held {
+            if early && !accepted {
+                self.early_skipped += 1;
+                continue;
+            }
+            out.push(TlsEvent::Data {
+                from_client: true,
+                bytes,
+            });
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`record`]: a reassembled direction's bytes in, TLS records and handshake messages out.
 //! - [`crypto`]: key schedules (TLS 1.2 PRF, TLS 1.3 HKDF-Expand-Label) and AEAD record
 //!   decryption.
+//! - [`sessions`]: the TLS 1.2 session cache (resumed connection to the full handshake whose
+//!   master secret it uses), filled in capture order by the reading thread.
 //!
 //! - [`stage`]: the stage between reassembly and HTTP that uses them, per connection.
 //! - [`follow`]: `live` follows key-log files as applications append to them.
@@ -17,6 +19,7 @@ pub mod crypto;
 pub mod follow;
 pub mod keylog;
 pub mod record;
+pub mod sessions;
 pub mod stage;
 #[cfg(test)]
 mod testing;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::Keys;
 use super::conn::{TlsConn, TlsEvent, Undecrypted};
 use super::record::version;
+use super::sessions::SessionCache;
 use crate::http::transaction::TlsInfo;
 use crate::http::{Session, Sink};
 use crate::net::Vlans;
@@ -69,6 +70,7 @@ pub struct TlsStage {
     client: Option<Side>,
     mode: Mode,
     events: Vec<TlsEvent>,
+    sessions: Option<Arc<SessionCache>>,
 }
 
 impl TlsStage {
@@ -79,7 +81,14 @@ impl TlsStage {
             client: None,
             mode: Mode::Undecided,
             events: Vec::new(),
+            sessions: None,
         }
+    }
+
+    /// Resumed TLS 1.2 sessions are looked up in `sessions` (the run's session cache).
+    pub fn with_sessions(mut self, sessions: Option<Arc<SessionCache>>) -> TlsStage {
+        self.sessions = sessions;
+        self
     }
 
     /// Hands on what the connection gave.
@@ -161,7 +170,7 @@ impl StreamSink for TlsStage {
             self.mode = if TlsConn::looks_like_tls(chunk.bytes) {
                 ctx.stats.tls_sessions += 1;
                 Mode::Tls(Box::new(Tls {
-                    conn: TlsConn::new(),
+                    conn: TlsConn::with_sessions(self.sessions.clone()),
                     offsets: [0; 2],
                     first: side,
                     decrypted: false,

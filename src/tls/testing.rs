@@ -24,6 +24,18 @@ impl rustls::KeyLog for Collector {
 }
 
 impl Collector {
+    /// The key log with only the lines of this client random (a writer that logs full
+    /// handshakes only).
+    pub fn keylog_text_of(&self, random: &[u8; 32]) -> Vec<u8> {
+        let text = String::from_utf8(self.keylog_text()).expect("text");
+        let hex: String = random.iter().map(|x| format!("{x:02x}")).collect();
+        text.lines()
+            .filter(|l| l.split(' ').nth(1) == Some(hex.as_str()))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
     pub fn secret(&self, label: &str) -> Vec<u8> {
         self.0
             .lock()
@@ -50,6 +62,52 @@ pub const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"id
 
 /// A handshake and one exchange between a rustls client and server with only `suite`.
 pub fn exchange(suite: rustls::SupportedCipherSuite) -> Wire {
+    let (server_cfg, client_cfg, log) = configs(suite);
+    connect(&Arc::new(server_cfg), &Arc::new(client_cfg), log, false)
+}
+
+/// How the second connection of [`exchange_resumed`] resumes the first's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// TLS 1.2 by session ID (the server keeps sessions, issues no tickets).
+    Tls12Id,
+    /// TLS 1.2 by ticket (RFC 5077).
+    Tls12Ticket,
+    /// TLS 1.3 PSK with the request as 0-RTT early data, which the server takes or refuses
+    /// (the client then sends it again after the handshake, as clients do).
+    Tls13EarlyData { accept: bool },
+}
+
+/// Two connections between the same client and server: a full handshake, then one that
+/// resumes its session. Both log into the one key log.
+pub fn exchange_resumed(suite: rustls::SupportedCipherSuite, resume: Resume) -> (Wire, Wire) {
+    let (mut server_cfg, mut client_cfg, log) = configs(suite);
+    match resume {
+        Resume::Tls12Id => {}
+        Resume::Tls12Ticket => {
+            server_cfg.ticketer = provider::Ticketer::new().expect("ticketer");
+        }
+        Resume::Tls13EarlyData { .. } => {
+            server_cfg.max_early_data_size = 16 * 1024;
+            client_cfg.enable_early_data = true;
+        }
+    }
+    let client_cfg = Arc::new(client_cfg);
+    let first_server = Arc::new(server_cfg.clone());
+    let first = connect(&first_server, &client_cfg, log.clone(), false);
+    // The same session store; a server that refuses early data takes none.
+    if resume == (Resume::Tls13EarlyData { accept: false }) {
+        server_cfg.max_early_data_size = 0;
+    }
+    let early = matches!(resume, Resume::Tls13EarlyData { .. });
+    let second = connect(&Arc::new(server_cfg), &client_cfg, log, early);
+    (first, second)
+}
+
+/// A server and a client config with only `suite`, the client logging its secrets.
+fn configs(
+    suite: rustls::SupportedCipherSuite,
+) -> (rustls::ServerConfig, rustls::ClientConfig, Arc<Collector>) {
     let version = match suite {
         rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
         rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
@@ -75,14 +133,33 @@ pub fn exchange(suite: rustls::SupportedCipherSuite) -> Wire {
         .with_no_client_auth();
     let log = Arc::new(Collector::default());
     client_cfg.key_log = log.clone();
+    (server_cfg, client_cfg, log)
+}
+
+/// One connection: the client sends [`REQUEST`] (as early data when `early` and the session
+/// allows it, again after the handshake if the server refused it), the server answers.
+fn connect(
+    server_cfg: &Arc<rustls::ServerConfig>,
+    client_cfg: &Arc<rustls::ClientConfig>,
+    log: Arc<Collector>,
+    early: bool,
+) -> Wire {
     let mut client =
-        rustls::ClientConnection::new(Arc::new(client_cfg), "localhost".try_into().expect("name"))
+        rustls::ClientConnection::new(client_cfg.clone(), "localhost".try_into().expect("name"))
             .expect("client");
-    let mut server = rustls::ServerConnection::new(Arc::new(server_cfg)).expect("server");
-    client.writer().write_all(REQUEST).expect("request");
+    let mut server = rustls::ServerConnection::new(server_cfg.clone()).expect("server");
+    let mut sent_early = false;
+    if early {
+        let mut e = client.early_data().expect("the session allows early data");
+        e.write_all(REQUEST).expect("early request");
+        sent_early = true;
+    } else {
+        client.writer().write_all(REQUEST).expect("request");
+    }
     let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
     let mut transcript = Vec::new();
     let mut answered = false;
+    let mut resent = false;
     for _ in 0..20 {
         let mut buf = Vec::new();
         while client.wants_write() {
@@ -95,6 +172,9 @@ pub fn exchange(suite: rustls::SupportedCipherSuite) -> Wire {
         server.read_tls(&mut &buf[..]).expect("server reads");
         server.process_new_packets().expect("server processes");
         let mut got = Vec::new();
+        if let Some(mut e) = server.early_data() {
+            let _ = e.read_to_end(&mut got);
+        }
         let _ = server.reader().read_to_end(&mut got);
         if !got.is_empty() && !answered {
             assert_eq!(got, REQUEST);
@@ -111,6 +191,11 @@ pub fn exchange(suite: rustls::SupportedCipherSuite) -> Wire {
         }
         client.read_tls(&mut &buf[..]).expect("client reads");
         client.process_new_packets().expect("client processes");
+        // Refused early data is sent again once the handshake is done.
+        if sent_early && !resent && !client.is_handshaking() && !client.is_early_data_accepted() {
+            client.writer().write_all(REQUEST).expect("request again");
+            resent = true;
+        }
         if answered && !client.wants_write() && !server.wants_write() {
             break;
         }

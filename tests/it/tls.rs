@@ -63,6 +63,7 @@ mod oracle {
     use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
     use std::rc::Rc;
+    use std::sync::Arc;
 
     use idemwatch::decode::{Decoded, Decoder, DefragSettings};
     use idemwatch::http::Sink;
@@ -73,6 +74,7 @@ mod oracle {
     use idemwatch::stats::Stats;
     use idemwatch::tls::conn::{TlsConn, TlsEvent};
     use idemwatch::tls::keylog::KeyLog;
+    use idemwatch::tls::sessions::{Endpoint, SessionCache};
     use idemwatch::ts::Timestamp;
     use serde_json::Value;
 
@@ -149,8 +151,10 @@ mod oracle {
         out
     }
 
-    /// What `tls::conn` decrypts of one recording, per client port.
+    /// What `tls::conn` decrypts of one recording, per client port; the session cache is
+    /// shown every segment first, as the reading thread does.
     fn decrypt(pcap: &Path, keys: KeyLog) -> BTreeMap<u16, Vec<TlsEvent>> {
+        let sessions = Arc::new(SessionCache::default());
         let seen: Seen = Rc::default();
         let keys = Rc::new(keys);
         let mut caps = CaptureSet::open(&[pcap.to_path_buf()], None).expect("capture");
@@ -172,8 +176,15 @@ mod oracle {
             if let Decoded::Segment(seg) =
                 decoder.decode(frame.ts, frame.link, frame.data, frame.wire_len, &mut stats)
             {
+                let end = |ip, port| Endpoint { ip, port };
+                sessions.observe(
+                    seg.ts,
+                    end(seg.src, seg.src_port),
+                    end(seg.dst, seg.dst_port),
+                    seg.payload,
+                );
                 let mut new_flow = |info: &FlowInfo| Probe {
-                    conn: TlsConn::new(),
+                    conn: TlsConn::with_sessions(Some(sessions.clone())),
                     ends: [info.ends[0].port, info.ends[1].port],
                     client: None,
                     keys: keys.clone(),
@@ -197,13 +208,22 @@ mod oracle {
         let captures = oracle["captures"].as_object().expect("captures");
         assert!(captures.len() >= 10, "{}", captures.len());
         let (mut total, mut tshark_total) = (0, 0);
-        for (name, c) in captures {
-            tshark_total += c["tshark_decrypted"].as_u64().expect("count");
+        let mut full_only = 0;
+        // Each capture with its key log, and the resumed ones also with the first
+        // connection's lines only (tshark decrypts the same through its session cache).
+        let runs = captures.iter().flat_map(|(name, c)| {
+            let alt = c.get("full_only").map(|f| (name, c, f));
+            std::iter::once((name, c, c)).chain(alt)
+        });
+        for (name, c, with) in runs {
+            tshark_total += with["tshark_decrypted"].as_u64().expect("count");
+            full_only += u64::from(!std::ptr::eq(c, with));
             let mut keys = KeyLog::new(1024);
-            let text = std::fs::read(dir.join(c["keys"].as_str().expect("keys"))).expect("keys");
+            let text = std::fs::read(dir.join(with["keys"].as_str().expect("keys"))).expect("keys");
             assert!(keys.add_text(&text).is_empty(), "{name}: bad key-log lines");
             let got = decrypt(&dir.join(name), keys);
-            // tshark's requests, by client port.
+            // tshark's requests, by client port (with the full-handshake key log, the same:
+            // tshark_requests.py checks it).
             let mut want: BTreeMap<u16, Vec<(String, String, Option<String>)>> = BTreeMap::new();
             for r in c["requests"].as_array().expect("requests") {
                 let port = u16::try_from(r["client_port"].as_u64().expect("port")).expect("port");
@@ -255,6 +275,10 @@ mod oracle {
             "every request tshark decrypted, and no other"
         );
         assert!(total >= 28, "{total}");
+        assert!(
+            full_only >= 3,
+            "{full_only} recordings with full-handshake key logs"
+        );
     }
 }
 
@@ -309,6 +333,9 @@ mod read {
             ("requests-tls13", "TLS 1.3"),
             ("requests-tls12", "TLS 1.2"),
             ("curl-tls12-resumed", "TLS 1.2"),
+            ("python-tls12-ticket-resumed", "TLS 1.2"),
+            ("python-tls12-id-resumed", "TLS 1.2"),
+            ("curl-tls13-lost-segment", "TLS 1.3"),
         ] {
             let pcap = tls_dir().join(format!("{name}.pcap"));
             let keys = tls_dir().join(format!("{name}.keys"));
@@ -345,6 +372,11 @@ mod read {
                 for r in ["response", "original_response"] {
                     assert_eq!(conflict[r]["tls"]["version"], version, "{name} {r}");
                 }
+                if name.ends_with("-lost-segment") {
+                    // The segments after the lost one came before its retransmission.
+                    assert_eq!(st["tcp_out_of_order_segments"], 1, "{name}: {st}");
+                    assert_eq!(st["tcp_gaps"], 0, "{name}: {st}");
+                }
                 let text = format!("{}{}", run.stdout, run.stderr).to_lowercase();
                 let secrets = secrets(&keys);
                 assert!(!secrets.is_empty(), "{name}");
@@ -353,6 +385,100 @@ mod read {
                 }
             }
         }
+    }
+
+    #[test]
+    fn resumed_sessions_decrypt_from_full_handshake_lines_alike_with_one_worker_or_two() {
+        // Resumed by session ID (curl, Python against a server without tickets) and by ticket
+        // (Python): the key log holds the first connection's line only.
+        for name in [
+            "curl-tls12-resumed",
+            "python-tls12-id-resumed",
+            "python-tls12-ticket-resumed",
+        ] {
+            let p = tls_dir().join(format!("{name}.pcap")).display().to_string();
+            let all = tls_dir().join(format!("{name}.keys")).display().to_string();
+            let full = tls_dir().join(format!("{name}.full-only.keys"));
+            assert_eq!(
+                std::fs::read_to_string(&full)
+                    .expect("keys")
+                    .lines()
+                    .count(),
+                1,
+                "{name}"
+            );
+            let full = full.display().to_string();
+            let read = |keys: &str, threads: &str| {
+                let run = run_with(
+                    &["read", "--threads", threads, "--tls-keylog", keys, &p],
+                    None,
+                    &[],
+                );
+                assert_eq!(run.code, Some(0), "{name}: {}", run.stderr);
+                run
+            };
+            let want = read(&all, "1");
+            assert_eq!(kinds(&want.lines).len(), 2, "{name}");
+            for threads in ["1", "2"] {
+                let got = read(&full, threads);
+                // Byte for byte what the key log of every connection gives.
+                assert_eq!(got.stdout, want.stdout, "{name}, {threads} threads");
+            }
+            let stats = |keys: &str| {
+                let run = run_with(&["read", "--stats", "--tls-keylog", keys, &p], None, &[]);
+                run.lines.last().expect("stats")["stats"].clone()
+            };
+            let st = stats(&full);
+            assert_eq!(st["tls_sessions_decrypted"], 3, "{name}: {st}");
+            assert_eq!(st["tls_sessions_resumed_by_cache"], 2, "{name}: {st}");
+            assert_eq!(st["tls_session_cache_evicted"], 0, "{name}: {st}");
+            // Near miss: each connection logged, the cache is not asked.
+            let st = stats(&all);
+            assert_eq!(st["tls_sessions_resumed_by_cache"], 0, "{name}: {st}");
+        }
+    }
+
+    #[test]
+    fn a_request_sent_as_0rtt_early_data_is_read_and_judged() {
+        // openssl s_client: a keyed POST, then the same key with another amount as early
+        // data on the resumed session.
+        let p = tls_dir().join("openssl-tls13-early-data.pcap");
+        let keys = tls_dir().join("openssl-tls13-early-data.keys");
+        let (p, k) = (p.display().to_string(), keys.display().to_string());
+        let mut outputs = Vec::new();
+        for threads in ["1", "2"] {
+            let run = run_with(
+                &["read", "--threads", threads, "--tls-keylog", &k, &p],
+                None,
+                &[],
+            );
+            assert_eq!(run.code, Some(0), "{}", run.stderr);
+            assert_eq!(
+                kinds(&run.lines),
+                vec![("key_conflict".to_string(), Some("TLS 1.3".to_string()))]
+            );
+            outputs.push(run.stdout);
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        // Near miss: without CLIENT_EARLY_TRAFFIC_SECRET the early request is skipped, the
+        // first still read.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let no_early = dir.path().join("keys.log");
+        let text = std::fs::read_to_string(&keys).expect("keys");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("CLIENT_EARLY_TRAFFIC_SECRET"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&no_early, kept).expect("write");
+        let n = no_early.display().to_string();
+        let run = run_with(&["read", "--stats", "--tls-keylog", &n, &p], None, &[]);
+        assert!(kinds(&run.lines).is_empty());
+        let st = &run.lines.last().expect("stats")["stats"];
+        assert_eq!(st["http_requests"], 1, "{st}");
+        // The second connection's only plaintext was its early data (s_server answers
+        // nothing): none came out of it.
+        assert_eq!(st["tls_sessions_decrypted"], 1, "{st}");
     }
 
     #[test]

@@ -308,3 +308,269 @@ fn a_damaged_record_after_good_ones_is_a_gap_and_the_next_opens() {
         }
     }
 }
+
+mod resumption {
+    //! TLS 1.2 resumption with a key log of full handshakes only, through the session cache
+    //! the reading thread fills.
+
+    use super::*;
+    use crate::tls::sessions::{Endpoint, SessionCache};
+    use crate::tls::testing::{Resume, exchange_resumed, randoms};
+    use crate::ts::Timestamp;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            port,
+        }
+    }
+
+    /// Shows the cache one connection's writes as the reading thread would, each write one
+    /// segment; `tamper` may change the copy it sees.
+    fn observe(cache: &SessionCache, w: &Wire, client_port: u16, tamper: impl Fn(&mut Vec<u8>)) {
+        for (i, (from_client, bytes)) in w.transcript.iter().enumerate() {
+            let mut b = bytes.clone();
+            tamper(&mut b);
+            let ts = Timestamp::from_parts(1_700_000_000, i as i64);
+            let (src, dst) = if *from_client {
+                (ep(client_port), ep(443))
+            } else {
+                (ep(443), ep(client_port))
+            };
+            cache.observe(ts, src, dst, &b);
+        }
+    }
+
+    fn decrypt(w: &Wire, keys: &KeyLog, cache: Option<Arc<SessionCache>>) -> Vec<TlsEvent> {
+        let mut conn = TlsConn::with_sessions(cache);
+        let mut out = Vec::new();
+        for (from_client, bytes) in &w.transcript {
+            conn.on_data(*from_client, bytes, keys, &mut out);
+        }
+        conn.finish(&mut out);
+        out
+    }
+
+    /// The first connection's lines only, as a server-side or older NSS writer logs.
+    fn full_only(first: &Wire) -> KeyLog {
+        let mut k = KeyLog::new(16);
+        let (random, _) = randoms(first);
+        assert!(k.add_text(&first.log.keylog_text_of(&random)).is_empty());
+        assert_eq!(k.counts().secrets, 1);
+        k
+    }
+
+    fn suite() -> rustls::SupportedCipherSuite {
+        provider::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    }
+
+    fn no_secret(events: &[TlsEvent]) -> bool {
+        let (c, s, other) = plaintext(events);
+        c.is_empty()
+            && s.is_empty()
+            && other.contains(&TlsEvent::Lost {
+                from_client: true,
+                why: Undecrypted::NoSecret,
+            })
+    }
+
+    #[test]
+    fn resumed_by_session_id_or_ticket_decrypts_with_the_full_handshakes_secret() {
+        for resume in [Resume::Tls12Id, Resume::Tls12Ticket] {
+            let (first, second) = exchange_resumed(suite(), resume);
+            let keys = full_only(&first);
+            let cache = Arc::new(SessionCache::default());
+            observe(&cache, &first, 50001, |_| {});
+            observe(&cache, &second, 50002, |_| {});
+            let (c, s, other) = plaintext(&decrypt(&second, &keys, Some(cache.clone())));
+            assert_eq!(
+                (c.as_slice(), s.as_slice()),
+                (REQUEST, RESPONSE),
+                "{resume:?}"
+            );
+            assert!(!other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })));
+            assert_eq!(cache.counts().resumed_found, 1, "{resume:?}");
+            // The full handshake itself decrypts from its own line, without the cache.
+            let (c, _, _) = plaintext(&decrypt(&first, &keys, Some(cache)));
+            assert_eq!(c, REQUEST);
+            // Near miss: without the cache the resumed connection has no secret.
+            assert!(no_secret(&decrypt(&second, &keys, None)), "{resume:?}");
+        }
+    }
+
+    #[test]
+    fn the_resumed_connections_own_line_is_used_first() {
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Ticket);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &second, 50002, |_| {});
+        let (c, _, _) = plaintext(&decrypt(&second, &keylog(&second), Some(cache.clone())));
+        assert_eq!(c, REQUEST);
+        assert_eq!(cache.counts().resumed_found, 0);
+        drop(first);
+    }
+
+    #[test]
+    fn an_unknown_session_id_or_ticket_or_a_key_log_without_either_gives_no_secret() {
+        // The session ID the cache saw differs from the one resumed (its first byte changed
+        // in the full handshake's ServerHello: record 5, handshake 4, version 2, random 32,
+        // length 1).
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Id);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |b| {
+            if b.get(5) == Some(&2) {
+                b[44] ^= 0xff;
+            }
+        });
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache)
+        )));
+
+        // The ticket the cache saw differs from the one offered (a byte of the
+        // NewSessionTicket's ticket changed: record 5, handshake 4, lifetime 4, length 2).
+        let (first, second) = exchange_resumed(suite(), Resume::Tls12Ticket);
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |b| {
+            if b.get(5) == Some(&4) {
+                b[16] ^= 0xff;
+            }
+        });
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache.clone())
+        )));
+        assert_eq!(cache.counts().resumed_found, 0);
+
+        // The cache knows the session, the key log has neither connection's line.
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &first, 50001, |_| {});
+        observe(&cache, &second, 50002, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &KeyLog::new(16),
+            Some(cache.clone())
+        )));
+        assert_eq!(cache.counts().resumed_found, 0, "found, but not used");
+
+        // The resumption seen before its full handshake (a capture fed out of order) is not
+        // one: the cache is filled in capture order only.
+        let cache = Arc::new(SessionCache::default());
+        observe(&cache, &second, 50002, |_| {});
+        observe(&cache, &first, 50001, |_| {});
+        assert!(no_secret(&decrypt(
+            &second,
+            &full_only(&first),
+            Some(cache)
+        )));
+    }
+}
+
+mod early_data {
+    //! TLS 1.3 0-RTT: the client's early data, decrypted with CLIENT_EARLY_TRAFFIC_SECRET, is
+    //! its first plaintext when the server takes it, and is not handed on when it refuses it.
+
+    use super::*;
+    use crate::tls::testing::{Resume, exchange_resumed};
+
+    fn suite() -> rustls::SupportedCipherSuite {
+        provider::cipher_suite::TLS13_AES_128_GCM_SHA256
+    }
+
+    /// Feeds the transcript in pieces; `client_first`: all the client's writes before the
+    /// server's (its records wait for the server's hello, then open in one go).
+    fn run_conn(w: &Wire, keys: &KeyLog, piece: usize, client_first: bool) -> (Vec<TlsEvent>, u64) {
+        let mut conn = TlsConn::new();
+        let mut out = Vec::new();
+        let order: Vec<&(bool, Vec<u8>)> = if client_first {
+            let (c, s): (Vec<_>, Vec<_>) = w.transcript.iter().partition(|(fc, _)| *fc);
+            c.into_iter().chain(s).collect()
+        } else {
+            w.transcript.iter().collect()
+        };
+        for (from_client, bytes) in order {
+            for p in bytes.chunks(piece) {
+                conn.on_data(*from_client, p, keys, &mut out);
+            }
+        }
+        conn.finish(&mut out);
+        (out, conn.early_skipped)
+    }
+
+    fn without_early_secret(w: &Wire) -> KeyLog {
+        let text = String::from_utf8(w.log.keylog_text()).expect("text");
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.starts_with("CLIENT_EARLY_TRAFFIC_SECRET"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut k = KeyLog::new(16);
+        assert!(k.add_text(kept.as_bytes()).is_empty());
+        k
+    }
+
+    #[test]
+    fn accepted_early_data_is_the_clients_first_plaintext_in_any_pieces_and_order() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: true });
+        let text = String::from_utf8(second.log.keylog_text()).expect("text");
+        assert!(
+            text.contains("CLIENT_EARLY_TRAFFIC_SECRET"),
+            "rustls logs it"
+        );
+        let keys = keylog(&second);
+        for piece in [usize::MAX, 1, 7] {
+            for client_first in [false, true] {
+                let (events, skipped) = run_conn(&second, &keys, piece, client_first);
+                let (c, s, other) = plaintext(&events);
+                let at = format!("{piece}-byte pieces, client first {client_first}");
+                // Sent once, as early data: handed on once.
+                assert_eq!(c, REQUEST, "{at}");
+                assert_eq!(s, RESPONSE, "{at}");
+                assert_eq!(skipped, 0, "{at}");
+                assert!(
+                    !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+                    "{at}: {other:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_its_secret_early_data_is_skipped_and_the_rest_decrypted() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: true });
+        let (events, skipped) =
+            run_conn(&second, &without_early_secret(&second), usize::MAX, false);
+        let (c, s, other) = plaintext(&events);
+        assert!(c.is_empty(), "the request was early data only");
+        assert_eq!(s, RESPONSE);
+        // The early data record and EndOfEarlyData.
+        assert!(skipped >= 2, "{skipped}");
+        assert!(
+            !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+            "{other:?}"
+        );
+    }
+
+    #[test]
+    fn refused_early_data_is_not_handed_on_and_the_request_sent_again_is() {
+        let (_, second) = exchange_resumed(suite(), Resume::Tls13EarlyData { accept: false });
+        for keys in [keylog(&second), without_early_secret(&second)] {
+            for (piece, client_first) in [(usize::MAX, false), (1, false), (usize::MAX, true)] {
+                // Client first: the request sent again waits behind the refused early data.
+                let (events, skipped) = run_conn(&second, &keys, piece, client_first);
+                let (c, s, other) = plaintext(&events);
+                // Once: the copy sent after the handshake, not the refused one too.
+                assert_eq!(c, REQUEST);
+                assert_eq!(s, RESPONSE);
+                assert!(skipped >= 1, "{skipped}");
+                assert!(
+                    !other.iter().any(|e| matches!(e, TlsEvent::Lost { .. })),
+                    "{other:?}"
+                );
+            }
+        }
+    }
+}
