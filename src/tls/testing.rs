@@ -104,9 +104,89 @@ pub fn exchange_resumed(suite: rustls::SupportedCipherSuite, resume: Resume) -> 
     (first, second)
 }
 
+/// A TLS 1.3 connection with a HelloRetryRequest (the client's first key share is X25519, the
+/// server takes only P-256), one exchange, then a KeyUpdate from each side (each asking the
+/// other to update too) and the same exchange again.
+pub fn exchange_hrr_key_update(suite: rustls::SupportedCipherSuite) -> Wire {
+    use provider::kx_group::{SECP256R1, X25519};
+    let (server_cfg, client_cfg, log) =
+        configs_with(suite, vec![X25519, SECP256R1], vec![SECP256R1]);
+    let mut client =
+        rustls::ClientConnection::new(Arc::new(client_cfg), "localhost".try_into().expect("name"))
+            .expect("client");
+    let mut server = rustls::ServerConnection::new(Arc::new(server_cfg)).expect("server");
+    let mut w = Wire {
+        to_server: Vec::new(),
+        to_client: Vec::new(),
+        transcript: Vec::new(),
+        log,
+    };
+    client.writer().write_all(REQUEST).expect("request");
+    pump(&mut client, &mut server, &mut w);
+    client.refresh_traffic_keys().expect("client key update");
+    server.refresh_traffic_keys().expect("server key update");
+    client.writer().write_all(REQUEST).expect("request again");
+    pump(&mut client, &mut server, &mut w);
+    w
+}
+
+/// Moves bytes both ways until the server has answered one [`REQUEST`] and nothing is left.
+fn pump(
+    client: &mut rustls::ClientConnection,
+    server: &mut rustls::ServerConnection,
+    w: &mut Wire,
+) {
+    let mut answered = false;
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut buf).expect("client writes");
+        }
+        if !buf.is_empty() {
+            w.to_server.extend_from_slice(&buf);
+            w.transcript.push((true, buf.clone()));
+        }
+        server.read_tls(&mut &buf[..]).expect("server reads");
+        server.process_new_packets().expect("server processes");
+        let mut got = Vec::new();
+        let _ = server.reader().read_to_end(&mut got);
+        if !got.is_empty() {
+            assert_eq!(got, REQUEST);
+            server.writer().write_all(RESPONSE).expect("response");
+            answered = true;
+        }
+        let mut buf = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut buf).expect("server writes");
+        }
+        if !buf.is_empty() {
+            w.to_client.extend_from_slice(&buf);
+            w.transcript.push((false, buf.clone()));
+        }
+        client.read_tls(&mut &buf[..]).expect("client reads");
+        client.process_new_packets().expect("client processes");
+        let mut sink = Vec::new();
+        let _ = client.reader().read_to_end(&mut sink);
+        if answered && !client.wants_write() && !server.wants_write() {
+            return;
+        }
+    }
+    panic!("the exchange did not happen");
+}
+
 /// A server and a client config with only `suite`, the client logging its secrets.
 fn configs(
     suite: rustls::SupportedCipherSuite,
+) -> (rustls::ServerConfig, rustls::ClientConfig, Arc<Collector>) {
+    let groups = provider::default_provider().kx_groups;
+    configs_with(suite, groups.clone(), groups)
+}
+
+/// [`configs`] with the key-exchange groups of each side.
+fn configs_with(
+    suite: rustls::SupportedCipherSuite,
+    client_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
+    server_groups: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
 ) -> (rustls::ServerConfig, rustls::ClientConfig, Arc<Collector>) {
     let version = match suite {
         rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
@@ -116,9 +196,15 @@ fn configs(
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::CryptoProvider {
         cipher_suites: vec![suite],
+        kx_groups: client_groups,
         ..provider::default_provider()
     });
-    let server_cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let server_provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        kx_groups: server_groups,
+        ..provider::default_provider()
+    });
+    let server_cfg = rustls::ServerConfig::builder_with_provider(server_provider)
         .with_protocol_versions(&[version])
         .expect("versions")
         .with_no_client_auth()

@@ -574,3 +574,51 @@ mod early_data {
         }
     }
 }
+
+#[test]
+fn a_hello_retry_request_and_key_updates_on_both_sides_still_decrypt_everything() {
+    use crate::tls::testing::exchange_hrr_key_update;
+    use provider::cipher_suite::*;
+    for (rs, id) in [
+        (TLS13_AES_128_GCM_SHA256, 0x1301),
+        (TLS13_AES_256_GCM_SHA384, 0x1302),
+        (TLS13_CHACHA20_POLY1305_SHA256, 0x1303),
+    ] {
+        let w = exchange_hrr_key_update(rs);
+        // The server's first hello on the wire is the HelloRetryRequest (its fixed random).
+        let first_server_hello = crate::tls::testing::records(&w.to_client)
+            .into_iter()
+            .find(|r| r.0 == 22)
+            .expect("a server hello");
+        let hrr_random = crate::tls::record::HELLO_RETRY_REQUEST_RANDOM;
+        assert_eq!(
+            first_server_hello.2.get(6..38),
+            Some(&hrr_random[..]),
+            "{id:#x}: the exchange has a HelloRetryRequest"
+        );
+        let keys = keylog(&w);
+        for piece in [usize::MAX, 1, 300] {
+            let (c, s, other) = plaintext(&run(&w, &keys, piece));
+            assert_eq!(c, [REQUEST, REQUEST].concat(), "{id:#x} piece {piece}");
+            assert_eq!(s, [RESPONSE, RESPONSE].concat(), "{id:#x} piece {piece}");
+            assert!(
+                !other
+                    .iter()
+                    .any(|e| matches!(e, TlsEvent::Lost { .. } | TlsEvent::Failed { .. })),
+                "{id:#x}: {other:?}"
+            );
+        }
+        // Near miss: without the traffic secrets the records after each update cannot open
+        // either; nothing is guessed.
+        let mut partial = KeyLog::new(16);
+        let text = String::from_utf8(w.log.keylog_text()).expect("text");
+        let hs: String = text
+            .lines()
+            .filter(|l| l.contains("HANDSHAKE"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        partial.add_text(hs.as_bytes());
+        let (c, s, _) = plaintext(&run(&w, &partial, usize::MAX));
+        assert!(c.is_empty() && s.is_empty(), "{id:#x}");
+    }
+}
