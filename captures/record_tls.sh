@@ -148,6 +148,8 @@ scenario requests-tls13 "" python3 requests-tls.py BASE
 scenario requests-tls12 "--tls-max 1.2" python3 requests-tls.py BASE
 scenario curl-tls12-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256" sh ./curl-tls-resumed.sh BASE $T12
 scenario curl-tls13-missing-key "" sh ./curl-tls.sh BASE $T13 --tls13-ciphers TLS_AES_128_GCM_SHA256
+# record.sh records the same story over http (story-plain.pcap): the same alerts both ways.
+scenario story-tls "" python3 story.py BASE
 if want curl-tls13-missing-key; then
     # Drop the first connection's secrets from the key log (lines name the
     # connection by its ClientHello random): tshark and idemwatch can then
