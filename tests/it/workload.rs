@@ -3,10 +3,11 @@
 //! of the ground truth, by kind, and nothing else. The generator must be deterministic. Its TLS
 //! mode tells the same story, and idemwatch must read it through the key log to the same truth.
 
-// The example, included under its own name inside the `workload` test module.
+// The example, included under its own name inside the `workload` test module (and used by
+// `tls_story` too).
 #[allow(dead_code, clippy::module_inception)]
 #[path = "../../examples/workload.rs"]
-mod workload;
+pub(crate) mod workload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
