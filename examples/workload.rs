@@ -1587,7 +1587,12 @@ fn main() -> std::process::ExitCode {
         let sidecar = match &args.keylog {
             None => generate_to(args.seed, args.target, &mut w)?,
             Some(k) => {
-                let keys = io::BufWriter::new(std::fs::File::create(k)?);
+                // Readable by its owner only: idemwatch warns about key logs others can read.
+                let mut file = std::fs::OpenOptions::new();
+                file.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+                let keys = io::BufWriter::new(file.open(k)?);
                 generate_tls_to(args.seed, args.target, &mut w, keys)?
             }
         };

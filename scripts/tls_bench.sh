@@ -30,7 +30,6 @@ fi
 if [ ! -f "$TLS" ] || [ ! -f "$TLS.keys" ]; then
     echo "generating $TLS ..." >&2
     "$GEN" --seed 7 --size "$SIZE" --tls --keylog "$TLS.keys" --out "$TLS"
-    chmod 600 "$TLS.keys"
 fi
 cat "$PLAIN" "$TLS" "$TLS.keys" > /dev/null
 
