@@ -61,6 +61,10 @@ WHY = {
                      "key_conflict (400); the first keyless POST /v1/charges (keyed before) is missing_key, the "
                      "second identical one missing_key + keyless_duplicate.",
     "nsec.pcap": "small-mix with nanosecond timestamps: same alerts as any-sll2.pcap.",
+    "story-plain.pcap": "The story also recorded over https (tls/story-tls.pcap): K retried with the same "
+                        "body is plain (replayed); K with amount 5100 is a key_conflict (400); the first "
+                        "keyless POST /v1/charges (keyed before) is missing_key, the identical second one "
+                        "missing_key + keyless_duplicate.",
     "bulk.pcap": "Computed by expected_alerts.py: key_conflict for every changed-description reuse (400), "
                  "missing_key for every keyless POST /v1/charges after the first keyed POST /v1/charges of the "
                  "capture (any scope), keyless_duplicate when it repeats the same worker's previous keyless body "

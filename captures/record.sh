@@ -37,7 +37,6 @@ fi
 for tool in tcpdump curl python3; do
     command -v "$tool" >/dev/null || { echo "record.sh: $tool not found" >&2; exit 2; }
 done
-python3 -c 'import requests, stripe, httpx' || { echo "record.sh: pip install requests stripe httpx" >&2; exit 2; }
 
 free_port() {  # free_port 4|6
     python3 - "$1" <<'PY'
@@ -164,6 +163,11 @@ scenario() {  # scenario NAME ...: record NAME ... if selected
     record "$@"
 }
 SELECTED=("$@")
+# The Python modules the selected scenarios use (stripe and httpx only for their own).
+modules=requests
+if want stripe-sdk || want stripe-sdk-retry; then modules+=", stripe"; fi
+if want httpx-retries; then modules+=", httpx"; fi
+python3 -c "import $modules" || { echo "record.sh: pip install ${modules//,/}" >&2; exit 2; }
 if [ ${#SELECTED[@]} = 0 ]; then  # everything from scratch
     rm -f "$HERE"/*.pcap "$HERE"/*.pcapng "$HERE/EXPECTED.json"
 fi
@@ -196,6 +200,8 @@ scenario get-only lo 4 "" "" python3 get-only.py BASE
 scenario search-only lo 4 "" "" python3 search-only.py BASE
 scenario stripe-sdk-retry lo 4 "" "" python3 stripe-sdk-retry.py BASE
 scenario demo lo 4 "" "" python3 demo.py BASE
+# The story record_tls.sh also records over https (tls/story-tls.pcap): the same alerts both ways.
+scenario story-plain lo 4 "" "" python3 story.py BASE
 FIXED_PORTS="18081 18082" scenario fleet lo 4 "" "" python3 fleet.py BASE BASE2
 
 python3 "$HERE/make_expected.py" "$HERE/EXPECTED.json" "$MANIFEST"

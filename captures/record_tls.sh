@@ -271,6 +271,8 @@ if want openssl-tls13-early-data; then record_0rtt openssl-tls13-early-data; fi
 if want curl-tls13-lost-segment; then
     record_lossy curl-tls13-lost-segment 2 "" sh ./curl-tls.sh BASE $T13 --tls13-ciphers TLS_AES_128_GCM_SHA256
 fi
+# record.sh records the same story over http (story-plain.pcap): the same alerts both ways.
+scenario story-tls "" python3 story.py BASE
 if want curl-tls13-missing-key; then
     # Drop the first connection's secrets from the key log (lines name the
     # connection by its ClientHello random): tshark and idemwatch can then

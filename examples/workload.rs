@@ -33,9 +33,25 @@
 //! first transaction of each of the first three connections is one, one per credential).
 //! Keyless duplicates still pending when the size is reached are sent at the end, each on a
 //! connection of its own, after idle time when they are not due yet.
+//!
+//! `--tls` (`generate_tls`) sends the same story over TLS 1.3 to `10.0.0.9:443` (SNI
+//! `api.example.com`, ALPN `http/1.1`) and writes the NSS key log of every connection
+//! (`--keylog`, default `OUT.keys`). The TLS comes from rustls, not from idemwatch: one
+//! self-signed certificate a run, a client and a server in memory per connection, three in four
+//! resuming a session, a write per request head, request body and response, and each side's
+//! close_notify before its FIN. The handshake flights follow the TCP handshake as segments in
+//! their direction (MSS pieces, the other side acking every second one), interleaved with other
+//! connections. The story's random numbers are drawn exactly as in plaintext mode: each
+//! plaintext segment becomes its share of the records (the last one overflowing into more
+//! segments), and TLS-only packets take their time and place from a generator of their own, on
+//! a capture clock that runs ahead of the story's. So the sidecar is the plaintext one's for the
+//! same seed and target except `bytes`, `packets` and `capture_end_us`, plus a `tls` object
+//! (`plain_bytes`: the plaintext capture's size, which `--size` counts in both modes). Fresh
+//! keys each run: the bytes differ run to run, the story does not.
 
 use std::collections::{HashSet, VecDeque};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
 
 use pcapgen::PcapStream;
 use pcapgen::frame::{ACK, FIN, PSH, SYN, TcpFrame};
@@ -43,7 +59,7 @@ use serde_json::{Value, json};
 
 /// Command-line help.
 pub const USAGE: &str = "\
-usage: workload [--seed N] (--size SIZE | --transactions N) --out FILE
+usage: workload [--seed N] (--size SIZE | --transactions N) [--tls [--keylog KEYS]] --out FILE
 
 Writes FILE, a pcap of payment-API traffic (HTTP/1.1 over TCP/IPv4/Ethernet), and FILE.json,
 the ground truth: counts of transactions, retries and the alerts idemwatch must raise.
@@ -53,6 +69,10 @@ the ground truth: counts of transactions, retries and the alerts idemwatch must 
                       K, M, G (powers of 1024, optionally followed by B or iB), e.g. 1G
   --transactions N    generate exactly N HTTP transactions instead
   --out FILE          the pcap file to write (the sidecar goes to FILE.json)
+  --tls               the same story over TLS 1.3 (rustls) to port 443, SNI api.example.com;
+                      fresh keys each run, so the bytes differ run to run (the story does not);
+                      --size counts the bytes the plaintext capture would have
+  --keylog KEYS       with --tls: the NSS key log of every connection (default FILE.keys)
   -h, --help          this help";
 
 /// When to stop.
@@ -75,10 +95,38 @@ pub fn generate(seed: u64, target: Target) -> (Vec<u8>, Value) {
 pub fn generate_to<W: Write>(seed: u64, target: Target, out: W) -> io::Result<Value> {
     // Classic pcap, little-endian, µs, Ethernet, snaplen 65535.
     let out = PcapStream::ethernet(out, 65535)?;
-    let mut g = Gen::new(seed, target, out);
+    let mut g = Gen::<W, io::Sink>::new(seed, target, out, None);
     g.run()?;
     let sidecar = g.sidecar();
     g.out.into_inner().flush()?;
+    Ok(sidecar)
+}
+
+/// The TLS mode in memory: the pcap bytes, the key log and the sidecar.
+pub fn generate_tls(seed: u64, target: Target) -> io::Result<(Vec<u8>, Vec<u8>, Value)> {
+    let (mut pcap, mut keys) = (Vec::new(), Vec::new());
+    let sidecar = generate_tls_to(seed, target, &mut pcap, &mut keys)?;
+    Ok((pcap, keys, sidecar))
+}
+
+/// The TLS mode: the same story (the same draws, so the same transactions, alerts and
+/// connections as the plaintext mode's for this seed and target) over TLS 1.3 to port 443,
+/// writing the capture to `out` and every connection's secrets to `keys` (NSS key log).
+pub fn generate_tls_to<W: Write, K: Write>(
+    seed: u64,
+    target: Target,
+    out: W,
+    keys: K,
+) -> io::Result<Value> {
+    let out = PcapStream::ethernet(out, 65535)?;
+    let tls = TlsMode::new(seed, keys, out.bytes())?;
+    let mut g = Gen::new(seed, target, out, Some(tls));
+    g.run()?;
+    let sidecar = g.sidecar();
+    g.out.into_inner().flush()?;
+    if let Some(mut t) = g.tls {
+        t.keys.flush()?;
+    }
     Ok(sidecar)
 }
 
@@ -171,6 +219,8 @@ fn uuid_v4(r: &mut Rng) -> String {
 const START_US: u64 = 1_795_852_800 * 1_000_000;
 const SERVER_IP: [u8; 4] = [10, 0, 0, 9];
 const SERVER_PORT: u16 = 80;
+/// The server's port in TLS mode.
+const TLS_PORT: u16 = 443;
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];
 const MSS: usize = 1460;
@@ -267,6 +317,11 @@ struct Seg {
     flags: u8,
     payload: Vec<u8>,
     done: Option<Box<Done>>,
+    /// The plaintext mode's payload length (the TLS mode's payload is a record's share).
+    plain_len: usize,
+    /// TLS mode: packets the plaintext story does not have (handshake flights, close_notify),
+    /// due after this one and before the connection's next.
+    post: Vec<Seg>,
 }
 
 struct Conn {
@@ -283,10 +338,15 @@ struct Conn {
     queue: VecDeque<Seg>,
     forced: Option<Plan>,
     closing: bool,
+    /// TLS mode: the rustls client and server of this connection.
+    tls: Option<Box<TlsPair>>,
+    /// TLS mode: TLS-only packets due before the next of `queue`.
+    extra: VecDeque<Seg>,
 }
 
-struct Gen<W: Write> {
+struct Gen<W: Write, K: Write> {
     out: PcapStream<W>,
+    tls: Option<TlsMode<K>>,
     rng: Rng,
     seed: u64,
     target: Target,
@@ -312,14 +372,15 @@ struct Gen<W: Write> {
     first_us: u64,
 }
 
-impl<W: Write> Gen<W> {
-    fn new(seed: u64, target: Target, out: PcapStream<W>) -> Self {
+impl<W: Write, K: Write> Gen<W, K> {
+    fn new(seed: u64, target: Target, out: PcapStream<W>, tls: Option<TlsMode<K>>) -> Self {
         let mut rng = Rng::new(seed);
         let host_ports = (0..CLIENT_HOSTS)
             .map(|_| 32768 + rng.below(20000) as u16)
             .collect();
         Gen {
             out,
+            tls,
             rng,
             seed,
             target,
@@ -351,7 +412,7 @@ impl<W: Write> Gen<W> {
             Target::Transactions(n) => (None, Some(n)),
         };
         let missing = self.keyless + self.dups;
-        json!({
+        let mut v = json!({
             "seed": self.seed,
             "size_target": size_target,
             "transactions_target": tx_target,
@@ -362,21 +423,45 @@ impl<W: Write> Gen<W> {
             "requests_with_body": self.with_body,
             "retries": self.retries,
             "capture_start_us": self.first_us,
-            "capture_end_us": if self.packets > 0 { self.now } else { 0 },
+            "capture_end_us": if self.packets > 0 { self.wire_now() } else { 0 },
             "alerts": {
                 "key_conflict": self.conflicts,
                 "missing_key": missing,
                 "keyless_duplicate": self.dups,
             },
             "total_alerts": self.conflicts + missing + self.dups,
-        })
+        });
+        if let Some(t) = &self.tls {
+            v["tls"] = json!({
+                "version": "TLS 1.3",
+                "sni": HOST,
+                "server_port": TLS_PORT,
+                "plain_bytes": t.plain_bytes,
+                "resumed_connections": t.resumed,
+                "keylog_lines": t.keylog_lines,
+            });
+        }
+        v
+    }
+
+    /// The capture clock: the story's, plus the time the TLS-only packets took.
+    fn wire_now(&self) -> u64 {
+        self.now + self.tls.as_ref().map_or(0, |t| t.drift)
+    }
+
+    /// What the plaintext mode has written by now: the size target counts that in both modes,
+    /// so that they tell the same story.
+    fn written(&self) -> u64 {
+        self.tls
+            .as_ref()
+            .map_or(self.out.bytes(), |t| t.plain_bytes)
     }
 
     /// Latches once the target is reached: no transaction or connection starts after that.
     fn stop(&mut self) -> bool {
         if !self.stopped {
             self.stopped = match self.target {
-                Target::Bytes(b) => self.out.bytes() >= b,
+                Target::Bytes(b) => self.written() >= b,
                 Target::Transactions(n) => self.transactions + self.pending_dups.len() as u64 >= n,
             };
         }
@@ -395,10 +480,10 @@ impl<W: Write> Gen<W> {
             // The first connection of each credential opens with a keyed POST /v1/charges,
             // so that endpoint is watched before any keyless request.
             if i < CREDENTIALS.len() {
-                self.open_conn(i, Some(Plan::Keyed(0)), None);
+                self.open_conn(i, Some(Plan::Keyed(0)), None)?;
             } else {
                 let cred = self.rng.below(3) as usize;
-                self.open_conn(cred, None, None);
+                self.open_conn(cred, None, None)?;
             }
         }
         self.drive()?;
@@ -408,13 +493,18 @@ impl<W: Write> Gen<W> {
         pending.sort_by_key(|d| (d.due, d.body.seq));
         for d in pending {
             self.now = self.now.max(d.due);
-            self.open_conn(d.cred, Some(Plan::KeylessDup(d.body)), Some(1));
+            self.open_conn(d.cred, Some(Plan::KeylessDup(d.body)), Some(1))?;
             self.drive()?;
         }
         Ok(())
     }
 
-    fn open_conn(&mut self, cred: usize, forced: Option<Plan>, planned: Option<u32>) {
+    fn open_conn(
+        &mut self,
+        cred: usize,
+        forced: Option<Plan>,
+        planned: Option<u32>,
+    ) -> io::Result<()> {
         let h = self.rng.below(CLIENT_HOSTS as u64) as usize;
         let port = self.host_ports[h];
         self.host_ports[h] = if port >= 60999 { 32768 } else { port + 1 };
@@ -435,43 +525,159 @@ impl<W: Write> Gen<W> {
             queue: VecDeque::new(),
             forced,
             closing: false,
+            tls: None,
+            extra: VecDeque::new(),
         };
         c.queue.push_back(seg(true, SYN, Vec::new()));
         c.queue.push_back(seg(false, SYN | ACK, Vec::new()));
-        c.queue.push_back(seg(true, ACK, Vec::new()));
+        let mut ack = seg(true, ACK, Vec::new());
+        if let Some(t) = &mut self.tls {
+            // The TLS handshake follows the TCP one.
+            let (pair, flights) = t.handshake()?;
+            c.tls = Some(Box::new(pair));
+            ack.post = flights;
+        }
+        c.queue.push_back(ack);
         self.conns.push(c);
         self.connections += 1;
+        Ok(())
     }
 
     /// Interleaves the open connections packet by packet until all have closed.
     fn drive(&mut self) -> io::Result<()> {
         while !self.conns.is_empty() {
+            self.interleave_tls()?;
             let i = self.rng.below(self.conns.len() as u64) as usize;
             if self.conns[i].queue.is_empty() {
                 if self.conns[i].closing {
+                    self.flush_extra(i)?;
                     self.conns.swap_remove(i);
                     if !self.stop() {
                         let cred = self.rng.below(3) as usize;
-                        self.open_conn(cred, None, None);
+                        self.open_conn(cred, None, None)?;
                     }
                     continue;
                 }
                 let c = &self.conns[i];
                 let more = c.done < c.planned;
                 if c.forced.is_some() || (more && !self.stop()) {
-                    self.start_transaction(i);
+                    self.start_transaction(i)?;
                 } else {
+                    // TLS: each side's close_notify goes before its FIN.
+                    let mut client_fin = seg(true, FIN | ACK, Vec::new());
+                    client_fin.post = self.close_tls(i)?;
                     let c = &mut self.conns[i];
-                    c.queue.push_back(seg(true, FIN | ACK, Vec::new()));
+                    c.queue.push_back(client_fin);
                     c.queue.push_back(seg(false, FIN | ACK, Vec::new()));
                     c.queue.push_back(seg(true, ACK, Vec::new()));
                     c.closing = true;
                 }
             }
+            self.flush_extra(i)?;
             let s = self.conns[i].queue.pop_front().expect("queue was filled");
             self.emit(i, s)?;
         }
         Ok(())
+    }
+
+    /// TLS mode: now and then a connection's TLS-only packet goes out between the story's
+    /// packets, as handshakes interleave with other connections on a busy link. Its own random
+    /// numbers: the story's draws stay those of the plaintext mode.
+    fn interleave_tls(&mut self) -> io::Result<()> {
+        let Some(t) = &mut self.tls else {
+            return Ok(());
+        };
+        let waiting = self.conns.iter().filter(|c| !c.extra.is_empty()).count();
+        if waiting == 0 || !t.rng.chance(500) {
+            return Ok(());
+        }
+        let k = t.rng.below(waiting as u64) as usize;
+        let i = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.extra.is_empty())
+            .nth(k)
+            .map(|(i, _)| i);
+        if let Some(i) = i {
+            self.emit_extra(i)?;
+        }
+        Ok(())
+    }
+
+    /// Writes connection `i`'s next TLS-only packet, if any.
+    fn emit_extra(&mut self, i: usize) -> io::Result<bool> {
+        let Some(s) = self.conns[i].extra.pop_front() else {
+            return Ok(false);
+        };
+        self.tls_tick();
+        self.wire(i, s.from_client, s.flags, &s.payload)?;
+        Ok(true)
+    }
+
+    /// Writes connection `i`'s TLS-only packets that are due.
+    fn flush_extra(&mut self, i: usize) -> io::Result<()> {
+        while self.emit_extra(i)? {}
+        Ok(())
+    }
+
+    /// TLS mode: the time a TLS-only packet takes, on the capture clock only.
+    fn tls_tick(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.drift += t.rng.range(10, 60);
+        }
+    }
+
+    /// TLS mode: the client's close_notify, due now; gives the server's, due after the
+    /// client's FIN.
+    fn close_tls(&mut self, i: usize) -> io::Result<Vec<Seg>> {
+        let Some(p) = self.conns[i].tls.as_deref_mut() else {
+            return Ok(Vec::new());
+        };
+        p.client.send_close_notify();
+        let (client, _) = pass(&mut p.client, &mut p.server)?;
+        p.server.send_close_notify();
+        let (server, _) = pass(&mut p.server, &mut p.client)?;
+        self.conns[i].extra.extend(flight(true, &client));
+        Ok(flight(false, &server))
+    }
+
+    /// `data` written by one side of connection `i`, as segments: MSS pieces in plaintext
+    /// mode; in TLS mode the records carrying it, cut into as many pieces (the story's clock
+    /// ticks once a piece), the last taking the rest (more segments when it is written).
+    fn pieces(&mut self, i: usize, from_client: bool, data: &[u8]) -> io::Result<Vec<Piece>> {
+        let mut pieces = split(data);
+        let Some(p) = self.conns[i].tls.as_deref_mut() else {
+            return Ok(pieces);
+        };
+        if data.is_empty() {
+            return Ok(pieces);
+        }
+        let (wire, plain) = if from_client {
+            p.client.writer().write_all(data)?;
+            pass(&mut p.client, &mut p.server)?
+        } else {
+            p.server.writer().write_all(data)?;
+            pass(&mut p.server, &mut p.client)?
+        };
+        if plain != data {
+            return Err(io::Error::other(
+                "the TLS peer read other bytes than were sent",
+            ));
+        }
+        let n = pieces.len();
+        let mut rest = &wire[..];
+        for (k, piece) in pieces.iter_mut().enumerate() {
+            let take = if k + 1 == n {
+                rest.len()
+            } else {
+                MSS.min(rest.len())
+            };
+            let (now, later) = rest.split_at(take);
+            piece.data = now.to_vec();
+            rest = later;
+        }
+        Ok(pieces)
     }
 
     fn fresh_body(&mut self, path: usize) -> BodySpec {
@@ -565,7 +771,7 @@ impl<W: Write> Gen<W> {
         }
     }
 
-    fn start_transaction(&mut self, i: usize) {
+    fn start_transaction(&mut self, i: usize) -> io::Result<()> {
         let cred = self.conns[i].cred;
         let client = self.conns[i].client;
         let plan = match self.conns[i].forced.take() {
@@ -740,8 +946,9 @@ impl<W: Write> Gen<W> {
 
         // Segments: head and body as two writes; the server acks every second segment and
         // sometimes on its delayed-ACK timer; the client likewise for the response.
-        let mut client_segs = split(&req_head);
-        client_segs.extend(split(&framed_req));
+        let mut client_segs = self.pieces(i, true, &req_head)?;
+        client_segs.extend(self.pieces(i, true, &framed_req)?);
+        let server_segs = self.pieces(i, false, &resp)?;
         let n = client_segs.len();
         let ack_every_other = |k: usize, n: usize| (k + 1).is_multiple_of(2) && k + 1 < n;
         let server_delayed_ack = self.rng.chance(300);
@@ -756,7 +963,6 @@ impl<W: Write> Gen<W> {
         if server_delayed_ack {
             q.push_back(seg(false, ACK, Vec::new()));
         }
-        let server_segs = split(&resp);
         let n = server_segs.len();
         let mut done = Some(Box::new(done));
         for (k, s) in server_segs.into_iter().enumerate() {
@@ -772,6 +978,7 @@ impl<W: Write> Gen<W> {
         if client_final_ack {
             q.push_back(seg(true, ACK, Vec::new()));
         }
+        Ok(())
     }
 
     fn finish_exchange(&mut self, d: Done) {
@@ -790,31 +997,73 @@ impl<W: Write> Gen<W> {
         }
     }
 
+    /// One packet of the story: its time on the story's clock, then the packet (in TLS mode,
+    /// as many as its records need), then what it completes.
     fn emit(&mut self, i: usize, s: Seg) -> io::Result<()> {
         self.now += self.rng.range(10, 60);
-        if self.packets == 0 {
-            self.first_us = self.now;
+        let Seg {
+            from_client,
+            flags,
+            payload,
+            done,
+            plain_len,
+            post,
+        } = s;
+        if let Some(t) = &mut self.tls {
+            // Record header, Ethernet, IPv4, TCP (and MSS option) and payload.
+            let options = if flags & SYN != 0 { 4 } else { 0 };
+            t.plain_bytes += (16 + 14 + 20 + 20 + options + plain_len) as u64;
         }
+        if payload.len() <= MSS {
+            self.wire(i, from_client, flags, &payload)?;
+        } else {
+            let n = payload.len().div_ceil(MSS);
+            for (k, part) in payload.chunks(MSS).enumerate() {
+                if k > 0 {
+                    self.tls_tick();
+                }
+                let f = if k + 1 == n { flags } else { ACK };
+                self.wire(i, from_client, f, part)?;
+            }
+        }
+        self.conns[i].extra.extend(post);
+        if let Some(d) = done {
+            self.finish_exchange(*d);
+        }
+        Ok(())
+    }
+
+    /// Writes one packet of connection `i` at the capture clock.
+    fn wire(&mut self, i: usize, from_client: bool, flags: u8, payload: &[u8]) -> io::Result<()> {
+        let now = self.wire_now();
+        if self.packets == 0 {
+            self.first_us = now;
+        }
+        let server_port = if self.tls.is_some() {
+            TLS_PORT
+        } else {
+            SERVER_PORT
+        };
         let c = &mut self.conns[i];
-        let (src, dst, sport, dport, seq, ack, ipid, window) = if s.from_client {
+        let (src, dst, sport, dport, seq, ack, ipid, window) = if from_client {
             c.c_ipid = c.c_ipid.wrapping_add(1);
-            let v = (c.client_ip, SERVER_IP, c.client_port, SERVER_PORT);
+            let v = (c.client_ip, SERVER_IP, c.client_port, server_port);
             (v.0, v.1, v.2, v.3, c.c_nxt, c.s_nxt, c.c_ipid, 64240u16)
         } else {
             c.s_ipid = c.s_ipid.wrapping_add(1);
-            let v = (SERVER_IP, c.client_ip, SERVER_PORT, c.client_port);
+            let v = (SERVER_IP, c.client_ip, server_port, c.client_port);
             (v.0, v.1, v.2, v.3, c.s_nxt, c.c_nxt, c.s_ipid, 65160u16)
         };
-        let ack = if s.flags & ACK != 0 { ack } else { 0 };
-        let syn = s.flags & SYN != 0;
-        let consumed = s.payload.len() as u32 + u32::from(syn) + u32::from(s.flags & FIN != 0);
-        if s.from_client {
+        let ack = if flags & ACK != 0 { ack } else { 0 };
+        let syn = flags & SYN != 0;
+        let consumed = payload.len() as u32 + u32::from(syn) + u32::from(flags & FIN != 0);
+        if from_client {
             c.c_nxt = c.c_nxt.wrapping_add(consumed);
         } else {
             c.s_nxt = c.s_nxt.wrapping_add(consumed);
         }
 
-        let (dst_mac, src_mac) = if s.from_client {
+        let (dst_mac, src_mac) = if from_client {
             (SERVER_MAC, CLIENT_MAC)
         } else {
             (CLIENT_MAC, SERVER_MAC)
@@ -831,17 +1080,13 @@ impl<W: Write> Gen<W> {
             dst_port: dport,
             seq,
             ack,
-            flags: s.flags,
+            flags,
             window,
             options,
         }
-        .write(&mut self.frame, &s.payload)?;
-        self.out.write_us(self.now, &self.frame)?;
+        .write(&mut self.frame, payload)?;
+        self.out.write_us(now, &self.frame)?;
         self.packets += 1;
-
-        if let Some(d) = s.done {
-            self.finish_exchange(*d);
-        }
         Ok(())
     }
 }
@@ -850,8 +1095,10 @@ fn seg(from_client: bool, flags: u8, payload: Vec<u8>) -> Seg {
     Seg {
         from_client,
         flags,
+        plain_len: payload.len(),
         payload,
         done: None,
+        post: Vec::new(),
     }
 }
 
@@ -859,12 +1106,16 @@ fn seg(from_client: bool, flags: u8, payload: Vec<u8>) -> Seg {
 struct Piece {
     data: Vec<u8>,
     last: bool,
+    /// The plaintext piece's length (TLS mode: `data` is a share of the records instead).
+    plain_len: usize,
 }
 
 impl Piece {
     fn into_seg(self, from_client: bool) -> Seg {
         let flags = if self.last { PSH | ACK } else { ACK };
-        seg(from_client, flags, self.data)
+        let mut s = seg(from_client, flags, self.data);
+        s.plain_len = self.plain_len;
+        s
     }
 }
 
@@ -875,8 +1126,23 @@ fn split(data: &[u8]) -> Vec<Piece> {
         .map(|(k, c)| Piece {
             data: c.to_vec(),
             last: k + 1 == n,
+            plain_len: c.len(),
         })
         .collect()
+}
+
+/// A TLS flight as segments of its side, the other side acking every second one.
+fn flight(from_client: bool, bytes: &[u8]) -> Vec<Seg> {
+    let pieces = split(bytes);
+    let n = pieces.len();
+    let mut out = Vec::with_capacity(n + n / 2);
+    for (k, p) in pieces.into_iter().enumerate() {
+        out.push(p.into_seg(from_client));
+        if (k + 1).is_multiple_of(2) && k + 1 < n {
+            out.push(seg(!from_client, ACK, Vec::new()));
+        }
+    }
+    out
 }
 
 fn head(first: &str, headers: &[(&str, String)], lower: bool) -> Vec<u8> {
@@ -1035,6 +1301,178 @@ fn http_date(secs: u64) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS mode
+// ---------------------------------------------------------------------------------------------
+
+/// The TLS mode's parts: one certificate and configuration pair per run, the key log, and the
+/// clock and counts of what the plaintext story does not have.
+struct TlsMode<K: Write> {
+    /// A client with a session cache, and one without (a process that just started).
+    client: Arc<rustls::ClientConfig>,
+    fresh_client: Arc<rustls::ClientConfig>,
+    server: Arc<rustls::ServerConfig>,
+    log: Arc<KeyLogLines>,
+    keys: K,
+    /// Timing and interleaving of TLS-only packets: a generator of its own, so that the
+    /// story's draws stay those of the plaintext mode.
+    rng: Rng,
+    /// Microseconds the TLS-only packets have added to the story's clock.
+    drift: u64,
+    /// What the plaintext mode would have written so far.
+    plain_bytes: u64,
+    resumed: u64,
+    keylog_lines: u64,
+}
+
+/// One connection's two ends, in memory.
+struct TlsPair {
+    client: rustls::ClientConnection,
+    server: rustls::ServerConnection,
+}
+
+impl<K: Write> TlsMode<K> {
+    /// A self-signed certificate for `HOST`, and a client trusting it that logs its secrets
+    /// (rustls, with ring: an implementation independent of idemwatch's decryption).
+    fn new(seed: u64, keys: K, header_bytes: u64) -> io::Result<Self> {
+        let cert =
+            rcgen::generate_simple_self_signed(vec![HOST.to_string()]).map_err(io::Error::other)?;
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+        let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(tls13)
+            .map_err(io::Error::other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .map_err(io::Error::other)?;
+        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(cert.cert.der().clone())
+            .map_err(io::Error::other)?;
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(tls13)
+            .map_err(io::Error::other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let log = Arc::new(KeyLogLines::default());
+        client.key_log = log.clone();
+        let mut fresh_client = client.clone();
+        fresh_client.resumption = rustls::client::Resumption::disabled();
+        Ok(TlsMode {
+            client: Arc::new(client),
+            fresh_client: Arc::new(fresh_client),
+            server: Arc::new(server),
+            log,
+            keys,
+            rng: Rng::new(seed ^ 0x544c_5331_335f_6d6f),
+            drift: 0,
+            plain_bytes: header_bytes,
+            resumed: 0,
+            keylog_lines: 0,
+        })
+    }
+
+    /// A new connection's handshake, run to its end in memory: the pair, and the flights as
+    /// segments (ClientHello; the server's flight; the client's Finished; the tickets).
+    /// Three connections in four resume a session from rustls's cache, as a long-running
+    /// client library's do; the others make a full handshake (certificate and all).
+    fn handshake(&mut self) -> io::Result<(TlsPair, Vec<Seg>)> {
+        let name = rustls::pki_types::ServerName::try_from(HOST).map_err(io::Error::other)?;
+        let config = if self.rng.chance(250) {
+            self.fresh_client.clone()
+        } else {
+            self.client.clone()
+        };
+        let mut p = TlsPair {
+            client: rustls::ClientConnection::new(config, name).map_err(io::Error::other)?,
+            server: rustls::ServerConnection::new(self.server.clone()).map_err(io::Error::other)?,
+        };
+        let mut segs = Vec::new();
+        for _ in 0..8 {
+            let (c, _) = pass(&mut p.client, &mut p.server)?;
+            segs.extend(flight(true, &c));
+            let (s, _) = pass(&mut p.server, &mut p.client)?;
+            segs.extend(flight(false, &s));
+            if c.is_empty() && s.is_empty() {
+                break;
+            }
+        }
+        if p.client.is_handshaking() || p.server.is_handshaking() {
+            return Err(io::Error::other("the TLS handshake did not finish"));
+        }
+        if p.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            self.resumed += 1;
+        }
+        // The secrets of this connection, out to the key log now.
+        let lines = std::mem::take(
+            &mut *self
+                .log
+                .0
+                .lock()
+                .map_err(|_| io::Error::other("key log lock"))?,
+        );
+        self.keylog_lines += lines.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.keys.write_all(&lines)?;
+        Ok((p, segs))
+    }
+}
+
+/// Moves what `from` has to write to `to`, which takes it in: the bytes on the wire, and the
+/// plaintext `to` read from them.
+fn pass<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire)?;
+    }
+    let mut plain = Vec::new();
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        if to.read_tls(&mut rest)? == 0 {
+            return Err(io::Error::other("the TLS peer took no bytes"));
+        }
+        to.process_new_packets().map_err(io::Error::other)?;
+        match to.reader().read_to_end(&mut plain) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((wire, plain))
+}
+
+/// The client's secrets as NSS key-log lines (`LABEL <client random> <secret>`, hex).
+#[derive(Debug, Default)]
+struct KeyLogLines(Mutex<Vec<u8>>);
+
+impl rustls::KeyLog for KeyLogLines {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        use std::fmt::Write as _;
+        let mut line =
+            String::with_capacity(label.len() + 2 * (client_random.len() + secret.len()) + 3);
+        line.push_str(label);
+        line.push(' ');
+        for b in client_random {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push(' ');
+        for b in secret {
+            let _ = write!(line, "{b:02x}");
+        }
+        line.push('\n');
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(line.as_bytes());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------------
 
@@ -1060,6 +1498,8 @@ struct Args {
     seed: u64,
     target: Target,
     out: String,
+    /// `--tls`: the key log's path.
+    keylog: Option<String>,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -1067,6 +1507,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut size = None;
     let mut transactions = None;
     let mut out = None;
+    let mut tls = false;
+    let mut keylog = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let (name, inline) = match a.split_once('=') {
@@ -1099,6 +1541,8 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
                 );
             }
             "--out" | "-o" => out = Some(value()?),
+            "--tls" if inline.is_none() => tls = true,
+            "--keylog" => keylog = Some(value()?),
             _ => return Err(format!("unknown argument: {a}")),
         }
     }
@@ -1108,8 +1552,18 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         (None, None) => return Err("give --size or --transactions".into()),
         (Some(_), Some(_)) => return Err("give --size or --transactions, not both".into()),
     };
-    let out = out.ok_or("--out is required")?;
-    Ok(Args { seed, target, out })
+    let out: String = out.ok_or("--out is required")?;
+    let keylog = match (tls, keylog) {
+        (true, k) => Some(k.unwrap_or_else(|| format!("{out}.keys"))),
+        (false, None) => None,
+        (false, Some(_)) => return Err("--keylog goes with --tls".into()),
+    };
+    Ok(Args {
+        seed,
+        target,
+        out,
+        keylog,
+    })
 }
 
 fn main() -> std::process::ExitCode {
@@ -1130,7 +1584,18 @@ fn main() -> std::process::ExitCode {
     let result = (|| -> io::Result<Value> {
         let file = std::fs::File::create(&args.out)?;
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
-        let sidecar = generate_to(args.seed, args.target, &mut w)?;
+        let sidecar = match &args.keylog {
+            None => generate_to(args.seed, args.target, &mut w)?,
+            Some(k) => {
+                // Readable by its owner only: idemwatch warns about key logs others can read.
+                let mut file = std::fs::OpenOptions::new();
+                file.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+                let keys = io::BufWriter::new(file.open(k)?);
+                generate_tls_to(args.seed, args.target, &mut w, keys)?
+            }
+        };
         w.flush()?;
         let mut text = serde_json::to_string_pretty(&sidecar).expect("JSON of a Value");
         text.push('\n');
@@ -1150,6 +1615,12 @@ fn main() -> std::process::ExitCode {
                 args.out,
                 started.elapsed().as_secs_f64()
             );
+            if let Some(k) = &args.keylog {
+                eprintln!(
+                    "workload: TLS 1.3, {} of {} connections resumed; key log {k} ({} lines)",
+                    s["tls"]["resumed_connections"], s["connections"], s["tls"]["keylog_lines"]
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -202,19 +202,18 @@ impl TlsConn {
         if self.dirs[d].lost.is_some() {
             return;
         }
-        let mut recs: Vec<(u8, u16, Vec<u8>)> = Vec::new();
-        self.dirs[d].records.push(bytes, |r| {
-            recs.push((r.content_type, r.version, r.fragment.to_vec()));
-        });
-        if self.dirs[d].records.failed().is_some() {
-            self.lose(d, Undecrypted::NotTls, out);
-            return;
-        }
-        for (t, v, f) in recs {
-            self.record(d, t, v, f, keys, out);
-            if self.dirs[d].lost.is_some() {
-                return;
+        // Each record is taken as the reader completes it, in place (no copy of its
+        // fragment); the reader is out of `self` meanwhile.
+        let mut reader = std::mem::take(&mut self.dirs[d].records);
+        reader.push(bytes, |r| {
+            if self.dirs[d].lost.is_none() {
+                self.record(d, r.content_type, r.version, r.fragment, keys, out);
             }
+        });
+        let failed = reader.failed().is_some();
+        self.dirs[d].records = reader;
+        if failed {
+            self.lose(d, Undecrypted::NotTls, out);
         }
     }
 
@@ -256,7 +255,7 @@ impl TlsConn {
         d: usize,
         t: u8,
         v: u16,
-        f: Vec<u8>,
+        f: &[u8],
         keys: &KeyLog,
         out: &mut Vec<TlsEvent>,
     ) {
@@ -276,7 +275,7 @@ impl TlsConn {
         };
         if !sealed {
             match t {
-                HANDSHAKE => self.plain_handshake(d, &f, keys, out),
+                HANDSHAKE => self.plain_handshake(d, f, keys, out),
                 // TLS 1.3's middlebox compatibility CCS is in clear and numbered by nobody.
                 CHANGE_CIPHER_SPEC if !tls13 && self.server_hello.is_some() => {
                     self.dirs[d].encrypted = true;
@@ -289,14 +288,14 @@ impl TlsConn {
             self.wait(d, t, v, f, out);
             return;
         }
-        self.open(d, t, v, &f, out);
+        self.open(d, t, v, f, out);
     }
 
     /// A record that cannot be taken yet waits, in order, within [`MAX_WAITING`].
-    fn wait(&mut self, d: usize, t: u8, v: u16, f: Vec<u8>, out: &mut Vec<TlsEvent>) {
+    fn wait(&mut self, d: usize, t: u8, v: u16, f: &[u8], out: &mut Vec<TlsEvent>) {
         let dir = &mut self.dirs[d];
         dir.waiting_bytes += f.len();
-        dir.waiting.push_back((t, v, f));
+        dir.waiting.push_back((t, v, f.to_vec()));
         if dir.waiting_bytes > MAX_WAITING {
             self.lose(d, Undecrypted::TooMuchWaiting, out);
         }
@@ -311,7 +310,7 @@ impl TlsConn {
             if self.dirs[d].lost.is_some() {
                 return;
             }
-            self.record(d, t, v, f, keys, out);
+            self.record(d, t, v, &f, keys, out);
         }
     }
 

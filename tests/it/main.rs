@@ -31,4 +31,5 @@ mod shipping;
 mod systemd;
 mod threads;
 mod tls;
+mod tls_story;
 mod workload;

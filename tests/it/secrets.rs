@@ -2,7 +2,9 @@
 //! Proxy-Authorization, Set-Cookie, credential-like query parameters and request and response
 //! bodies (JSON and form) must not appear in stdout, stderr, the output file or the state file
 //! of any command, at any verbosity, on the normal path or an error path. Keys are printed by
-//! contract, so the key canary is only looked for in `--redact-keys` runs.
+//! contract, so the key canary is only looked for in `--redact-keys` runs. A TLS capture's
+//! key log is a secret too: none of its secrets (hex in either case, raw or base64), good
+//! lines or bad, may appear in what `read --tls-keylog` writes, nor when a pcapng carries it.
 //!
 //! `live` needs CAP_NET_RAW (CI runs as root), like tests/it/live.rs.
 
@@ -550,6 +552,431 @@ fn read_error_paths_print_no_secret() {
     let (code, streams, _) = read_run(&["-vvv", "read", "--window", "3parsecs", f], None, None);
     assert_eq!(code, Some(2));
     assert_no_leaks("read with a bad option value", &canaries(true), &streams);
+}
+
+// ---------------------------------------------------------------------------------------------
+// read over TLS: the key log is a secret too
+// ---------------------------------------------------------------------------------------------
+
+/// The NSS key-log lines a rustls client writes (as SSLKEYLOGFILE would).
+#[derive(Debug, Default)]
+struct KeyLogText(std::sync::Mutex<String>);
+
+impl rustls::KeyLog for KeyLogText {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        if let Ok(mut t) = self.0.lock() {
+            t.push_str(&format!(
+                "{label} {} {}\n",
+                support::hex(client_random),
+                support::hex(secret)
+            ));
+        }
+    }
+}
+
+/// Moves what `from` has to write to `to`, which takes it in: the bytes on the wire.
+fn tls_pass<A, B>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut wire).expect("write_tls");
+    }
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        assert!(to.read_tls(&mut rest).expect("read_tls") > 0);
+        to.process_new_packets().expect("TLS records");
+        let _ = to.reader().read_to_end(&mut Vec::new());
+    }
+    wire
+}
+
+/// A TCP conversation carrying TLS 1.3 between a rustls client and server in memory: each
+/// write goes on the wire as the records it became.
+struct TlsConversation {
+    tcp: Conversation,
+    client: rustls::ClientConnection,
+    server: rustls::ServerConnection,
+}
+
+impl TlsConversation {
+    fn new(tcp: Conversation, log: &std::sync::Arc<KeyLogText>) -> Self {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::Arc;
+        let cert = rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()])
+            .expect("certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .expect("server config");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.cert.der().clone()).expect("root");
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.key_log = log.clone();
+        let name = "api.example.com".try_into().expect("name");
+        let mut t = TlsConversation {
+            tcp,
+            client: rustls::ClientConnection::new(Arc::new(client), name).expect("client"),
+            server: rustls::ServerConnection::new(Arc::new(server)).expect("server"),
+        };
+        t.tcp.handshake();
+        for _ in 0..8 {
+            let c = tls_pass(&mut t.client, &mut t.server);
+            if !c.is_empty() {
+                t.tcp.client_send(&c);
+            }
+            let s = tls_pass(&mut t.server, &mut t.client);
+            if !s.is_empty() {
+                t.tcp.server_send(&s);
+            }
+            if c.is_empty() && s.is_empty() {
+                break;
+            }
+        }
+        assert!(!t.client.is_handshaking() && !t.server.is_handshaking());
+        t
+    }
+
+    fn client_send(&mut self, data: &[u8]) {
+        self.client.writer().write_all(data).expect("write");
+        let c = tls_pass(&mut self.client, &mut self.server);
+        self.tcp.client_send(&c);
+    }
+
+    fn server_send(&mut self, data: &[u8]) {
+        self.server.writer().write_all(data).expect("write");
+        let s = tls_pass(&mut self.server, &mut self.client);
+        self.tcp.server_send(&s);
+    }
+
+    /// Each side's close_notify, then the FINs.
+    fn close(mut self) -> Vec<support::Packet> {
+        self.client.send_close_notify();
+        let c = tls_pass(&mut self.client, &mut self.server);
+        self.tcp.client_send(&c);
+        self.server.send_close_notify();
+        let s = tls_pass(&mut self.server, &mut self.client);
+        self.tcp.server_send(&s);
+        self.tcp.close();
+        self.tcp.into_packets()
+    }
+}
+
+/// [`secret_capture`]'s exchanges over TLS 1.3 to port 443, and the client's key log.
+fn tls_secret_capture() -> (Vec<support::Packet>, String) {
+    let log = std::sync::Arc::new(KeyLogText::default());
+    let server = v4([10, 0, 0, 9], 443);
+    let path = format!("/v1/charges?{}", secret_query());
+    let keyed_owned = keyed_headers();
+    let keyed = refs(&keyed_owned);
+    let mut a = TlsConversation::new(Conversation::new(support::client_v4(), server), &log);
+    a.client_send(&post(&path, &keyed, json_body(100).as_bytes()));
+    a.server_send(&secret_response(200, "ch_1"));
+    a.client_send(&post(&path, &keyed, json_body(250).as_bytes()));
+    a.server_send(&secret_response(400, "err_1"));
+    let mut packets = a.close();
+
+    let keyless_owned = keyless_headers();
+    let keyless = refs(&keyless_owned);
+    let tcp =
+        Conversation::new(v4([10, 0, 0, 6], 40000), server).starting_at(BASE_TS_NS + 100 * STEP_NS);
+    let mut b = TlsConversation::new(tcp, &log);
+    for id in ["ch_2", "ch_3"] {
+        b.client_send(&post("/v1/charges", &keyless, form_body().as_bytes()));
+        b.server_send(&secret_response(200, id));
+    }
+    b.client_send(
+        format!(
+            "GET /v1/customers?{} HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer {}\r\n\r\n",
+            secret_query(),
+            BEARER.value
+        )
+        .as_bytes(),
+    );
+    b.server_send(&secret_response(200, "cus_1"));
+    packets.extend(b.close());
+    let text = log.0.lock().expect("key log").clone();
+    (packets, text)
+}
+
+/// Key-log lines that are skipped, each holding a secret-like value of its own (the reader
+/// must not echo a bad line, since it may still hold a secret): bad hex, a short random, a
+/// secret of a length no suite has, an unknown label, a lone secret, an extra field.
+const BAD_KEYLOG_SECRETS: [&str; 6] = [
+    "9f3c2a71d04e8b65c1a2f7e9d3b05c48a6e1f2d7c9b3a05e4d8c7f6a1b2e3d4c5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c",
+    "b7e4c1d09a8f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d",
+    "4d6c8e0a2b4f6e8d0c2a4b6f8e0d2c4a6b8f0e2d4c6a8b0f2e4d6c8a0b2f4e6d8c0a",
+    "e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e5d6c7b8a9f0e1d2",
+    "0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b",
+    "5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d",
+];
+
+fn bad_keylog_lines() -> String {
+    let random = "5a1d8a6ffc6e3fe3a1b0b6bd3a4a0b0c8f3dc6e7a9d4e3c2b1a0f9e8d7c6b5a4";
+    let b = BAD_KEYLOG_SECRETS;
+    [
+        format!("CLIENT_TRAFFIC_SECRET_0 {random} {}zz", b[0]),
+        format!("CLIENT_RANDOM 5a1d8a6f {}", b[1]),
+        format!("SERVER_HANDSHAKE_TRAFFIC_SECRET {random} {}", b[2]),
+        format!("CLIENT_TOTALLY_SECRET {random} {}", b[3]),
+        b[4].to_string(),
+        format!("SERVER_TRAFFIC_SECRET_0 {random} {} extra", b[5]),
+    ]
+    .join("\n")
+}
+
+/// Every secret of a key log (its third fields, valid or not), as bytes.
+fn keylog_secrets(text: &str) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .chain(BAD_KEYLOG_SECRETS)
+        .filter_map(|h| {
+            let h = h.trim_end_matches('z');
+            (0..h.len() / 2)
+                .map(|i| u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// One line per (secret, form, stream) found: hex (either case), raw bytes or base64.
+fn keylog_leaks(secrets: &[Vec<u8>], streams: &[Stream]) -> Vec<String> {
+    let mut found = Vec::new();
+    for secret in secrets {
+        let forms = [
+            ("hex", support::hex(secret).into_bytes()),
+            ("raw", secret.clone()),
+            (
+                "base64",
+                base64::engine::general_purpose::STANDARD
+                    .encode(secret)
+                    .into_bytes(),
+            ),
+        ];
+        for (form, needle) in &forms {
+            for s in streams {
+                if let Some(at) = find_ci(&s.bytes, needle) {
+                    found.push(format!(
+                        "key-log secret {}… ({form}) in {} at byte {at}",
+                        &support::hex(secret)[..8],
+                        s.name
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_key_log_scan_finds_a_planted_secret_in_any_form() {
+    let (_, keylog) = tls_secret_capture();
+    let secrets = keylog_secrets(&keylog);
+    // Five lines a connection (two connections), and the planted ones.
+    assert_eq!(secrets.len(), 10 + BAD_KEYLOG_SECRETS.len());
+    let one = &secrets[3];
+    let streams = [
+        stream(
+            "stderr",
+            format!("DEBUG secret={}", support::hex(one).to_uppercase()),
+        ),
+        stream("out.json", [b"\x00".as_slice(), one, b"\x00"].concat()),
+        stream(
+            "stdout",
+            base64::engine::general_purpose::STANDARD.encode(one),
+        ),
+        // Labels and client randoms (on the wire anyway) are not secrets.
+        stream(
+            "clean",
+            keylog
+                .lines()
+                .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    ];
+    let found = keylog_leaks(&secrets, &streams);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].ends_with("(hex) in stderr at byte 13"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("(raw) in out.json"), "{found:?}");
+    assert!(found[2].contains("(base64) in stdout"), "{found:?}");
+    // A planted bad line's secret is found too.
+    let bad = stream("stderr", bad_keylog_lines());
+    assert_eq!(
+        keylog_leaks(&secrets, &[bad]).len(),
+        BAD_KEYLOG_SECRETS.len()
+    );
+}
+
+/// Runs `idemwatch ARGS` in `cwd` (stdin closed, RUST_LOG as given): its streams and every
+/// JSON event of stdout.
+fn run_in(
+    cwd: &Path,
+    args: &[&str],
+    rust_log: Option<&str>,
+) -> (Option<i32>, Vec<Stream>, Vec<Value>) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    if let Some(l) = rust_log {
+        cmd.env("RUST_LOG", l);
+    }
+    let o = cmd.output().expect("run idemwatch");
+    let events = json_lines(&o.stdout);
+    (
+        o.status.code(),
+        vec![stream("stdout", o.stdout), stream("stderr", o.stderr)],
+        events,
+    )
+}
+
+#[test]
+fn read_prints_no_key_log_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("in");
+    let work = dir.path().join("run");
+    std::fs::create_dir_all(&input).expect("dir");
+    std::fs::create_dir_all(&work).expect("dir");
+    let (packets, keylog) = tls_secret_capture();
+    // Bad lines first, among and after the good ones (CRLF on one).
+    let (head, tail) = keylog.split_at(keylog.len() / 2);
+    let keylog_file = format!(
+        "{}\n{head}\r\n{}\n{tail}",
+        bad_keylog_lines(),
+        bad_keylog_lines()
+    );
+    let secrets = keylog_secrets(&keylog_file);
+    assert!(secrets.len() > 10);
+    // The scan finds every secret in the key log itself.
+    let whole = [stream("keys.log", keylog_file.clone())];
+    assert_eq!(keylog_leaks(&secrets, &whole).len(), secrets.len());
+    let keys = input.join("keys.log");
+    std::fs::write(&keys, &keylog_file).expect("key log");
+    let pcap = input.join("tls.pcap");
+    support::write_capture(&pcap, Format::PCAP, LINKTYPE_ETHERNET, &packets);
+    let (k, p) = (keys.to_str().expect("path"), pcap.to_str().expect("path"));
+
+    // The key log inside a pcapng, as editcap puts it (no --tls-keylog needed).
+    let pcapng = input.join("tls.pcapng");
+    let with_keys = input.join("tls-keys.pcapng");
+    for args in [
+        vec!["-F", "pcapng", p, pcapng.to_str().expect("path")],
+        vec![
+            "--inject-secrets",
+            &format!("tls,{k}"),
+            pcapng.to_str().expect("path"),
+            with_keys.to_str().expect("path"),
+        ],
+    ] {
+        let out = Command::new("editcap")
+            .args(&args)
+            .output()
+            .expect("editcap runs (install Debian's wireshark-common)");
+        assert!(out.status.success(), "editcap {args:?}");
+    }
+    let w = with_keys.to_str().expect("path");
+
+    let expected = ["key_conflict", "keyless_duplicate", "missing_key"];
+    let common = [
+        "--log-requests",
+        "--stats",
+        REDACT_PARAM[0],
+        REDACT_PARAM[1],
+    ];
+    let mut runs: Vec<(String, Vec<&str>, Option<&str>)> = Vec::new();
+    for v in ["-q", "-v", "-vv", "-vvv"] {
+        let mut a = vec![v, "read", "--tls-keylog", k];
+        a.extend(common);
+        runs.push((format!("read {v} --tls-keylog"), a, None));
+    }
+    for threads in ["1", "4"] {
+        let mut a = vec!["-vvv", "read", "--tls-keylog", k, "--threads", threads];
+        a.extend([
+            "-o",
+            if threads == "1" {
+                "out-1.json"
+            } else {
+                "out-4.json"
+            },
+        ]);
+        a.extend(common);
+        runs.push((
+            format!("read -vvv --tls-keylog -o, {threads} threads"),
+            a,
+            None,
+        ));
+    }
+    let mut a = vec!["read", "--tls-keylog", k];
+    a.extend(common);
+    runs.push(("read RUST_LOG=trace --tls-keylog".into(), a, Some("trace")));
+    let mut a = vec!["-vvv", "read", "-o", "out-pcapng.json"];
+    a.extend(common);
+    runs.push(("read -vvv of a pcapng with its secrets".into(), a, None));
+
+    for (run, mut args, rust_log) in runs {
+        args.push(if run.contains("pcapng") { w } else { p });
+        let (code, mut streams, mut events) = run_in(&work, &args, rust_log);
+        assert_eq!(
+            code,
+            Some(0),
+            "{run}: {}",
+            String::from_utf8_lossy(&streams[1].bytes)
+        );
+        // Files written in the run's directory (the -o output among them).
+        for f in files_under(&work) {
+            events.extend(json_lines(&f.bytes));
+            streams.push(f);
+        }
+        assert_alerted(&run, &events, &expected, &streams);
+        // Not a vacuous pass: the requests were decrypted, and the bad lines read.
+        let http: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["event_type"] == "http")
+            .collect();
+        assert!(http.len() >= 5, "{run}: {} requests", http.len());
+        assert!(
+            http.iter()
+                .all(|e| e["request"]["tls"]["version"] == "TLS 1.3"),
+            "{run}: requests read over TLS"
+        );
+        let stats = events
+            .iter()
+            .find(|e| e["event_type"] == "stats")
+            .expect("a stats line");
+        assert_eq!(
+            stats["stats"]["tls_keylog_bad_lines"].as_u64(),
+            Some(2 * BAD_KEYLOG_SECRETS.len() as u64),
+            "{run}"
+        );
+        let found = keylog_leaks(&secrets, &streams);
+        assert!(
+            found.is_empty(),
+            "{run}: key-log secrets leaked:\n  {}",
+            found.join("\n  ")
+        );
+        assert_no_leaks(&run, &canaries(false), &streams);
+        for f in files_under(&work) {
+            std::fs::remove_file(&f.name).expect("remove");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

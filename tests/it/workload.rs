@@ -1,11 +1,13 @@
 //! The workload generator (`examples/workload.rs`) against idemwatch: on a generated capture,
 //! idemwatch must see every transaction, count every plain retry and raise exactly the alerts
-//! of the ground truth, by kind, and nothing else. The generator must be deterministic.
+//! of the ground truth, by kind, and nothing else. The generator must be deterministic. Its TLS
+//! mode tells the same story, and idemwatch must read it through the key log to the same truth.
 
-// The example, included under its own name inside the `workload` test module.
+// The example, included under its own name inside the `workload` test module (and used by
+// `tls_story` too).
 #[allow(dead_code, clippy::module_inception)]
 #[path = "../../examples/workload.rs"]
-mod workload;
+pub(crate) mod workload;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,8 +18,15 @@ use workload::Target;
 
 /// Runs `idemwatch read --stats FILE`: alert counts by kind, and the stats object.
 fn read(path: &Path) -> (BTreeMap<String, u64>, Value) {
+    let (alerts, stats, _) = read_with(path, &[]);
+    (alerts, stats)
+}
+
+/// Runs `idemwatch read --stats ARGS FILE`: alert counts by kind, the stats object, and stdout.
+fn read_with(path: &Path, args: &[&str]) -> (BTreeMap<String, u64>, Value, Vec<u8>) {
     let out = Command::new(env!("CARGO_BIN_EXE_idemwatch"))
         .args(["read", "--stats"])
+        .args(args)
         .arg(path)
         .output()
         .expect("run idemwatch");
@@ -28,7 +37,8 @@ fn read(path: &Path) -> (BTreeMap<String, u64>, Value) {
     );
     let mut alerts = BTreeMap::new();
     let mut stats = None;
-    for line in String::from_utf8(out.stdout).expect("UTF-8").lines() {
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    for line in text.lines() {
         let v: Value = serde_json::from_str(line).expect("one JSON object per line");
         match v["event_type"].as_str() {
             Some("alert") => {
@@ -39,7 +49,7 @@ fn read(path: &Path) -> (BTreeMap<String, u64>, Value) {
             _ => {}
         }
     }
-    (alerts, stats.expect("a stats line"))
+    (alerts, stats.expect("a stats line"), text.into_bytes())
 }
 
 fn count(v: &Value) -> u64 {
@@ -87,6 +97,86 @@ fn idemwatch_matches_the_ground_truth() {
     assert_eq!(count(&stats["http_parse_errors"]), 0);
 }
 
+/// The sidecar less what TLS changes: the file's size, its packets and its last timestamp.
+fn story(sidecar: &Value) -> Value {
+    let mut v = sidecar.clone();
+    let fields = v.as_object_mut().expect("sidecar object");
+    for k in ["bytes", "packets", "capture_end_us", "tls"] {
+        fields.remove(k);
+    }
+    v
+}
+
+#[test]
+fn tls_mode_tells_the_same_story_and_reads_to_the_same_truth() {
+    let target = Target::Transactions(1500);
+    let (plain_pcap, plain) = workload::generate(4, target);
+    let (pcap, keys, truth) = workload::generate_tls(4, target).expect("TLS workload");
+    assert_eq!(story(&truth), story(&plain), "TLS changed the story");
+    assert_eq!(count(&truth["tls"]["plain_bytes"]), count(&plain["bytes"]));
+    assert_eq!(pcap.len() as u64, count(&truth["bytes"]));
+    assert!(pcap.len() > plain_pcap.len());
+    // Handshakes and close_notify: more packets, and a key log with five lines a connection.
+    assert!(count(&truth["packets"]) > count(&plain["packets"]));
+    assert_eq!(
+        count(&truth["tls"]["keylog_lines"]),
+        5 * count(&truth["connections"])
+    );
+    let resumed = count(&truth["tls"]["resumed_connections"]);
+    assert!(resumed > 0 && resumed < count(&truth["connections"]));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("gen-tls.pcap");
+    let keylog = dir.path().join("gen-tls.keys");
+    std::fs::write(&file, &pcap).expect("write capture");
+    std::fs::write(&keylog, &keys).expect("write key log");
+    let keylog = keylog.to_str().expect("UTF-8 path");
+
+    // Without the key log, nothing is read as HTTP.
+    let (alerts, stats, _) = read_with(&file, &[]);
+    assert!(alerts.is_empty(), "{alerts:?}");
+    assert_eq!(count(&stats["http_transactions"]), 0);
+    assert_eq!(
+        count(&stats["tls_undecrypted_no_secret"]),
+        count(&truth["connections"])
+    );
+
+    let (alerts, stats, one) = read_with(&file, &["--tls-keylog", keylog, "--threads", "1"]);
+    let expected: BTreeMap<String, u64> = truth["alerts"]
+        .as_object()
+        .expect("alerts object")
+        .iter()
+        .map(|(k, v)| (k.clone(), count(v)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(expected.len(), 3, "every kind generated: {expected:?}");
+    assert_eq!(alerts, expected, "alerts by kind");
+    assert_eq!(
+        count(&stats["http_transactions"]),
+        count(&truth["transactions"])
+    );
+    assert_eq!(count(&stats["tracker_retries"]), count(&truth["retries"]));
+    assert_eq!(count(&stats["packets"]), count(&truth["packets"]));
+    assert_eq!(count(&stats["flows_created"]), count(&truth["connections"]));
+    assert_eq!(count(&stats["tls_sessions"]), count(&truth["connections"]));
+    assert_eq!(count(&stats["tls_undecrypted_broken"]), 0);
+    assert_eq!(count(&stats["tls_keylog_bad_lines"]), 0);
+    assert_eq!(count(&stats["tcp_gaps"]), 0);
+    assert_eq!(count(&stats["bad_checksums"]), 0);
+    assert_eq!(count(&stats["http_parse_errors"]), 0);
+    // Every request says it came over TLS 1.3 to api.example.com.
+    for line in String::from_utf8_lossy(&one).lines() {
+        let v: Value = serde_json::from_str(line).expect("JSON line");
+        if v["event_type"] == "alert" {
+            assert_eq!(v["request"]["tls"]["version"], "TLS 1.3", "{line}");
+            assert_eq!(v["request"]["tls"]["sni"], "api.example.com", "{line}");
+        }
+    }
+
+    let (_, _, two) = read_with(&file, &["--tls-keylog", keylog, "--threads", "2"]);
+    assert!(one == two, "two workers gave other output than one");
+}
+
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
     let (a, ta) = workload::generate(1, Target::Transactions(2000));
@@ -107,6 +197,17 @@ fn size_target_is_reached_and_not_overshot_much() {
     assert_eq!(len, count(&truth["bytes"]));
     assert!(len >= target && len < target + (1 << 20), "{len} bytes");
     assert_eq!(count(&truth["size_target"]), target);
+}
+
+/// A size target counts the plaintext capture's bytes in both modes: the same transactions.
+#[test]
+fn tls_mode_size_target_is_the_plaintext_story() {
+    let target = Target::Bytes(2 << 20);
+    let (_, plain) = workload::generate(6, target);
+    let (pcap, _, truth) = workload::generate_tls(6, target).expect("TLS workload");
+    assert_eq!(story(&truth), story(&plain));
+    assert_eq!(truth["tls"]["plain_bytes"], plain["bytes"]);
+    assert!(pcap.len() as u64 > count(&plain["bytes"]));
 }
 
 #[test]
