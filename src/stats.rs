@@ -119,6 +119,9 @@ counters! {
     /// TLS records that did not authenticate after earlier records of their side had
     /// (damaged in the capture, or forged): never guessed at, handed on as a gap.
     tls_records_failed,
+    /// TLS 1.3 0-RTT early-data records not handed on: refused by the server (the client
+    /// sends the request again after the handshake), or their secret was not logged.
+    tls_early_data_skipped,
     /// TLS connections that chose HTTP/2 (ALPN `h2`): counted (also as decrypted or not), not
     /// parsed as HTTP/1.1.
     tls_sessions_h2,

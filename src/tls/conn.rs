@@ -632,6 +632,14 @@ impl TlsConn {
         self.server_hello.is_some() && !self.keyed
     }
 
+    /// Whether both sides have their keys and neither is lost: a connection that carried no
+    /// application data (idle, or closed after its handshake) is still decrypted.
+    pub fn keyed_both(&self) -> bool {
+        self.dirs
+            .iter()
+            .all(|d| d.keys.is_some() && d.lost.is_none())
+    }
+
     /// Whether records of either side wait to be opened.
     pub fn has_waiting(&self) -> bool {
         self.dirs.iter().any(|d| !d.waiting.is_empty())

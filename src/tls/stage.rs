@@ -342,10 +342,11 @@ fn count_end(tls: &mut Tls, ctx: &mut Sink) {
         return;
     }
     let st = &mut ctx.stats;
+    st.tls_early_data_skipped += tls.conn.early_skipped;
     if tls.h2 {
         st.tls_sessions_h2 += 1;
     }
-    if tls.decrypted {
+    if tls.decrypted || tls.conn.keyed_both() {
         st.tls_sessions_decrypted += 1;
         return;
     }
