@@ -256,6 +256,8 @@ scenario curl-tls13-chacha "" sh ./curl-tls.sh BASE $T13 --tls13-ciphers TLS_CHA
 scenario curl-tls12-aes128 "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256" sh ./curl-tls.sh BASE $T12
 scenario curl-tls12-aes256 "--tls-max 1.2 --ciphers ECDHE-RSA-AES256-GCM-SHA384" sh ./curl-tls.sh BASE $T12
 scenario curl-tls12-chacha "--tls-max 1.2 --ciphers ECDHE-RSA-CHACHA20-POLY1305" sh ./curl-tls.sh BASE $T12
+# RSA key exchange (no forward secrecy): the CLIENT_RANDOM master secret decrypts it alike.
+scenario curl-tls12-rsa-kex "--tls-max 1.2 --ciphers AES128-GCM-SHA256" sh ./curl-tls.sh BASE $T12
 scenario requests-tls13 "" python3 requests-tls.py BASE
 scenario requests-tls12 "--tls-max 1.2" python3 requests-tls.py BASE
 scenario curl-tls12-resumed "--tls-max 1.2 --ciphers ECDHE-RSA-AES128-GCM-SHA256" sh ./curl-tls-resumed.sh BASE $T12

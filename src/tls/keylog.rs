@@ -200,6 +200,9 @@ pub fn parse_line(line: &[u8]) -> Result<KeyLine, BadLineReason> {
         "EXPORTER_SECRET" | "EARLY_EXPORTER_SECRET" | "ECH_SECRET" | "ECH_CONFIG" => {
             return ignored(fields);
         }
+        // TLS 1.2 RSA key exchange: the first 8 bytes of the encrypted pre-master secret and the
+        // pre-master secret. OpenSSL writes it beside the CLIENT_RANDOM line, which decrypts.
+        "RSA" => return ignored_rsa(fields),
         _ => return Err(BadLineReason::UnknownLabel),
     };
     let (Some(random_hex), Some(secret_hex), None) = (fields.next(), fields.next(), fields.next())
@@ -233,6 +236,29 @@ fn ignored<'a>(mut fields: impl Iterator<Item = &'a str>) -> Result<KeyLine, Bad
         return Err(BadLineReason::BadHex);
     }
     Ok(KeyLine::Ignored)
+}
+
+/// An `RSA` line: 8 bytes of encrypted pre-master secret, then the 48-byte pre-master secret.
+fn ignored_rsa<'a>(mut fields: impl Iterator<Item = &'a str>) -> Result<KeyLine, BadLineReason> {
+    let (Some(head_hex), Some(pms_hex), None) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(BadLineReason::FieldCount);
+    };
+    let mut head = [0u8; 8];
+    let mut pms = [0u8; MASTER_SECRET_LEN];
+    match (
+        decode_hex(head_hex, &mut head)?,
+        decode_hex(pms_hex, &mut pms)?,
+    ) {
+        (8, MASTER_SECRET_LEN) => {
+            pms.zeroize();
+            Ok(KeyLine::Ignored)
+        }
+        _ => {
+            pms.zeroize();
+            Err(BadLineReason::WrongLength)
+        }
+    }
 }
 
 fn client_random(hex: &str) -> Result<[u8; CLIENT_RANDOM_LEN], BadLineReason> {
@@ -759,7 +785,7 @@ mod tests {
             ("CLIENT_RANDOM".to_string(), FieldCount),
             (format!("client_random {R1} {S48}"), UnknownLabel),
             (format!("CLIENT_TRAFFIC_SECRET_1 {R1} {S32}"), UnknownLabel),
-            (format!("RSA {R1} {S48}"), UnknownLabel),
+            (format!("RSA {R1} {S48}"), WrongLength),
             (
                 format!("CLIENT_TRAFFIC_SECRET_0 {R1} {}", &S32[..60]),
                 WrongLength,
@@ -936,6 +962,22 @@ mod tests {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
             assert!(log.add_file(&path).unwrap().warning.is_none(), "{mode:o}");
         }
+    }
+
+    #[test]
+    fn an_rsa_pre_master_line_is_read_and_ignored_a_malformed_one_is_bad() {
+        let pms = "03".repeat(48);
+        let good = format!("RSA 6ab179064790a1b6 {pms}");
+        assert_eq!(parse_line(good.as_bytes()), Ok(KeyLine::Ignored));
+        let short = format!("RSA 6ab179064790a1 {pms}");
+        assert_eq!(
+            parse_line(short.as_bytes()),
+            Err(BadLineReason::WrongLength)
+        );
+        let three = format!("RSA 6ab179064790a1b6 {pms} x");
+        assert_eq!(parse_line(three.as_bytes()), Err(BadLineReason::FieldCount));
+        let not_hex = format!("RSA 6ab179064790a1bz {pms}");
+        assert_eq!(parse_line(not_hex.as_bytes()), Err(BadLineReason::BadHex));
     }
 
     #[test]

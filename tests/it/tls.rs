@@ -330,6 +330,7 @@ mod read {
             ("curl-tls12-aes128", "TLS 1.2"),
             ("curl-tls12-aes256", "TLS 1.2"),
             ("curl-tls12-chacha", "TLS 1.2"),
+            ("curl-tls12-rsa-kex", "TLS 1.2"),
             ("requests-tls13", "TLS 1.3"),
             ("requests-tls12", "TLS 1.2"),
             ("curl-tls12-resumed", "TLS 1.2"),
