@@ -33,6 +33,10 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1 << 14;
 /// The largest SETTINGS_MAX_FRAME_SIZE allowed: 2^24 - 1.
 pub const MAX_MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
 
+/// The most CONTINUATION frames one header block may have. Empty ones cost no memory but
+/// cost work; real senders need a handful (a block over the frame size, split once or twice).
+pub const MAX_CONTINUATIONS: u32 = 256;
+
 /// Frame types (RFC 9113 section 6).
 pub mod frame_type {
     pub const DATA: u8 = 0x0;
@@ -142,6 +146,8 @@ pub enum FrameError {
     UnexpectedContinuation,
     /// A header block over the reader's limit: a CONTINUATION flood, cut off.
     HeaderBlockTooLong,
+    /// More than [`MAX_CONTINUATIONS`] CONTINUATION frames in one block (small or empty ones).
+    TooManyContinuations,
     /// Bytes were lost in capture (see the module documentation for why this is the end).
     Gap,
 }
@@ -158,6 +164,7 @@ impl FrameError {
             FrameError::ContinuationExpected => "http2_continuation_expected",
             FrameError::UnexpectedContinuation => "http2_unexpected_continuation",
             FrameError::HeaderBlockTooLong => "http2_header_block_too_long",
+            FrameError::TooManyContinuations => "http2_too_many_continuations",
             FrameError::Gap => "http2_gap",
         }
     }
@@ -211,6 +218,7 @@ fn parse_header(h: [u8; FRAME_HEADER_LEN]) -> Header {
 struct OpenBlock {
     stream: u32,
     kind: BlockKind,
+    continuations: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -288,7 +296,7 @@ impl FrameReader {
 
     /// The most this reader ever holds.
     pub fn bound(&self) -> usize {
-        FRAME_HEADER_LEN + self.max_frame_size + self.max_header_block
+        (FRAME_HEADER_LEN + self.max_frame_size).saturating_add(self.max_header_block)
     }
 
     /// The next bytes of the direction. Calls `on_event` for everything they complete, in
@@ -465,7 +473,7 @@ impl FrameReader {
             frame_type::SETTINGS => {
                 on_connection()?;
                 let ack = has(flags::ACK);
-                if (ack && !payload.is_empty()) || payload.len() % 6 != 0 {
+                if (ack && !payload.is_empty()) || !payload.len().is_multiple_of(6) {
                     return Err(FrameError::BadLength);
                 }
                 let settings = payload
@@ -518,7 +526,12 @@ impl FrameReader {
             }
             frame_type::CONTINUATION => {
                 on_stream()?;
-                let open = self.open.ok_or(FrameError::UnexpectedContinuation)?;
+                let mut open = self.open.ok_or(FrameError::UnexpectedContinuation)?;
+                open.continuations += 1;
+                if open.continuations > MAX_CONTINUATIONS {
+                    return Err(FrameError::TooManyContinuations);
+                }
+                self.open = Some(open);
                 if self.block.len() + payload.len() > self.max_header_block {
                     return Err(FrameError::HeaderBlockTooLong);
                 }
@@ -554,6 +567,7 @@ impl FrameReader {
             self.open = Some(OpenBlock {
                 stream: h.stream,
                 kind,
+                continuations: 0,
             });
         }
         Ok(())
@@ -612,4 +626,649 @@ fn unpad(padded: bool, payload: &[u8]) -> Result<&[u8], FrameError> {
         .checked_sub(usize::from(pad))
         .ok_or(FrameError::BadPadding)?;
     rest.get(..keep).ok_or(FrameError::BadPadding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const BLOCK_LIMIT: usize = 1024;
+
+    fn frame(ty: u8, fl: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut v = len.to_be_bytes()[1..].to_vec();
+        v.extend_from_slice(&[ty, fl]);
+        v.extend_from_slice(&stream.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Events as their `Debug` text: owned, comparable, and shown plainly on failure.
+    fn read_with(mut r: FrameReader, chunks: &[&[u8]]) -> (Vec<String>, FrameReader) {
+        let mut out = Vec::new();
+        for c in chunks {
+            r.push(c, |e| out.push(format!("{e:?}")));
+        }
+        (out, r)
+    }
+
+    fn server(bytes: &[u8]) -> Vec<String> {
+        read_with(FrameReader::new(Side::Server, BLOCK_LIMIT), &[bytes]).0
+    }
+
+    fn ev(e: Event<'_>) -> String {
+        format!("{e:?}")
+    }
+
+    fn err(why: FrameError) -> String {
+        ev(Event::Error(why))
+    }
+
+    #[test]
+    fn client_preface_is_consumed_before_frames() {
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(frame_type::SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
+        let (whole, r) = read_with(FrameReader::new(Side::Client, BLOCK_LIMIT), &[&bytes]);
+        let settings = ev(Event::Settings {
+            ack: false,
+            settings: vec![(3, 100)],
+        });
+        assert_eq!(whole, vec![settings.clone()]);
+        assert_eq!(r.failed(), None);
+        let ones: Vec<&[u8]> = bytes.chunks(1).collect();
+        let (split, _) = read_with(FrameReader::new(Side::Client, BLOCK_LIMIT), &ones);
+        assert_eq!(split, vec![settings]);
+    }
+
+    #[test]
+    fn client_without_preface_is_lost() {
+        let bytes = b"PRI * HTTP/1.1\r\n\r\n";
+        let (out, r) = read_with(
+            FrameReader::new(Side::Client, BLOCK_LIMIT),
+            &[&bytes[..5], &bytes[5..]],
+        );
+        assert_eq!(out, vec![err(FrameError::BadPreface)]);
+        assert_eq!(r.failed(), Some(FrameError::BadPreface));
+        assert_eq!(FrameError::BadPreface.name(), "http2_bad_preface");
+    }
+
+    #[test]
+    fn preface_start_is_recognised_from_its_first_bytes() {
+        assert!(is_preface_start(b"P"));
+        assert!(is_preface_start(b"PRI * HTTP/2"));
+        assert!(is_preface_start(PREFACE));
+        let mut more = PREFACE.to_vec();
+        more.extend_from_slice(&[0, 0, 0, 4]);
+        assert!(is_preface_start(&more));
+        assert!(!is_preface_start(b""));
+        assert!(!is_preface_start(b"POST / HTTP/1.1\r\n"));
+        assert!(!is_preface_start(b"PRI * HTTP/1.1"));
+    }
+
+    #[test]
+    fn data_padding_is_removed() {
+        let mut p = vec![3];
+        p.extend_from_slice(b"body");
+        p.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(
+            server(&frame(
+                frame_type::DATA,
+                flags::PADDED | flags::END_STREAM,
+                1,
+                &p
+            )),
+            vec![ev(Event::Data {
+                stream: 1,
+                payload: b"body",
+                end_stream: true
+            })]
+        );
+    }
+
+    #[test]
+    fn padding_filling_the_whole_payload_leaves_empty_data() {
+        assert_eq!(
+            server(&frame(frame_type::DATA, flags::PADDED, 3, &[2, 0, 0])),
+            vec![ev(Event::Data {
+                stream: 3,
+                payload: b"",
+                end_stream: false
+            })]
+        );
+    }
+
+    #[test]
+    fn padding_longer_than_the_payload_is_an_error() {
+        assert_eq!(
+            server(&frame(frame_type::DATA, flags::PADDED, 1, &[3, 0, 0])),
+            vec![err(FrameError::BadPadding)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::DATA, flags::PADDED, 1, &[])),
+            vec![err(FrameError::BadPadding)]
+        );
+    }
+
+    #[test]
+    fn data_on_stream_zero_is_an_error_and_nothing_follows() {
+        let mut bytes = frame(frame_type::DATA, 0, 0, b"x");
+        bytes.extend(frame(frame_type::DATA, 0, 1, b"y"));
+        let (out, r) = read_with(FrameReader::new(Side::Server, BLOCK_LIMIT), &[&bytes]);
+        assert_eq!(out, vec![err(FrameError::StreamIdZero)]);
+        assert_eq!(r.counts().bytes_dropped, 10);
+    }
+
+    #[test]
+    fn headers_with_padding_and_priority_give_the_bare_block() {
+        let mut p = vec![2];
+        p.extend_from_slice(&[0x80, 0, 0, 1, 15]);
+        p.extend_from_slice(b"\x82\x84");
+        p.extend_from_slice(&[0, 0]);
+        let fl = flags::PADDED | flags::PRIORITY | flags::END_HEADERS | flags::END_STREAM;
+        assert_eq!(
+            server(&frame(frame_type::HEADERS, fl, 5, &p)),
+            vec![ev(Event::HeaderBlock {
+                stream: 5,
+                block: b"\x82\x84",
+                end_stream: true
+            })]
+        );
+    }
+
+    #[test]
+    fn headers_too_short_for_priority_is_an_error() {
+        assert_eq!(
+            server(&frame(
+                frame_type::HEADERS,
+                flags::PRIORITY | flags::END_HEADERS,
+                1,
+                &[0, 0, 0]
+            )),
+            vec![err(FrameError::BadLength)]
+        );
+    }
+
+    #[test]
+    fn stream_id_reserved_bit_is_ignored() {
+        assert_eq!(
+            server(&frame(frame_type::DATA, 0, 0x8000_0007, b"a")),
+            vec![ev(Event::Data {
+                stream: 7,
+                payload: b"a",
+                end_stream: false
+            })]
+        );
+    }
+
+    #[test]
+    fn continuation_frames_assemble_one_block() {
+        let mut bytes = frame(frame_type::HEADERS, flags::END_STREAM, 1, b"ab");
+        bytes.extend(frame(frame_type::CONTINUATION, 0, 1, b"cd"));
+        bytes.extend(frame(
+            frame_type::CONTINUATION,
+            flags::END_HEADERS,
+            1,
+            b"ef",
+        ));
+        bytes.extend(frame(frame_type::DATA, 0, 1, b"z"));
+        assert_eq!(
+            server(&bytes),
+            vec![
+                ev(Event::HeaderBlock {
+                    stream: 1,
+                    block: b"abcdef",
+                    end_stream: true
+                }),
+                ev(Event::Data {
+                    stream: 1,
+                    payload: b"z",
+                    end_stream: false
+                })
+            ]
+        );
+    }
+
+    #[test]
+    fn frame_between_headers_and_continuation_is_an_error() {
+        let mut bytes = frame(frame_type::HEADERS, 0, 1, b"ab");
+        bytes.extend(frame(frame_type::PING, 0, 0, &[0; 8]));
+        bytes.extend(frame(
+            frame_type::CONTINUATION,
+            flags::END_HEADERS,
+            1,
+            b"cd",
+        ));
+        assert_eq!(server(&bytes), vec![err(FrameError::ContinuationExpected)]);
+    }
+
+    #[test]
+    fn unknown_frame_between_headers_and_continuation_is_an_error() {
+        let mut bytes = frame(frame_type::HEADERS, 0, 1, b"ab");
+        bytes.extend(frame(0xfa, 0, 1, b""));
+        assert_eq!(server(&bytes), vec![err(FrameError::ContinuationExpected)]);
+    }
+
+    #[test]
+    fn continuation_on_another_stream_is_an_error() {
+        let mut bytes = frame(frame_type::HEADERS, 0, 1, b"ab");
+        bytes.extend(frame(
+            frame_type::CONTINUATION,
+            flags::END_HEADERS,
+            3,
+            b"cd",
+        ));
+        assert_eq!(server(&bytes), vec![err(FrameError::ContinuationExpected)]);
+    }
+
+    #[test]
+    fn continuation_without_headers_is_an_error() {
+        assert_eq!(
+            server(&frame(
+                frame_type::CONTINUATION,
+                flags::END_HEADERS,
+                1,
+                b"cd"
+            )),
+            vec![err(FrameError::UnexpectedContinuation)]
+        );
+    }
+
+    #[test]
+    fn continuation_flood_is_cut_off_at_the_block_limit() {
+        let mut r = FrameReader::new(Side::Server, BLOCK_LIMIT);
+        let mut out = Vec::new();
+        r.push(&frame(frame_type::HEADERS, 0, 1, b""), |e| {
+            out.push(format!("{e:?}"))
+        });
+        let piece = frame(frame_type::CONTINUATION, 0, 1, &[0; 100]);
+        for _ in 0..1000 {
+            r.push(&piece, |e| out.push(format!("{e:?}")));
+            assert!(r.buffered() <= BLOCK_LIMIT);
+        }
+        assert_eq!(out, vec![err(FrameError::HeaderBlockTooLong)]);
+        assert_eq!(r.failed(), Some(FrameError::HeaderBlockTooLong));
+        assert_eq!(r.buffered(), 0);
+        // Ten continuations of 100 fitted; the eleventh went over.
+        assert_eq!(r.counts().frames, 12);
+    }
+
+    #[test]
+    fn empty_continuation_flood_is_cut_off_by_count() {
+        let mut bytes = frame(frame_type::HEADERS, 0, 1, b"ab");
+        for _ in 0..MAX_CONTINUATIONS {
+            bytes.extend(frame(frame_type::CONTINUATION, 0, 1, b""));
+        }
+        let (out, r) = read_with(FrameReader::new(Side::Server, BLOCK_LIMIT), &[&bytes]);
+        assert_eq!(out, Vec::<String>::new());
+        assert_eq!(r.failed(), None);
+        let (out, _) = read_with(r, &[&frame(frame_type::CONTINUATION, 0, 1, b"")]);
+        assert_eq!(out, vec![err(FrameError::TooManyContinuations)]);
+    }
+
+    #[test]
+    fn block_exactly_at_the_limit_is_kept() {
+        let mut bytes = frame(frame_type::HEADERS, 0, 1, &[1; BLOCK_LIMIT - 1]);
+        bytes.extend(frame(frame_type::CONTINUATION, flags::END_HEADERS, 1, &[2]));
+        let out = server(&bytes);
+        assert_eq!(out.len(), 1);
+        assert!(out[0].starts_with("HeaderBlock"), "{out:?}");
+    }
+
+    #[test]
+    fn push_promise_is_assembled_with_its_promised_stream() {
+        let mut p = vec![1];
+        p.extend_from_slice(&0x8000_0002u32.to_be_bytes());
+        p.extend_from_slice(b"ab");
+        p.push(0);
+        let mut bytes = frame(frame_type::PUSH_PROMISE, flags::PADDED, 1, &p);
+        bytes.extend(frame(
+            frame_type::CONTINUATION,
+            flags::END_HEADERS,
+            1,
+            b"cd",
+        ));
+        assert_eq!(
+            server(&bytes),
+            vec![ev(Event::PushPromise {
+                stream: 1,
+                promised: 2,
+                block: b"abcd"
+            })]
+        );
+        assert_eq!(
+            server(&frame(
+                frame_type::PUSH_PROMISE,
+                flags::END_HEADERS,
+                1,
+                &[0, 0]
+            )),
+            vec![err(FrameError::BadLength)]
+        );
+    }
+
+    #[test]
+    fn settings_are_listed_and_checked() {
+        let mut p = vec![0, 1, 0, 0, 0x10, 0];
+        p.extend_from_slice(&[0, 5, 0, 0, 0x40, 0]);
+        assert_eq!(
+            server(&frame(frame_type::SETTINGS, 0, 0, &p)),
+            vec![ev(Event::Settings {
+                ack: false,
+                settings: vec![(1, 4096), (5, 16384)]
+            })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::SETTINGS, flags::ACK, 0, &[])),
+            vec![ev(Event::Settings {
+                ack: true,
+                settings: vec![]
+            })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::SETTINGS, 0, 0, &[0; 7])),
+            vec![err(FrameError::BadLength)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::SETTINGS, flags::ACK, 0, &[0; 6])),
+            vec![err(FrameError::BadLength)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::SETTINGS, 0, 1, &[])),
+            vec![err(FrameError::StreamIdNotZero)]
+        );
+    }
+
+    #[test]
+    fn rst_stream_gives_its_error_code() {
+        assert_eq!(
+            server(&frame(frame_type::RST_STREAM, 0, 3, &7u32.to_be_bytes())),
+            vec![ev(Event::RstStream {
+                stream: 3,
+                error_code: 7
+            })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::RST_STREAM, 0, 3, &[0; 5])),
+            vec![err(FrameError::BadLength)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::RST_STREAM, 0, 0, &[0; 4])),
+            vec![err(FrameError::StreamIdZero)]
+        );
+    }
+
+    #[test]
+    fn goaway_reads_last_stream_then_error_code_and_ignores_debug_data() {
+        let mut p = 0x8000_0009u32.to_be_bytes().to_vec();
+        p.extend_from_slice(&2u32.to_be_bytes());
+        p.extend_from_slice(b"debug text");
+        assert_eq!(
+            server(&frame(frame_type::GOAWAY, 0, 0, &p)),
+            vec![ev(Event::GoAway {
+                last_stream_id: 9,
+                error_code: 2
+            })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::GOAWAY, 0, 0, &[0; 7])),
+            vec![err(FrameError::BadLength)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::GOAWAY, 0, 1, &[0; 8])),
+            vec![err(FrameError::StreamIdNotZero)]
+        );
+    }
+
+    #[test]
+    fn small_control_frames_are_checked_for_length() {
+        assert_eq!(
+            server(&frame(
+                frame_type::WINDOW_UPDATE,
+                0,
+                0,
+                &0x8000_0100u32.to_be_bytes()
+            )),
+            vec![ev(Event::WindowUpdate {
+                stream: 0,
+                increment: 256
+            })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::PING, flags::ACK, 0, &[1; 8])),
+            vec![ev(Event::Ping { ack: true })]
+        );
+        assert_eq!(
+            server(&frame(frame_type::PRIORITY, 0, 1, &[0; 5])),
+            vec![ev(Event::Priority { stream: 1 })]
+        );
+        for (ty, len, stream) in [
+            (frame_type::WINDOW_UPDATE, 3, 1),
+            (frame_type::PING, 9, 0),
+            (frame_type::PRIORITY, 4, 1),
+        ] {
+            assert_eq!(
+                server(&frame(ty, 0, stream, &vec![0; len])),
+                vec![err(FrameError::BadLength)],
+                "type {ty}"
+            );
+        }
+        assert_eq!(
+            server(&frame(frame_type::PING, 0, 1, &[0; 8])),
+            vec![err(FrameError::StreamIdNotZero)]
+        );
+        assert_eq!(
+            server(&frame(frame_type::PRIORITY, 0, 0, &[0; 5])),
+            vec![err(FrameError::StreamIdZero)]
+        );
+    }
+
+    #[test]
+    fn unknown_frame_types_are_skipped() {
+        let mut bytes = frame(0xfa, 0xff, 0, b"whatever");
+        bytes.extend(frame(frame_type::DATA, 0, 1, b"x"));
+        let (out, r) = read_with(FrameReader::new(Side::Server, BLOCK_LIMIT), &[&bytes]);
+        assert_eq!(
+            out,
+            vec![ev(Event::Data {
+                stream: 1,
+                payload: b"x",
+                end_stream: false
+            })]
+        );
+        assert_eq!(r.counts().unknown, 1);
+        assert_eq!(r.counts().frames, 2);
+    }
+
+    #[test]
+    fn frame_over_the_max_size_is_refused_from_its_header() {
+        let big = vec![0; DEFAULT_MAX_FRAME_SIZE as usize + 1];
+        let bytes = frame(frame_type::DATA, 0, 1, &big);
+        // Only the header came: refused before the payload is buffered.
+        let (out, r) = read_with(FrameReader::new(Side::Server, BLOCK_LIMIT), &[&bytes[..9]]);
+        assert_eq!(out, vec![err(FrameError::FrameTooLarge)]);
+        assert_eq!(r.buffered(), 0);
+        // A frame of exactly the maximum is read.
+        let at_max = frame(frame_type::DATA, 0, 1, &big[1..]);
+        assert!(server(&at_max)[0].starts_with("Data"));
+    }
+
+    #[test]
+    fn max_frame_size_follows_settings_within_the_rfc_range() {
+        let mut r = FrameReader::new(Side::Server, BLOCK_LIMIT);
+        r.set_max_frame_size(1 << 20);
+        let bytes = frame(frame_type::DATA, 0, 1, &vec![0; 100_000]);
+        let (out, r) = read_with(r, &[&bytes[..50_000], &bytes[50_000..]]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(r.failed(), None);
+        let mut r = FrameReader::new(Side::Server, BLOCK_LIMIT);
+        r.set_max_frame_size(1);
+        assert_eq!(r.max_frame_size(), DEFAULT_MAX_FRAME_SIZE as usize);
+        r.set_max_frame_size(u32::MAX);
+        assert_eq!(r.max_frame_size(), MAX_MAX_FRAME_SIZE as usize);
+    }
+
+    #[test]
+    fn gap_loses_the_direction() {
+        let bytes = frame(frame_type::DATA, 0, 1, b"hello");
+        let mut r = FrameReader::new(Side::Server, BLOCK_LIMIT);
+        r.push(&bytes[..7], |_| panic!("nothing is whole yet"));
+        r.gap();
+        assert_eq!(r.failed(), Some(FrameError::Gap));
+        assert_eq!(r.buffered(), 0);
+        r.push(&bytes, |_| panic!("nothing after a gap"));
+        assert_eq!(r.counts().bytes_dropped, 7 + bytes.len() as u64);
+        // A later gap keeps the first reason.
+        let (_, mut r) = read_with(
+            FrameReader::new(Side::Server, BLOCK_LIMIT),
+            &[&frame(frame_type::DATA, 0, 0, b"")],
+        );
+        r.gap();
+        assert_eq!(r.failed(), Some(FrameError::StreamIdZero));
+    }
+
+    #[test]
+    fn reason_names_are_distinct_counter_names() {
+        let all = [
+            FrameError::BadPreface,
+            FrameError::FrameTooLarge,
+            FrameError::BadLength,
+            FrameError::BadPadding,
+            FrameError::StreamIdZero,
+            FrameError::StreamIdNotZero,
+            FrameError::ContinuationExpected,
+            FrameError::UnexpectedContinuation,
+            FrameError::HeaderBlockTooLong,
+            FrameError::TooManyContinuations,
+            FrameError::Gap,
+        ];
+        let mut names: Vec<&str> = all.iter().map(|e| e.name()).collect();
+        assert!(names.iter().all(|n| {
+            n.starts_with("http2_")
+                && n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        }));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+    }
+
+    /// A valid frame, or a header block split into HEADERS and CONTINUATIONs.
+    fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = |n| proptest::collection::vec(any::<u8>(), 0..n);
+        let stream = 1u32..1000;
+        prop_oneof![
+            (stream.clone(), bytes(300), any::<bool>(), 0u8..20).prop_map(|(s, d, end, pad)| {
+                if pad == 0 {
+                    frame(frame_type::DATA, u8::from(end), s, &d)
+                } else {
+                    let mut p = vec![pad];
+                    p.extend_from_slice(&d);
+                    p.extend(std::iter::repeat_n(0, usize::from(pad)));
+                    frame(frame_type::DATA, flags::PADDED | u8::from(end), s, &p)
+                }
+            }),
+            (
+                stream.clone(),
+                proptest::collection::vec(bytes(100), 1..4),
+                any::<bool>()
+            )
+                .prop_map(|(s, parts, prio)| {
+                    let last = parts.len() - 1;
+                    let mut out = Vec::new();
+                    for (i, part) in parts.iter().enumerate() {
+                        let end = if i == last { flags::END_HEADERS } else { 0 };
+                        if i == 0 {
+                            let mut p = Vec::new();
+                            let mut fl = end;
+                            if prio {
+                                p.extend_from_slice(&[0, 0, 0, 3, 16]);
+                                fl |= flags::PRIORITY;
+                            }
+                            p.extend_from_slice(part);
+                            out.extend(frame(frame_type::HEADERS, fl, s, &p));
+                        } else {
+                            out.extend(frame(frame_type::CONTINUATION, end, s, part));
+                        }
+                    }
+                    out
+                }),
+            proptest::collection::vec((any::<u16>(), any::<u32>()), 0..5).prop_map(|l| {
+                let p: Vec<u8> = l
+                    .iter()
+                    .flat_map(|(i, v)| i.to_be_bytes().into_iter().chain(v.to_be_bytes()))
+                    .collect();
+                frame(frame_type::SETTINGS, 0, 0, &p)
+            }),
+            (stream.clone(), any::<u32>()).prop_map(|(s, c)| frame(
+                frame_type::RST_STREAM,
+                0,
+                s,
+                &c.to_be_bytes()
+            )),
+            (any::<u32>(), any::<u32>(), bytes(20)).prop_map(|(l, c, d)| {
+                let mut p = l.to_be_bytes().to_vec();
+                p.extend_from_slice(&c.to_be_bytes());
+                p.extend_from_slice(&d);
+                frame(frame_type::GOAWAY, 0, 0, &p)
+            }),
+            (0u32..10, any::<u32>()).prop_map(|(s, i)| frame(
+                frame_type::WINDOW_UPDATE,
+                0,
+                s,
+                &i.to_be_bytes()
+            )),
+            any::<[u8; 8]>().prop_map(|o| frame(frame_type::PING, 0, 0, &o)),
+            (10u8..=255, bytes(50)).prop_map(|(t, d)| frame(t, 0, 0, &d)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_events(
+            frames in proptest::collection::vec(valid_frame(), 0..12),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+        ) {
+            let mut bytes = PREFACE.to_vec();
+            bytes.extend(frames.concat());
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            at.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for a in at {
+                chunks.push(&bytes[from..a]);
+                from = a;
+            }
+            chunks.push(&bytes[from..]);
+            let (whole, r1) = read_with(FrameReader::new(Side::Client, BLOCK_LIMIT), &[&bytes]);
+            let (split, r2) = read_with(FrameReader::new(Side::Client, BLOCK_LIMIT), &chunks);
+            prop_assert_eq!(r1.failed(), None);
+            prop_assert_eq!(r2.failed(), None);
+            prop_assert!(whole.iter().all(|e| !e.starts_with("Error")));
+            prop_assert_eq!(whole, split);
+            prop_assert_eq!(r1.counts(), r2.counts());
+            prop_assert_eq!(r2.buffered(), 0);
+        }
+
+        #[test]
+        fn random_bytes_never_panic_and_stay_bounded(
+            data in proptest::collection::vec(any::<u8>(), 0..2000),
+            size in 1usize..40,
+            client in any::<bool>(),
+        ) {
+            let side = if client { Side::Client } else { Side::Server };
+            let mut r = FrameReader::new(side, 64);
+            let mut errors = 0;
+            for piece in data.chunks(size) {
+                r.push(piece, |e| {
+                    if matches!(e, Event::Error(_)) {
+                        errors += 1;
+                    }
+                });
+                prop_assert!(r.buffered() <= r.bound());
+            }
+            prop_assert!(errors <= 1);
+            prop_assert_eq!(errors == 1, r.failed().is_some());
+        }
+    }
 }
