@@ -334,6 +334,8 @@ impl FrameReader {
         let n = want.len().min(rest.len());
         let (head, tail) = rest.split_at(n);
         if want.get(..n) != Some(head) {
+            // The part that matched in earlier chunks is dropped too, however the bytes came.
+            self.counts.bytes_dropped += seen as u64;
             return self.fail(FrameError::BadPreface, rest, on_event);
         }
         self.state = if seen + n == PREFACE.len() {
@@ -690,6 +692,7 @@ mod tests {
         );
         assert_eq!(out, vec![err(FrameError::BadPreface)]);
         assert_eq!(r.failed(), Some(FrameError::BadPreface));
+        assert_eq!(r.counts().bytes_dropped, bytes.len() as u64);
         assert_eq!(FrameError::BadPreface.name(), "http2_bad_preface");
     }
 
@@ -1251,7 +1254,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic_and_stay_bounded(
+        fn random_bytes_never_panic_stay_bounded_and_split_alike(
             data in proptest::collection::vec(any::<u8>(), 0..2000),
             size in 1usize..40,
             client in any::<bool>(),
@@ -1269,6 +1272,11 @@ mod tests {
             }
             prop_assert!(errors <= 1);
             prop_assert_eq!(errors == 1, r.failed().is_some());
+            let chunks: Vec<&[u8]> = data.chunks(size).collect();
+            let (whole, w) = read_with(FrameReader::new(side, 64), &[&data]);
+            let (split, _) = read_with(FrameReader::new(side, 64), &chunks);
+            prop_assert_eq!(whole, split);
+            prop_assert_eq!(w.counts(), r.counts());
         }
     }
 }
