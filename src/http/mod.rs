@@ -13,6 +13,7 @@
 pub mod body;
 pub mod canon;
 pub mod h1;
+pub mod h2;
 pub mod settings;
 pub mod sink;
 pub mod target;
