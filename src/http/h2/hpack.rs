@@ -945,6 +945,28 @@ mod tests {
         ]);
     }
 
+    #[test]
+    fn blocks_from_nghttp2_decode_with_the_key() {
+        // Two requests from node's http2 client (nghttp2's encoder) to a plain TCP listener,
+        // HEADERS payloads as sent: Huffman names and values, then dynamic table references.
+        let mut d = Decoder::new();
+        let first = hex(
+            "83048863b85824e3b262a3418b089d5c0b8170dc65d038ef86408b3485a6b3a4b513d2dd4beb036b2d31",
+        );
+        let second = hex("83048863b85824e3b262a3bf867e036b2d32");
+        let mut want = plain(&[
+            (":method", "POST"),
+            (":path", "/v1/charges"),
+            (":authority", "127.0.0.1:37067"),
+            (":scheme", "http"),
+            ("idempotency-key", "k-1"),
+        ]);
+        assert_eq!(decode(&mut d, &first).unwrap(), want);
+        want[4].1 = b"k-2".to_vec();
+        assert_eq!(decode(&mut d, &second).unwrap(), want);
+        assert_eq!(d.entries().len(), 3);
+    }
+
     // --- Huffman ---
 
     #[test]
