@@ -201,15 +201,24 @@ impl Decoder {
                     (4, false, first & 0x10 != 0)
                 };
                 let index = integer(&mut rest, prefix)?;
+                // Room left in the budget for this field's name and value, so that no
+                // literal is copied or Huffman-decoded far past it.
+                let room = max_list_bytes
+                    .saturating_sub(used)
+                    .saturating_sub(ENTRY_OVERHEAD);
                 self.name.clear();
                 if index == 0 {
-                    string(&mut rest, &mut self.name)?;
+                    string(&mut rest, &mut self.name, room)?;
                 } else {
                     let (name, _) = self.table.lookup(index)?;
                     self.name.extend_from_slice(name);
                 }
                 self.value.clear();
-                string(&mut rest, &mut self.value)?;
+                string(
+                    &mut rest,
+                    &mut self.value,
+                    room.saturating_sub(self.name.len()),
+                )?;
                 used = charge(used, &self.name, &self.value, max_list_bytes)?;
                 out(&self.name, &self.value, sensitive);
                 if indexing {
@@ -337,14 +346,17 @@ fn integer(rest: &mut &[u8], prefix: u8) -> Result<usize, HpackError> {
         .ok_or(HpackError::IntegerOverflow)
 }
 
-/// Reads a string literal (section 5.2) from the front of `rest` into `out`.
-fn string(rest: &mut &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
+/// Reads a string literal (section 5.2) from the front of `rest` into `out`, refusing one
+/// that decodes to more than `room` bytes.
+fn string(rest: &mut &[u8], out: &mut Vec<u8>, room: usize) -> Result<(), HpackError> {
     let huffman = rest.first().is_some_and(|b| b & 0x80 != 0);
     let len = integer(rest, 7)?;
     let (bytes, tail) = rest.split_at_checked(len).ok_or(HpackError::Truncated)?;
     *rest = tail;
     if huffman {
-        huffman_decode(bytes, out)
+        huffman_decode(bytes, out, room)
+    } else if len > room {
+        Err(HpackError::ListTooLarge)
     } else {
         out.extend_from_slice(bytes);
         Ok(())
@@ -353,7 +365,8 @@ fn string(rest: &mut &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
 
 /// Decodes Huffman-coded bytes (section 5.2, Appendix B) onto `out`, a bit at a time through
 /// the canonical code: at each length, the codes of that length are one run of numbers.
-fn huffman_decode(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
+/// More than `room` bytes of output is [`HpackError::ListTooLarge`].
+fn huffman_decode(bytes: &[u8], out: &mut Vec<u8>, room: usize) -> Result<(), HpackError> {
     let mut code: u32 = 0;
     let mut len: usize = 0;
     for &byte in bytes {
@@ -367,6 +380,9 @@ fn huffman_decode(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
                 let at = HUFFMAN.start.get(len).copied().unwrap_or(0) + offset as usize;
                 let symbol = HUFFMAN.symbols.get(at).copied().unwrap_or(EOS);
                 let byte = u8::try_from(symbol).map_err(|_| HpackError::HuffmanEos)?;
+                if out.len() >= room {
+                    return Err(HpackError::ListTooLarge);
+                }
                 out.push(byte);
                 code = 0;
                 len = 0;
@@ -998,13 +1014,13 @@ mod tests {
         for b in 0..=255u8 {
             for s in [vec![b], vec![b, b, b], vec![b'a', b, 0xff, b]] {
                 let mut out = Vec::new();
-                huffman_decode(&huffman_encode(&s), &mut out).unwrap();
+                huffman_decode(&huffman_encode(&s), &mut out, usize::MAX).unwrap();
                 assert_eq!(out, s, "byte {b}");
             }
         }
         let all: Vec<u8> = (0..=255).collect();
         let mut out = Vec::new();
-        huffman_decode(&huffman_encode(&all), &mut out).unwrap();
+        huffman_decode(&huffman_encode(&all), &mut out, usize::MAX).unwrap();
         assert_eq!(out, all);
     }
 
@@ -1012,24 +1028,24 @@ mod tests {
     fn huffman_padding_must_be_short_and_all_ones() {
         let mut out = Vec::new();
         // 'a' is 00011 (5 bits): padded with 111 is fine, with 110 is not.
-        assert_eq!(huffman_decode(&[0b0001_1111], &mut out), Ok(()));
+        assert_eq!(huffman_decode(&[0b0001_1111], &mut out, usize::MAX), Ok(()));
         assert_eq!(out, b"a");
         assert_eq!(
-            huffman_decode(&[0b0001_1110], &mut out),
+            huffman_decode(&[0b0001_1110], &mut out, usize::MAX),
             Err(HpackError::HuffmanPadding)
         );
         // A whole byte of ones after a full symbol is 8 bits of padding: too long.
         assert_eq!(
-            huffman_decode(&[0b0001_1111, 0xff], &mut out),
+            huffman_decode(&[0b0001_1111, 0xff], &mut out, usize::MAX),
             Err(HpackError::HuffmanPadding)
         );
         // '0' is 00000: three zero bits left over are not a prefix of EOS.
         assert_eq!(
-            huffman_decode(&[0x00], &mut out),
+            huffman_decode(&[0x00], &mut out, usize::MAX),
             Err(HpackError::HuffmanPadding)
         );
         // An empty string is fine.
-        assert_eq!(huffman_decode(&[], &mut out), Ok(()));
+        assert_eq!(huffman_decode(&[], &mut out, usize::MAX), Ok(()));
     }
 
     #[test]
@@ -1037,7 +1053,7 @@ mod tests {
         let mut out = Vec::new();
         // EOS is 30 ones, followed by 2 ones of padding.
         assert_eq!(
-            huffman_decode(&[0xff; 4], &mut out),
+            huffman_decode(&[0xff; 4], &mut out, usize::MAX),
             Err(HpackError::HuffmanEos)
         );
         // 'a' then EOS then padding.
@@ -1046,7 +1062,7 @@ mod tests {
         bits = (bits << 5) | 0b11111; // 40 bits
         let bytes: Vec<u8> = (0..5).rev().map(|i| (bits >> (8 * i)) as u8).collect();
         assert_eq!(
-            huffman_decode(&bytes, &mut Vec::new()),
+            huffman_decode(&bytes, &mut Vec::new(), usize::MAX),
             Err(HpackError::HuffmanEos)
         );
     }
@@ -1215,6 +1231,21 @@ mod tests {
         assert_eq!(r, Err(HpackError::ListTooLarge));
         assert!(given <= 16 * 1024);
         assert!(d.is_broken());
+    }
+
+    #[test]
+    fn long_literal_past_the_bound_is_refused_before_it_is_copied() {
+        for huffman in [false, true] {
+            let mut d = Decoder::new();
+            let mut block = vec![0x00];
+            enc_string(&mut block, b"k", false);
+            enc_string(&mut block, &[b'a'; 100_000], huffman);
+            assert_eq!(
+                decode_bounded(&mut d, &block, 1000),
+                Err(HpackError::ListTooLarge)
+            );
+            assert!(d.value.capacity() <= 2048, "{}", d.value.capacity());
+        }
     }
 
     #[test]
