@@ -55,7 +55,10 @@ pub fn check(data: &[u8]) {
     let errors = whole.iter().filter(|e| e.starts_with("Error")).count();
     assert_eq!(errors, usize::from(r1.failed().is_some()));
     if errors == 1 {
-        assert!(whole.last().is_some_and(|e| e.starts_with("Error")), "an error is last");
+        assert!(
+            whole.last().is_some_and(|e| e.starts_with("Error")),
+            "an error is last"
+        );
     }
     assert!(r1.counts().bytes_dropped <= stream.len() as u64);
 }

@@ -12,6 +12,10 @@ mod capture_file;
 mod config_file;
 #[path = "../../fuzz/checks/decode_frame.rs"]
 mod decode_frame;
+#[path = "../../fuzz/checks/h2_frame.rs"]
+mod h2_frame;
+#[path = "../../fuzz/checks/h2_hpack.rs"]
+mod h2_hpack;
 #[path = "../../fuzz/checks/http_session.rs"]
 mod http_session;
 #[path = "../../fuzz/checks/mirror_request.rs"]
@@ -106,4 +110,14 @@ fn tls_keylog_seeds_pass_the_check() {
 #[test]
 fn tls_record_seeds_pass_the_check() {
     replay("tls_record", tls_record::check);
+}
+
+#[test]
+fn h2_frame_seeds_pass_the_check() {
+    replay("h2_frame", h2_frame::check);
+}
+
+#[test]
+fn h2_hpack_seeds_pass_the_check() {
+    replay("h2_hpack", h2_hpack::check);
 }
