@@ -226,18 +226,7 @@ pub fn run_live(
                     &mut worker.sink.stats,
                 ) {
                     if let Some(cache) = &sessions {
-                        cache.observe(
-                            seg.ts,
-                            crate::tls::sessions::Endpoint {
-                                ip: seg.src,
-                                port: seg.src_port,
-                            },
-                            crate::tls::sessions::Endpoint {
-                                ip: seg.dst,
-                                port: seg.dst_port,
-                            },
-                            seg.payload,
-                        );
+                        super::observe_hellos(cache, &seg);
                     }
                     worker.segment(&seg, packet_no, 0);
                 }

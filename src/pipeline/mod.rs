@@ -185,6 +185,17 @@ impl FlowWorker {
     }
 }
 
+/// Feeds a segment's TLS hellos to the session cache, before any worker takes the segment.
+fn observe_hellos(cache: &SessionCache, seg: &Segment<'_>) {
+    let end = |ip, port| crate::tls::sessions::Endpoint { ip, port };
+    cache.observe(
+        seg.ts,
+        end(seg.src, seg.src_port),
+        end(seg.dst, seg.dst_port),
+        seg.payload,
+    );
+}
+
 /// Decides when capture time has moved on enough for a sweep.
 struct Clock {
     next_sweep: Option<Timestamp>,
@@ -359,18 +370,7 @@ impl Front {
             };
         if let (Some(cache), Some(seg)) = (&self.sessions, &segment) {
             // Reading order is capture order: the cache is ahead of every worker.
-            cache.observe(
-                seg.ts,
-                crate::tls::sessions::Endpoint {
-                    ip: seg.src,
-                    port: seg.src_port,
-                },
-                crate::tls::sessions::Endpoint {
-                    ip: seg.dst,
-                    port: seg.dst_port,
-                },
-                seg.payload,
-            );
+            observe_hellos(cache, seg);
         }
         Step::Frame {
             segment,
