@@ -81,6 +81,7 @@ fn main() {
             peer_ack_at_start: None,
             answered_at_start: 0,
             lost_before: false,
+            protocol: Default::default(),
         };
         let id = TxId {
             flow_id: 1,
@@ -117,6 +118,7 @@ fn main() {
             ts_done: ts,
             server_seen: true,
             response_lost: false,
+            not_processed: false,
         }));
         t.on_event(&done, ts, &mut stats, &mut alerts);
     }

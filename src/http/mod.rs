@@ -24,4 +24,6 @@ pub use settings::{
     DEFAULT_KEY_HEADERS, DEFAULT_REDACTED_PARAMS, Limits, SessionSettings, Settings,
 };
 pub use sink::Sink;
-pub use transaction::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};
+pub use transaction::{
+    Body, Conn, HttpEvent, KeyHeader, Protocol, Request, Response, Transaction, TxId,
+};

@@ -64,6 +64,25 @@ pub fn unquote_sf_string(v: &str) -> String {
     }
 }
 
+/// The HTTP version a request was sent in, as EVE's `http.protocol` names it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http10,
+    #[default]
+    Http11,
+    Http2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http10 => "HTTP/1.0",
+            Protocol::Http11 => "HTTP/1.1",
+            Protocol::Http2 => "HTTP/2",
+        }
+    }
+}
+
 /// A request as seen.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -99,6 +118,7 @@ pub struct Request {
     /// Bytes that belong to no known message were lost in the client's stream just before this
     /// request: a request may have been lost there.
     pub lost_before: bool,
+    pub protocol: Protocol,
 }
 
 impl Request {
@@ -168,6 +188,10 @@ pub struct Transaction {
     /// There is no response, and it may have been lost in a capture gap in the server's
     /// stream: its absence says nothing about the server either.
     pub response_lost: bool,
+    /// The server said it did not process the request: an HTTP/2 stream refused
+    /// (`REFUSED_STREAM`) or above a GOAWAY's last stream id (RFC 9113 section 8.7). A
+    /// retry of it is safe, and it never stored a result.
+    pub not_processed: bool,
 }
 
 /// What the HTTP layer hands on, in capture order.

@@ -158,6 +158,7 @@ mod tests {
                 peer_ack_at_start: None,
                 answered_at_start: 0,
                 lost_before: false,
+                protocol: Default::default(),
             }),
         }
     }

@@ -1025,6 +1025,7 @@ mod tests {
                 peer_ack_at_start: None,
                 answered_at_start: 0,
                 lost_before: false,
+                protocol: Default::default(),
             }
         }
 
@@ -1054,6 +1055,7 @@ mod tests {
                 ts_done: t1,
                 server_seen: true,
                 response_lost: false,
+                not_processed: false,
             }));
             self.t.on_event(&ev, t1, &mut self.stats, &mut self.alerts);
         }

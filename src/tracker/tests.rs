@@ -147,6 +147,7 @@ impl Sim {
             peer_ack_at_start: None,
             answered_at_start: 0,
             lost_before: false,
+            protocol: Default::default(),
         }
     }
 
@@ -196,6 +197,7 @@ impl Sim {
             ts_done: at,
             server_seen,
             response_lost: false,
+            not_processed: false,
         }));
         self.t.on_event(&ev, at, &mut self.stats, &mut self.alerts);
     }

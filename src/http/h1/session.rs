@@ -560,6 +560,7 @@ impl Session {
             peer_ack_at_start: start.peer_ack,
             answered_at_start: self.answered_end,
             lost_before: std::mem::take(&mut self.client_lost),
+            protocol: Default::default(),
         };
         let te = transfer_codings(&h.transfer_encoding);
         let cl = content_length(&h.content_length);
@@ -998,6 +999,7 @@ impl Session {
             ts_done: ts_done.max(em.now),
             server_seen: self.server_seen,
             response_lost,
+            not_processed: false,
         };
         em.push(self.serial, HttpEvent::Transaction(Box::new(tx)));
     }
