@@ -248,9 +248,54 @@ rec_httpx_story() {  # rec_httpx_story NAME h1|h2|tls
     fi
 }
 
+rec_refused_stream() {
+    local n=refused-stream
+    start_backend $n; start_h2server $n --tls "$WORK/cert.pem" "$WORK/key.pem"; start_capture $n
+    rm -f "$OUT/$n.keys"
+    run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" refused "https://127.0.0.1:$FPORT"
+    stop_all $n 1 "tcpdump -i lo; h2_server.py --tls (refuse-once) -> server.py; clients/go-h2 refused BASE ($GOVERSION net/http)"
+}
+
+rec_refused_stream_new_key() {
+    local n=refused-stream-new-key
+    start_backend $n; start_h2server $n; start_capture $n
+    run_client $n python3 "$CLIENTS/h2-refused-new-key.py" "http://127.0.0.1:$FPORT"
+    stop_all $n 0 "tcpdump -i lo; h2_server.py (prior knowledge, refuse-once) -> server.py; clients/h2-refused-new-key.py BASE (httpx http2, prior knowledge)"
+}
+
+rec_goaway() {
+    local n=goaway
+    start_backend $n; start_h2server $n --tls "$WORK/cert.pem" "$WORK/key.pem"; start_capture $n
+    rm -f "$OUT/$n.keys"
+    run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" goaway "https://127.0.0.1:$FPORT"
+    stop_all $n 1 "tcpdump -i lo; h2_server.py --tls (goaway-batch=3) -> server.py; clients/go-h2 goaway BASE ($GOVERSION net/http)"
+}
+
+rec_go_h2_tls() {
+    local n=go-h2-tls
+    start_backend $n; start_nginx $n tls; start_capture $n
+    rm -f "$OUT/$n.keys"
+    run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" nginx "https://127.0.0.1:$FPORT"
+    stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/go-h2 nginx BASE ($GOVERSION net/http)"
+}
+
+rec_node_h2_tls() {
+    local n=node-h2-tls
+    start_backend $n; start_nginx $n tls; start_capture $n
+    rm -f "$OUT/$n.keys"
+    run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" node "$CLIENTS/node-h2-tls.js" "https://127.0.0.1:$FPORT"
+    stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/node-h2-tls.js BASE (node $(node --version) http2)"
+}
+
 ALL=(curl-h2-tls curl-h2-prior-knowledge httpx-story-h1 httpx-story-h2 httpx-story-h2-tls
      h2c-upgrade refused-stream refused-stream-new-key goaway go-h2-tls node-h2-tls)
 [ $# -gt 0 ] && ALL=("$@")
+case " ${ALL[*]} " in
+    *" refused-stream "* | *" goaway "* | *" go-h2-tls "*)
+        GOH2=$WORK/go-h2
+        (cd "$CLIENTS/go-h2" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$GOH2" .)
+        GOVERSION=$(go env GOVERSION) ;;
+esac
 for name in "${ALL[@]}"; do
     echo "== $name"
     case $name in
@@ -260,6 +305,11 @@ for name in "${ALL[@]}"; do
         httpx-story-h2) rec_httpx_story $name h2 ;;
         httpx-story-h2-tls) rec_httpx_story $name tls ;;
         h2c-upgrade) rec_h2c_upgrade ;;
+        refused-stream) rec_refused_stream ;;
+        refused-stream-new-key) rec_refused_stream_new_key ;;
+        goaway) rec_goaway ;;
+        go-h2-tls) rec_go_h2_tls ;;
+        node-h2-tls) rec_node_h2_tls ;;
         *) echo "record_h2.sh: unknown recording $name" >&2; exit 2 ;;
     esac
 done
