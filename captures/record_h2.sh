@@ -153,7 +153,7 @@ start_capture() {  # start_capture NAME
     sleep 0.3
 }
 
-# stop_all NAME TLS(0|1) HOW: stop front, backend, capture; add the manifest line.
+# stop_all NAME DECODE(tls|h2|auto) HOW: stop front, backend, capture; add the manifest line.
 stop_all() {
     sleep 0.3
     [ -n "$HPID" ] && { kill "$HPID" 2>/dev/null || true; wait "$HPID" 2>/dev/null || true; HPID=; }
@@ -166,8 +166,8 @@ stop_all() {
     wait "$TPID" || true
     TPID=
     chmod 644 "$OUT/$1.pcap"
-    [ "$2" = 1 ] && chmod 644 "$OUT/$1.keys"
-    if grep -q "Traceback" "$WORK/$1.server.err" ${HPID:+"$WORK/$1.h2server.err"} 2>/dev/null; then
+    [ "$2" = tls ] && chmod 644 "$OUT/$1.keys"
+    if grep -q "Traceback" "$WORK/$1.server.err" "$WORK/$1.h2server.err" 2>/dev/null; then
         echo "record_h2.sh: server error in $1" >&2; return 1
     fi
     printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$WORK/$1.log" "$2" "$FPORT" "$3" >>"$MANIFEST"
@@ -195,7 +195,7 @@ rec_curl_h2_tls() {
     c+=("${common[@]}" -H "Idempotency-Key: c0de0002-0000-4000-8000-000000000001" \
         -d '{"amount":999,"currency":"usd","customer":"cus_H2Curl0001"}' "$b")
     run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" curl --resolve "api.example.com:$FPORT:127.0.0.1" "${c[@]}"
-    stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; curl 7.88 --http2 --next x6 (record_h2.sh)"
+    stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; curl 7.88 --http2 --next x6 (record_h2.sh)"
 }
 
 rec_curl_h2_prior_knowledge() {
@@ -216,7 +216,7 @@ rec_curl_h2_prior_knowledge() {
         curl "${common[@]}" -H 'Idempotency-Key: c0de0003-0000-4000-8000-000000000002' -H "X-Pad: $pad" -d amount=400 -d currency=usd "$b/v1/charges"
         curl "${common[@]}" "$b/v1/charges?limit=2"
     } >"$WORK/$n.client.out" 2>&1
-    stop_all $n 0 "tcpdump -i lo; h2_server.py (prior knowledge) -> server.py; curl 7.88 --http2-prior-knowledge x4 (one connection each), the 3rd with a 30000-byte X-Pad header (record_h2.sh)"
+    stop_all $n h2 "tcpdump -i lo; h2_server.py (prior knowledge) -> server.py; curl 7.88 --http2-prior-knowledge x4 (one connection each), the 3rd with a 30000-byte X-Pad header (record_h2.sh)"
 }
 
 rec_h2c_upgrade() {
@@ -228,7 +228,7 @@ rec_h2c_upgrade() {
         "${common[@]}" -H 'Idempotency-Key: c0de0004-0000-4000-8000-000000000001' -d '{"amount":410,"currency":"usd"}' "$b" --next \
         "${common[@]}" -H 'Idempotency-Key: c0de0004-0000-4000-8000-000000000001' -d '{"amount":420,"currency":"usd"}' "$b" --next \
         --http2 -sS -H "$AUTH" "$b?limit=1"
-    stop_all $n 0 "tcpdump -i lo; h2_server.py (h2c upgrade) -> server.py; curl 7.88 --http2 on http:// --next x4 (record_h2.sh)"
+    stop_all $n auto "tcpdump -i lo; h2_server.py (h2c upgrade) -> server.py; curl 7.88 --http2 on http:// --next x4 (record_h2.sh)"
 }
 
 rec_httpx_story() {  # rec_httpx_story NAME h1|h2|tls
@@ -241,10 +241,10 @@ rec_httpx_story() {  # rec_httpx_story NAME h1|h2|tls
     start_capture $n
     if [ "$mode" = tls ]; then
         run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" python3 "$CLIENTS/httpx-h2-story.py" "$base" h2
-        stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/httpx-h2-story.py BASE h2 (httpx http2=True, ALPN h2)"
+        stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/httpx-h2-story.py BASE h2 (httpx http2=True, ALPN h2)"
     else
         run_client $n python3 "$CLIENTS/httpx-h2-story.py" "$base" "$mode"
-        stop_all $n 0 "tcpdump -i lo; nginx 1.22 ($([ "$mode" = h2 ] && echo 'listen http2, cleartext' || echo 'HTTP/1.1')) -> server.py; clients/httpx-h2-story.py BASE $mode"
+        stop_all $n "$([ "$mode" = h2 ] && echo h2 || echo auto)" "tcpdump -i lo; nginx 1.22 ($([ "$mode" = h2 ] && echo 'listen http2, cleartext' || echo 'HTTP/1.1')) -> server.py; clients/httpx-h2-story.py BASE $mode"
     fi
 }
 
@@ -253,14 +253,14 @@ rec_refused_stream() {
     start_backend $n; start_h2server $n --tls "$WORK/cert.pem" "$WORK/key.pem"; start_capture $n
     rm -f "$OUT/$n.keys"
     run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" refused "https://127.0.0.1:$FPORT"
-    stop_all $n 1 "tcpdump -i lo; h2_server.py --tls (refuse-once) -> server.py; clients/go-h2 refused BASE ($GOVERSION net/http)"
+    stop_all $n tls "tcpdump -i lo; h2_server.py --tls (refuse-once) -> server.py; clients/go-h2 refused BASE ($GOVERSION net/http)"
 }
 
 rec_refused_stream_new_key() {
     local n=refused-stream-new-key
     start_backend $n; start_h2server $n; start_capture $n
     run_client $n python3 "$CLIENTS/h2-refused-new-key.py" "http://127.0.0.1:$FPORT"
-    stop_all $n 0 "tcpdump -i lo; h2_server.py (prior knowledge, refuse-once) -> server.py; clients/h2-refused-new-key.py BASE (httpx http2, prior knowledge)"
+    stop_all $n h2 "tcpdump -i lo; h2_server.py (prior knowledge, refuse-once) -> server.py; clients/h2-refused-new-key.py BASE (httpx http2, prior knowledge)"
 }
 
 rec_goaway() {
@@ -268,7 +268,7 @@ rec_goaway() {
     start_backend $n; start_h2server $n --tls "$WORK/cert.pem" "$WORK/key.pem"; start_capture $n
     rm -f "$OUT/$n.keys"
     run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" goaway "https://127.0.0.1:$FPORT"
-    stop_all $n 1 "tcpdump -i lo; h2_server.py --tls (goaway-batch=3) -> server.py; clients/go-h2 goaway BASE ($GOVERSION net/http)"
+    stop_all $n tls "tcpdump -i lo; h2_server.py --tls (goaway-batch=3) -> server.py; clients/go-h2 goaway BASE ($GOVERSION net/http)"
 }
 
 rec_go_h2_tls() {
@@ -276,7 +276,7 @@ rec_go_h2_tls() {
     start_backend $n; start_nginx $n tls; start_capture $n
     rm -f "$OUT/$n.keys"
     run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" "$GOH2" nginx "https://127.0.0.1:$FPORT"
-    stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/go-h2 nginx BASE ($GOVERSION net/http)"
+    stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/go-h2 nginx BASE ($GOVERSION net/http)"
 }
 
 rec_node_h2_tls() {
@@ -284,7 +284,7 @@ rec_node_h2_tls() {
     start_backend $n; start_nginx $n tls; start_capture $n
     rm -f "$OUT/$n.keys"
     run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" node "$CLIENTS/node-h2-tls.js" "https://127.0.0.1:$FPORT"
-    stop_all $n 1 "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/node-h2-tls.js BASE (node $(node --version) http2)"
+    stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/node-h2-tls.js BASE (node $(node --version) http2)"
 }
 
 ALL=(curl-h2-tls curl-h2-prior-knowledge httpx-story-h1 httpx-story-h2 httpx-story-h2-tls
@@ -313,4 +313,5 @@ for name in "${ALL[@]}"; do
         *) echo "record_h2.sh: unknown recording $name" >&2; exit 2 ;;
     esac
 done
+echo "== h2/TSHARK.json"
 python3 "$OUT/tshark_streams.py" "$OUT/TSHARK.json" "$MANIFEST"
