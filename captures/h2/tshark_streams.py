@@ -44,7 +44,7 @@ DOC = ("Written by record_h2.sh (h2/tshark_streams.py) from tshark 4.0 -T pdml: 
        "(HTTP/1.1). Per stream: stream_id; method, path, authority (request pseudo-headers as sent; for "
        "the upgraded request of h2c-upgrade, its HTTP/1.1 request line and Host, upgraded_from_http1 true); "
        "idempotency_key (the first Idempotency-Key / X-Idempotency-Key value as sent, or null); status (final "
-       ":status, null if none); rst_stream (null or {sender, error}); client_frames and server_frames (frame "
+       ":status, null if none); rst_stream (null or the first RST_STREAM on the stream: {sender, error}); rst_streams (all of them, in order: h2_server.py answers DATA that arrives after its REFUSED_STREAM with another RST_STREAM(STREAM_CLOSED)); client_frames and server_frames (frame "
        "types on that stream in wire order, with flags: ES end_stream, EH end_headers, P padded, PRI priority). "
        "Per HTTP/1.1 request: the same fields with stream_id null (status paired in order).")
 
@@ -74,7 +74,7 @@ def direct(elem, name):
 
 def new_stream(sid):
     return collections.OrderedDict([("stream_id", sid), ("method", None), ("path", None), ("authority", None),
-                                    ("idempotency_key", None), ("status", None), ("rst_stream", None),
+                                    ("idempotency_key", None), ("status", None), ("rst_stream", None), ("rst_streams", []),
                                     ("client_frames", []), ("server_frames", [])])
 
 
@@ -140,7 +140,7 @@ def capture_entry(capdir, name, log, decode, port, how):
             del c["requests"]
         else:
             for r in c["requests"]:
-                del r["client_frames"], r["server_frames"]
+                del r["client_frames"], r["server_frames"], r["rst_streams"]
             answered += sum(1 for r in c["requests"] if r["status"] is not None)
             del c["streams"], c["client_settings"], c["server_settings"], c["goaway"], c["frame_counts"]
         del c["pending_status"]
@@ -198,7 +198,9 @@ def h2frame(c, fr, side):
     s[side + "_frames"].append(flag_text(ftype, flags))
     if ftype == 3:
         err = int(first(fr, "http2.rst_stream.error") or 0)
-        s["rst_stream"] = collections.OrderedDict([("sender", side), ("error", ERRORS[err] if err < len(ERRORS) else err)])
+        rst = collections.OrderedDict([("sender", side), ("error", ERRORS[err] if err < len(ERRORS) else err)])
+        s["rst_stream"] = s["rst_stream"] or rst
+        s["rst_streams"].append(rst)
     for h in fields(fr, "http2.header"):
         hn, hv = direct(h, "http2.header.name"), direct(h, "http2.header.value")
         if hn is None:
