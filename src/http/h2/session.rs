@@ -870,3 +870,6 @@ fn count_body(res: &crate::http::body::BodyResult, em: &mut Sink) {
         em.stats.http_decode_errors += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;
