@@ -769,6 +769,7 @@ fn later_uses_elsewhere_are_concurrent_when_they_began_before_an_observed_end() 
         response: None,
         at: Timestamp(3 * SEC),
         observed,
+        not_processed: false,
     };
     let found =
         s.t.concurrent_uses_elsewhere(ended(true), uses.clone(), &mut stats);
