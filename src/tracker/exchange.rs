@@ -209,7 +209,8 @@ impl Tracker {
 
     /// Whether a pending alert cites, as its original, an exchange the server did not process.
     fn cites_not_processed(&self, p: &Pending) -> bool {
-        p.original_tx.is_some_and(|t| self.not_processed.contains(&t))
+        p.original_tx
+            .is_some_and(|t| self.not_processed.contains(&t))
     }
 
     /// The server did not process the exchange (RFC 9113 section 8.7): it is never the key's
