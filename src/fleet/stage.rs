@@ -532,6 +532,10 @@ impl Fleet {
                         end,
                     }
                 }
+                Publish::Release { scope, key, first } => Op::Release {
+                    rk: RecordKey { scope, key },
+                    claim_id: claim_id(&self.cfg.instance, &first),
+                },
                 Publish::Keyless {
                     scope,
                     identity,

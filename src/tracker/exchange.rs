@@ -232,6 +232,11 @@ impl Tracker {
         }
         let others = std::mem::take(&mut e.in_flight);
         self.keys.remove(&map_key);
+        self.publish(shared::Publish::Release {
+            scope: map_key.0,
+            key: map_key.1,
+            first: tx,
+        });
         for t in others {
             if let Some(o) = self.in_flight.get_mut(&t) {
                 o.role = Role::Untracked;

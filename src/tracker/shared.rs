@@ -30,6 +30,13 @@ pub enum Publish {
         /// judged by [`Tracker::concurrent_uses_elsewhere`].
         ended: Option<(Arc<ReqRec>, Timestamp, bool)>,
     },
+    /// A key's first use (`first`, this instance's own) was not processed by the server
+    /// (RFC 9113 section 8.7): it is not the key's first use anywhere.
+    Release {
+        scope: Scope,
+        key: KeyId,
+        first: TxId,
+    },
     /// A watched keyless request: the same request without a key on any gateway within the
     /// duplicate window is `keyless_duplicate`.
     Keyless {

@@ -1075,6 +1075,13 @@ fn other_instances_learn_that_a_refused_attempt_ended_well_and_judge_nothing_aga
             .any(|p| matches!(p, shared::Publish::Settle { .. })),
         "no first response nor stored result is filed for it"
     );
+    assert!(
+        published.iter().any(|p| matches!(
+            p,
+            shared::Publish::Release { first, .. } if *first == a.0
+        )),
+        "its key's claim is given up, so the next use anywhere is the first"
+    );
 
     // The attempts and uses registered elsewhere while it was in flight: judged only when
     // it was processed.
