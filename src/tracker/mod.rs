@@ -370,6 +370,10 @@ pub struct Tracker {
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
     responses: HashMap<TxId, Option<Arc<RespRec>>>,
+    /// Recent exchanges the server did not process (HTTP/2 refused streams, streams above a
+    /// GOAWAY's last id): alerts judged against them while they were in flight are dropped
+    /// (pruned with `responses`).
+    not_processed: HashSet<TxId>,
     /// The header names that carry keys (lower case, sorted): never read by the tracker, only
     /// part of the saved state's fingerprint (see `persist`).
     key_headers: Vec<String>,
@@ -391,6 +395,7 @@ impl Tracker {
             waited_on: HashMap::default(),
             finished: HashMap::default(),
             responses: HashMap::default(),
+            not_processed: HashSet::default(),
             key_headers: normalized_key_headers(crate::http::DEFAULT_KEY_HEADERS),
             publishing: false,
             published: Vec::new(),
