@@ -33,6 +33,9 @@ pub struct RequestObj<'a> {
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub path: &'a str,
+    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2" (EVE's `http.protocol`): after the path, as in a
+    /// request line.
+    pub protocol: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<Option<String>>,
     /// With `--redact-keys`: the key's SHA-256 instead of the key.
@@ -135,6 +138,7 @@ impl<'a> RequestObj<'a> {
             method: &req.method,
             host: req.host.as_deref(),
             path: &req.path,
+            protocol: req.protocol.as_str(),
             idempotency_key,
             idempotency_key_sha256,
             body_len: req.body.len,
@@ -170,6 +174,7 @@ impl<'a> RequestObj<'a> {
             method: &r.method,
             host: r.host.as_deref(),
             path: &r.path,
+            protocol: r.protocol.as_str(),
             idempotency_key,
             idempotency_key_sha256,
             body_len: r.body_len,
