@@ -106,14 +106,6 @@ impl From<ProtocolRecord> for Protocol {
     }
 }
 
-/// What a version 1 value held of its request's protocol: nothing (`()` is no bytes in
-/// postcard), and every request filed then was read as HTTP/1.1.
-impl From<()> for ProtocolRecord {
-    fn from((): ()) -> ProtocolRecord {
-        ProtocolRecord::Http11
-    }
-}
-
 /// A digest kept once when it equals the body's.
 #[derive(Serialize, Deserialize)]
 enum Digest {
@@ -265,7 +257,9 @@ fn first_v1(w: FirstRecord<'_, ()>) -> FirstRecord<'_> {
         server_port: w.server_port,
         flow_id: w.flow_id,
         vlans: w.vlans,
-        protocol: w.protocol.into(),
+        // Version 1 held nothing here (`()`, no bytes in postcard): every request filed then
+        // was read as HTTP/1.1.
+        protocol: ProtocolRecord::Http11,
     }
 }
 

@@ -345,9 +345,10 @@ mod tests {
             (Protocol::Http2, "HTTP/2"),
         ] {
             let req = request(p);
-            let want = format!(r#""path":"/v1/charges","protocol":"{text}","idempotency_key":null"#);
-            let seen = serde_json::to_string(&RequestObj::new(&c, &req, None, false))
-                .unwrap_or_default();
+            let want =
+                format!(r#""path":"/v1/charges","protocol":"{text}","idempotency_key":null"#);
+            let seen =
+                serde_json::to_string(&RequestObj::new(&c, &req, None, false)).unwrap_or_default();
             assert!(seen.contains(&want), "{seen}");
             let kept = ReqRec::new(id, &c, &req);
             let seen = serde_json::to_string(&RequestObj::from_kept(&kept, None, false))

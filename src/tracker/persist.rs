@@ -1270,7 +1270,13 @@ mod tests {
         fs::write(dir.path().join(STATE_FILE), &b).unwrap();
         assert_eq!(loaded(load(&mut s.t, dir.path()).unwrap()), (1, 1, 0));
         s.protocol = Protocol::Http10;
-        s.exchange("/v1/charges", Some("k1"), r#"{"amount":999}"#, ok("ch_1"), 61.0);
+        s.exchange(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"amount":999}"#,
+            ok("ch_1"),
+            61.0,
+        );
         assert_eq!(s.kinds()[..1], [AlertKind::KeyConflict]);
         let a = &s.alerts[0];
         let orig = a.original.as_ref().unwrap();

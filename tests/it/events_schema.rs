@@ -55,8 +55,13 @@ fn every_event_of_every_capture_follows_the_schema() {
                 for field in ["request", "original"] {
                     let r = &v[field];
                     if r.is_object() {
-                        assert!(r["protocol"].is_string(), "{p}: {field} without protocol: {v}");
-                        *seen.entry(format!("protocol {}", r["protocol"])).or_default() += 1;
+                        assert!(
+                            r["protocol"].is_string(),
+                            "{p}: {field} without protocol: {v}"
+                        );
+                        *seen
+                            .entry(format!("protocol {}", r["protocol"]))
+                            .or_default() += 1;
                     }
                 }
                 let t = v["event_type"].as_str().unwrap_or("").to_string();

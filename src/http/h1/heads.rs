@@ -440,8 +440,14 @@ mod tests {
     fn the_request_lines_version_is_its_protocol() {
         let mut h = [httparse::EMPTY_HEADER; 4];
         for (head, want) in [
-            (&b"POST /v1 HTTP/1.0\r\nHost: a\r\n\r\n"[..], Protocol::Http10),
-            (&b"POST /v1 HTTP/1.1\r\nHost: a\r\n\r\n"[..], Protocol::Http11),
+            (
+                &b"POST /v1 HTTP/1.0\r\nHost: a\r\n\r\n"[..],
+                Protocol::Http10,
+            ),
+            (
+                &b"POST /v1 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+                Protocol::Http11,
+            ),
         ] {
             match parse_head(head, true, &mut h) {
                 Ok(Head::Request { protocol, .. }) => assert_eq!(protocol, want),
