@@ -30,7 +30,7 @@ use thin_vec::ThinVec;
 pub use rules::{AlertKind, Severity};
 pub use scope::{Identity, Scope, ScopeParts};
 
-use crate::http::{Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::http::{Conn, HttpEvent, Protocol, Request, Response, Transaction, TxId};
 use crate::net::Vlans;
 use crate::stats::Stats;
 use crate::ts::Timestamp;
@@ -160,6 +160,8 @@ pub struct ReqRec {
     pub body_complete: bool,
     pub body_missing: u64,
     pub vlans: Vlans,
+    /// One byte: it sits in the padding after the flags above.
+    pub protocol: Protocol,
 }
 
 /// A response as the tracker keeps it (a key's stored result lives a window or two).
@@ -209,6 +211,7 @@ impl ReqRec {
             body_complete: req.body.complete,
             body_missing: req.body.missing,
             vlans: req.vlans,
+            protocol: req.protocol,
         }
     }
 }
