@@ -1,16 +1,19 @@
-//! Results never depend on the number of flow workers: every capture, ours and the shared
-//! corpus's, gives the same bytes with one worker or several.
+//! Results never depend on the number of flow workers: every capture, ours (HTTP/1.1, TLS with
+//! its key log, HTTP/2) and the shared corpus's, gives the same bytes with one worker or
+//! several.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run(file: &Path, threads: u32) -> Vec<u8> {
-    let out = Command::new(env!("CARGO_BIN_EXE_idemwatch"))
-        .args(["read", "-q", "--log-requests", "--stats", "--threads"])
-        .arg(threads.to_string())
-        .arg(file)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idemwatch"));
+    cmd.args(["read", "-q", "--log-requests", "--stats", "--threads"])
+        .arg(threads.to_string());
+    let keys = file.with_extension("keys");
+    if keys.exists() {
+        cmd.arg("--tls-keylog").arg(keys);
+    }
+    let out = cmd.arg(file).output().unwrap();
     assert!(out.status.success(), "{}: {:?}", file.display(), out.status);
     out.stdout
 }
@@ -18,7 +21,12 @@ fn run(file: &Path, threads: u32) -> Vec<u8> {
 fn captures() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in [root.join("captures"), root.join("../shared/corpus")] {
+    for dir in [
+        root.join("captures"),
+        root.join("captures/tls"),
+        root.join("captures/h2"),
+        root.join("../shared/corpus"),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
