@@ -48,6 +48,36 @@
 //! same seed and target except `bytes`, `packets` and `capture_end_us`, plus a `tls` object
 //! (`plain_bytes`: the plaintext capture's size, which `--size` counts in both modes). Fresh
 //! keys each run: the bytes differ run to run, the story does not.
+//!
+//! `--h2` (`generate_h2`) sends the same story as HTTP/2 (RFC 9113) with prior knowledge on
+//! port 80: after the TCP handshake the client's preface, SETTINGS and WINDOW_UPDATE (curl's
+//! values), the server's SETTINGS and WINDOW_UPDATE (nginx's) with its SETTINGS ACK, and the
+//! client's ACK; then each transaction is a stream (ids 1, 3, 5... on its connection): the
+//! request's HEADERS (with END_STREAM when it has no body), its DATA (one frame per chunk of a
+//! body HTTP/1.1 sends chunked, no Content-Length then), the response's HEADERS and DATA, the
+//! last frame of each side with END_STREAM. Frames stay within 16 KiB (a longer header block
+//! would go on in CONTINUATION frames). The fields are HTTP/1.1's, with lower-case names and
+//! `:method`, `:scheme`, `:authority` and `:path` (or `:status`) in front, less Host,
+//! Connection and Transfer-Encoding (RFC 9113 §8.2.2). `--h2 --tls` (`generate_h2_tls`)
+//! agrees on ALPN `h2` instead and sends the same bytes inside TLS to port 443. Each write of
+//! the HTTP/1.1 story becomes its frames, cut into as many segments as that write had (even
+//! pieces when the frames are shorter, as the header blocks are), so the story's draws, and
+//! with them its transactions, timing and alerts, stay the plaintext mode's; the preface
+//! packets take their time from the TLS mode's own generator. The sidecar gains an `h2`
+//! object: streams, frames, and the bytes of the header blocks against those of the
+//! HTTP/1.1 heads they replace. Without `--tls` the output is deterministic for a seed.
+//!
+//! The header blocks come from `loona-hpack`'s encoder, one per direction and connection, so
+//! its dynamic table (4096 bytes, the default) carries over from stream to stream: a field
+//! whose name is in neither table goes in with incremental indexing and comes back as an
+//! index (`stripe-version`, `x-stripe-client-user-agent`, the first `idempotency-key`), and
+//! fields with a static name go as literals of an indexed name. It never uses Huffman coding.
+//! Why it: it is the maintained fork (loona's) of the `hpack` crate, whose last release is
+//! from 2016, and it is small (thiserror, tracing). The `h2` crate would be the most
+//! realistic encoder (Huffman, its own indexing choices), but its HPACK is private: using it
+//! means a tokio runtime and a client and server over an in-memory duplex, with flow control
+//! and frame boundaries of its own choosing, in a generator that is synchronous, draw by
+//! draw, and must cut each write into the plaintext story's segments.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read, Write};
