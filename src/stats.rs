@@ -122,8 +122,8 @@ counters! {
     /// TLS 1.3 0-RTT early-data records not handed on: refused by the server (the client
     /// sends the request again after the handshake), or their secret was not logged.
     tls_early_data_skipped,
-    /// TLS connections that chose HTTP/2 (ALPN `h2`): counted (also as decrypted or not), not
-    /// parsed as HTTP/1.1.
+    /// TLS connections that chose HTTP/2 (ALPN `h2`): counted (also as decrypted or not), read
+    /// as HTTP/2.
     tls_sessions_h2,
     /// TLS key logs: secrets read, and lines skipped as not key-log lines (their numbers at
     /// `-v`).
@@ -164,14 +164,41 @@ counters! {
     http_te_and_cl,
     /// Bodies with a capture gap (never compared).
     http_incomplete_bodies,
-    /// Pending requests dropped because a connection had too many outstanding.
+    /// Requests (HTTP/1.1) or streams (HTTP/2) handed on unanswered because a connection had
+    /// too many outstanding: their responses are not observed.
     http_pending_overflow,
-    /// Connections switched to a non-HTTP protocol (101, CONNECT).
+    /// Connections switched to a non-HTTP protocol (101, CONNECT), and HTTP/2 CONNECT
+    /// streams.
     http_upgraded,
     /// Content-decoded request bodies cut at the decoding limit.
     http_decode_truncated,
     /// Content decoding failures (corrupt gzip or deflate).
     http_decode_errors,
+    /// Connections read as HTTP/2: by the client's preface (prior knowledge), after
+    /// `Upgrade: h2c` (also counted in `http2_upgrades`), or by TLS's ALPN `h2`.
+    http2_connections,
+    http2_upgrades,
+    /// HTTP/2 request streams read (each one transaction; also in `http_requests`).
+    http2_streams,
+    /// HTTP/2 header blocks not decoded because their direction's HPACK table is unknown (an
+    /// error in that block or an earlier one): their streams are skipped, never guessed.
+    http2_headers_undecodable,
+    /// HPACK errors that left a direction's table unknown (an HPACK bomb over
+    /// `--max-head-bytes` is also counted in `http_head_too_large`).
+    http2_hpack_errors,
+    /// HTTP/2 streams the client reset (RST_STREAM) before their response: aborted. Rapid
+    /// resets are counted here and hold no state.
+    http2_streams_reset,
+    /// HTTP/2 streams the server refused (REFUSED_STREAM), and streams above the last stream
+    /// id of its GOAWAY: not processed by the server (RFC 9113 section 8.7).
+    http2_streams_refused,
+    http2_streams_goaway,
+    /// HTTP/2 directions no longer read: a capture gap, a malformed frame
+    /// (`http2_frame_errors`) or a CONTINUATION flood over `--max-head-bytes`
+    /// (`http2_continuation_floods`). What they would have carried ends there.
+    http2_directions_lost,
+    http2_frame_errors,
+    http2_continuation_floods,
     /// Requests the tracker judged.
     tracker_requests,
     /// Plain retries: same key, same request, same result (the mechanism working).

@@ -457,6 +457,14 @@ impl BodyReader {
         self.done = true;
     }
 
+    /// The body stopped before its end without bytes lost in capture (an HTTP/2 stream
+    /// reset): incomplete, its length as far as it was seen.
+    pub fn cut(&mut self) {
+        self.raw_hasher = None;
+        self.broken = true;
+        self.done = true;
+    }
+
     /// Finishes decoding and returns the measurements.
     pub fn finish(mut self) -> BodyResult {
         let complete = self.missing == 0 && !self.broken;
@@ -507,6 +515,42 @@ impl BodyReader {
             missing: self.missing,
             decode_failed: self.decode_failed,
             decode_truncated: self.decode_truncated,
+        }
+    }
+}
+
+impl BodyResult {
+    /// A response's body as transactions carry it.
+    pub fn response_body(&self) -> crate::http::Body {
+        self.request_body_with(None)
+    }
+
+    /// A request's body as transactions carry it: with its canonical hash (`canon.rs`) when
+    /// complete; over the bound, or in a coding not decoded, the hash of the decoded bytes,
+    /// else of the bytes as sent.
+    pub fn request_body(&self, content_type: Option<&str>) -> crate::http::Body {
+        let canon = if !self.complete {
+            None
+        } else if let Some(whole) = self.decoded_whole.as_deref() {
+            Some(crate::http::canon::canonical_sha256(
+                content_type,
+                whole,
+                self.decoded_sha256,
+            ))
+        } else {
+            self.decoded_sha256.or(self.sha256)
+        };
+        self.request_body_with(canon)
+    }
+
+    fn request_body_with(&self, canon: Option<[u8; 32]>) -> crate::http::Body {
+        crate::http::Body {
+            len: self.len,
+            sha256: self.sha256,
+            decoded_sha256: self.decoded_sha256,
+            canon_sha256: canon,
+            complete: self.complete,
+            missing: self.missing,
         }
     }
 }

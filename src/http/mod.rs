@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod canon;
+pub mod conn;
 pub mod h1;
 pub mod h2;
 pub mod settings;
@@ -19,6 +20,7 @@ pub mod sink;
 pub mod target;
 pub mod transaction;
 
+pub use conn::HttpConn;
 pub use h1::Session;
 pub use settings::{
     DEFAULT_KEY_HEADERS, DEFAULT_REDACTED_PARAMS, Limits, SessionSettings, Settings,

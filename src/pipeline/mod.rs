@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::decode::{Decoded, Decoder, Segment};
-use crate::http::{HttpEvent as HttpOut, Session, SessionSettings, Sink};
+use crate::http::{HttpConn, HttpEvent as HttpOut, SessionSettings, Sink};
 use crate::output::{AlertEvent, HttpEvent, Output, StatsEvent, WriteOutcome};
 use crate::reassembly::{FlowInfo, FlowTable};
 use crate::source::{CaptureSet, SourceError};
@@ -80,7 +80,7 @@ fn flow_stages(
     sessions: &Option<Arc<SessionCache>>,
     info: &FlowInfo,
 ) -> FlowStages {
-    crate::tls::stage::TlsStage::new(Session::new(settings.clone(), info), keys.clone())
+    crate::tls::stage::TlsStage::new(HttpConn::new(settings.clone(), info), keys.clone())
         .with_sessions(sessions.clone())
 }
 

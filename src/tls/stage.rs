@@ -6,7 +6,7 @@
 //! Takes each direction's ordered bytes and gaps (a [`StreamSink`]); gives the session the
 //! plaintext, in plaintext offsets, with the connection's TLS version and SNI. A connection
 //! that cannot be decrypted is counted with its reason and never parsed as HTTP; one that
-//! chose HTTP/2 is counted and left for the HTTP/2 layer. Plaintext offsets know no TCP
+//! chose HTTP/2 by ALPN is counted and read as HTTP/2 from its first byte. Plaintext offsets know no TCP
 //! acknowledgements, so decrypted data carries none.
 //!
 //! With `live`, key logs are followed and a secret may be read after its connection's
@@ -24,7 +24,7 @@ use super::conn::{TlsConn, TlsEvent, Undecrypted};
 use super::record::version;
 use super::sessions::SessionCache;
 use crate::http::transaction::TlsInfo;
-use crate::http::{Session, Sink};
+use crate::http::{HttpConn, Sink};
 use crate::net::Vlans;
 use crate::reassembly::{Chunk, EndReason, Side, StreamSink};
 use crate::ts::Timestamp;
@@ -65,7 +65,7 @@ pub const KEY_WAIT_NS: u64 = 5_000_000_000;
 
 /// A connection's stages after reassembly.
 pub struct TlsStage {
-    session: Session,
+    session: HttpConn,
     keys: Arc<Keys>,
     client: Option<Side>,
     mode: Mode,
@@ -74,7 +74,7 @@ pub struct TlsStage {
 }
 
 impl TlsStage {
-    pub fn new(session: Session, keys: Arc<Keys>) -> TlsStage {
+    pub fn new(session: HttpConn, keys: Arc<Keys>) -> TlsStage {
         TlsStage {
             session,
             keys,
@@ -116,14 +116,17 @@ impl TlsStage {
                     });
                     if alpn.as_deref() == Some(b"h2") {
                         tls.h2 = true;
+                        self.session.set_h2(client, ctx);
                     }
                 }
-                TlsEvent::Alpn(a) => tls.h2 |= a == b"h2",
+                TlsEvent::Alpn(a) => {
+                    if a == b"h2" {
+                        tls.h2 = true;
+                        self.session.set_h2(client, ctx);
+                    }
+                }
                 TlsEvent::Data { from_client, bytes } => {
                     tls.decrypted = true;
-                    if tls.h2 {
-                        continue;
-                    }
                     let side = if from_client { client } else { client.other() };
                     let i = side.index();
                     let chunk = Chunk {

@@ -20,6 +20,7 @@ mod failover;
 mod fleet;
 mod floods;
 mod fuzz_seeds;
+mod h2;
 mod http_framing;
 mod live;
 mod manual;

@@ -1,4 +1,5 @@
-//! Same story, both ways: a client story told in plaintext and over TLS gives the same alerts.
+//! Same story, every way: a client story told in plaintext and over TLS, over HTTP/1.1 and
+//! over HTTP/2, gives the same alerts.
 //! `captures/story-plain.pcap` and `captures/tls/story-tls.pcap` (with its key log) are one
 //! `requests` story (`captures/clients/story.py`) recorded over http and over https; the
 //! generated workload (`examples/workload.rs`) tells one story in both modes too.
@@ -31,9 +32,9 @@ fn alerts(args: &[&str]) -> Vec<Value> {
 
 /// What may differ between two recordings of one story: times, addresses and ports (and what
 /// is made of them: flow ids, the Host header with its port, the scope that hashes it, the
-/// file name), the `tls` object, and what the server made up for each response (resource ids,
-/// so the response bodies).
-const NOT_THE_STORY: [&str; 13] = [
+/// file name), the `tls` object, the HTTP version (`protocol`), and what the server made up
+/// for each response (resource ids, so the response bodies).
+const NOT_THE_STORY: [&str; 14] = [
     "timestamp",
     "ts",
     "flow_id",
@@ -46,6 +47,7 @@ const NOT_THE_STORY: [&str; 13] = [
     "scope",
     "pcap_filename",
     "tls",
+    "protocol",
     "resource_id",
 ];
 
@@ -127,6 +129,44 @@ fn a_story_recorded_over_http_and_over_https_gives_the_same_alerts() {
 
     // Without its key log the TLS recording is not read as HTTP: no alert at all.
     assert!(alerts(&[tls_file.to_str().expect("path")]).is_empty());
+}
+
+/// One Python `httpx` story (`captures/clients/httpx-h2-story.py`) recorded over HTTP/1.1,
+/// over HTTP/2 with prior knowledge, and over HTTP/2 in TLS (ALPN h2), through nginx to
+/// `captures/server.py` (`captures/record_h2.sh`).
+#[test]
+fn a_story_recorded_over_http1_and_over_http2_gives_the_same_alerts() {
+    let h2 = captures().join("h2");
+    let path = |n: &str| h2.join(n).display().to_string();
+    let h1 = alerts(&[&path("httpx-story-h1.pcap")]);
+    let h2c = alerts(&[&path("httpx-story-h2.pcap")]);
+    let h2tls = alerts(&[
+        "--tls-keylog",
+        &path("httpx-story-h2-tls.keys"),
+        &path("httpx-story-h2-tls.pcap"),
+    ]);
+    let kinds: Vec<&str> = h1.iter().filter_map(|a| a["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "key_conflict",
+            "missing_key",
+            "missing_key",
+            "keyless_duplicate"
+        ],
+        "the story's alerts"
+    );
+    let h1_story: Vec<Value> = h1.iter().map(story).collect();
+    assert_eq!(
+        h2c.iter().map(story).collect::<Vec<_>>(),
+        h1_story,
+        "over HTTP/2 with prior knowledge, other alerts"
+    );
+    assert_eq!(
+        h2tls.iter().map(story).collect::<Vec<_>>(),
+        h1_story,
+        "over HTTP/2 in TLS, other alerts"
+    );
 }
 
 #[test]

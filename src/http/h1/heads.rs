@@ -168,22 +168,26 @@ pub(super) fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
 
 /// Header lines of interest, collected while parsing a head.
 #[derive(Default)]
-pub(super) struct Heads {
-    pub(super) host: Option<String>,
-    pub(super) content_length: Vec<String>,
-    pub(super) transfer_encoding: Vec<String>,
-    pub(super) content_encoding: Option<String>,
-    pub(super) content_type: Option<String>,
-    pub(super) keys: Vec<KeyHeader>,
-    pub(super) authorization: Option<Vec<u8>>,
-    pub(super) stripe_account: Option<String>,
-    pub(super) stripe_context: Option<String>,
-    pub(super) location: Option<String>,
-    pub(super) replayed: bool,
+pub(crate) struct Heads {
+    pub(crate) host: Option<String>,
+    pub(crate) content_length: Vec<String>,
+    pub(crate) transfer_encoding: Vec<String>,
+    pub(crate) content_encoding: Option<String>,
+    pub(crate) content_type: Option<String>,
+    pub(crate) keys: Vec<KeyHeader>,
+    pub(crate) authorization: Option<Vec<u8>>,
+    pub(crate) stripe_account: Option<String>,
+    pub(crate) stripe_context: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) replayed: bool,
     /// `X-Forwarded-For`, `X-Real-IP` and `Forwarded` values, in that order of trust.
-    pub(super) forwarded: Vec<(u8, String)>,
+    pub(crate) forwarded: Vec<(u8, String)>,
     /// `X-Request-Start` (the first), as a gateway sets it.
-    pub(super) request_start: Option<String>,
+    pub(crate) request_start: Option<String>,
+    /// `Upgrade` offers `h2c` (RFC 7540 section 3.2).
+    pub(crate) upgrade_h2c: bool,
+    /// `HTTP2-Settings`, as sent (base64url).
+    pub(crate) http2_settings: Option<String>,
 }
 
 /// A field value as text. A byte that is not UTF-8 is written U+FFFD followed by its two hex
@@ -207,8 +211,17 @@ fn field_text(value: &[u8]) -> std::borrow::Cow<'_, str> {
 pub(super) fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[String]) -> Heads {
     let mut h = Heads::default();
     for hd in headers {
-        let name = hd.name;
-        let value = || field_text(hd.value).trim().to_string();
+        h.add(hd.name, hd.value, key_names);
+    }
+    h
+}
+
+impl Heads {
+    /// Takes one header field (HTTP/1.1 line or HTTP/2 field; `name` in any case) if it is of
+    /// interest.
+    pub(crate) fn add(&mut self, name: &str, raw: &[u8], key_names: &[String]) {
+        let h = self;
+        let value = || field_text(raw).trim().to_string();
         if name.eq_ignore_ascii_case("x-forwarded-for") {
             h.forwarded.push((0, value()));
         } else if name.eq_ignore_ascii_case("x-real-ip") {
@@ -221,7 +234,7 @@ pub(super) fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[Strin
             }
         } else if name.eq_ignore_ascii_case("host") {
             if h.host.is_none() {
-                h.host = Some(field_text(hd.value).into_owned());
+                h.host = Some(field_text(raw).into_owned());
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             h.content_length.push(value());
@@ -232,23 +245,28 @@ pub(super) fn collect_heads(headers: &[httparse::Header<'_>], key_names: &[Strin
         } else if name.eq_ignore_ascii_case("content-type") {
             h.content_type = Some(value());
         } else if name.eq_ignore_ascii_case("authorization") {
-            h.authorization = Some(hd.value.to_vec());
+            h.authorization = Some(raw.to_vec());
         } else if name.eq_ignore_ascii_case("stripe-account") {
             h.stripe_account = Some(value());
         } else if name.eq_ignore_ascii_case("stripe-context") {
             h.stripe_context = Some(value());
         } else if name.eq_ignore_ascii_case("location") {
             h.location = Some(value());
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            h.upgrade_h2c |= field_text(raw)
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("h2c"));
+        } else if name.eq_ignore_ascii_case("http2-settings") {
+            h.http2_settings = Some(value());
         } else if name.eq_ignore_ascii_case("idempotent-replayed") {
-            h.replayed = hd.value.trim_ascii().eq_ignore_ascii_case(b"true");
+            h.replayed = raw.trim_ascii().eq_ignore_ascii_case(b"true");
         } else if key_names.iter().any(|k| name.eq_ignore_ascii_case(k)) {
             h.keys.push(KeyHeader {
                 name: name.to_ascii_lowercase(),
-                value: field_text(hd.value).into_owned(),
+                value: field_text(raw).into_owned(),
             });
         }
     }
-    h
 }
 
 /// Transfer codings in order, `identity` dropped (RFC 7230 removed it; some stacks still send
@@ -282,7 +300,7 @@ pub(super) fn content_length(values: &[String]) -> Result<Option<u64>, ()> {
 /// A stable identity for the credential, never the credential itself: Bearer and Basic hash
 /// the whole credential; AWS SigV4 hashes the access key id only (the signature changes with
 /// every request).
-pub(super) fn credential_identity(auth: &[u8]) -> [u8; 32] {
+pub(crate) fn credential_identity(auth: &[u8]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let text = String::from_utf8_lossy(auth);
     let t = text.trim();
@@ -305,7 +323,7 @@ pub(super) fn credential_identity(auth: &[u8]) -> [u8; 32] {
 }
 
 /// Top-level `id` of a JSON object body.
-pub(super) fn json_id(body: &[u8]) -> Option<String> {
+pub(crate) fn json_id(body: &[u8]) -> Option<String> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'{' {
         return None;

@@ -9,4 +9,5 @@ mod heads;
 mod hold;
 mod session;
 
+pub(crate) use heads::{Heads, credential_identity, json_id};
 pub use session::Session;

@@ -23,8 +23,8 @@ use super::heads::{
     json_id, parse_head, plausible_start, transfer_codings,
 };
 use super::hold::{Held, Holding};
-use crate::http::body::{BodyOptions, BodyReader, BodyResult, Coding, Fed, Framing, GapEffect};
-use crate::http::canon::canonical_sha256;
+use crate::http::body::{BodyOptions, BodyReader, Coding, Fed, Framing, GapEffect};
+use crate::http::h2::session::Upgraded;
 use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
 use crate::http::target;
@@ -126,6 +126,8 @@ struct Exchange {
     /// The request's body was hashed, so its response's is too.
     hashed: bool,
     interim: Vec<u16>,
+    /// The request offered `Upgrade: h2c`: the client's settings (`HTTP2-Settings` decoded).
+    h2c: Option<Vec<u8>>,
 }
 
 /// HTTP state of one connection.
@@ -168,21 +170,14 @@ pub struct Session {
     /// direction a little late): parsed once the client catches up, so that a response never
     /// meets the queue before its request.
     held: Holding,
+    /// The connection switched to HTTP/2 (`Upgrade: h2c`, 101): its first stream, and the
+    /// bytes after the switch, for [`Session::take_upgrade`].
+    upgrade: Option<Upgraded>,
+    after_upgrade: AfterUpgrade,
 }
 
 /// Header lines parsed without allocating; `--max-headers` above it uses the heap.
 const STACK_HEADERS: usize = 128;
-
-fn body_of(r: &BodyResult, canon: Option<[u8; 32]>) -> Body {
-    Body {
-        len: r.len,
-        sha256: r.sha256,
-        decoded_sha256: r.decoded_sha256,
-        canon_sha256: canon,
-        complete: r.complete,
-        missing: r.missing,
-    }
-}
 
 impl Session {
     pub fn new(cfg: Arc<SessionSettings>, info: &FlowInfo) -> Session {
@@ -209,6 +204,8 @@ impl Session {
             server_gaps: 0,
             skip_responses: 0,
             held: Holding::default(),
+            upgrade: None,
+            after_upgrade: Vec::new(),
         }
     }
 
@@ -267,7 +264,12 @@ impl Session {
             };
             let half = self.half(side);
             match &mut half.state {
-                State::Dead => return,
+                State::Dead => {
+                    if self.upgrade.is_some() {
+                        self.after_upgrade.push((side, rest.to_vec()));
+                    }
+                    return;
+                }
                 State::Sync => {
                     pos += self.resync(side, rest, here, em);
                 }
@@ -587,6 +589,11 @@ impl Session {
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&request.method));
         let forwarded_client = self.forwarded_client(&h.forwarded);
+        let h2c = if h.upgrade_h2c {
+            h.http2_settings.as_deref().and_then(decode_http2_settings)
+        } else {
+            None
+        };
         let mut request = request;
         let clock_shift = self.gateway_shift(h.request_start.as_deref(), request.ts);
         request.ts = request.ts.shifted(clock_shift);
@@ -606,6 +613,7 @@ impl Session {
             clock_shift,
             hashed,
             interim: Vec::new(),
+            h2c,
         });
         if self.pending.len() > cfg.max_pending {
             em.stats.http_pending_overflow += 1;
@@ -650,7 +658,7 @@ impl Session {
                 res.decoded_sha256 = None;
                 if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
                     if let Some(r) = ex.req.as_mut() {
-                        r.body = body_of(&res, None);
+                        r.body = res.response_body();
                         r.body.missing = r.body.missing.max(1);
                     }
                     ex.req_done = true;
@@ -777,11 +785,16 @@ impl Session {
                         clock_shift: 0,
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
+                        h2c: None,
                     },
                 );
                 at
             }
         };
+        if status == 101 && self.pending.get(idx).is_some_and(|e| e.h2c.is_some()) {
+            self.switch_to_h2c(idx, side);
+            return;
+        }
         let Some(ex) = self.pending.get_mut(idx) else {
             return;
         };
@@ -860,6 +873,42 @@ impl Session {
         }
     }
 
+    /// The 101 to an `Upgrade: h2c` request: the connection is HTTP/2 from the next byte
+    /// (RFC 7540 section 3.2). The request becomes stream 1, answered there; nothing more is
+    /// read as HTTP/1.1.
+    fn switch_to_h2c(&mut self, idx: usize, server: Side) {
+        let Some(ex) = self.pending.remove(idx) else {
+            return;
+        };
+        let (Some(request), Some(settings)) = (ex.req, ex.h2c) else {
+            return;
+        };
+        self.upgrade = Some(Upgraded {
+            n: ex.id,
+            request,
+            forwarded: ex.forwarded_client,
+            hashed: ex.hashed,
+            settings,
+        });
+        // Bytes of the client's already gathered as a head: the preface's start.
+        let client = server.other();
+        let buf = std::mem::take(&mut self.half(client).buf);
+        if !buf.is_empty() {
+            self.after_upgrade.push((client, buf));
+        }
+        for half in &mut self.halves {
+            half.state = State::Dead;
+        }
+    }
+
+    /// Once the connection switched to HTTP/2: its first stream and the bytes of each side
+    /// after the switch, in order. What was still pending as HTTP/1.1 is handed on first.
+    pub fn take_upgrade(&mut self, em: &mut Sink) -> Option<(Upgraded, AfterUpgrade)> {
+        let up = self.upgrade.take()?;
+        self.finalize(em);
+        Some((up, std::mem::take(&mut self.after_upgrade)))
+    }
+
     /// The body in `side`'s state ended (complete or not).
     fn end_body(&mut self, side: Side, owner: Owner, ts: Timestamp, em: &mut Sink) {
         let half = self.half(side);
@@ -884,20 +933,7 @@ impl Session {
             Owner::Request(id) => {
                 if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {
                     if let Some(r) = ex.req.as_mut() {
-                        let canon = if !res.complete {
-                            None
-                        } else if let Some(whole) = res.decoded_whole.as_deref() {
-                            Some(canonical_sha256(
-                                r.content_type.as_deref(),
-                                whole,
-                                res.decoded_sha256,
-                            ))
-                        } else {
-                            // Over the bound, or a coding we cannot decode: the decoded bytes,
-                            // else the bytes as sent.
-                            res.decoded_sha256.or(res.sha256)
-                        };
-                        r.body = body_of(&res, canon);
+                        r.body = res.request_body(r.content_type.as_deref());
                         r.ts_end = ts.shifted(ex.clock_shift);
                     }
                     ex.req_done = true;
@@ -910,7 +946,7 @@ impl Session {
                         self.answered_unplaced = true;
                     }
                     if let Some(r) = ex.resp.as_mut() {
-                        r.body = body_of(&res, None);
+                        r.body = res.response_body();
                         r.ts_end = ts;
                         if let Some(id) = res.decoded_whole.as_deref().and_then(json_id) {
                             r.resource_id = Some(id);
@@ -1026,6 +1062,20 @@ impl Session {
             self.emit_exchange(ex, em);
         }
     }
+}
+
+/// Each side's bytes after a switch to HTTP/2, in order.
+pub type AfterUpgrade = Vec<(Side, Vec<u8>)>;
+
+/// `HTTP2-Settings`: a SETTINGS payload in base64url without padding (RFC 7540 section
+/// 3.2.1); `None` when it is not one.
+fn decode_http2_settings(v: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let t = v.trim().trim_end_matches('=');
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()?;
+    (payload.len() % 6 == 0).then_some(payload)
 }
 
 impl StreamSink for Session {

@@ -6,8 +6,12 @@
 //! - `hpack`: one direction's header blocks to header lists (RFC 7541) against that direction's
 //!   dynamic table, bounded; broken for good after any error.
 //!
-//! Left out so far: streams and their transactions, the wiring into the pipeline, h2c upgrade.
-//! Nothing here decides what is worth an alert.
+//! - `session`: one connection's streams, each a transaction for the same tracker as
+//!   HTTP/1.1; SETTINGS applied; resets, refusals and GOAWAY recorded as they ended streams.
+//!
+//! Where HTTP/2 is found (prior knowledge, `Upgrade: h2c`, ALPN) is decided one level up
+//! (`conn.rs`). Nothing here decides what is worth an alert.
 
 pub mod frame;
 pub mod hpack;
+pub mod session;

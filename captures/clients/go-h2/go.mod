@@ -1,0 +1,3 @@
+module idemwatch/captures/go-h2
+
+go 1.19

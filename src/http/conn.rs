@@ -1,0 +1,256 @@
+//! One connection's HTTP, whichever version it speaks: HTTP/1.1 until HTTP/2 shows itself.
+//!
+//! HTTP/2 is found three ways (RFC 9113 section 3): the client's first bytes are the
+//! connection preface (prior knowledge, on any port); an HTTP/1.1 request offering
+//! `Upgrade: h2c` is answered 101 (the request becomes stream 1); or TLS chose `h2` by ALPN
+//! (`tls::stage` says so before the first byte). Takes one connection's ordered bytes, gaps
+//! and ends per side; hands them to the version's session, which gives the [`Sink`] the same
+//! requests and transactions either way.
+
+use std::sync::Arc;
+
+use super::Session;
+use super::h2;
+use super::h2::frame::is_preface_start;
+use super::settings::SessionSettings;
+use super::sink::Sink;
+use super::transaction::{Conn, TlsInfo};
+use crate::net::{Endpoint, Vlans};
+use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
+use crate::ts::Timestamp;
+
+/// Server bytes held while the client has not spoken yet (an HTTP/2 server may send its
+/// SETTINGS first): past this, the connection is read as HTTP/1.1.
+const MAX_EARLY_SERVER_BYTES: usize = 64 * 1024;
+
+enum Mode {
+    /// No client byte yet: the first ones tell.
+    Undecided,
+    H1,
+    H2(Box<h2::session::Session>),
+}
+
+/// Server bytes that came before the client's first.
+struct Early {
+    offset: u64,
+    bytes: Vec<u8>,
+    ts: Timestamp,
+    peer_ack: Option<u64>,
+    vlans: Vlans,
+}
+
+/// HTTP state of one connection.
+pub struct HttpConn {
+    h1: Session,
+    mode: Mode,
+    cfg: Arc<SessionSettings>,
+    ends: [Endpoint; 2],
+    flow_id: u64,
+    community_id: Arc<str>,
+    file_index: usize,
+    serial: u64,
+    client: Option<Side>,
+    tls: Option<Arc<TlsInfo>>,
+    early: Vec<Early>,
+    early_bytes: usize,
+}
+
+impl HttpConn {
+    pub fn new(cfg: Arc<SessionSettings>, info: &FlowInfo) -> HttpConn {
+        HttpConn {
+            h1: Session::new(cfg.clone(), info),
+            mode: Mode::Undecided,
+            cfg,
+            ends: info.ends,
+            flow_id: info.flow_id,
+            community_id: Arc::from(info.community_id.as_str()),
+            file_index: info.file_index,
+            serial: info.serial,
+            client: None,
+            tls: None,
+            early: Vec::new(),
+            early_bytes: 0,
+        }
+    }
+
+    /// This connection's bytes are TLS's plaintext: its exchanges say so.
+    pub fn set_tls(&mut self, info: TlsInfo) {
+        self.tls = Some(Arc::new(info.clone()));
+        self.h1.set_tls(info);
+    }
+
+    /// TLS chose `h2` by ALPN, sent by the client on `client_side`: HTTP/2 from the first
+    /// byte, whatever the bytes look like (a missing preface loses the client's direction,
+    /// never reads it as HTTP/1.1).
+    pub fn set_h2(&mut self, client_side: Side, ctx: &mut Sink) {
+        if matches!(self.mode, Mode::H2(_)) {
+            return;
+        }
+        self.client.get_or_insert(client_side);
+        self.start_h2(ctx);
+    }
+
+    pub fn is_h2(&self) -> bool {
+        matches!(self.mode, Mode::H2(_))
+    }
+
+    fn conn(&self, client: Side) -> Arc<Conn> {
+        Arc::new(Conn {
+            client: self.ends[client.index()],
+            server: self.ends[client.other().index()],
+            flow_id: self.flow_id,
+            community_id: self.community_id.clone(),
+            file_index: self.file_index,
+            tls: self.tls.clone(),
+        })
+    }
+
+    /// Switches to HTTP/2 from the start of the connection; server bytes held are read.
+    fn start_h2(&mut self, ctx: &mut Sink) {
+        let client = self.client.unwrap_or(Side(0));
+        ctx.stats.http2_connections += 1;
+        let s =
+            h2::session::Session::new(self.cfg.clone(), self.conn(client), self.serial, client, 0);
+        self.mode = Mode::H2(Box::new(s));
+        self.release_early(ctx);
+    }
+
+    /// Decides HTTP/1.1: server bytes held go to it first.
+    fn start_h1(&mut self, ctx: &mut Sink) {
+        self.mode = Mode::H1;
+        self.release_early(ctx);
+    }
+
+    fn release_early(&mut self, ctx: &mut Sink) {
+        let Some(server) = self.client.map(Side::other) else {
+            return;
+        };
+        self.early_bytes = 0;
+        for e in std::mem::take(&mut self.early) {
+            let chunk = Chunk {
+                offset: e.offset,
+                bytes: &e.bytes,
+                ts: e.ts,
+                peer_ack: e.peer_ack,
+                vlans: e.vlans,
+            };
+            self.data(server, chunk, ctx);
+        }
+    }
+
+    /// After HTTP/1.1 read bytes: a 101 to `Upgrade: h2c` switches to HTTP/2, with the bytes
+    /// after it.
+    fn after_h1(&mut self, ts: Timestamp, vlans: Vlans, ctx: &mut Sink) {
+        let Some((up, rest)) = self.h1.take_upgrade(ctx) else {
+            return;
+        };
+        let client = self.client.unwrap_or(Side(0));
+        ctx.stats.http2_connections += 1;
+        ctx.stats.http2_upgrades += 1;
+        let s = h2::session::Session::new(
+            self.cfg.clone(),
+            self.conn(client),
+            self.serial,
+            client,
+            up.n,
+        )
+        .upgraded(up);
+        let mut s = Box::new(s);
+        for (side, bytes) in rest {
+            let chunk = Chunk {
+                offset: 0,
+                bytes: &bytes,
+                ts,
+                peer_ack: None,
+                vlans,
+            };
+            s.on_data(side, chunk, ctx);
+        }
+        self.mode = Mode::H2(s);
+    }
+
+    fn data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Sink) {
+        match &mut self.mode {
+            Mode::H2(s) => s.on_data(side, chunk, ctx),
+            Mode::H1 => {
+                let (ts, vlans) = (chunk.ts, chunk.vlans);
+                self.h1.on_data(side, chunk, ctx);
+                self.after_h1(ts, vlans, ctx);
+            }
+            Mode::Undecided => {
+                let from_client = self.client.is_none_or(|c| c == side);
+                if !from_client {
+                    // The client has not spoken: hold the server's bytes (bounded).
+                    if self.early_bytes + chunk.bytes.len() <= MAX_EARLY_SERVER_BYTES {
+                        self.early_bytes += chunk.bytes.len();
+                        self.early.push(Early {
+                            offset: chunk.offset,
+                            bytes: chunk.bytes.to_vec(),
+                            ts: chunk.ts,
+                            peer_ack: chunk.peer_ack,
+                            vlans: chunk.vlans,
+                        });
+                        return;
+                    }
+                    self.start_h1(ctx);
+                    self.data(side, chunk, ctx);
+                    return;
+                }
+                if chunk.offset == 0 && is_preface_start(chunk.bytes) {
+                    self.client = Some(side);
+                    self.start_h2(ctx);
+                } else {
+                    self.start_h1(ctx);
+                }
+                self.data(side, chunk, ctx);
+            }
+        }
+    }
+}
+
+impl StreamSink for HttpConn {
+    type Ctx = Sink;
+
+    fn on_client_side(&mut self, side: Side, ctx: &mut Sink) {
+        self.client.get_or_insert(side);
+        self.h1.on_client_side(side, ctx);
+    }
+
+    fn on_data(&mut self, side: Side, chunk: Chunk<'_>, ctx: &mut Sink) {
+        self.data(side, chunk, ctx);
+    }
+
+    fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
+        if matches!(self.mode, Mode::Undecided) {
+            self.start_h1(ctx);
+        }
+        match &mut self.mode {
+            Mode::H2(s) => s.on_gap(side, ts, ctx),
+            _ => self.h1.on_gap(side, offset, len, ts, ctx),
+        }
+    }
+
+    fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
+        if matches!(self.mode, Mode::Undecided) {
+            self.start_h1(ctx);
+        }
+        match &mut self.mode {
+            Mode::H2(s) => s.on_end(side, reason, ts, ctx),
+            _ => {
+                self.h1.on_end(side, reason, ts, ctx);
+                self.after_h1(ts, Vlans::default(), ctx);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Timestamp, ctx: &mut Sink) {
+        if matches!(self.mode, Mode::H1) {
+            self.h1.on_tick(now, ctx);
+            self.after_h1(now, Vlans::default(), ctx);
+        }
+    }
+
+    fn wants_tick(&self) -> bool {
+        matches!(self.mode, Mode::H1) && self.h1.wants_tick()
+    }
+}
