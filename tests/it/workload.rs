@@ -2,8 +2,8 @@
 //! idemwatch must see every transaction, count every plain retry and raise exactly the alerts
 //! of the ground truth, by kind, and nothing else. The generator must be deterministic. Its TLS
 //! mode tells the same story, and idemwatch must read it through the key log to the same truth.
-//! Its HTTP/2 mode carries the same exchanges, as idemwatch's frame reader and HPACK decoder
-//! and tshark read them.
+//! Its HTTP/2 mode (cleartext, or TLS with ALPN h2) reads to the same truth too, and carries
+//! the same exchanges, as idemwatch's frame reader and HPACK decoder and tshark read them.
 
 // The example, included under its own name inside the `workload` test module (and used by
 // `tls_story` too).
@@ -631,5 +631,56 @@ fn tshark_reads_every_h2_exchange() {
         assert_eq!((requests, responses), (n, n), "{}", file.display());
         let faults = "_ws.malformed || _ws.expert.severity >= 0x00600000";
         assert_eq!(tshark(file, &opts, faults).lines().count(), 0, "warnings");
+    }
+}
+
+/// idemwatch reads the HTTP/2 workload, in cleartext and over TLS with ALPN h2, to the same
+/// truth as the HTTP/1.1 one: every stream a transaction, the same retries and alerts.
+#[test]
+fn idemwatch_reads_the_h2_workload_to_the_same_truth() {
+    let target = Target::Transactions(1500);
+    let (pcap, truth) = workload::generate_h2(5, target).expect("HTTP/2 workload");
+    let (tls_pcap, keys, tls_truth) = workload::generate_h2_tls(5, target).expect("h2 over TLS");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clear = dir.path().join("h2.pcap");
+    let tls = dir.path().join("h2-tls.pcap");
+    let keylog = dir.path().join("h2-tls.keys");
+    std::fs::write(&clear, &pcap).expect("write capture");
+    std::fs::write(&tls, &tls_pcap).expect("write capture");
+    std::fs::write(&keylog, &keys).expect("write key log");
+    let keylog = keylog.to_str().expect("UTF-8 path");
+    let expected: BTreeMap<String, u64> = truth["alerts"]
+        .as_object()
+        .expect("alerts object")
+        .iter()
+        .map(|(k, v)| (k.clone(), count(v)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(expected.len(), 3, "every kind generated: {expected:?}");
+    for (file, args, truth) in [
+        (&clear, vec![], &truth),
+        (&tls, vec!["--tls-keylog", keylog], &tls_truth),
+    ] {
+        let (alerts, stats, _) = read_with(file, &args);
+        assert_eq!(alerts, expected, "{}: alerts by kind", file.display());
+        let n = count(&truth["transactions"]);
+        assert_eq!(count(&stats["http_transactions"]), n);
+        assert_eq!(count(&stats["http2_streams"]), n);
+        assert_eq!(
+            count(&stats["http2_connections"]),
+            count(&truth["connections"])
+        );
+        assert_eq!(count(&stats["tracker_retries"]), count(&truth["retries"]));
+        assert_eq!(count(&stats["packets"]), count(&truth["packets"]));
+        for zero in [
+            "http2_hpack_errors",
+            "http2_frame_errors",
+            "http2_directions_lost",
+            "http2_headers_undecodable",
+            "http_parse_errors",
+            "tcp_gaps",
+        ] {
+            assert_eq!(count(&stats[zero]), 0, "{zero}");
+        }
     }
 }
