@@ -15,7 +15,7 @@ SECS=${1:-60}
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(decode_frame reassembly http_session mirror_request capture_file config_file state_file store_record tls_keylog tls_record h2_frame h2_hpack)
+    TARGETS=(decode_frame reassembly http_session mirror_request capture_file config_file state_file store_record tls_keylog tls_record h2_frame h2_hpack h2_session)
 fi
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -179,6 +179,21 @@ def main():
             for f in frames[:3]:
                 frames_out.append(b"\x00" + f)
     write("http_session", session)
+    # h2_session: the cleartext HTTP/2 recordings (prior knowledge, h2c upgrade), each
+    # connection that carries data.
+    h2 = []
+    h2dir = os.path.join(CAPTURES, "h2")
+    for name in sorted(os.listdir(h2dir)):
+        if not name.endswith(".pcap") or os.path.exists(os.path.join(h2dir, name[:-5] + ".keys")):
+            continue
+        parsed = pcap_frames(os.path.join(h2dir, name))
+        if parsed is None:
+            continue
+        cap, frames = parsed
+        for c in connections(cap.linktype, frames):
+            if any(t[7] for _, t in c["segs"]):
+                h2.append(session_seed(c))
+    write("h2_session", h2, 16384)
     write("mirror_request", mirror)
     write("reassembly", reasm)
     write("decode_frame", frames_out)

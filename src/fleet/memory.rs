@@ -135,6 +135,12 @@ impl MemoryBackend {
                     RawClaim::Replaced(old.raw)
                 })
             }
+            Op::Release { rk, claim_id } => {
+                self.store
+                    .records
+                    .remove_if(&rk.name(&self.prefix), |_, e| e.raw.claim_id == *claim_id);
+                RawReply::Done
+            }
             Op::Settle {
                 rk,
                 claim_id,
@@ -437,6 +443,33 @@ mod tests {
             claim: None,
         };
         assert_eq!(held_by(&one(&mut a, look)), Some(("b", false)));
+    }
+
+    #[test]
+    fn only_the_claimer_releases_a_first_use_the_server_did_not_process() {
+        let store = MemoryStore::default();
+        let (mut a, mut b) = (
+            MemoryBackend::new(store.clone(), "p:"),
+            MemoryBackend::new(store, "p:"),
+        );
+        let c = |t, id| Op::Claim {
+            ticket: t,
+            rk: rk(),
+            claim: claim(id, 5000),
+        };
+        let release = |id: &str| Op::Release {
+            rk: rk(),
+            claim_id: id.into(),
+        };
+        assert_eq!(one(&mut a, c(0, "a")), RawReply::Claim(RawClaim::Free));
+        one(&mut b, release("b"));
+        assert_eq!(held_by(&one(&mut b, c(1, "b"))), Some(("a", false)));
+        one(&mut a, release("a"));
+        assert_eq!(
+            one(&mut b, c(2, "b")),
+            RawReply::Claim(RawClaim::Free),
+            "the next use is the key's first"
+        );
     }
 
     #[test]

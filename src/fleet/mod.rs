@@ -158,6 +158,11 @@ pub enum Op {
         stored: Option<Option<Vec<u8>>>,
         end: Option<EndMark>,
     },
+    /// The claimer's first use was not processed by the server (an HTTP/2 stream refused, or
+    /// above a GOAWAY's last stream id; RFC 9113 section 8.7): its record is deleted, so that
+    /// the key's next use on any instance is its first. The later uses registered on it go
+    /// with it: nothing ran alongside them. Not answered.
+    Release { rk: RecordKey, claim_id: String },
     /// An endpoint learned (took a key header) until `deadline_us`. Not answered.
     Endpoint { name: String, deadline_us: i64 },
     /// Reads every learned endpoint (and forgets those past `now_us`). Answered.

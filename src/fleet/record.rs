@@ -8,18 +8,21 @@
 //! ([`ReqRec`], [`RespRec`]): the state file (`tracker::persist`) can change its layout
 //! without changing a byte of what instances exchange, and the other way round.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! Every value below is one version byte, then postcard. A value of another version, damaged,
 //! or with bytes after its end is refused whole (`None`), never trusted in part: an instance
-//! judges that key on its own, and counts it (`store_bad_records`).
+//! judges that key on its own, and counts it (`store_bad_records`). Version 1 values are still
+//! read: version 2 only added `protocol` at the end of FirstRecord, and a version 1 request
+//! reads as HTTP/1.1, the only version that filed them.
 //!
 //! ```text
 //! value     filed as                       postcard payload after the version byte
 //! first     `q` of PREFIXk:<scope><key>    FirstRecord: observer, file, first_ts, identity,
 //!                                          decoded (digest), ts, method, path, host, body_len,
 //!                                          body_sha256, body_canon_sha256 (digest), client and
-//!                                          server address and port, flow_id, vlans
+//!                                          server address and port, flow_id, vlans,
+//!                                          protocol (0 HTTP/1.0, 1 HTTP/1.1, 2 HTTP/2)
 //! response  `f` and `s` of the same hash   ResponseRecord: ts, status, interim statuses,
 //!                                          body_len, body_sha256, body_complete, body_missing,
 //!                                          resource_id, replayed
@@ -37,14 +40,16 @@ use std::sync::Arc;
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
-use crate::http::Conn;
+use crate::http::{Conn, Protocol};
 use crate::net::{Endpoint, Vlans, community_id};
 use crate::tracker::shared::SharedAttempt;
 use crate::tracker::{Identity, KeyId, Observer, Origin, ReqRec, RespRec};
 use crate::ts::Timestamp;
 
 /// The first byte of every value filed.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The one older version still read (FirstRecord without `protocol`).
+const VERSION_1: u8 = 1;
 
 /// `bytes` of `v`, behind the version byte.
 fn seal<T: Serialize>(v: &T) -> Vec<u8> {
@@ -53,14 +58,52 @@ fn seal<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_extend(v, vec![VERSION]).unwrap_or_default()
 }
 
-/// The payload behind the version byte, when it is this version's and nothing follows it.
-fn open<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+/// The payload behind the version byte, when it is of this version (or, when `older` is,
+/// version 1, as `O`) and nothing follows it.
+fn open<'a, T, O>(bytes: &'a [u8], older: impl FnOnce(O) -> T) -> Option<T>
+where
+    T: Deserialize<'a>,
+    O: Deserialize<'a>,
+{
     let (version, payload) = bytes.split_first()?;
-    if *version != VERSION {
-        return None;
+    match *version {
+        VERSION => whole(payload),
+        VERSION_1 => whole(payload).map(older),
+        _ => None,
     }
+}
+
+fn whole<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Option<T> {
     let (v, rest) = postcard::take_from_bytes(payload).ok()?;
     rest.is_empty().then_some(v)
+}
+
+/// A request's HTTP version as filed.
+#[derive(Serialize, Deserialize, Clone, Copy)]
+enum ProtocolRecord {
+    Http10,
+    Http11,
+    Http2,
+}
+
+impl From<Protocol> for ProtocolRecord {
+    fn from(p: Protocol) -> ProtocolRecord {
+        match p {
+            Protocol::Http10 => ProtocolRecord::Http10,
+            Protocol::Http11 => ProtocolRecord::Http11,
+            Protocol::Http2 => ProtocolRecord::Http2,
+        }
+    }
+}
+
+impl From<ProtocolRecord> for Protocol {
+    fn from(p: ProtocolRecord) -> Protocol {
+        match p {
+            ProtocolRecord::Http10 => Protocol::Http10,
+            ProtocolRecord::Http11 => Protocol::Http11,
+            ProtocolRecord::Http2 => Protocol::Http2,
+        }
+    }
 }
 
 /// A digest kept once when it equals the body's.
@@ -89,9 +132,10 @@ impl Digest {
     }
 }
 
-/// A first request as filed: every field the `original` object prints.
+/// A first request as filed: every field the `original` object prints. `P` is its protocol:
+/// [`ProtocolRecord`], or `()` in a version 1 value.
 #[derive(Serialize, Deserialize)]
-struct FirstRecord<'a> {
+struct FirstRecord<'a, P = ProtocolRecord> {
     observer: &'a str,
     file: Option<&'a str>,
     /// When the tracker took it as the key's first use (the end of the request).
@@ -111,6 +155,8 @@ struct FirstRecord<'a> {
     server_port: u16,
     flow_id: u64,
     vlans: Vec<u16>,
+    /// Version 2 on: last, so that version 1 is this layout without it.
+    protocol: P,
 }
 
 /// A response as filed: every field the response objects print.
@@ -129,7 +175,7 @@ struct ResponseRecord<'a> {
 
 /// An attempt at a request that ended badly.
 #[derive(Serialize, Deserialize)]
-struct AttemptRecord<'a> {
+struct AttemptRecord<'a, P = ProtocolRecord> {
     key: [u8; 16],
     /// The key itself: `original.idempotency_key` of a `key_churn` is the first attempt's key,
     /// which the asking instance does not know. Kept for the churn window only, and never with
@@ -137,7 +183,7 @@ struct AttemptRecord<'a> {
     key_value: Option<&'a str>,
     end: i64,
     #[serde(borrow)]
-    first: FirstRecord<'a>,
+    first: FirstRecord<'a, P>,
     #[serde(borrow)]
     response: Option<ResponseRecord<'a>>,
 }
@@ -186,6 +232,44 @@ fn first_record<'a>(f: &First<'a>) -> FirstRecord<'a> {
         server_port: rec.conn.server.port,
         flow_id: rec.conn.flow_id,
         vlans: rec.vlans.as_slice().to_vec(),
+        protocol: rec.protocol.into(),
+    }
+}
+
+/// A version 1 first request as a version 2 one.
+fn first_v1(w: FirstRecord<'_, ()>) -> FirstRecord<'_> {
+    FirstRecord {
+        observer: w.observer,
+        file: w.file,
+        first_ts: w.first_ts,
+        identity: w.identity,
+        decoded: w.decoded,
+        ts: w.ts,
+        method: w.method,
+        path: w.path,
+        host: w.host,
+        body_len: w.body_len,
+        body_sha256: w.body_sha256,
+        body_canon_sha256: w.body_canon_sha256,
+        client_ip: w.client_ip,
+        client_port: w.client_port,
+        server_ip: w.server_ip,
+        server_port: w.server_port,
+        flow_id: w.flow_id,
+        vlans: w.vlans,
+        // Version 1 held nothing here (`()`, no bytes in postcard): every request filed then
+        // was read as HTTP/1.1.
+        protocol: ProtocolRecord::Http11,
+    }
+}
+
+fn attempt_v1(w: AttemptRecord<'_, ()>) -> AttemptRecord<'_> {
+    AttemptRecord {
+        key: w.key,
+        key_value: w.key_value,
+        end: w.end,
+        first: first_v1(w.first),
+        response: w.response,
     }
 }
 
@@ -230,6 +314,7 @@ fn remote_first(w: FirstRecord<'_>) -> RemoteFirst {
         body_complete: true,
         body_missing: 0,
         vlans,
+        protocol: w.protocol.into(),
     };
     RemoteFirst {
         rec,
@@ -274,7 +359,7 @@ pub fn encode_first(f: &First<'_>) -> Vec<u8> {
 
 /// A first request from its bytes; `None` when they are not a record of this version.
 pub fn decode_first(bytes: &[u8]) -> Option<RemoteFirst> {
-    open::<FirstRecord<'_>>(bytes).map(remote_first)
+    open(bytes, first_v1).map(remote_first)
 }
 
 /// The bytes of an attempt that ended badly: the hash of its key (and the key, unless
@@ -297,7 +382,7 @@ pub fn encode_attempt(
 
 /// An attempt from its bytes; `None` when they are not one of this version.
 pub fn decode_attempt(bytes: &[u8]) -> Option<SharedAttempt> {
-    let w: AttemptRecord<'_> = open(bytes)?;
+    let w: AttemptRecord<'_> = open(bytes, attempt_v1)?;
     let mut rec = remote_first(w.first).rec;
     rec.key = w.key_value.map(Into::into);
     Some(SharedAttempt {
@@ -317,7 +402,8 @@ pub fn encode_response(r: &RespRec) -> Vec<u8> {
 
 /// A response from its bytes; `None` when they are not one of this version.
 pub fn decode_response(bytes: &[u8]) -> Option<Arc<RespRec>> {
-    open::<ResponseRecord<'_>>(bytes).map(resp_rec)
+    // Its layout is the same in version 1.
+    open(bytes, |r: ResponseRecord<'_>| r).map(resp_rec)
 }
 
 #[cfg(test)]
@@ -362,6 +448,7 @@ mod tests {
             body_complete: true,
             body_missing: 0,
             vlans,
+            protocol: Protocol::Http2,
         }
     }
 
@@ -424,6 +511,7 @@ mod tests {
                 (r.conn.client, r.conn.server, 42)
             );
             assert_eq!(b.vlans.as_slice(), &[100]);
+            assert_eq!(b.protocol, Protocol::Http2);
             assert_eq!(
                 b.origin.observer(),
                 Some(&Observer {
@@ -468,6 +556,7 @@ mod tests {
         assert_eq!((a.key, a.end), (KeyId::of("k1"), Timestamp(90)));
         assert_eq!(a.rec.key.as_deref(), Some("k1"));
         assert_eq!(a.rec.path, r.path);
+        assert_eq!(a.rec.protocol, Protocol::Http2);
         assert_eq!(a.rec.origin.observer().map(|o| &*o.instance), Some("gw2"));
         assert_eq!(a.response.map(|x| x.status), Some(503));
         let a = decode_attempt(&attempt(&r, None, None)).expect("decodes");
@@ -499,6 +588,45 @@ mod tests {
         assert!(decode_first(&values[0]).is_some());
         assert!(decode_response(&values[1]).is_some());
         assert!(decode_attempt(&values[2]).is_some());
+    }
+
+    #[test]
+    fn each_protocol_is_filed_and_read_back() {
+        for p in [Protocol::Http10, Protocol::Http11, Protocol::Http2] {
+            let mut r = rec(None);
+            r.protocol = p;
+            let back = decode_first(&first(&r, None, None)).expect("decodes");
+            assert_eq!(back.rec.protocol, p);
+            let a = decode_attempt(&attempt(&r, None, None)).expect("decodes");
+            assert_eq!(a.rec.protocol, p);
+        }
+    }
+
+    /// Values filed by the previous version (version 1, before `protocol`), as its
+    /// `write_fuzz_seed` wrote them: still read, their request as HTTP/1.1.
+    #[test]
+    fn a_version_1_value_reads_as_http_1_1() {
+        let f = include_bytes!("../../fuzz/seeds/store_record/first-v1");
+        let a = include_bytes!("../../fuzz/seeds/store_record/attempt-v1");
+        let resp = include_bytes!("../../fuzz/seeds/store_record/response-v1");
+        assert_eq!((f[0], a[0], resp[0]), (1, 1, 1));
+        let back = decode_first(f).expect("a version 1 first request is read");
+        assert_eq!(back.rec.protocol, Protocol::Http11);
+        assert_eq!(
+            (back.rec.path.as_str(), back.rec.body_len),
+            ("/v1/charges?api_key=REDACTED", 31)
+        );
+        let at = decode_attempt(a).expect("a version 1 attempt is read");
+        assert_eq!(at.rec.protocol, Protocol::Http11);
+        assert_eq!(
+            (at.rec.key.as_deref(), at.response.map(|r| r.status)),
+            (Some("k1"), Some(503))
+        );
+        assert_eq!(decode_response(resp).map(|r| r.status), Some(503));
+        // A version 1 value is not a version 2 one: relabelled, it is refused whole.
+        let mut relabelled = f.to_vec();
+        relabelled[0] = VERSION;
+        assert!(decode_first(&relabelled).is_none());
     }
 
     /// Seeds of the `store_record` fuzz target: `cargo test --lib

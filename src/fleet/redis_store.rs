@@ -67,6 +67,13 @@ end
 return uses
 ";
 
+/// KEYS[1] the record; ARGV[1] claim id. The claimer's first use was not processed: the
+/// record goes, with the later uses registered on it.
+const RELEASE: &str = r"
+if redis.call('HGET', KEYS[1], 'c') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
 /// KEYS[1] the endpoints hash; ARGV[1] now (µs): forgets the endpoints past their deadline,
 /// returns the others as a flat name, deadline list.
 const SYNC: &str = r"
@@ -160,7 +167,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return out
 ";
 
-const SCRIPTS: [&str; 8] = [
+const SCRIPTS: [&str; 9] = [
     CLAIM,
     SETTLE,
     SYNC,
@@ -169,6 +176,7 @@ const SCRIPTS: [&str; 8] = [
     ATTEMPT_START,
     ATTEMPT_END,
     ATTEMPT_LOOKUP,
+    RELEASE,
 ];
 
 enum Conn {
@@ -323,6 +331,11 @@ impl RedisBackend {
                     Some(Some(s)) => c.arg(&s[..]),
                 };
                 c.arg(end.map(|e| e.encode()).unwrap_or_default());
+                c
+            }
+            Op::Release { rk, claim_id } => {
+                let mut c = self.script(8);
+                c.arg(1).arg(rk.name(&self.prefix)).arg(claim_id);
                 c
             }
             Op::Endpoint { name, deadline_us } => {

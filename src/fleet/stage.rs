@@ -515,6 +515,7 @@ impl Fleet {
                                 response: first_response.clone(),
                                 at,
                                 observed,
+                                not_processed: false,
                             },
                         );
                         super::EndMark {
@@ -531,6 +532,10 @@ impl Fleet {
                         end,
                     }
                 }
+                Publish::Release { scope, key, first } => Op::Release {
+                    rk: RecordKey { scope, key },
+                    claim_id: claim_id(&self.cfg.instance, &first),
+                },
                 Publish::Keyless {
                     scope,
                     identity,
@@ -589,6 +594,7 @@ impl Fleet {
                     response,
                     bad,
                     observable,
+                    not_processed,
                 } => {
                     let Some(id) = rec.origin.local() else {
                         continue;
@@ -596,8 +602,18 @@ impl Fleet {
                     let churn = tracker.config().churn_window;
                     let ticket = self.next_ticket;
                     self.next_ticket += 1;
-                    let record =
-                        self.attempt_record(tracker, key, &rec, identity, end, response.as_deref());
+                    // Not processed: filed as ending when it began, so that no request
+                    // elsewhere is taken as running alongside it (an instance reading it
+                    // judges churn by `began < end`), and well (`bad` is false).
+                    let filed_end = if not_processed { rec.ts } else { end };
+                    let record = self.attempt_record(
+                        tracker,
+                        key,
+                        &rec,
+                        identity,
+                        filed_end,
+                        response.as_deref(),
+                    );
                     self.churns.insert(
                         ticket,
                         Ended {
@@ -606,6 +622,7 @@ impl Fleet {
                             response,
                             at: end,
                             observed: observable,
+                            not_processed,
                         },
                     );
                     Op::AttemptEnded {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::Session;
 use super::h2;
-use super::h2::frame::is_preface_start;
+use super::h2::frame::{PREFACE, is_preface_start};
 use super::settings::SessionSettings;
 use super::sink::Sink;
 use super::transaction::{Conn, TlsInfo};
@@ -39,6 +39,18 @@ struct Early {
     vlans: Vlans,
 }
 
+impl Early {
+    fn chunk(&self) -> Chunk<'_> {
+        Chunk {
+            offset: self.offset,
+            bytes: &self.bytes,
+            ts: self.ts,
+            peer_ack: self.peer_ack,
+            vlans: self.vlans,
+        }
+    }
+}
+
 /// HTTP state of one connection.
 pub struct HttpConn {
     h1: Session,
@@ -53,6 +65,9 @@ pub struct HttpConn {
     tls: Option<Arc<TlsInfo>>,
     early: Vec<Early>,
     early_bytes: usize,
+    /// The client's first bytes while they are still a strict prefix of the preface (a
+    /// request line may start with the same letters): at most 23 bytes.
+    first: Option<Early>,
 }
 
 impl HttpConn {
@@ -70,6 +85,7 @@ impl HttpConn {
             tls: None,
             early: Vec::new(),
             early_bytes: 0,
+            first: None,
         }
     }
 
@@ -121,20 +137,25 @@ impl HttpConn {
         self.release_early(ctx);
     }
 
+    /// A gap or an end came before the client's first bytes decided: HTTP/1.1, with the
+    /// client's bytes held so far.
+    fn decide_h1(&mut self, ctx: &mut Sink) {
+        if !matches!(self.mode, Mode::Undecided) {
+            return;
+        }
+        self.start_h1(ctx);
+        if let (Some(first), Some(client)) = (self.first.take(), self.client) {
+            self.data(client, first.chunk(), ctx);
+        }
+    }
+
     fn release_early(&mut self, ctx: &mut Sink) {
         let Some(server) = self.client.map(Side::other) else {
             return;
         };
         self.early_bytes = 0;
         for e in std::mem::take(&mut self.early) {
-            let chunk = Chunk {
-                offset: e.offset,
-                bytes: &e.bytes,
-                ts: e.ts,
-                peer_ack: e.peer_ack,
-                vlans: e.vlans,
-            };
-            self.data(server, chunk, ctx);
+            self.data(server, e.chunk(), ctx);
         }
     }
 
@@ -196,13 +217,28 @@ impl HttpConn {
                     self.data(side, chunk, ctx);
                     return;
                 }
-                if chunk.offset == 0 && is_preface_start(chunk.bytes) {
+                // The client's bytes so far, with those held from before.
+                let mut so_far = self.first.take().unwrap_or(Early {
+                    offset: chunk.offset,
+                    bytes: Vec::new(),
+                    ts: chunk.ts,
+                    peer_ack: chunk.peer_ack,
+                    vlans: chunk.vlans,
+                });
+                let at_start = so_far.offset == 0;
+                so_far.bytes.extend_from_slice(chunk.bytes);
+                let preface = at_start && is_preface_start(&so_far.bytes);
+                if preface && so_far.bytes.len() < PREFACE.len() {
+                    self.first = Some(so_far);
+                    return;
+                }
+                if preface {
                     self.client = Some(side);
                     self.start_h2(ctx);
                 } else {
                     self.start_h1(ctx);
                 }
-                self.data(side, chunk, ctx);
+                self.data(side, so_far.chunk(), ctx);
             }
         }
     }
@@ -221,9 +257,7 @@ impl StreamSink for HttpConn {
     }
 
     fn on_gap(&mut self, side: Side, offset: u64, len: u64, ts: Timestamp, ctx: &mut Sink) {
-        if matches!(self.mode, Mode::Undecided) {
-            self.start_h1(ctx);
-        }
+        self.decide_h1(ctx);
         match &mut self.mode {
             Mode::H2(s) => s.on_gap(side, ts, ctx),
             _ => self.h1.on_gap(side, offset, len, ts, ctx),
@@ -231,9 +265,7 @@ impl StreamSink for HttpConn {
     }
 
     fn on_end(&mut self, side: Side, reason: EndReason, ts: Timestamp, ctx: &mut Sink) {
-        if matches!(self.mode, Mode::Undecided) {
-            self.start_h1(ctx);
-        }
+        self.decide_h1(ctx);
         match &mut self.mode {
             Mode::H2(s) => s.on_end(side, reason, ts, ctx),
             _ => {

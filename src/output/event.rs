@@ -33,6 +33,9 @@ pub struct RequestObj<'a> {
     pub method: &'a str,
     pub host: Option<&'a str>,
     pub path: &'a str,
+    /// "HTTP/1.0", "HTTP/1.1" or "HTTP/2" (EVE's `http.protocol`): after the path, as in a
+    /// request line.
+    pub protocol: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<Option<String>>,
     /// With `--redact-keys`: the key's SHA-256 instead of the key.
@@ -135,6 +138,7 @@ impl<'a> RequestObj<'a> {
             method: &req.method,
             host: req.host.as_deref(),
             path: &req.path,
+            protocol: req.protocol.as_str(),
             idempotency_key,
             idempotency_key_sha256,
             body_len: req.body.len,
@@ -170,6 +174,7 @@ impl<'a> RequestObj<'a> {
             method: &r.method,
             host: r.host.as_deref(),
             path: &r.path,
+            protocol: r.protocol.as_str(),
             idempotency_key,
             idempotency_key_sha256,
             body_len: r.body_len,
@@ -276,4 +281,79 @@ pub struct StatsEvent<'a> {
     pub timestamp: Timestamp,
     pub event_type: &'static str,
     pub stats: &'a Stats,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::http::{Protocol, TxId};
+    use crate::net::{Endpoint, Vlans};
+    use crate::tracker::ReqRec;
+
+    fn conn() -> Conn {
+        let ep = |port| Endpoint {
+            ip: IpAddr::from([10, 0, 0, 1]),
+            port,
+        };
+        Conn {
+            client: ep(40000),
+            server: ep(80),
+            flow_id: 7,
+            community_id: Arc::from("1:x"),
+            file_index: 0,
+            tls: None,
+        }
+    }
+
+    fn request(protocol: Protocol) -> Request {
+        Request {
+            ts: Timestamp(0),
+            ts_end: Timestamp(0),
+            method: "POST".into(),
+            path: "/v1/charges".into(),
+            target_identity: [0; 32],
+            host: None,
+            keys: Vec::new(),
+            credential: None,
+            stripe_account: None,
+            stripe_context: None,
+            content_type: None,
+            content_encoding: None,
+            body: Body::default(),
+            vlans: Vlans::default(),
+            stream_start: 0,
+            peer_ack_at_start: None,
+            answered_at_start: 0,
+            lost_before: false,
+            protocol,
+        }
+    }
+
+    #[test]
+    fn a_request_object_writes_its_protocol_after_its_path() {
+        let c = Arc::new(conn());
+        let id = TxId {
+            flow_id: 7,
+            flow_serial: 0,
+            n: 0,
+        };
+        for (p, text) in [
+            (Protocol::Http10, "HTTP/1.0"),
+            (Protocol::Http11, "HTTP/1.1"),
+            (Protocol::Http2, "HTTP/2"),
+        ] {
+            let req = request(p);
+            let want =
+                format!(r#""path":"/v1/charges","protocol":"{text}","idempotency_key":null"#);
+            let seen =
+                serde_json::to_string(&RequestObj::new(&c, &req, None, false)).unwrap_or_default();
+            assert!(seen.contains(&want), "{seen}");
+            let kept = ReqRec::new(id, &c, &req);
+            let seen = serde_json::to_string(&RequestObj::from_kept(&kept, None, false))
+                .unwrap_or_default();
+            assert!(seen.contains(&want), "{seen}");
+        }
+    }
 }

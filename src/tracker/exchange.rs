@@ -52,6 +52,9 @@ enum Waited {
     Answered,
     /// No alert: whether this exchange was still running is unknowable (never guessed).
     Unknowable,
+    /// No alert: the server did not process this exchange (RFC 9113 section 8.7), so nothing
+    /// ran alongside the later request.
+    NotProcessed,
 }
 
 impl Tracker {
@@ -74,13 +77,17 @@ impl Tracker {
         // Whether the outcome is known: a response, or a server that was seen at all.
         let observable = response.is_some() || (tx.server_seen && !tx.response_lost);
         self.responses.insert(tx.id, response.clone());
+        if tx.not_processed {
+            self.not_processed.insert(tx.id);
+        }
 
         let unseen_original = self.unseen_original(&f, response.as_deref());
         if unseen_original {
             stats.tracker_unseen_original_skipped += 1;
         } else {
-            // Request-side alerts, with their responses.
-            for p in &f.pending {
+            // Request-side alerts, with their responses; none against a request the server
+            // did not process (see `forget_not_processed`).
+            for p in f.pending.iter().filter(|p| !self.cites_not_processed(p)) {
                 let orig_resp = p.original_response.clone().or_else(|| {
                     p.original_tx
                         .and_then(|t| self.responses.get(&t).cloned().flatten())
@@ -98,7 +105,12 @@ impl Tracker {
             }
         }
 
-        let settled = self.settle_key(&f, tx.id, response.as_ref(), unseen_original);
+        let settled = if tx.not_processed {
+            self.forget_not_processed(&f, tx.id);
+            Settled::default()
+        } else {
+            self.settle_key(&f, tx.id, response.as_ref(), unseen_original)
+        };
         if self.publishing
             && (settled.first_answered || settled.newly_stored.is_some())
             && let Some(kid) = f.key_id
@@ -146,19 +158,24 @@ impl Tracker {
             self.judge_waiting_conflicts(&f, &stored, now, out);
         }
 
-        self.end_attempt(&f, tx.id, now, observable, response.as_ref());
+        self.end_attempt(&f, tx, observable, response.as_ref());
         if let Some(ident) = f.identity
             && let Some(k) = self.keyless.get_mut(&(f.scope, ident))
             && k.rec.origin.local() == Some(tx.id)
         {
-            k.response = response.clone();
+            if tx.not_processed {
+                // Never ran: the same request again is no duplicate of it.
+                self.keyless.remove(&(f.scope, ident));
+            } else {
+                k.response = response.clone();
+            }
         }
 
         // Later requests that waited on this one's outcome.
         for w in &f.waiters {
-            match self.waited(w, response.as_deref(), observable) {
+            match self.waited(w, response.as_deref(), observable, tx.not_processed) {
                 Waited::Fire => self.settle_waiter(w, &f, response.clone(), now, out),
-                Waited::Answered => self.release_waiter(w.later),
+                Waited::Answered | Waited::NotProcessed => self.release_waiter(w.later),
                 Waited::Unknowable => {
                     stats.tracker_unobservable_skipped += 1;
                     self.release_waiter(w.later);
@@ -182,9 +199,48 @@ impl Tracker {
         // Forget responses nobody can cite any more (bounded by what is in flight).
         if self.in_flight.is_empty() && self.finished.is_empty() {
             self.responses.clear();
+            self.not_processed.clear();
         } else if self.responses.len() > 4 * (self.in_flight.len() + self.finished.len()) + 1024 {
             let live: std::collections::HashSet<TxId> = self.keys_citing().into_iter().collect();
             self.responses.retain(|t, _| live.contains(t));
+            self.not_processed.retain(|t| live.contains(t));
+        }
+    }
+
+    /// Whether a pending alert cites, as its original, an exchange the server did not process.
+    fn cites_not_processed(&self, p: &Pending) -> bool {
+        p.original_tx
+            .is_some_and(|t| self.not_processed.contains(&t))
+    }
+
+    /// The server did not process the exchange (RFC 9113 section 8.7): it is never the key's
+    /// stored result, and no later use is compared with it. When it was the key's first use,
+    /// the key is forgotten, so that the next use becomes the first; the uses in flight that
+    /// were filed against it are no longer judged on the key (their alerts against it are
+    /// dropped when written, see [`Tracker::cites_not_processed`]).
+    fn forget_not_processed(&mut self, f: &InFlight, tx: TxId) {
+        let Some(k) = &f.key else {
+            return;
+        };
+        let map_key = (f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k)));
+        let Some(e) = self.keys.get_mut(&map_key) else {
+            return;
+        };
+        e.in_flight.retain(|t| *t != tx);
+        if e.first.origin.local() != Some(tx) {
+            return;
+        }
+        let others = std::mem::take(&mut e.in_flight);
+        self.keys.remove(&map_key);
+        self.publish(shared::Publish::Release {
+            scope: map_key.0,
+            key: map_key.1,
+            first: tx,
+        });
+        for t in others {
+            if let Some(o) = self.in_flight.get_mut(&t) {
+                o.role = Role::Untracked;
+            }
         }
     }
 
@@ -299,15 +355,16 @@ impl Tracker {
     /// `key_churn` bookkeeping: how the request's last keyed attempt ended. Badly (unanswered
     /// although observable, 5xx, 409): remembered for `churn_window` (and filed for other
     /// instances); well: forgotten, since a fresh key for the same request later is a new
-    /// request, not churn.
+    /// request, not churn. Not processed by the server (RFC 9113 section 8.7): well, since
+    /// retrying it under any key is safe, and other instances learn the same.
     fn end_attempt(
         &mut self,
         f: &InFlight,
-        tx: TxId,
-        now: Timestamp,
+        tx: &Transaction,
         observable: bool,
         response: Option<&Arc<RespRec>>,
     ) {
+        let (now, not_processed, tx) = (tx.ts_done, tx.not_processed, tx.id);
         let Some(ident) = f.identity else {
             return;
         };
@@ -317,10 +374,11 @@ impl Tracker {
         if a.rec.origin.local() != Some(tx) {
             return;
         }
-        let bad = match response {
-            None => observable,
-            Some(r) => r.status >= 500 || r.status == 409,
-        };
+        let bad = !not_processed
+            && match response {
+                None => observable,
+                Some(r) => r.status >= 500 || r.status == 409,
+            };
         let (key, rec) = (a.key, a.rec.clone());
         if bad {
             a.ended = Some((now, bad, response.cloned()));
@@ -338,15 +396,26 @@ impl Tracker {
             response: response.cloned(),
             bad,
             observable,
+            not_processed,
         });
     }
 
     /// `concurrent_reuse` and `key_churn`, waiting side: a later request arrived while this
     /// exchange was in flight (another use of its key; the same request under a fresh key).
-    /// Fires when this exchange's outcome is observable; for `concurrent_reuse`, not when its
+    /// Never when the server did not process this exchange. Fires when its outcome is
+    /// observable; for `concurrent_reuse`, not when its
     /// final response had begun before the later request did (not in flight then: its end can
     /// come much later, or be lost in a capture gap).
-    fn waited(&self, w: &Waiter, response: Option<&RespRec>, observable: bool) -> Waited {
+    fn waited(
+        &self,
+        w: &Waiter,
+        response: Option<&RespRec>,
+        observable: bool,
+        not_processed: bool,
+    ) -> Waited {
+        if not_processed {
+            return Waited::NotProcessed;
+        }
         let answered_before = w.kind == AlertKind::ConcurrentReuse
             && response.is_some_and(|r| {
                 let later = self

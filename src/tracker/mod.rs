@@ -30,7 +30,7 @@ use thin_vec::ThinVec;
 pub use rules::{AlertKind, Severity};
 pub use scope::{Identity, Scope, ScopeParts};
 
-use crate::http::{Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::http::{Conn, HttpEvent, Protocol, Request, Response, Transaction, TxId};
 use crate::net::Vlans;
 use crate::stats::Stats;
 use crate::ts::Timestamp;
@@ -160,6 +160,8 @@ pub struct ReqRec {
     pub body_complete: bool,
     pub body_missing: u64,
     pub vlans: Vlans,
+    /// One byte: it sits in the padding after the flags above.
+    pub protocol: Protocol,
 }
 
 /// A response as the tracker keeps it (a key's stored result lives a window or two).
@@ -209,6 +211,7 @@ impl ReqRec {
             body_complete: req.body.complete,
             body_missing: req.body.missing,
             vlans: req.vlans,
+            protocol: req.protocol,
         }
     }
 }
@@ -370,6 +373,10 @@ pub struct Tracker {
     finished: HashMap<TxId, Finished>,
     /// Responses of recent exchanges that others may cite as `original_response`.
     responses: HashMap<TxId, Option<Arc<RespRec>>>,
+    /// Recent exchanges the server did not process (HTTP/2 refused streams, streams above a
+    /// GOAWAY's last id): alerts judged against them while they were in flight are dropped
+    /// (pruned with `responses`).
+    not_processed: HashSet<TxId>,
     /// The header names that carry keys (lower case, sorted): never read by the tracker, only
     /// part of the saved state's fingerprint (see `persist`).
     key_headers: Vec<String>,
@@ -391,6 +398,7 @@ impl Tracker {
             waited_on: HashMap::default(),
             finished: HashMap::default(),
             responses: HashMap::default(),
+            not_processed: HashSet::default(),
             key_headers: normalized_key_headers(crate::http::DEFAULT_KEY_HEADERS),
             publishing: false,
             published: Vec::new(),

@@ -14,17 +14,22 @@
 //! `--redact-keys` no key value is saved: keys are matched by the hash every entry holds
 //! (`key_id`), and a request loaded from the file prints a null key hash in `original`.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! magic        16 bytes  "IDEMWATCH-STATE\n"
-//! version      u32 LE    FORMAT_VERSION
+//! version      u32 LE    FORMAT_VERSION (2); 1 is still loaded
 //! fingerprint  32 bytes  SHA-256 of the scope parts and the key header names
 //! window       u64 LE    nanoseconds, TrackerConfig::window when saved
 //! dup_window   u64 LE    nanoseconds, TrackerConfig::duplicate_window when saved
 //! payload      postcard  connections, keys, endpoints, keyless requests
 //! checksum     32 bytes  SHA-256 of every byte before it
 //! ```
+//!
+//! Each saved request (a key's first, a keyless one) ends with its `protocol`, one byte
+//! (0 HTTP/1.0, 1 HTTP/1.1, 2 HTTP/2), since version 2. A version 1 file is the same layout
+//! without that byte: it is loaded, its requests read as HTTP/1.1 (all it was written for).
+//! A version 2 file is set aside by a build that reads only version 1.
 //!
 //! # Loading
 //!
@@ -59,7 +64,7 @@ use sha2::{Digest, Sha256};
 use thin_vec::ThinVec;
 
 use super::{Identity, KeyEntry, KeyId, Keyless, Origin, ReqRec, RespRec, Scope, Tracker};
-use crate::http::Conn;
+use crate::http::{Conn, Protocol};
 use crate::net::{Endpoint, Vlans};
 use crate::ts::Timestamp;
 
@@ -71,7 +76,9 @@ pub const TMP_FILE: &str = "tracker.state.tmp";
 pub const MAGIC: &[u8; 16] = b"IDEMWATCH-STATE\n";
 /// Bump whenever the layout, or the meaning of a saved hash (key, scope, identity, canonical
 /// body), changes: older files are then set aside rather than misread.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build still loads: format 1 is format 2 without `protocol`.
+const OLDEST_VERSION: u32 = 1;
 
 const HEADER_LEN: usize = 16 + 4 + 32 + 8 + 8;
 const SUM_LEN: usize = 32;
@@ -181,8 +188,49 @@ struct ConnSaved<'a> {
     file_index: u64,
 }
 
+/// A saved request's HTTP version (format 2 on).
 #[derive(Serialize, Deserialize)]
-struct ReqSaved<'a> {
+enum ProtocolSaved {
+    Http10,
+    Http11,
+    Http2,
+}
+
+/// What a saved request holds of its HTTP version: [`ProtocolSaved`] from format 2, `()` in
+/// format 1 (no bytes in postcard), read as HTTP/1.1, the only version it was written for.
+trait SavedProtocol {
+    fn protocol(&self) -> Protocol;
+}
+
+impl SavedProtocol for () {
+    fn protocol(&self) -> Protocol {
+        Protocol::Http11
+    }
+}
+
+impl SavedProtocol for ProtocolSaved {
+    fn protocol(&self) -> Protocol {
+        match self {
+            ProtocolSaved::Http10 => Protocol::Http10,
+            ProtocolSaved::Http11 => Protocol::Http11,
+            ProtocolSaved::Http2 => Protocol::Http2,
+        }
+    }
+}
+
+impl From<Protocol> for ProtocolSaved {
+    fn from(p: Protocol) -> ProtocolSaved {
+        match p {
+            Protocol::Http10 => ProtocolSaved::Http10,
+            Protocol::Http11 => ProtocolSaved::Http11,
+            Protocol::Http2 => ProtocolSaved::Http2,
+        }
+    }
+}
+
+/// A request as saved; `P` its protocol, by format version (see [`SavedProtocol`]).
+#[derive(Serialize, Deserialize)]
+struct ReqSaved<'a, P = ProtocolSaved> {
     /// Index into the payload's connections.
     conn: u64,
     flow_id: u64,
@@ -202,6 +250,8 @@ struct ReqSaved<'a> {
     body_complete: bool,
     body_missing: u64,
     vlans: Cow<'a, [u16]>,
+    /// Format 2 on: last, so that format 1 is this layout without it.
+    protocol: P,
 }
 
 /// A response as saved.
@@ -229,12 +279,12 @@ enum StoredSaved<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct KeySaved<'a> {
+struct KeySaved<'a, P = ProtocolSaved> {
     scope: [u8; 16],
     key_id: [u8; 16],
     deadline: i64,
     #[serde(borrow)]
-    first: ReqSaved<'a>,
+    first: ReqSaved<'a, P>,
     identity: Option<[u8; 16]>,
     decoded: Option<[u8; 32]>,
     first_ts: i64,
@@ -252,27 +302,27 @@ struct EndpointSaved<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-struct KeylessSaved<'a> {
+struct KeylessSaved<'a, P = ProtocolSaved> {
     scope: [u8; 16],
     identity: [u8; 16],
     deadline: i64,
     #[serde(borrow)]
-    rec: ReqSaved<'a>,
+    rec: ReqSaved<'a, P>,
     #[serde(borrow)]
     response: Option<RespSaved<'a>>,
 }
 
 /// The payload as read back.
 #[derive(Deserialize)]
-struct Payload<'a> {
+struct Payload<'a, P> {
     #[serde(borrow)]
     conns: Vec<ConnSaved<'a>>,
     #[serde(borrow)]
-    keys: Vec<KeySaved<'a>>,
+    keys: Vec<KeySaved<'a, P>>,
     #[serde(borrow)]
     endpoints: Vec<EndpointSaved<'a>>,
     #[serde(borrow)]
-    keyless: Vec<KeylessSaved<'a>>,
+    keyless: Vec<KeylessSaved<'a, P>>,
 }
 
 /// The payload as written: the same layout as [`Payload`], its entries made one at a time from
@@ -392,6 +442,7 @@ fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> Req
         body_complete: r.body_complete,
         body_missing: r.body_missing,
         vlans: Cow::Borrowed(r.vlans.as_slice()),
+        protocol: r.protocol.into(),
     }
 }
 
@@ -688,9 +739,9 @@ fn decode(bytes: &[u8], tracker: &Tracker) -> Result<Decoded, String> {
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(u32::from_le_bytes)
         .ok_or_else(|| truncated(len))?;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {version}, this build reads {FORMAT_VERSION}"
+            "format version {version}, this build reads {OLDEST_VERSION} to {FORMAT_VERSION}"
         ));
     }
     if len < HEADER_LEN + SUM_LEN {
@@ -707,12 +758,23 @@ fn decode(bytes: &[u8], tracker: &Tracker) -> Result<Decoded, String> {
     let saved_window = le_u64(body, 52).ok_or_else(|| truncated(len))?;
     let saved_dup = le_u64(body, 60).ok_or_else(|| truncated(len))?;
     let payload_bytes = body.get(HEADER_LEN..).ok_or_else(|| truncated(len))?;
-    let (payload, rest): (Payload<'_>, _) =
-        postcard::take_from_bytes(payload_bytes).map_err(|e| format!("corrupt: {e}"))?;
+    if version == OLDEST_VERSION {
+        let payload = payload_of::<()>(payload_bytes)?;
+        convert(payload, tracker, saved_window, saved_dup)
+    } else {
+        let payload = payload_of::<ProtocolSaved>(payload_bytes)?;
+        convert(payload, tracker, saved_window, saved_dup)
+    }
+}
+
+/// The payload, with its requests' protocol as `P`, when nothing follows it.
+fn payload_of<'a, P: Deserialize<'a>>(bytes: &'a [u8]) -> Result<Payload<'a, P>, String> {
+    let (payload, rest): (Payload<'a, P>, _) =
+        postcard::take_from_bytes(bytes).map_err(|e| format!("corrupt: {e}"))?;
     if !rest.is_empty() {
         return Err(format!("corrupt: {} bytes after the payload", rest.len()));
     }
-    convert(payload, tracker, saved_window, saved_dup)
+    Ok(payload)
 }
 
 /// For the `state_file` fuzz target (and the replay of its seeds in the test suite, hence not
@@ -742,8 +804,8 @@ fn shifted(d: i64, old: u64, new: u64, times: i128) -> Timestamp {
     Timestamp(i64::try_from(v).unwrap_or(if v < 0 { i64::MIN } else { i64::MAX }))
 }
 
-fn convert(
-    p: Payload<'_>,
+fn convert<P: SavedProtocol>(
+    p: Payload<'_, P>,
     tracker: &Tracker,
     saved_window: u64,
     saved_dup: u64,
@@ -857,7 +919,7 @@ fn convert(
     })
 }
 
-fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
+fn req_rec<P: SavedProtocol>(r: ReqSaved<'_, P>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
     let conn = usize::try_from(r.conn)
         .ok()
         .and_then(|i| conns.get(i))
@@ -887,6 +949,7 @@ fn req_rec(r: ReqSaved<'_>, conns: &[Arc<Conn>]) -> Result<ReqRec, String> {
         body_complete: r.body_complete,
         body_missing: r.body_missing,
         vlans,
+        protocol: r.protocol.protocol(),
     })
 }
 
@@ -962,6 +1025,8 @@ mod tests {
         alerts: Vec<Alert>,
         next: u64,
         conn: Arc<Conn>,
+        /// The protocol of the requests `exchange` makes.
+        protocol: Protocol,
     }
 
     impl Sim {
@@ -987,6 +1052,7 @@ mod tests {
                     file_index: 0,
                     tls: None,
                 }),
+                protocol: Protocol::Http11,
             }
         }
 
@@ -1038,7 +1104,8 @@ mod tests {
             };
             self.next += 1;
             let t0 = (at * SEC as f64) as i64;
-            let req = Sim::request(path, key, body, t0);
+            let mut req = Sim::request(path, key, body, t0);
+            req.protocol = self.protocol;
             let ev = HttpEvent::Request {
                 id,
                 conn: self.conn.clone(),
@@ -1164,6 +1231,71 @@ mod tests {
         );
         let orig_resp = a.original_response.as_ref().unwrap();
         assert_eq!(orig_resp.resource_id.as_deref(), Some("ch_1"));
+    }
+
+    #[test]
+    fn each_saved_request_keeps_its_protocol() {
+        for p in [Protocol::Http10, Protocol::Http11, Protocol::Http2] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Sim::with(TrackerConfig::default());
+            s.protocol = p;
+            s.exchange("/v1/charges", Some("k1"), "{}", ok("ch_1"), 0.0);
+            s.exchange("/v1/charges", None, r#"{"a":1}"#, ok("ch_9"), 1.0);
+            save(&s.t, dir.path()).unwrap();
+            let mut s = Sim::with(TrackerConfig::default());
+            load(&mut s.t, dir.path()).unwrap();
+            s.exchange("/v1/charges", Some("k1"), "{\"x\":1}", ok("ch_2"), 60.0);
+            assert_eq!(s.kinds()[..1], [AlertKind::KeyConflict]);
+            let orig = s.alerts[0].original.as_ref().unwrap();
+            assert_eq!(orig.protocol, p);
+            let kept = s.t.keyless.iter().map(|(_, k, _)| k.rec.protocol);
+            assert_eq!(kept.collect::<Vec<_>>(), vec![p], "the keyless request too");
+        }
+    }
+
+    /// The payload of a one-key state saved by the previous version (format 1, before
+    /// `protocol`), as its `write_fuzz_seed` wrote it: still loaded, its request HTTP/1.1.
+    #[test]
+    fn a_format_1_file_loads_and_its_requests_read_as_http_1_1() {
+        let tail = include_bytes!("testdata/state-v1-saved-one.tail");
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Sim::with(TrackerConfig::default());
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&fingerprint(&s.t));
+        b.extend_from_slice(tail);
+        let sum = sha(&b);
+        b.extend_from_slice(&sum);
+        fs::write(dir.path().join(STATE_FILE), &b).unwrap();
+        assert_eq!(loaded(load(&mut s.t, dir.path()).unwrap()), (1, 1, 0));
+        s.protocol = Protocol::Http10;
+        s.exchange(
+            "/v1/charges",
+            Some("k1"),
+            r#"{"amount":999}"#,
+            ok("ch_1"),
+            61.0,
+        );
+        assert_eq!(s.kinds()[..1], [AlertKind::KeyConflict]);
+        let a = &s.alerts[0];
+        let orig = a.original.as_ref().unwrap();
+        assert_eq!(orig.path, "/v1/charges");
+        assert_eq!(orig.body_sha256, Some(sha(br#"{"amount":100}"#)));
+        assert_eq!(orig.protocol, Protocol::Http11);
+        assert_eq!(a.request.protocol, Protocol::Http10);
+        // The same bytes labelled format 2 are not misread: they lack the protocol.
+        b[16..20].copy_from_slice(&2u32.to_le_bytes());
+        let n = b.len() - SUM_LEN;
+        let sum = sha(&b[..n]);
+        b[n..].copy_from_slice(&sum);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(STATE_FILE), &b).unwrap();
+        let mut s = Sim::with(TrackerConfig::default());
+        assert!(matches!(
+            load(&mut s.t, dir.path()).unwrap(),
+            LoadOutcome::SetAside { .. }
+        ));
     }
 
     #[test]
@@ -1329,9 +1461,12 @@ mod tests {
         let mut magic = good.clone();
         magic[0] = b'X';
         assert_set_aside(&magic, cfg(), "not an idemwatch state file");
-        let mut v2 = good.clone();
-        v2[16..20].copy_from_slice(&2u32.to_le_bytes());
-        assert_set_aside(&v2, cfg(), "format version 2, this build reads 1");
+        let mut v3 = good.clone();
+        v3[16..20].copy_from_slice(&3u32.to_le_bytes());
+        assert_set_aside(&v3, cfg(), "format version 3, this build reads 1 to 2");
+        let mut v0 = good.clone();
+        v0[16..20].copy_from_slice(&0u32.to_le_bytes());
+        assert_set_aside(&v0, cfg(), "format version 0, this build reads 1 to 2");
 
         // A valid checksum over a damaged payload: the decoder itself refuses it.
         let mut damaged = good[..good.len() - SUM_LEN].to_vec();

@@ -30,6 +30,13 @@ pub enum Publish {
         /// judged by [`Tracker::concurrent_uses_elsewhere`].
         ended: Option<(Arc<ReqRec>, Timestamp, bool)>,
     },
+    /// A key's first use (`first`, this instance's own) was not processed by the server
+    /// (RFC 9113 section 8.7): it is not the key's first use anywhere.
+    Release {
+        scope: Scope,
+        key: KeyId,
+        first: TxId,
+    },
     /// A watched keyless request: the same request without a key on any gateway within the
     /// duplicate window is `keyless_duplicate`.
     Keyless {
@@ -60,6 +67,9 @@ pub enum Publish {
         bad: bool,
         /// Whether its outcome was observed (a response, or the server seen).
         observable: bool,
+        /// The server did not process it (RFC 9113 section 8.7): it ended well (`bad` is
+        /// false), and nothing ran alongside it, so no attempt elsewhere is churn against it.
+        not_processed: bool,
     },
 }
 
@@ -74,6 +84,8 @@ pub struct Ended {
     pub at: Timestamp,
     /// Whether that was observed (a response, or the server seen).
     pub observed: bool,
+    /// The server did not process it (RFC 9113 section 8.7): nothing is judged against it.
+    pub not_processed: bool,
 }
 
 impl Ended {
@@ -268,6 +280,10 @@ impl Tracker {
         uses: Vec<ReqRec>,
         stats: &mut crate::stats::Stats,
     ) -> Vec<super::Alert> {
+        if ended.not_processed {
+            // It never ran: no use elsewhere ran alongside it.
+            return Vec::new();
+        }
         if !ended.observed {
             stats.tracker_unobservable_skipped += uses.len() as u64;
             return Vec::new();
@@ -285,13 +301,18 @@ impl Tracker {
     /// `key_churn` across gateways, judged by the instance of the first attempt: the same
     /// request under other keys that other instances registered while it was in flight
     /// (`waiters`), now that it `ended`. As on one gateway, each fires when the first
-    /// attempt's outcome was observed, however it ended: both ran.
+    /// attempt's outcome was observed, however it ended (both ran), unless the server did
+    /// not process it.
     pub fn churn_elsewhere(
         &self,
         ended: Ended,
         waiters: Vec<SharedAttempt>,
         stats: &mut crate::stats::Stats,
     ) -> Vec<super::Alert> {
+        if ended.not_processed {
+            // It never ran: a fresh key for the same request elsewhere is a safe retry.
+            return Vec::new();
+        }
         if !ended.observed {
             stats.tracker_unobservable_skipped += waiters.len() as u64;
             return Vec::new();

@@ -180,6 +180,23 @@ impl Sim {
         at: f64,
         server_seen: bool,
     ) {
+        self.end(tx, response, at, server_seen, false);
+    }
+
+    /// Its exchange ends at `at` seconds without being processed: an HTTP/2 stream refused
+    /// (`REFUSED_STREAM`) or above a GOAWAY's last stream id.
+    fn refused(&mut self, tx: &(TxId, Request), at: f64) {
+        self.end(tx, None, at, true, true);
+    }
+
+    fn end(
+        &mut self,
+        tx: &(TxId, Request),
+        response: Option<Response>,
+        at: f64,
+        server_seen: bool,
+        not_processed: bool,
+    ) {
         let at = Timestamp((at * SEC as f64) as i64);
         // The response arrives as its exchange ends, unless the test says otherwise.
         let response = response.map(|mut r| {
@@ -197,7 +214,7 @@ impl Sim {
             ts_done: at,
             server_seen,
             response_lost: false,
-            not_processed: false,
+            not_processed,
         }));
         self.t.on_event(&ev, at, &mut self.stats, &mut self.alerts);
     }
@@ -769,6 +786,7 @@ fn later_uses_elsewhere_are_concurrent_when_they_began_before_an_observed_end() 
         response: None,
         at: Timestamp(3 * SEC),
         observed,
+        not_processed: false,
     };
     let found =
         s.t.concurrent_uses_elsewhere(ended(true), uses.clone(), &mut stats);
@@ -849,4 +867,261 @@ fn a_use_marked_concurrent_with_a_first_use_elsewhere_alerts_and_only_it() {
     // Near miss: the same retry, not marked, is a plain retry.
     s.exchange(&r, ok("c"), 2.5);
     assert_eq!(s.kinds(), vec![ConcurrentReuse]);
+}
+
+// HTTP/2 requests the server did not process (RFC 9113 section 8.7): each rule beside the
+// same traffic with the request processed.
+
+#[test]
+fn a_fresh_key_after_a_refused_attempt_is_not_key_churn() {
+    let body = r#"{"amount":7}"#;
+    // Processed, unanswered although the server was seen: ended badly, so churn.
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    s.done(&a, None, 0.5, true);
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 10.0);
+    assert_eq!(s.kinds(), vec![KeyChurn]);
+
+    // Refused: the retry under a new key is safe, now and later in the churn window.
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    s.refused(&a, 0.5);
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 10.0);
+    s.exchange(&post("/v1/charges", Some("k3"), body), ok("ch_3"), 20.0);
+    assert_eq!(s.kinds(), vec![]);
+}
+
+#[test]
+fn a_fresh_key_while_the_attempt_is_in_flight_is_not_churn_once_it_is_refused() {
+    let body = r#"{"amount":7}"#;
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    s.exchange(&post("/v1/charges", Some("k2"), body), ok("ch_2"), 1.0);
+    s.done(&a, ok("ch_1"), 2.0, true);
+    assert_eq!(s.kinds(), vec![KeyChurn], "both ran");
+
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    let b = s.request(&post("/v1/charges", Some("k2"), body), 1.0);
+    s.refused(&a, 1.5);
+    s.done(&b, ok("ch_2"), 2.0, true);
+    assert_eq!(s.kinds(), vec![], "only the second ran");
+    assert_eq!(s.stats.tracker_unobservable_skipped, 0, "not a guess");
+    assert!(s.t.in_flight.is_empty() && s.t.finished.is_empty());
+    assert!(s.t.waited_on.is_empty());
+}
+
+#[test]
+fn a_refused_first_use_is_not_what_the_key_is_compared_with() {
+    let (a_body, b_body) = (r#"{"amount":1}"#, r#"{"amount":2}"#);
+    // Processed first use: another body under its key is a conflict.
+    let mut s = Sim::new();
+    s.exchange(&post("/v1/charges", Some("k1"), a_body), ok("ch_1"), 0.0);
+    s.exchange(&post("/v1/charges", Some("k1"), b_body), ok("ch_2"), 1.0);
+    assert_eq!(s.kinds(), vec![KeyConflict, ConflictAccepted]);
+
+    // Refused first use: the next use is the key's first, whatever its body.
+    let mut s = Sim::new();
+    let a = s.request(&post("/v1/charges", Some("k1"), a_body), 0.0);
+    s.refused(&a, 0.1);
+    s.exchange(&post("/v1/charges", Some("k1"), b_body), ok("ch_2"), 1.0);
+    assert_eq!(s.kinds(), vec![]);
+    // That one is what the key is compared with from now on.
+    s.exchange(&post("/v1/charges", Some("k1"), b_body), ok("ch_2"), 2.0);
+    assert_eq!(s.stats.tracker_retries, 1);
+    s.exchange(
+        &post("/v1/charges", Some("k1"), a_body),
+        Some(resp(400, None, "{}")),
+        3.0,
+    );
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+    let original = s.alerts[0].original.as_ref().expect("an original");
+    assert_eq!(original.body_sha256, Some(sha(b_body.as_bytes())));
+}
+
+#[test]
+fn a_refused_first_use_is_no_retry_target_and_never_the_stored_result() {
+    let r = post("/v1/charges", Some("k1"), r#"{"amount":1}"#);
+    // The same body after a refusal: the first real use, not a retry.
+    let mut s = Sim::new();
+    let a = s.request(&r, 0.0);
+    s.refused(&a, 0.1);
+    s.exchange(&r, ok("ch_1"), 1.0);
+    assert_eq!(s.stats.tracker_retries, 0);
+    // Its answer is the stored result: a retry answered otherwise is a mismatch against it.
+    s.exchange(&r, ok("ch_1"), 2.0);
+    assert_eq!(s.stats.tracker_retries, 1);
+    s.exchange(&r, ok("ch_2"), 3.0);
+    assert_eq!(s.kinds(), vec![ReplayMismatch]);
+    let a = &s.alerts[0];
+    assert_eq!(
+        a.original_response
+            .as_ref()
+            .and_then(|o| o.resource_id.as_deref()),
+        Some("ch_1")
+    );
+    assert_eq!(
+        a.original.as_ref().map(|o| o.ts),
+        Some(Timestamp(SEC)),
+        "the original is the request that stored the result, not the refused one"
+    );
+
+    // A refused retry of a stored result changes nothing: the next retry is compared with
+    // the stored result as before.
+    let mut s = Sim::new();
+    s.exchange(&r, ok("ch_1"), 0.0);
+    let b = s.request(&r, 1.0);
+    s.refused(&b, 1.1);
+    s.exchange(&r, ok("ch_1"), 2.0);
+    assert_eq!(s.kinds(), vec![]);
+    s.exchange(&r, ok("ch_2"), 3.0);
+    assert_eq!(s.kinds(), vec![ReplayMismatch]);
+}
+
+#[test]
+fn uses_in_flight_with_a_refused_first_are_not_judged_against_it() {
+    let r = post("/v1/charges", Some("k1"), "{}");
+    let other = post("/v1/charges", Some("k1"), r#"{"amount":2}"#);
+    // Processed first: the same request is concurrent, another one a conflict as well.
+    let mut s = Sim::new();
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.2);
+    let c = s.request(&other, 0.3);
+    s.done(&a, ok("ch_1"), 1.0, true);
+    s.done(&b, Some(resp(409, None, "{}")), 1.1, true);
+    s.done(&c, Some(resp(400, None, "{}")), 1.2, true);
+    assert_eq!(
+        s.kinds(),
+        vec![ConcurrentReuse, KeyConflict, ConcurrentReuse]
+    );
+
+    // Refused first: nothing ran alongside them, and nothing to conflict with.
+    let mut s = Sim::new();
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.2);
+    let c = s.request(&other, 0.3);
+    s.refused(&a, 0.4);
+    s.done(&b, ok("ch_1"), 1.1, true);
+    s.done(&c, ok("ch_2"), 1.2, true);
+    assert_eq!(s.kinds(), vec![]);
+    assert!(s.t.in_flight.is_empty() && s.t.finished.is_empty());
+
+    // A use that ended first waits, then is released without an alert.
+    let mut s = Sim::new();
+    let a = s.request(&r, 0.0);
+    let b = s.request(&r, 0.2);
+    s.done(&b, Some(resp(409, None, "{}")), 0.3, true);
+    s.refused(&a, 0.4);
+    assert_eq!(s.kinds(), vec![]);
+    assert!(s.t.finished.is_empty() && s.t.waited_on.is_empty());
+}
+
+#[test]
+fn a_refused_request_keeps_the_alerts_about_what_the_client_sent() {
+    // Its own alerts stand: missing_key, invalid_key, and a conflict with a processed first.
+    let cfg = TrackerConfig {
+        missing_key: MissingKeyMode::All,
+        ..TrackerConfig::default()
+    };
+    let mut s = Sim::with(cfg.clone());
+    let keyless = post("/v1/charges", None, r#"{"amount":1}"#);
+    let a = s.request(&keyless, 0.0);
+    s.refused(&a, 0.1);
+    assert_eq!(s.kinds(), vec![MissingKey]);
+    // But the same keyless request again is no duplicate of one that never ran.
+    s.exchange(&keyless, ok("ch_1"), 1.0);
+    assert_eq!(s.kinds(), vec![MissingKey, MissingKey]);
+    // Processed, it would be.
+    s.exchange(&keyless, ok("ch_2"), 2.0);
+    assert_eq!(s.kinds()[2..], [MissingKey, KeylessDuplicate]);
+
+    let mut s = Sim::with(cfg);
+    // Keys on two header lines.
+    let mut bad = post("/v1/charges", Some("k1"), "{}");
+    bad.keys.push("k2".into());
+    let b = s.request(&bad, 0.0);
+    s.refused(&b, 0.1);
+    assert_eq!(s.kinds(), vec![InvalidKey]);
+
+    let mut s = Sim::new();
+    s.exchange(&post("/v1/charges", Some("k1"), "{}"), ok("ch_1"), 0.0);
+    let c = s.request(&post("/v1/charges", Some("k1"), r#"{"a":2}"#), 1.0);
+    s.refused(&c, 1.1);
+    assert_eq!(s.kinds(), vec![KeyConflict]);
+    assert!(s.alerts[0].response.is_none());
+}
+
+#[test]
+fn other_instances_learn_that_a_refused_attempt_ended_well_and_judge_nothing_against_it() {
+    let body = r#"{"amount":7}"#;
+    let mut s = Sim::new();
+    s.t.enable_publishing();
+    let a = s.request(&post("/v1/charges", Some("k1"), body), 0.0);
+    s.refused(&a, 0.5);
+    let published = s.t.take_published();
+    let ended: Vec<_> = published
+        .iter()
+        .filter_map(|p| match p {
+            shared::Publish::AttemptEnded {
+                bad, not_processed, ..
+            } => Some((*bad, *not_processed)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, vec![(false, true)]);
+    assert!(
+        !published
+            .iter()
+            .any(|p| matches!(p, shared::Publish::Settle { .. })),
+        "no first response nor stored result is filed for it"
+    );
+    assert!(
+        published.iter().any(|p| matches!(
+            p,
+            shared::Publish::Release { first, .. } if *first == a.0
+        )),
+        "its key's claim is given up, so the next use anywhere is the first"
+    );
+
+    // The attempts and uses registered elsewhere while it was in flight: judged only when
+    // it was processed.
+    let r = post("/v1/charges", Some("k2"), body);
+    let first = Arc::new(seen_elsewhere(&s, &r, 0.0, "gw0"));
+    let scope = Scope::of(&Sim::build(&r, 0), ScopeParts::default());
+    let ended = |not_processed| shared::Ended {
+        scope,
+        first: first.clone(),
+        response: None,
+        at: Timestamp(3 * SEC),
+        observed: true,
+        not_processed,
+    };
+    let waiter = shared::SharedAttempt {
+        key: KeyId::of("k2"),
+        rec: seen_elsewhere(&s, &r, 1.0, "gw1"),
+        end: Timestamp(0),
+        response: None,
+        bad: false,
+    };
+    let mut stats = Stats::default();
+    assert_eq!(
+        s.t.churn_elsewhere(ended(false), vec![waiter.clone()], &mut stats)
+            .len(),
+        1
+    );
+    assert!(
+        s.t.churn_elsewhere(ended(true), vec![waiter.clone()], &mut stats)
+            .is_empty()
+    );
+    let use_elsewhere = seen_elsewhere(&s, &r, 1.0, "gw1");
+    assert_eq!(
+        s.t.concurrent_uses_elsewhere(ended(false), vec![use_elsewhere.clone()], &mut stats)
+            .len(),
+        1
+    );
+    assert!(
+        s.t.concurrent_uses_elsewhere(ended(true), vec![use_elsewhere], &mut stats)
+            .is_empty()
+    );
+    assert_eq!(stats.tracker_unobservable_skipped, 0);
 }

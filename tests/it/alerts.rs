@@ -620,6 +620,15 @@ fn contract_violations(a: &Value) -> Vec<String> {
             Some(_) => {}
         }
     }
+    // SPEC "HTTP/2": request objects carry `protocol`, on every protocol.
+    for f in ["request", "original"] {
+        let p = fields.get(f).map(|r| &r["protocol"]);
+        if p.is_some_and(|p| {
+            !["HTTP/1.0", "HTTP/1.1", "HTTP/2"].contains(&p.as_str().unwrap_or(""))
+        }) {
+            bad.push(format!("{f}.protocol {:?} is not an HTTP version", p));
+        }
+    }
     for f in ["original", "response", "original_response"] {
         if let Some(v) = fields.get(f).filter(|v| !v.is_object()) {
             bad.push(format!("{f} is present but not an object: {v}"));

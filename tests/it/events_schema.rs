@@ -50,6 +50,20 @@ fn every_event_of_every_capture_follows_the_schema() {
             // Some corpus files are damaged on purpose: what was written before still counts.
             assert!(matches!(run.code, Some(0 | 1)), "{p}: {}", run.stderr);
             for v in &run.lines {
+                // The schema leaves `protocol` optional for older lines; this build writes it
+                // on every request object.
+                for field in ["request", "original"] {
+                    let r = &v[field];
+                    if r.is_object() {
+                        assert!(
+                            r["protocol"].is_string(),
+                            "{p}: {field} without protocol: {v}"
+                        );
+                        *seen
+                            .entry(format!("protocol {}", r["protocol"]))
+                            .or_default() += 1;
+                    }
+                }
                 let t = v["event_type"].as_str().unwrap_or("").to_string();
                 let t = match v.get("key_sha256") {
                     Some(_) => format!("{t} (redacted)"),
@@ -59,7 +73,13 @@ fn every_event_of_every_capture_follows_the_schema() {
             }
         }
     }
-    for t in ["alert", "alert (redacted)", "http", "stats"] {
+    for t in [
+        "alert",
+        "alert (redacted)",
+        "http",
+        "stats",
+        "protocol \"HTTP/1.1\"",
+    ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 0,
             "no {t} event validated: {seen:?}"
@@ -72,6 +92,12 @@ fn every_event_of_every_capture_follows_the_schema() {
     assert!(
         std::panic::catch_unwind(|| support::schema::check(&bad)).is_err(),
         "the schema accepted an unknown kind"
+    );
+    let mut version = good.lines[0].clone();
+    version["original"]["protocol"] = Value::from("HTTP/3");
+    assert!(
+        std::panic::catch_unwind(|| support::schema::check(&version)).is_err(),
+        "the schema accepted an unknown protocol"
     );
     let mut extra = good.lines[0].clone();
     extra["request"]["authorization"] = Value::from("Bearer x");

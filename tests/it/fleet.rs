@@ -89,6 +89,7 @@ fn a_retry_that_reached_another_gateway_is_judged_against_the_first() {
     for v in &a[..2] {
         assert_eq!(v["original"]["observer"], "gw1");
         assert_eq!(v["original"]["dest_port"], 18081);
+        assert_eq!(v["original"]["protocol"], "HTTP/1.1", "filed with it");
         assert_eq!(v["request"]["dest_port"], 18082);
         assert!(v["request"].get("observer").is_none());
         assert_eq!(

@@ -16,6 +16,8 @@ mod decode_frame;
 mod h2_frame;
 #[path = "../../fuzz/checks/h2_hpack.rs"]
 mod h2_hpack;
+#[path = "../../fuzz/checks/h2_session.rs"]
+mod h2_session;
 #[path = "../../fuzz/checks/http_session.rs"]
 mod http_session;
 #[path = "../../fuzz/checks/mirror_request.rs"]
@@ -120,4 +122,9 @@ fn h2_frame_seeds_pass_the_check() {
 #[test]
 fn h2_hpack_seeds_pass_the_check() {
     replay("h2_hpack", h2_hpack::check);
+}
+
+#[test]
+fn h2_session_seeds_pass_the_check() {
+    replay("h2_session", h2_session::check);
 }

@@ -727,3 +727,46 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
     assert_eq!(paths(&txs), vec![p("/chat")], "{txs:#?}");
     assert_eq!(txs[0]["response"]["status"], 101, "{}", txs[0]);
 }
+
+#[test]
+fn each_request_object_carries_the_version_of_its_request_line() {
+    // The same key on one connection, first in HTTP/1.0 (kept alive), then in HTTP/1.1 with
+    // another body: a key_conflict whose `original` is the HTTP/1.0 request.
+    let old = b"POST /v1/charges HTTP/1.0\r\nHost: api.example.com\r\nConnection: keep-alive\r\n\
+Content-Type: application/json\r\nIdempotency-Key: v-1\r\nContent-Length: 12\r\n\r\n{\"amount\":1}";
+    let new = post(
+        "/v1/charges",
+        &["Content-Type: application/json", "Idempotency-Key: v-1"],
+        br#"{"amount":2}"#,
+    );
+    let mut c = Conversation::v4();
+    keep_alive(
+        &mut c,
+        &[
+            (&old[..], &json_ok("ch_1")),
+            (&new, &response(400, "application/json", b"{}")),
+        ],
+    );
+    let (run, txs) = transactions_of(&c);
+    let protocols: Vec<&Value> = txs.iter().map(|t| &t["request"]["protocol"]).collect();
+    assert_eq!(protocols, [&json!("HTTP/1.0"), &json!("HTTP/1.1")]);
+    let alerts: Vec<&Value> = run
+        .lines
+        .iter()
+        .filter(|l| l["event_type"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "key_conflict");
+    assert_eq!(alerts[0]["request"]["protocol"], "HTTP/1.1");
+    assert_eq!(alerts[0]["original"]["protocol"], "HTTP/1.0");
+    // Written between `path` and the key, as a request line reads.
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(r#""event_type":"alert""#))
+        .unwrap_or_default();
+    assert!(
+        line.contains(r#""path":"/v1/charges","protocol":"HTTP/1.0","idempotency_key":"v-1""#),
+        "{line}"
+    );
+}

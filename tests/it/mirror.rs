@@ -27,7 +27,8 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
     let tls = ["--cacert", &d("ca.pem")];
     assert_eq!(curl(&url, Some("m-1"), r#"{"amount":100}"#, &tls), 204);
     assert_eq!(curl(&url, Some("m-1"), r#"{"amount":200}"#, &tls), 204);
-    assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls), 204);
+    let tls10 = ["--cacert", &d("ca.pem"), "--http1.0"];
+    assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls10), 204);
     assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls), 204);
     // TLS 1.2 is served too.
     let tls12 = ["--cacert", &d("ca.pem"), "--tls-max", "1.2"];
@@ -49,6 +50,15 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
         .find(|e| e["kind"] == "key_conflict")
         .expect("a conflict");
     assert_eq!(conflict["request"]["host"], "api.example.com");
+    // Mirrored requests go through the same HTTP/1 session: each with its own version.
+    assert_eq!(conflict["request"]["protocol"], "HTTP/1.1");
+    assert_eq!(conflict["original"]["protocol"], "HTTP/1.1");
+    let dup = events
+        .iter()
+        .find(|e| e["kind"] == "keyless_duplicate")
+        .expect("a keyless duplicate");
+    assert_eq!(dup["original"]["protocol"], "HTTP/1.0", "{dup}");
+    assert_eq!(dup["request"]["protocol"], "HTTP/1.1", "{dup}");
     assert!(
         conflict["response"].is_null(),
         "the mirror never sees responses"

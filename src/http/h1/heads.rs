@@ -6,7 +6,7 @@
 //! out the state machine (`session.rs`) and body framing (`body.rs`).
 
 use super::session::Role;
-use crate::http::transaction::KeyHeader;
+use crate::http::transaction::{KeyHeader, Protocol};
 
 const METHODS: &[&[u8]] = &[
     b"GET",
@@ -90,6 +90,8 @@ pub(super) enum Head<'h, 'b> {
     Request {
         method: &'b str,
         target: &'b str,
+        /// From the request line's version (httparse reads only 1.0 and 1.1).
+        protocol: Protocol,
         headers: &'h [httparse::Header<'b>],
     },
     Response {
@@ -130,6 +132,10 @@ pub(super) fn parse_head<'h, 'b>(
         Ok(Head::Request {
             method: req.method.unwrap_or(""),
             target: req.path.unwrap_or(""),
+            protocol: match req.version {
+                Some(0) => Protocol::Http10,
+                _ => Protocol::Http11,
+            },
             headers: req.headers,
         })
     } else {
@@ -442,8 +448,29 @@ mod tests {
                 method,
                 target,
                 headers,
+                ..
             }) => assert_eq!((method, target, headers.len()), ("GET", "/", 2)),
             _ => panic!("a request head"),
+        }
+    }
+
+    #[test]
+    fn the_request_lines_version_is_its_protocol() {
+        let mut h = [httparse::EMPTY_HEADER; 4];
+        for (head, want) in [
+            (
+                &b"POST /v1 HTTP/1.0\r\nHost: a\r\n\r\n"[..],
+                Protocol::Http10,
+            ),
+            (
+                &b"POST /v1 HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+                Protocol::Http11,
+            ),
+        ] {
+            match parse_head(head, true, &mut h) {
+                Ok(Head::Request { protocol, .. }) => assert_eq!(protocol, want),
+                _ => panic!("a request head"),
+            }
         }
     }
 }

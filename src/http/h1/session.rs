@@ -28,7 +28,9 @@ use crate::http::h2::session::Upgraded;
 use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
 use crate::http::target;
-use crate::http::transaction::{Body, Conn, HttpEvent, Request, Response, Transaction, TxId};
+use crate::http::transaction::{
+    Body, Conn, HttpEvent, Protocol, Request, Response, Transaction, TxId,
+};
 use crate::net::{Endpoint, Vlans};
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::ts::Timestamp;
@@ -488,12 +490,14 @@ impl Session {
             Ok(Head::Request {
                 method,
                 target,
+                protocol,
                 headers,
             }) => {
                 if self.client.is_none() {
                     self.client = Some(side);
                 }
-                self.on_request(side, method.to_string(), target.to_string(), headers, em);
+                let (method, target) = (method.to_string(), target.to_string());
+                self.on_request(side, method, target, protocol, headers, em);
                 true
             }
             Ok(Head::Response { status, headers }) => {
@@ -530,6 +534,7 @@ impl Session {
         side: Side,
         method: String,
         target_raw: String,
+        protocol: Protocol,
         headers: &[httparse::Header<'_>],
         em: &mut Sink,
     ) {
@@ -562,7 +567,7 @@ impl Session {
             peer_ack_at_start: start.peer_ack,
             answered_at_start: self.answered_end,
             lost_before: std::mem::take(&mut self.client_lost),
-            protocol: Default::default(),
+            protocol,
         };
         let te = transfer_codings(&h.transfer_encoding);
         let cl = content_length(&h.content_length);
