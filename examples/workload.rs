@@ -48,6 +48,36 @@
 //! same seed and target except `bytes`, `packets` and `capture_end_us`, plus a `tls` object
 //! (`plain_bytes`: the plaintext capture's size, which `--size` counts in both modes). Fresh
 //! keys each run: the bytes differ run to run, the story does not.
+//!
+//! `--h2` (`generate_h2`) sends the same story as HTTP/2 (RFC 9113) with prior knowledge on
+//! port 80: after the TCP handshake the client's preface, SETTINGS and WINDOW_UPDATE (curl's
+//! values), the server's SETTINGS and WINDOW_UPDATE (nginx's) with its SETTINGS ACK, and the
+//! client's ACK; then each transaction is a stream (ids 1, 3, 5... on its connection): the
+//! request's HEADERS (with END_STREAM when it has no body), its DATA (one frame per chunk of a
+//! body HTTP/1.1 sends chunked, no Content-Length then), the response's HEADERS and DATA, the
+//! last frame of each side with END_STREAM. Frames stay within 16 KiB (a longer header block
+//! would go on in CONTINUATION frames). The fields are HTTP/1.1's, with lower-case names and
+//! `:method`, `:scheme`, `:authority` and `:path` (or `:status`) in front, less Host,
+//! Connection and Transfer-Encoding (RFC 9113 §8.2.2). `--h2 --tls` (`generate_h2_tls`)
+//! agrees on ALPN `h2` instead and sends the same bytes inside TLS to port 443. Each write of
+//! the HTTP/1.1 story becomes its frames, cut into as many segments as that write had (even
+//! pieces when the frames are shorter, as the header blocks are), so the story's draws, and
+//! with them its transactions, timing and alerts, stay the plaintext mode's; the preface
+//! packets take their time from the TLS mode's own generator. The sidecar gains an `h2`
+//! object: streams, frames, and the bytes of the header blocks against those of the
+//! HTTP/1.1 heads they replace. Without `--tls` the output is deterministic for a seed.
+//!
+//! The header blocks come from `loona-hpack`'s encoder, one per direction and connection, so
+//! its dynamic table (4096 bytes, the default) carries over from stream to stream: a field
+//! whose name is in neither table goes in with incremental indexing and comes back as an
+//! index (`stripe-version`, `x-stripe-client-user-agent`, the first `idempotency-key`), and
+//! fields with a static name go as literals of an indexed name. It never uses Huffman coding.
+//! Why it: it is the maintained fork (loona's) of the `hpack` crate, whose last release is
+//! from 2016, and it is small (thiserror, tracing). The `h2` crate would be the most
+//! realistic encoder (Huffman, its own indexing choices), but its HPACK is private: using it
+//! means a tokio runtime and a client and server over an in-memory duplex, with flow control
+//! and frame boundaries of its own choosing, in a generator that is synchronous, draw by
+//! draw, and must cut each write into the plaintext story's segments.
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read, Write};
@@ -59,7 +89,8 @@ use serde_json::{Value, json};
 
 /// Command-line help.
 pub const USAGE: &str = "\
-usage: workload [--seed N] (--size SIZE | --transactions N) [--tls [--keylog KEYS]] --out FILE
+usage: workload [--seed N] (--size SIZE | --transactions N) [--h2] [--tls [--keylog KEYS]]
+                --out FILE
 
 Writes FILE, a pcap of payment-API traffic (HTTP/1.1 over TCP/IPv4/Ethernet), and FILE.json,
 the ground truth: counts of transactions, retries and the alerts idemwatch must raise.
@@ -73,6 +104,8 @@ the ground truth: counts of transactions, retries and the alerts idemwatch must 
                       fresh keys each run, so the bytes differ run to run (the story does not);
                       --size counts the bytes the plaintext capture would have
   --keylog KEYS       with --tls: the NSS key log of every connection (default FILE.keys)
+  --h2                the same story as HTTP/2: prior knowledge on port 80, or with --tls
+                      ALPN h2 on port 443; --size counts the bytes HTTP/1.1 would have
   -h, --help          this help";
 
 /// When to stop.
@@ -95,7 +128,7 @@ pub fn generate(seed: u64, target: Target) -> (Vec<u8>, Value) {
 pub fn generate_to<W: Write>(seed: u64, target: Target, out: W) -> io::Result<Value> {
     // Classic pcap, little-endian, µs, Ethernet, snaplen 65535.
     let out = PcapStream::ethernet(out, 65535)?;
-    let mut g = Gen::<W, io::Sink>::new(seed, target, out, None);
+    let mut g = Gen::<W, io::Sink>::new(seed, target, out, None, false);
     g.run()?;
     let sidecar = g.sidecar();
     g.out.into_inner().flush()?;
@@ -118,9 +151,53 @@ pub fn generate_tls_to<W: Write, K: Write>(
     out: W,
     keys: K,
 ) -> io::Result<Value> {
+    tls_to(seed, target, false, out, keys)
+}
+
+/// The HTTP/2 mode in memory: the pcap bytes and the sidecar.
+pub fn generate_h2(seed: u64, target: Target) -> io::Result<(Vec<u8>, Value)> {
+    let mut pcap = Vec::new();
+    let sidecar = generate_h2_to(seed, target, &mut pcap)?;
+    Ok((pcap, sidecar))
+}
+
+/// The HTTP/2 mode: the same story as HTTP/2 with prior knowledge on port 80.
+pub fn generate_h2_to<W: Write>(seed: u64, target: Target, out: W) -> io::Result<Value> {
     let out = PcapStream::ethernet(out, 65535)?;
-    let tls = TlsMode::new(seed, keys, out.bytes())?;
-    let mut g = Gen::new(seed, target, out, Some(tls));
+    let mut g = Gen::<W, io::Sink>::new(seed, target, out, None, true);
+    g.run()?;
+    let sidecar = g.sidecar();
+    g.out.into_inner().flush()?;
+    Ok(sidecar)
+}
+
+/// HTTP/2 over TLS 1.3 (ALPN `h2`) in memory: the pcap bytes, the key log and the sidecar.
+pub fn generate_h2_tls(seed: u64, target: Target) -> io::Result<(Vec<u8>, Vec<u8>, Value)> {
+    let (mut pcap, mut keys) = (Vec::new(), Vec::new());
+    let sidecar = tls_to(seed, target, true, &mut pcap, &mut keys)?;
+    Ok((pcap, keys, sidecar))
+}
+
+/// HTTP/2 over TLS 1.3 (ALPN `h2`), as `generate_tls_to` otherwise.
+pub fn generate_h2_tls_to<W: Write, K: Write>(
+    seed: u64,
+    target: Target,
+    out: W,
+    keys: K,
+) -> io::Result<Value> {
+    tls_to(seed, target, true, out, keys)
+}
+
+fn tls_to<W: Write, K: Write>(
+    seed: u64,
+    target: Target,
+    h2: bool,
+    out: W,
+    keys: K,
+) -> io::Result<Value> {
+    let out = PcapStream::ethernet(out, 65535)?;
+    let tls = TlsMode::new(keys, h2)?;
+    let mut g = Gen::new(seed, target, out, Some(tls), h2);
     g.run()?;
     let sidecar = g.sidecar();
     g.out.into_inner().flush()?;
@@ -342,11 +419,17 @@ struct Conn {
     tls: Option<Box<TlsPair>>,
     /// TLS mode: TLS-only packets due before the next of `queue`.
     extra: VecDeque<Seg>,
+    /// HTTP/2 mode: the connection's HPACK contexts and next stream.
+    h2: Option<Box<H2Conn>>,
 }
 
 struct Gen<W: Write, K: Write> {
     out: PcapStream<W>,
     tls: Option<TlsMode<K>>,
+    /// TLS or HTTP/2 mode: the clock and counts of what the HTTP/1.1 plaintext story lacks.
+    shadow: Option<Shadow>,
+    /// HTTP/2 mode: counts of what was framed.
+    h2: Option<H2Counts>,
     rng: Rng,
     seed: u64,
     target: Target,
@@ -373,7 +456,18 @@ struct Gen<W: Write, K: Write> {
 }
 
 impl<W: Write, K: Write> Gen<W, K> {
-    fn new(seed: u64, target: Target, out: PcapStream<W>, tls: Option<TlsMode<K>>) -> Self {
+    fn new(
+        seed: u64,
+        target: Target,
+        out: PcapStream<W>,
+        tls: Option<TlsMode<K>>,
+        h2: bool,
+    ) -> Self {
+        let shadow = (tls.is_some() || h2).then(|| Shadow {
+            rng: Rng::new(seed ^ 0x544c_5331_335f_6d6f),
+            drift: 0,
+            plain_bytes: out.bytes(),
+        });
         let mut rng = Rng::new(seed);
         let host_ports = (0..CLIENT_HOSTS)
             .map(|_| 32768 + rng.below(20000) as u16)
@@ -381,6 +475,8 @@ impl<W: Write, K: Write> Gen<W, K> {
         Gen {
             out,
             tls,
+            shadow,
+            h2: h2.then(H2Counts::default),
             rng,
             seed,
             target,
@@ -431,12 +527,25 @@ impl<W: Write, K: Write> Gen<W, K> {
             },
             "total_alerts": self.conflicts + missing + self.dups,
         });
+        let plain_bytes = self.shadow.as_ref().map_or(0, |s| s.plain_bytes);
+        if let Some(h) = &self.h2 {
+            v["h2"] = json!({
+                "server_port": self.server_port(),
+                "plain_bytes": plain_bytes,
+                "streams": h.streams,
+                "frames": h.frames,
+                "continuation_frames": h.continuation,
+                "http1_head_bytes": h.http1_head_bytes,
+                "header_block_bytes": h.header_block_bytes,
+            });
+        }
         if let Some(t) = &self.tls {
             v["tls"] = json!({
                 "version": "TLS 1.3",
                 "sni": HOST,
                 "server_port": TLS_PORT,
-                "plain_bytes": t.plain_bytes,
+                "alpn": if self.h2.is_some() { "h2" } else { "http/1.1" },
+                "plain_bytes": plain_bytes,
                 "resumed_connections": t.resumed,
                 "keylog_lines": t.keylog_lines,
             });
@@ -444,15 +553,23 @@ impl<W: Write, K: Write> Gen<W, K> {
         v
     }
 
-    /// The capture clock: the story's, plus the time the TLS-only packets took.
+    /// The capture clock: the story's, plus the time the TLS-only and HTTP/2-only packets took.
     fn wire_now(&self) -> u64 {
-        self.now + self.tls.as_ref().map_or(0, |t| t.drift)
+        self.now + self.shadow.as_ref().map_or(0, |t| t.drift)
+    }
+
+    fn server_port(&self) -> u16 {
+        if self.tls.is_some() {
+            TLS_PORT
+        } else {
+            SERVER_PORT
+        }
     }
 
     /// What the plaintext mode has written by now: the size target counts that in both modes,
     /// so that they tell the same story.
     fn written(&self) -> u64 {
-        self.tls
+        self.shadow
             .as_ref()
             .map_or(self.out.bytes(), |t| t.plain_bytes)
     }
@@ -527,15 +644,31 @@ impl<W: Write, K: Write> Gen<W, K> {
             closing: false,
             tls: None,
             extra: VecDeque::new(),
+            h2: None,
         };
         c.queue.push_back(seg(true, SYN, Vec::new()));
         c.queue.push_back(seg(false, SYN | ACK, Vec::new()));
         let mut ack = seg(true, ACK, Vec::new());
-        if let Some(t) = &mut self.tls {
+        if let (Some(t), Some(shadow)) = (&mut self.tls, &mut self.shadow) {
             // The TLS handshake follows the TCP one.
-            let (pair, flights) = t.handshake()?;
+            let (pair, flights) = t.handshake(&mut shadow.rng)?;
             c.tls = Some(Box::new(pair));
             ack.post = flights;
+        }
+        if self.h2.is_some() {
+            // Then HTTP/2's preface and SETTINGS both ways, each side acking the other's.
+            for (from_client, bytes) in h2_preface() {
+                let wire = match c.tls.as_deref_mut() {
+                    Some(p) => seal(p, from_client, &bytes)?,
+                    None => bytes,
+                };
+                ack.post.extend(flight(from_client, &wire));
+            }
+            c.h2 = Some(Box::new(H2Conn {
+                client: loona_hpack::Encoder::new(),
+                server: loona_hpack::Encoder::new(),
+                next_stream: 1,
+            }));
         }
         c.queue.push_back(ack);
         self.conns.push(c);
@@ -584,7 +717,7 @@ impl<W: Write, K: Write> Gen<W, K> {
     /// packets, as handshakes interleave with other connections on a busy link. Its own random
     /// numbers: the story's draws stay those of the plaintext mode.
     fn interleave_tls(&mut self) -> io::Result<()> {
-        let Some(t) = &mut self.tls else {
+        let Some(t) = &mut self.shadow else {
             return Ok(());
         };
         let waiting = self.conns.iter().filter(|c| !c.extra.is_empty()).count();
@@ -623,7 +756,7 @@ impl<W: Write, K: Write> Gen<W, K> {
 
     /// TLS mode: the time a TLS-only packet takes, on the capture clock only.
     fn tls_tick(&mut self) {
-        if let Some(t) = &mut self.tls {
+        if let Some(t) = &mut self.shadow {
             t.drift += t.rng.range(10, 60);
         }
     }
@@ -645,37 +778,45 @@ impl<W: Write, K: Write> Gen<W, K> {
     /// `data` written by one side of connection `i`, as segments: MSS pieces in plaintext
     /// mode; in TLS mode the records carrying it, cut into as many pieces (the story's clock
     /// ticks once a piece), the last taking the rest (more segments when it is written).
-    fn pieces(&mut self, i: usize, from_client: bool, data: &[u8]) -> io::Result<Vec<Piece>> {
-        let mut pieces = split(data);
-        let Some(p) = self.conns[i].tls.as_deref_mut() else {
-            return Ok(pieces);
-        };
-        if data.is_empty() {
+    ///
+    /// `plain` is the HTTP/1.1 write, which decides the pieces; `data` is what goes on the
+    /// wire in its place (the same bytes, or in HTTP/2 mode its frames), records and all.
+    fn pieces(
+        &mut self,
+        i: usize,
+        from_client: bool,
+        plain: &[u8],
+        data: &[u8],
+    ) -> io::Result<Vec<Piece>> {
+        let mut pieces = split(plain);
+        let c = &mut self.conns[i];
+        if pieces.is_empty() || (c.tls.is_none() && c.h2.is_none()) {
             return Ok(pieces);
         }
-        let (wire, plain) = if from_client {
-            p.client.writer().write_all(data)?;
-            pass(&mut p.client, &mut p.server)?
-        } else {
-            p.server.writer().write_all(data)?;
-            pass(&mut p.server, &mut p.client)?
+        let wire = match c.tls.as_deref_mut() {
+            Some(p) => seal(p, from_client, data)?,
+            None => data.to_vec(),
         };
-        if plain != data {
-            return Err(io::Error::other(
-                "the TLS peer read other bytes than were sent",
-            ));
-        }
         let n = pieces.len();
-        let mut rest = &wire[..];
-        for (k, piece) in pieces.iter_mut().enumerate() {
-            let take = if k + 1 == n {
-                rest.len()
-            } else {
-                MSS.min(rest.len())
-            };
-            let (now, later) = rest.split_at(take);
-            piece.data = now.to_vec();
-            rest = later;
+        if wire.len() > (n - 1) * MSS {
+            // MSS pieces, the last taking the rest (the TLS case: records add bytes).
+            let mut rest = &wire[..];
+            for (k, piece) in pieces.iter_mut().enumerate() {
+                let take = if k + 1 == n {
+                    rest.len()
+                } else {
+                    MSS.min(rest.len())
+                };
+                let (now, later) = rest.split_at(take);
+                piece.data = now.to_vec();
+                rest = later;
+            }
+        } else {
+            // HTTP/2 compressed the heads: as many pieces, of even sizes.
+            let len = wire.len();
+            for (k, piece) in pieces.iter_mut().enumerate() {
+                piece.data = wire[len * k / n..len * (k + 1) / n].to_vec();
+            }
         }
         Ok(pieces)
     }
@@ -891,13 +1032,18 @@ impl<W: Write, K: Write> Gen<W, K> {
         if let Some(k) = &key {
             headers.push(("Idempotency-Key", k.clone()));
         }
+        // Where chunked bodies are cut: HTTP/2 sends those parts as DATA frames of their own.
+        let mut req_cuts = None;
         let framed_req = match &body {
             Some(b) => {
                 headers.push(("Content-Type", "application/json".to_string()));
                 if chunked_req {
                     headers.push(("Transfer-Encoding", "chunked".to_string()));
                     let n = self.rng.range(2, 4) as usize;
-                    chunked(&mut self.rng, b, n)
+                    let cuts = cut_points(&mut self.rng, b.len(), n);
+                    let framed = chunked(b, &cuts);
+                    req_cuts = Some(cuts);
+                    framed
                 } else {
                     headers.push(("Content-Length", b.len().to_string()));
                     b.clone()
@@ -918,13 +1064,17 @@ impl<W: Write, K: Write> Gen<W, K> {
             ("Content-Type", "application/json".to_string()),
         ];
         let chunked_resp = self.rng.chance(150);
+        let mut resp_cuts = None;
         let resp_framed = if chunked_resp {
             rh.push(("Transfer-Encoding", "chunked".to_string()));
             let n = self.rng.range(1, 3) as usize;
-            chunked(&mut self.rng, &resp_body, n)
+            let cuts = cut_points(&mut self.rng, resp_body.len(), n);
+            let framed = chunked(&resp_body, &cuts);
+            resp_cuts = Some(cuts);
+            framed
         } else {
             rh.push(("Content-Length", resp_body.len().to_string()));
-            resp_body
+            resp_body.clone()
         };
         rh.push(("Connection", "keep-alive".to_string()));
         rh.push(("Access-Control-Allow-Origin", "*".to_string()));
@@ -944,11 +1094,56 @@ impl<W: Write, K: Write> Gen<W, K> {
         let mut resp = head(&format!("HTTP/1.1 {status} {reason}"), &rh, false);
         resp.extend_from_slice(&resp_framed);
 
+        // HTTP/2 mode: the same exchange as one stream's frames, the same three writes.
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let (h2_head, h2_body, h2_resp) = match self.conns[i].h2.as_deref_mut() {
+            None => (req_head.clone(), framed_req.clone(), resp.clone()),
+            Some(h) => {
+                let counts = self.h2.get_or_insert_with(H2Counts::default);
+                let stream = h.next_stream;
+                h.next_stream += 2;
+                counts.streams += 1;
+                let pseudo = [
+                    (":method", method),
+                    (":scheme", scheme),
+                    (":authority", HOST),
+                    (":path", path.as_str()),
+                ];
+                let block = hpack(&mut h.client, &h2_fields(&pseudo, &headers));
+                counts.http1_head_bytes += req_head.len() as u64;
+                counts.header_block_bytes += block.len() as u64;
+                let mut h2_head = Vec::with_capacity(block.len() + 9);
+                counts.count(h2_headers(&mut h2_head, stream, &block, body.is_none()));
+                let mut h2_body = Vec::new();
+                if let Some(b) = &body {
+                    counts.count(h2_data(&mut h2_body, stream, b, req_cuts.as_deref()));
+                }
+                let status = status.to_string();
+                let block = hpack(&mut h.server, &h2_fields(&[(":status", &status)], &rh));
+                counts.http1_head_bytes += (resp.len() - resp_framed.len()) as u64;
+                counts.header_block_bytes += block.len() as u64;
+                let mut h2_resp = Vec::with_capacity(block.len() + resp_body.len() + 32);
+                counts.count(h2_headers(
+                    &mut h2_resp,
+                    stream,
+                    &block,
+                    resp_body.is_empty(),
+                ));
+                counts.count(h2_data(
+                    &mut h2_resp,
+                    stream,
+                    &resp_body,
+                    resp_cuts.as_deref(),
+                ));
+                (h2_head, h2_body, h2_resp)
+            }
+        };
+
         // Segments: head and body as two writes; the server acks every second segment and
         // sometimes on its delayed-ACK timer; the client likewise for the response.
-        let mut client_segs = self.pieces(i, true, &req_head)?;
-        client_segs.extend(self.pieces(i, true, &framed_req)?);
-        let server_segs = self.pieces(i, false, &resp)?;
+        let mut client_segs = self.pieces(i, true, &req_head, &h2_head)?;
+        client_segs.extend(self.pieces(i, true, &framed_req, &h2_body)?);
+        let server_segs = self.pieces(i, false, &resp, &h2_resp)?;
         let n = client_segs.len();
         let ack_every_other = |k: usize, n: usize| (k + 1).is_multiple_of(2) && k + 1 < n;
         let server_delayed_ack = self.rng.chance(300);
@@ -1009,7 +1204,7 @@ impl<W: Write, K: Write> Gen<W, K> {
             plain_len,
             post,
         } = s;
-        if let Some(t) = &mut self.tls {
+        if let Some(t) = &mut self.shadow {
             // Record header, Ethernet, IPv4, TCP (and MSS option) and payload.
             let options = if flags & SYN != 0 { 4 } else { 0 };
             t.plain_bytes += (16 + 14 + 20 + 20 + options + plain_len) as u64;
@@ -1039,11 +1234,7 @@ impl<W: Write, K: Write> Gen<W, K> {
         if self.packets == 0 {
             self.first_us = now;
         }
-        let server_port = if self.tls.is_some() {
-            TLS_PORT
-        } else {
-            SERVER_PORT
-        };
+        let server_port = self.server_port();
         let c = &mut self.conns[i];
         let (src, dst, sport, dport, seq, ack, ipid, window) = if from_client {
             c.c_ipid = c.c_ipid.wrapping_add(1);
@@ -1163,16 +1354,22 @@ fn head(first: &str, headers: &[(&str, String)], lower: bool) -> Vec<u8> {
     h
 }
 
-/// `body` in `n` chunks (chunked transfer coding), cut at random points.
-fn chunked(rng: &mut Rng, body: &[u8], n: usize) -> Vec<u8> {
+/// Where to cut a body of `len` bytes into (up to) `n` chunks, at random points: the
+/// boundaries, 0 and `len` included, ascending.
+fn cut_points(rng: &mut Rng, len: usize, n: usize) -> Vec<usize> {
     let mut cuts: Vec<usize> = (1..n)
-        .map(|_| rng.range(1, body.len().max(2) as u64 - 1) as usize)
+        .map(|_| rng.range(1, len.max(2) as u64 - 1) as usize)
         .collect();
     cuts.push(0);
-    cuts.push(body.len());
+    cuts.push(len);
     cuts.sort_unstable();
     cuts.dedup();
-    let mut out = Vec::with_capacity(body.len() + 16 * n + 5);
+    cuts
+}
+
+/// `body` in chunks (chunked transfer coding), cut at `cuts` (from `cut_points`).
+fn chunked(body: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16 * cuts.len() + 5);
     for w in cuts.windows(2) {
         let part = &body[w[0]..w[1]];
         out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
@@ -1313,13 +1510,6 @@ struct TlsMode<K: Write> {
     server: Arc<rustls::ServerConfig>,
     log: Arc<KeyLogLines>,
     keys: K,
-    /// Timing and interleaving of TLS-only packets: a generator of its own, so that the
-    /// story's draws stay those of the plaintext mode.
-    rng: Rng,
-    /// Microseconds the TLS-only packets have added to the story's clock.
-    drift: u64,
-    /// What the plaintext mode would have written so far.
-    plain_bytes: u64,
     resumed: u64,
     keylog_lines: u64,
 }
@@ -1333,7 +1523,8 @@ struct TlsPair {
 impl<K: Write> TlsMode<K> {
     /// A self-signed certificate for `HOST`, and a client trusting it that logs its secrets
     /// (rustls, with ring: an implementation independent of idemwatch's decryption).
-    fn new(seed: u64, keys: K, header_bytes: u64) -> io::Result<Self> {
+    /// ALPN `h2` with `h2`, else `http/1.1`.
+    fn new(keys: K, h2: bool) -> io::Result<Self> {
         let cert =
             rcgen::generate_simple_self_signed(vec![HOST.to_string()]).map_err(io::Error::other)?;
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
@@ -1347,7 +1538,8 @@ impl<K: Write> TlsMode<K> {
             .with_no_client_auth()
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .map_err(io::Error::other)?;
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let alpn: &[u8] = if h2 { b"h2" } else { b"http/1.1" };
+        server.alpn_protocols = vec![alpn.to_vec()];
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(cert.cert.der().clone())
@@ -1357,7 +1549,7 @@ impl<K: Write> TlsMode<K> {
             .map_err(io::Error::other)?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        client.alpn_protocols = vec![alpn.to_vec()];
         let log = Arc::new(KeyLogLines::default());
         client.key_log = log.clone();
         let mut fresh_client = client.clone();
@@ -1368,9 +1560,6 @@ impl<K: Write> TlsMode<K> {
             server: Arc::new(server),
             log,
             keys,
-            rng: Rng::new(seed ^ 0x544c_5331_335f_6d6f),
-            drift: 0,
-            plain_bytes: header_bytes,
             resumed: 0,
             keylog_lines: 0,
         })
@@ -1380,9 +1569,9 @@ impl<K: Write> TlsMode<K> {
     /// segments (ClientHello; the server's flight; the client's Finished; the tickets).
     /// Three connections in four resume a session from rustls's cache, as a long-running
     /// client library's do; the others make a full handshake (certificate and all).
-    fn handshake(&mut self) -> io::Result<(TlsPair, Vec<Seg>)> {
+    fn handshake(&mut self, rng: &mut Rng) -> io::Result<(TlsPair, Vec<Seg>)> {
         let name = rustls::pki_types::ServerName::try_from(HOST).map_err(io::Error::other)?;
-        let config = if self.rng.chance(250) {
+        let config = if rng.chance(250) {
             self.fresh_client.clone()
         } else {
             self.client.clone()
@@ -1403,6 +1592,11 @@ impl<K: Write> TlsMode<K> {
         }
         if p.client.is_handshaking() || p.server.is_handshaking() {
             return Err(io::Error::other("the TLS handshake did not finish"));
+        }
+        if p.client.alpn_protocol() != p.server.alpn_protocol()
+            || p.client.alpn_protocol().is_none()
+        {
+            return Err(io::Error::other("ALPN was not agreed"));
         }
         if p.client.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
             self.resumed += 1;
@@ -1472,6 +1666,210 @@ impl rustls::KeyLog for KeyLogLines {
     }
 }
 
+/// Writes `data` from one side of a TLS connection to the other: the records on the wire.
+fn seal(p: &mut TlsPair, from_client: bool, data: &[u8]) -> io::Result<Vec<u8>> {
+    let (wire, plain) = if from_client {
+        p.client.writer().write_all(data)?;
+        pass(&mut p.client, &mut p.server)?
+    } else {
+        p.server.writer().write_all(data)?;
+        pass(&mut p.server, &mut p.client)?
+    };
+    if plain != data {
+        return Err(io::Error::other(
+            "the TLS peer read other bytes than were sent",
+        ));
+    }
+    Ok(wire)
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and HTTP/2 modes: what the HTTP/1.1 plaintext story lacks
+// ---------------------------------------------------------------------------------------------
+
+/// The clock and counts of the packets the plaintext story does not have (handshakes,
+/// prefaces, close_notify), kept apart so that the story's draws stay the plaintext mode's.
+struct Shadow {
+    /// Timing and interleaving of those packets: a generator of its own.
+    rng: Rng,
+    /// Microseconds those packets have added to the story's clock.
+    drift: u64,
+    /// What the plaintext mode would have written so far.
+    plain_bytes: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 mode (RFC 9113)
+// ---------------------------------------------------------------------------------------------
+
+/// The largest frame payload either side sends: SETTINGS_MAX_FRAME_SIZE's default and the
+/// server's stated value (RFC 9113 §6.5.2).
+pub const H2_MAX_FRAME: usize = 16_384;
+const H2_DATA: u8 = 0x0;
+const H2_HEADERS: u8 = 0x1;
+const H2_SETTINGS: u8 = 0x4;
+const H2_WINDOW_UPDATE: u8 = 0x8;
+const H2_CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const SETTINGS_ACK: u8 = 0x1;
+
+/// One connection's HTTP/2 state: an HPACK encoder per direction (each with its dynamic
+/// table, 4096 bytes, the default SETTINGS_HEADER_TABLE_SIZE) and the next client stream.
+struct H2Conn {
+    client: loona_hpack::Encoder<'static>,
+    server: loona_hpack::Encoder<'static>,
+    next_stream: u32,
+}
+
+#[derive(Default)]
+struct H2Counts {
+    streams: u64,
+    frames: u64,
+    continuation: u64,
+    /// The HTTP/1.1 heads these header blocks stand for, and the blocks.
+    http1_head_bytes: u64,
+    header_block_bytes: u64,
+}
+
+impl H2Counts {
+    fn count(&mut self, f: Framed) {
+        self.frames += f.frames;
+        self.continuation += f.continuation;
+    }
+}
+
+/// Frames written by `h2_headers` or `h2_data`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Framed {
+    pub frames: u64,
+    pub continuation: u64,
+}
+
+/// A frame: the 9-byte header (length, type, flags, stream) and its payload (at most
+/// `H2_MAX_FRAME` bytes, which the callers cut to).
+fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = payload.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// A header block on `stream`: one HEADERS frame, or HEADERS and CONTINUATION frames when
+/// it exceeds the frame size (RFC 9113 §6.10; END_STREAM belongs on the HEADERS frame).
+pub fn h2_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: bool) -> Framed {
+    let mut parts = block.chunks(H2_MAX_FRAME);
+    let first = parts.next().unwrap_or(&[]);
+    let n = block.len().div_ceil(H2_MAX_FRAME).max(1);
+    let es = if end_stream { END_STREAM } else { 0 };
+    let eh = if n == 1 { END_HEADERS } else { 0 };
+    h2_frame(out, H2_HEADERS, es | eh, stream, first);
+    for (k, part) in parts.enumerate() {
+        let eh = if k + 2 == n { END_HEADERS } else { 0 };
+        h2_frame(out, H2_CONTINUATION, eh, stream, part);
+    }
+    Framed {
+        frames: n as u64,
+        continuation: n as u64 - 1,
+    }
+}
+
+/// A body on `stream` as DATA frames, the last with END_STREAM: one part per chunk of the
+/// HTTP/1.1 chunked coding when `cuts` is given (from `cut_points`), each cut to the frame
+/// size.
+pub fn h2_data(out: &mut Vec<u8>, stream: u32, body: &[u8], cuts: Option<&[usize]>) -> Framed {
+    let whole = [0, body.len()];
+    let cuts = cuts.unwrap_or(&whole);
+    let mut frames: Vec<&[u8]> = Vec::new();
+    for w in cuts.windows(2) {
+        if let Some(part) = body.get(w[0]..w[1]) {
+            frames.extend(part.chunks(H2_MAX_FRAME));
+        }
+    }
+    if frames.is_empty() {
+        frames.push(&[]);
+    }
+    let n = frames.len();
+    for (k, f) in frames.into_iter().enumerate() {
+        let es = if k + 1 == n { END_STREAM } else { 0 };
+        h2_frame(out, H2_DATA, es, stream, f);
+    }
+    Framed {
+        frames: n as u64,
+        continuation: 0,
+    }
+}
+
+/// A field list for the HPACK encoder: the pseudo-header fields, then the HTTP/1.1 fields
+/// with lower-case names (RFC 9113 §8.2.1) less the connection-specific ones (§8.2.2) and
+/// Host (`:authority` says it).
+fn h2_fields(pseudo: &[(&str, &str)], fields: &[(&str, String)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    const DROPPED: [&str; 5] = [
+        "host",
+        "connection",
+        "transfer-encoding",
+        "keep-alive",
+        "upgrade",
+    ];
+    pseudo
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .chain(
+            fields
+                .iter()
+                .filter(|(n, _)| !DROPPED.iter().any(|d| n.eq_ignore_ascii_case(d)))
+                .map(|(n, v)| (n.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec())),
+        )
+        .collect()
+}
+
+/// Encodes `fields` with `encoder`, whose dynamic table carries over from block to block.
+fn hpack(encoder: &mut loona_hpack::Encoder<'static>, fields: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+    encoder.encode(fields.iter().map(|(n, v)| (n.as_slice(), v.as_slice())))
+}
+
+/// The connection's opening, as three writes: the client's preface, SETTINGS and
+/// WINDOW_UPDATE (curl's values); the server's SETTINGS and WINDOW_UPDATE (nginx's) and its
+/// ACK of the client's SETTINGS; the client's ACK of the server's.
+fn h2_preface() -> [(bool, Vec<u8>); 3] {
+    let settings = |pairs: &[(u16, u32)]| {
+        let mut p = Vec::with_capacity(6 * pairs.len());
+        for (id, v) in pairs {
+            p.extend_from_slice(&id.to_be_bytes());
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        p
+    };
+    let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 10 MiB, ENABLE_PUSH 0.
+    let s = settings(&[(0x3, 100), (0x4, 10 << 20), (0x2, 0)]);
+    h2_frame(&mut client, H2_SETTINGS, 0, 0, &s);
+    h2_frame(
+        &mut client,
+        H2_WINDOW_UPDATE,
+        0,
+        0,
+        &1_048_510_465u32.to_be_bytes(),
+    );
+    let mut server = Vec::new();
+    // MAX_CONCURRENT_STREAMS 128, INITIAL_WINDOW_SIZE 65536, MAX_FRAME_SIZE 16384.
+    let s = settings(&[(0x3, 128), (0x4, 65_536), (0x5, H2_MAX_FRAME as u32)]);
+    h2_frame(&mut server, H2_SETTINGS, 0, 0, &s);
+    h2_frame(
+        &mut server,
+        H2_WINDOW_UPDATE,
+        0,
+        0,
+        &2_147_418_112u32.to_be_bytes(),
+    );
+    h2_frame(&mut server, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
+    let mut ack = Vec::new();
+    h2_frame(&mut ack, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
+    [(true, client), (false, server), (true, ack)]
+}
+
 // ---------------------------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------------------------
@@ -1500,6 +1898,7 @@ struct Args {
     out: String,
     /// `--tls`: the key log's path.
     keylog: Option<String>,
+    h2: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -1508,6 +1907,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut transactions = None;
     let mut out = None;
     let mut tls = false;
+    let mut h2 = false;
     let mut keylog = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -1542,6 +1942,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--out" | "-o" => out = Some(value()?),
             "--tls" if inline.is_none() => tls = true,
+            "--h2" if inline.is_none() => h2 = true,
             "--keylog" => keylog = Some(value()?),
             _ => return Err(format!("unknown argument: {a}")),
         }
@@ -1563,6 +1964,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         target,
         out,
         keylog,
+        h2,
     })
 }
 
@@ -1585,6 +1987,7 @@ fn main() -> std::process::ExitCode {
         let file = std::fs::File::create(&args.out)?;
         let mut w = io::BufWriter::with_capacity(1 << 20, file);
         let sidecar = match &args.keylog {
+            None if args.h2 => generate_h2_to(args.seed, args.target, &mut w)?,
             None => generate_to(args.seed, args.target, &mut w)?,
             Some(k) => {
                 // Readable by its owner only: idemwatch warns about key logs others can read.
@@ -1593,7 +1996,11 @@ fn main() -> std::process::ExitCode {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
                 let keys = io::BufWriter::new(file.open(k)?);
-                generate_tls_to(args.seed, args.target, &mut w, keys)?
+                if args.h2 {
+                    generate_h2_tls_to(args.seed, args.target, &mut w, keys)?
+                } else {
+                    generate_tls_to(args.seed, args.target, &mut w, keys)?
+                }
             }
         };
         w.flush()?;
@@ -1615,6 +2022,15 @@ fn main() -> std::process::ExitCode {
                 args.out,
                 started.elapsed().as_secs_f64()
             );
+            if args.h2 {
+                eprintln!(
+                    "workload: HTTP/2, {} streams in {} frames; header blocks {} bytes for {} bytes of HTTP/1.1 heads",
+                    s["h2"]["streams"],
+                    s["h2"]["frames"],
+                    s["h2"]["header_block_bytes"],
+                    s["h2"]["http1_head_bytes"]
+                );
+            }
             if let Some(k) = &args.keylog {
                 eprintln!(
                     "workload: TLS 1.3, {} of {} connections resumed; key log {k} ({} lines)",
