@@ -25,6 +25,8 @@ command -v man >/dev/null 2>&1 || need+=(man-db)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 # The TLS tests inject key logs into pcapng files with Wireshark's editcap.
 command -v editcap >/dev/null 2>&1 || need+=(wireshark-common)
+# The workload test checks the generated HTTP/2 capture with tshark, an independent reader.
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
