@@ -1,129 +1,25 @@
-//! A connection's HTTP (`HttpConn`: HTTP/1.1, or HTTP/2 by its preface or an h2c upgrade) fed
-//! arbitrary bytes in both directions, at arbitrary split points, with gaps: it must neither
-//! panic nor stall. Without gaps, the same bytes cut at other points (each piece cut again into
-//! pieces of 1 to 8 bytes, the interleaving of the two directions kept) must give the same
-//! transactions, how each stream ended included: a sender chooses its frame and segment
-//! boundaries, and they must not change what idemwatch sees. The input format is
-//! `http_session`'s; the seeds are HTTP/2 conversations of `captures/h2/`.
+//! A connection's HTTP (`HttpConn`: HTTP/1.1, or HTTP/2 by its preface or an h2c upgrade)
+//! through `http_session`'s check: any bytes both ways at any split points with gaps, neither
+//! panic nor stall; without gaps, the same bytes cut at other points give the same
+//! transactions, how each stream ended included. A sender chooses its frame and segment
+//! boundaries, and they must not change what idemwatch sees. The seeds are the HTTP/2
+//! conversations of `captures/h2/`.
 
-use idemwatch::decode::Vlans;
-use idemwatch::http::{HttpConn, HttpEvent, Limits, SessionSettings, Settings, Sink};
-use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
-use idemwatch::ts::Timestamp;
+#[path = "http_session.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod base;
 
-fn session() -> HttpConn {
-    let ep = |p| Endpoint {
-        ip: "10.0.0.1".parse().unwrap(),
-        port: p,
-    };
-    let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
-    let mut s = HttpConn::new(
-        SessionSettings::new(&Settings::default(), &Limits::default()),
-        &info,
-    );
-    s.on_client_side(Side(0), &mut Sink::default());
-    s
-}
+use idemwatch::http::{HttpConn, Sink};
+use idemwatch::reassembly::{Side, StreamSink};
 
-/// What a transaction shows, for comparing runs.
-type Seen = (
-    Option<(
-        String,
-        String,
-        Option<String>,
-        Vec<String>,
-        u64,
-        Option<[u8; 32]>,
-    )>,
-    Option<(u16, u64, Option<[u8; 32]>)>,
-    (u64, bool, bool, &'static str),
-);
-
-/// Runs the pieces; returns the transactions.
-fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
-    let mut s = session();
-    let mut em = Sink::default();
-    let mut off = [0u64; 2];
-    for (ctl, bytes) in pieces {
-        let side = Side(ctl & 1);
-        let i = side.index();
-        if with_gaps && ctl & 0x70 == 0x70 {
-            let len = u64::from(ctl >> 7) + 1;
-            s.on_gap(side, off[i], len, Timestamp(1), &mut em);
-            off[i] += len;
-        }
-        let ack = off[1 - i];
-        s.on_data(
-            side,
-            Chunk {
-                offset: off[i],
-                bytes,
-                ts: Timestamp(1),
-                peer_ack: Some(ack),
-                vlans: Vlans::default(),
-            },
-            &mut em,
-        );
-        off[i] += bytes.len() as u64;
-    }
-    s.on_end(Side(0), EndReason::Fin, Timestamp(2), &mut em);
-    s.on_end(Side(1), EndReason::Fin, Timestamp(2), &mut em);
-    em.out
-        .iter()
-        .filter_map(|(_, e)| match e {
-            HttpEvent::Transaction(t) => Some((
-                t.request.as_ref().map(|r| {
-                    (
-                        r.method.clone(),
-                        r.path.clone(),
-                        r.host.clone(),
-                        r.keys.iter().map(|k| k.value.clone()).collect(),
-                        r.body.len,
-                        r.body.sha256,
-                    )
-                }),
-                t.response
-                    .as_ref()
-                    .map(|r| (r.status, r.body.len, r.body.sha256)),
-                (
-                    t.id.n,
-                    t.not_processed,
-                    t.response_lost,
-                    t.request.as_ref().map_or("", |r| r.protocol.as_str()),
-                ),
-            )),
-            _ => None,
-        })
-        .collect()
+fn conn() -> HttpConn {
+    let (info, cfg) = base::info();
+    let mut c = HttpConn::new(cfg, &info);
+    c.on_client_side(Side(0), &mut Sink::default());
+    c
 }
 
 /// One input through the target: a panic, a failed assertion included, is a finding.
 pub fn check(data: &[u8]) {
-    // Pieces: a control byte (side, gap) then up to 31 bytes.
-    let mut pieces = Vec::new();
-    let mut rest = data;
-    while let Some((&ctl, r)) = rest.split_first() {
-        let n = usize::from(ctl >> 3 & 0x1f).min(r.len());
-        let (piece, r2) = r.split_at(n);
-        pieces.push((ctl, piece));
-        rest = r2;
-    }
-    let _ = run(&pieces, true);
-
-    let whole = run(&pieces, false);
-    let step = usize::from(data.first().copied().unwrap_or(0) % 8) + 1;
-    let mut cut = Vec::new();
-    for (ctl, bytes) in &pieces {
-        if bytes.is_empty() {
-            cut.push((*ctl, *bytes));
-        }
-        for part in bytes.chunks(step) {
-            cut.push((*ctl, part));
-        }
-    }
-    assert_eq!(
-        whole,
-        run(&cut, false),
-        "segment boundaries changed the transactions"
-    );
+    base::check_with(data, conn);
 }

@@ -2,23 +2,30 @@
 //! gaps: it must neither panic nor stall. Without gaps, the same bytes cut at other points (each
 //! piece cut again into pieces of 1 to 8 bytes, the interleaving of the two directions kept) must
 //! give the same transactions: a sender chooses its segment boundaries, and they must not change
-//! what idemwatch sees.
+//! what idemwatch sees. The runner is generic over what reads the connection: `h2_session` runs
+//! it on `HttpConn`.
 
 use idemwatch::decode::Vlans;
 use idemwatch::http::{HttpEvent, Limits, Session, SessionSettings, Settings, Sink};
 use idemwatch::reassembly::{Chunk, EndReason, Endpoint, FlowInfo, Side, StreamSink};
 use idemwatch::ts::Timestamp;
 
-fn session() -> Session {
+/// The connection every run reads, and the settings.
+pub fn info() -> (FlowInfo, std::sync::Arc<SessionSettings>) {
     let ep = |p| Endpoint {
         ip: "10.0.0.1".parse().unwrap(),
         port: p,
     };
     let info = FlowInfo::new(ep(40000), ep(80), Timestamp(0), 0, 0);
-    let mut s = Session::new(
+    (
+        info,
         SessionSettings::new(&Settings::default(), &Limits::default()),
-        &info,
-    );
+    )
+}
+
+fn session() -> Session {
+    let (info, cfg) = info();
+    let mut s = Session::new(cfg, &info);
     s.on_client_side(Side(0), &mut Sink::default());
     s
 }
@@ -34,11 +41,16 @@ type Seen = (
         Option<[u8; 32]>,
     )>,
     Option<(u16, u64, Option<[u8; 32]>)>,
+    (u64, bool, bool, &'static str),
 );
 
 /// Runs the pieces; returns the transactions.
-fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
-    let mut s = session();
+fn run<S: StreamSink<Ctx = Sink>>(
+    make: fn() -> S,
+    pieces: &[(u8, &[u8])],
+    with_gaps: bool,
+) -> Vec<Seen> {
+    let mut s = make();
     let mut em = Sink::default();
     let mut off = [0u64; 2];
     for (ctl, bytes) in pieces {
@@ -82,6 +94,12 @@ fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
                 t.response
                     .as_ref()
                     .map(|r| (r.status, r.body.len, r.body.sha256)),
+                (
+                    t.id.n,
+                    t.not_processed,
+                    t.response_lost,
+                    t.request.as_ref().map_or("", |r| r.protocol.as_str()),
+                ),
             )),
             _ => None,
         })
@@ -90,6 +108,11 @@ fn run(pieces: &[(u8, &[u8])], with_gaps: bool) -> Vec<Seen> {
 
 /// One input through the target: a panic, a failed assertion included, is a finding.
 pub fn check(data: &[u8]) {
+    check_with(data, session);
+}
+
+/// One input through what `make` makes.
+pub fn check_with<S: StreamSink<Ctx = Sink>>(data: &[u8], make: fn() -> S) {
     // Pieces: a control byte (side, gap) then up to 31 bytes.
     let mut pieces = Vec::new();
     let mut rest = data;
@@ -99,9 +122,9 @@ pub fn check(data: &[u8]) {
         pieces.push((ctl, piece));
         rest = r2;
     }
-    let _ = run(&pieces, true);
+    let _ = run(make, &pieces, true);
 
-    let whole = run(&pieces, false);
+    let whole = run(make, &pieces, false);
     let step = usize::from(data.first().copied().unwrap_or(0) % 8) + 1;
     let mut cut = Vec::new();
     for (ctl, bytes) in &pieces {
@@ -114,7 +137,7 @@ pub fn check(data: &[u8]) {
     }
     assert_eq!(
         whole,
-        run(&cut, false),
+        run(make, &cut, false),
         "segment boundaries changed the transactions"
     );
 }

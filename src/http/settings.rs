@@ -124,6 +124,29 @@ pub trait ForwardedClient: std::fmt::Debug + Send + Sync {
 }
 
 impl SessionSettings {
+    /// The client a trusted proxy's forwarding headers name, for a request from `peer`, if
+    /// the settings ask for one.
+    pub(crate) fn forwarded_client(&self, peer: IpAddr, values: &[(u8, String)]) -> Option<IpAddr> {
+        self.forwarded.as_ref()?.client(peer, values)
+    }
+
+    /// The gateway's clock against ours, from a trusted gateway's `X-Request-Start` (ns to
+    /// add), for a request from `peer` that reached us at `arrival`; 0 when there is none to
+    /// believe.
+    pub(crate) fn gateway_shift(
+        &self,
+        peer: IpAddr,
+        value: Option<&str>,
+        arrival: Timestamp,
+    ) -> i64 {
+        let (Some(resolver), Some(v)) = (self.forwarded.as_ref(), value) else {
+            return 0;
+        };
+        resolver
+            .request_start(peer, v, arrival)
+            .map_or(0, |g| g.0.saturating_sub(arrival.0))
+    }
+
     pub fn new(http: &Settings, limits: &Limits) -> Arc<SessionSettings> {
         Self::with_hashing(http, limits, true, Vec::new())
     }

@@ -155,6 +155,21 @@ pub struct Conn {
     pub tls: Option<Arc<TlsInfo>>,
 }
 
+impl Conn {
+    /// The connection as an exchange's events carry it: with the client a trusted proxy
+    /// named, if any (its own port is not forwarded).
+    pub fn with_client(self: &Arc<Conn>, forwarded: Option<std::net::IpAddr>) -> Arc<Conn> {
+        match forwarded {
+            Some(ip) => {
+                let mut c = (**self).clone();
+                c.client = Endpoint { ip, port: 0 };
+                Arc::new(c)
+            }
+            None => self.clone(),
+        }
+    }
+}
+
 /// What the output says of a connection read through TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {

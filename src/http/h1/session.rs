@@ -974,35 +974,21 @@ impl Session {
 
     /// The client a trusted proxy's forwarding headers name, if the settings ask for one.
     fn forwarded_client(&self, values: &[(u8, String)]) -> Option<std::net::IpAddr> {
-        let resolver = self.cfg.forwarded.as_ref()?;
         let c = self.client.unwrap_or(Side(0));
-        resolver.client(self.ends[c.index()].ip, values)
+        self.cfg.forwarded_client(self.ends[c.index()].ip, values)
     }
 
-    /// The gateway's clock against ours, from a trusted gateway's `X-Request-Start` (ns to
-    /// add), for a request that reached us at `arrival`; 0 when there is none to believe.
+    /// The gateway's clock against ours (ns to add), for a request that reached us at
+    /// `arrival`.
     fn gateway_shift(&self, value: Option<&str>, arrival: Timestamp) -> i64 {
-        let (Some(resolver), Some(v)) = (self.cfg.forwarded.as_ref(), value) else {
-            return 0;
-        };
         let c = self.client.unwrap_or(Side(0));
-        resolver
-            .request_start(self.ends[c.index()].ip, v, arrival)
-            .map_or(0, |g| g.0.saturating_sub(arrival.0))
+        self.cfg
+            .gateway_shift(self.ends[c.index()].ip, value, arrival)
     }
 
     /// The connection an exchange's events carry: the client a trusted proxy named, if any.
     fn conn_for(&mut self, forwarded: Option<std::net::IpAddr>) -> Arc<Conn> {
-        let conn = self.conn();
-        match forwarded {
-            Some(ip) => {
-                let mut c = (*conn).clone();
-                // The client's own port is not forwarded.
-                c.client = Endpoint { ip, port: 0 };
-                Arc::new(c)
-            }
-            None => conn,
-        }
+        self.conn().with_client(forwarded)
     }
 
     /// Hands on an exchange whose request was fully received.

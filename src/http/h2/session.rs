@@ -37,7 +37,7 @@ use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
 use crate::http::target;
 use crate::http::transaction::{Conn, HttpEvent, Protocol, Request, Response, Transaction, TxId};
-use crate::net::{Endpoint, Vlans};
+use crate::net::Vlans;
 use crate::reassembly::{Chunk, EndReason, Side};
 use crate::ts::Timestamp;
 
@@ -831,31 +831,15 @@ impl Streams {
 
     /// The connection an exchange's events carry: the client a trusted proxy named, if any.
     fn conn_for(&self, forwarded: Option<IpAddr>) -> Arc<Conn> {
-        match forwarded {
-            Some(ip) => {
-                let mut c = (*self.conn).clone();
-                // The client's own port is not forwarded.
-                c.client = Endpoint { ip, port: 0 };
-                Arc::new(c)
-            }
-            None => self.conn.clone(),
-        }
+        self.conn.with_client(forwarded)
     }
 
-    /// The client a trusted proxy's forwarding headers name, if the settings ask for one.
     fn forwarded_client(&self, values: &[(u8, String)]) -> Option<IpAddr> {
-        let resolver = self.cfg.forwarded.as_ref()?;
-        resolver.client(self.conn.client.ip, values)
+        self.cfg.forwarded_client(self.conn.client.ip, values)
     }
 
-    /// The gateway's clock against ours, from a trusted gateway's `X-Request-Start` (ns).
     fn gateway_shift(&self, value: Option<&str>, arrival: Timestamp) -> i64 {
-        let (Some(resolver), Some(v)) = (self.cfg.forwarded.as_ref(), value) else {
-            return 0;
-        };
-        resolver
-            .request_start(self.conn.client.ip, v, arrival)
-            .map_or(0, |g| g.0.saturating_sub(arrival.0))
+        self.cfg.gateway_shift(self.conn.client.ip, value, arrival)
     }
 }
 
