@@ -68,6 +68,8 @@ pub struct HttpConn {
     /// The client's first bytes while they are still a strict prefix of the preface (a
     /// request line may start with the same letters): at most 23 bytes.
     first: Option<Early>,
+    /// Something answers the client (the mirror): HTTP/2 sessions gather what it owes.
+    answering: bool,
 }
 
 impl HttpConn {
@@ -86,6 +88,7 @@ impl HttpConn {
             early: Vec::new(),
             early_bytes: 0,
             first: None,
+            answering: false,
         }
     }
 
@@ -110,6 +113,20 @@ impl HttpConn {
         matches!(self.mode, Mode::H2(_))
     }
 
+    /// Something answers the client (the mirror): an HTTP/2 session gathers what it owes.
+    pub fn answering(mut self) -> HttpConn {
+        self.answering = true;
+        self
+    }
+
+    /// The HTTP/2 session, once the connection is HTTP/2.
+    pub fn h2(&mut self) -> Option<&mut h2::session::Session> {
+        match &mut self.mode {
+            Mode::H2(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn conn(&self, client: Side) -> Arc<Conn> {
         Arc::new(Conn {
             client: self.ends[client.index()],
@@ -125,8 +142,11 @@ impl HttpConn {
     fn start_h2(&mut self, ctx: &mut Sink) {
         let client = self.client.unwrap_or(Side(0));
         ctx.stats.http2_connections += 1;
-        let s =
+        let mut s =
             h2::session::Session::new(self.cfg.clone(), self.conn(client), self.serial, client, 0);
+        if self.answering {
+            s.answering();
+        }
         self.mode = Mode::H2(Box::new(s));
         self.release_early(ctx);
     }
@@ -177,6 +197,9 @@ impl HttpConn {
         )
         .upgraded(up);
         let mut s = Box::new(s);
+        if self.answering {
+            s.answering();
+        }
         for (side, bytes) in rest {
             let chunk = Chunk {
                 offset: 0,

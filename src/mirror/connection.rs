@@ -1,15 +1,18 @@
 //! The request path of one mirrored connection, without its socket: the peer's bytes in,
-//! requests out, through the same HTTP session as captured traffic (the peer is the client,
-//! the server never speaks).
+//! requests out, through the same HTTP reading as captured traffic (the peer is the client,
+//! the server never speaks): HTTP/1.1, or HTTP/2 by ALPN `h2` or the connection preface.
 //!
-//! Takes plaintext bytes as read; gives the requests they finished, how many to answer, and
-//! whether the connection must be closed (bytes that are not HTTP, a head over the limits).
-//! Apart from the connection thread so that it can be fuzzed and tested on its own.
+//! Takes plaintext bytes as read; gives the requests they finished, the bytes that answer them
+//! (`204` each; over HTTP/2 also the server's SETTINGS, the acknowledgements, PING answers and
+//! the flow-control credit the peer spent), and whether the connection must be closed (bytes
+//! that are not HTTP, a head over the limits). Apart from the connection thread so that it can
+//! be fuzzed and tested on its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::http::{HttpEvent, Session, SessionSettings, Sink};
+use crate::http::h2::session::Owed;
+use crate::http::{HttpConn, HttpEvent, SessionSettings, Sink};
 use crate::net::Endpoint;
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::stats::Stats;
@@ -19,15 +22,94 @@ use crate::ts::Timestamp;
 pub struct MirrorFed {
     /// Requests (and their events) finished by these bytes, in order.
     pub events: Vec<HttpEvent>,
-    /// Requests to answer `204`.
+    /// Requests finished, each answered `204` in `reply`.
     pub answers: usize,
+    /// What to write back.
+    pub reply: Vec<u8>,
     /// Not HTTP, or a head over the limits: the connection must be closed.
     pub bad: bool,
 }
 
+/// The `204` each mirrored HTTP/1.1 request gets.
+const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: idemwatch\r\n\r\n";
+
+/// HTTP/2 frames the mirror writes (RFC 9113 section 6).
+mod h2_out {
+    pub const HEADERS: u8 = 0x1;
+    pub const SETTINGS: u8 = 0x4;
+    pub const PING: u8 = 0x6;
+    pub const WINDOW_UPDATE: u8 = 0x8;
+    pub const END_STREAM: u8 = 0x1;
+    pub const ACK: u8 = 0x1;
+    pub const END_HEADERS: u8 = 0x4;
+    /// `:status: 204`, index 9 of HPACK's static table (RFC 7541 appendix A): a header block
+    /// that needs no dynamic table on either side.
+    pub const STATUS_204: &[u8] = &[0x80 | 9];
+    /// SETTINGS_INITIAL_WINDOW_SIZE (0x4) at its largest: no stream waits for credit.
+    pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+    /// The connection's window before any WINDOW_UPDATE.
+    pub const DEFAULT_WINDOW: u32 = 65_535;
+
+    pub fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let len = payload.len() as u32;
+        out.extend_from_slice(&len.to_be_bytes()[1..]);
+        out.extend_from_slice(&[ty, flags]);
+        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+}
+
+/// What the mirror has told an HTTP/2 peer so far.
+#[derive(Default)]
+struct H2Answer {
+    started: bool,
+    /// DATA bytes credited back to the connection's window.
+    credited: u64,
+}
+
+impl H2Answer {
+    /// The frames that pay what the session says is owed.
+    fn reply(&mut self, owed: Owed, out: &mut Vec<u8>) {
+        use h2_out::*;
+        if !std::mem::replace(&mut self.started, true) {
+            // The server's preface: its SETTINGS, then the connection's window opened wide.
+            let mut settings = Vec::with_capacity(6);
+            settings.extend_from_slice(&0x4u16.to_be_bytes());
+            settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
+            frame(out, SETTINGS, 0, 0, &settings);
+            frame(
+                out,
+                WINDOW_UPDATE,
+                0,
+                0,
+                &(MAX_WINDOW - DEFAULT_WINDOW).to_be_bytes(),
+            );
+        }
+        for _ in 0..owed.settings_acks {
+            frame(out, SETTINGS, ACK, 0, &[]);
+        }
+        for data in owed.pings {
+            frame(out, PING, ACK, 0, &data);
+        }
+        for id in owed.answer {
+            frame(out, HEADERS, END_HEADERS | END_STREAM, id, STATUS_204);
+        }
+        // What the peer spent is given back, so that its window never closes.
+        let spent = owed.data_bytes.saturating_sub(self.credited);
+        if let Ok(n) = u32::try_from(spent)
+            && n > 0
+            && n <= MAX_WINDOW
+        {
+            frame(out, WINDOW_UPDATE, 0, 0, &n.to_be_bytes());
+            self.credited = owed.data_bytes;
+        }
+    }
+}
+
 /// The request path of one mirrored connection: bytes in, requests out.
 pub struct MirrorConnection {
-    session: Session,
+    session: HttpConn,
+    h2: H2Answer,
     em: Sink,
     offset: u64,
 }
@@ -44,11 +126,12 @@ impl MirrorConnection {
             port: a.port(),
         };
         let info = FlowInfo::new(ep(peer), ep(local), Timestamp::now(), serial, 0);
-        let mut session = Session::new(settings, &info);
+        let mut session = HttpConn::new(settings, &info).answering();
         let mut em = Sink::default();
         session.on_client_side(CLIENT, &mut em);
         MirrorConnection {
             session,
+            h2: H2Answer::default(),
             em,
             offset: 0,
         }
@@ -77,17 +160,30 @@ impl MirrorConnection {
             .iter()
             .filter(|ev| matches!(ev, HttpEvent::Request { .. }))
             .count();
+        let mut reply = Vec::new();
+        match self.session.h2() {
+            Some(h2) => self.h2.reply(h2.take_owed(), &mut reply),
+            None => reply = ANSWER.repeat(answers),
+        }
         let st = &self.em.stats;
         let bad = st.http_parse_errors
             + st.http_resync_skipped_bytes
             + st.http_head_too_large
             + st.http_too_many_headers
+            + st.http2_directions_lost
+            + st.http2_headers_undecodable
             > 0;
         MirrorFed {
             events,
             answers,
+            reply,
             bad,
         }
+    }
+
+    /// TLS chose `h2` by ALPN: the peer speaks HTTP/2 from its first byte.
+    pub fn set_h2(&mut self) {
+        self.session.set_h2(CLIENT, &mut self.em);
     }
 
     /// Ends the connection: its last events and its counters.
@@ -105,3 +201,86 @@ impl MirrorConnection {
 
 /// The mirror's peer is always the client.
 const CLIENT: Side = Side(0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::h2::frame::{Event, FrameReader, PREFACE, Side as Sender};
+    use crate::http::{Limits, Settings};
+
+    fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        h2_out::frame(&mut f, ty, flags, stream, payload);
+        f
+    }
+
+    fn conn() -> MirrorConnection {
+        let mut cfg = SessionSettings::new(&Settings::default(), &Limits::default());
+        crate::mirror::mirrored(&mut cfg, &[]);
+        let a: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let b: SocketAddr = "127.0.0.1:443".parse().expect("addr");
+        MirrorConnection::new(cfg, a, b, 0)
+    }
+
+    /// The frames of a reply, as a client reads them.
+    fn read(reply: &[u8]) -> Vec<String> {
+        let mut r = FrameReader::new(Sender::Server, 1 << 16);
+        let mut out = Vec::new();
+        r.push(reply, |e| {
+            out.push(match e {
+                Event::Settings { ack, settings } => format!("SETTINGS ack={ack} {settings:?}"),
+                Event::WindowUpdate { stream, increment } => {
+                    format!("WINDOW_UPDATE {stream} {increment}")
+                }
+                Event::Ping { ack, data } => format!("PING ack={ack} {data:?}"),
+                Event::HeaderBlock {
+                    stream,
+                    block,
+                    end_stream,
+                } => {
+                    format!("HEADERS {stream} {block:?} end={end_stream}")
+                }
+                other => format!("{other:?}"),
+            })
+        });
+        assert!(r.failed().is_none());
+        out
+    }
+
+    #[test]
+    fn an_http2_peer_gets_settings_acknowledgements_pings_credit_and_a_204_per_stream() {
+        let mut c = conn();
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(frame(h2_out::SETTINGS, 0, 0, &[]));
+        bytes.extend(frame(h2_out::PING, 0, 0, &[7; 8]));
+        // HEADERS: :method POST, :scheme https, :path / (static indexes 3, 7, 4).
+        bytes.extend(frame(
+            h2_out::HEADERS,
+            h2_out::END_HEADERS,
+            1,
+            &[0x83, 0x87, 0x84],
+        ));
+        bytes.extend(frame(0x0, h2_out::END_STREAM, 1, b"amount=1"));
+        let fed = c.feed(&bytes, Timestamp(1));
+        assert!(!fed.bad);
+        assert_eq!(fed.answers, 1);
+        assert_eq!(
+            read(&fed.reply),
+            [
+                "SETTINGS ack=false [(4, 2147483647)]",
+                "WINDOW_UPDATE 0 2147418112",
+                "SETTINGS ack=true []",
+                "PING ack=true [7, 7, 7, 7, 7, 7, 7, 7]",
+                "HEADERS 1 [137] end=true",
+                "WINDOW_UPDATE 0 8",
+            ]
+        );
+        // HTTP/1.1 on another connection is answered as before.
+        let mut h1 = conn();
+        let fed = h1.feed(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            Timestamp(1),
+        );
+        assert_eq!(fed.reply, ANSWER);
+    }
+}

@@ -1,5 +1,6 @@
 //! The endpoint's threads: an acceptor, and a thread per connection that reads the peer's
-//! bytes, answers each whole request `204` at once and hands its events to a bounded queue.
+//! bytes, answers each whole request `204` at once (HTTP/1.1, or HTTP/2 when TLS chose `h2` or
+//! the peer sent the connection preface) and hands its events to a bounded queue.
 //!
 //! Takes a bound listener and the TLS configuration (reloaded for new connections on SIGHUP);
 //! gives [`HttpEvent`]s, taken by whoever judges them (`pipeline`), and counters. A slow or
@@ -25,8 +26,6 @@ use crate::reassembly::EndReason;
 use crate::stats::Stats;
 use crate::ts::Timestamp;
 
-/// The 204 each mirrored request gets.
-const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: idemwatch\r\n\r\n";
 /// How often blocked reads look at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 /// Requests waiting for the judge; connections wait when it is full.
@@ -319,6 +318,9 @@ fn serve(
     let _ = stream.socket().set_read_timeout(Some(POLL));
     let serial = shared.serial.fetch_add(1, Ordering::Relaxed);
     let mut conn = MirrorConnection::new(settings, peer, s.local, serial);
+    if stream.alpn_h2() {
+        conn.set_h2();
+    }
     let mut buf = vec![0u8; 64 * 1024];
     let mut last_read = Instant::now();
     // When the bytes of the request being received began (None: between requests).
@@ -356,14 +358,14 @@ fn serve(
             // The request is whole: a new one starts with the next byte.
             request_started = None;
             count(shared, |st| st.mirror_requests += fed.answers as u64);
-            let reply = ANSWER.repeat(fed.answers);
-            if stream
-                .write_all(&reply)
+        }
+        if !fed.reply.is_empty()
+            && stream
+                .write_all(&fed.reply)
                 .and_then(|()| stream.flush())
                 .is_err()
-            {
-                break EndReason::Rst;
-            }
+        {
+            break EndReason::Rst;
         }
         if fed.bad {
             count(shared, |st| st.mirror_bad_requests += 1);

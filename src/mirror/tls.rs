@@ -79,9 +79,12 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let cfg = builder
+    let mut cfg = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsSetupError::Config(e.to_string()))?;
+    // Envoy mirrors over HTTP/2 when its cluster speaks it; nginx over HTTP/1.x. A client
+    // that offers ALPN must find its protocol here, or rustls refuses the handshake.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), b"http/1.0".to_vec()];
     Ok(Arc::new(cfg))
 }
 
@@ -130,6 +133,14 @@ impl MirrorStream {
             }
         }
         Ok(MirrorStream::Tls(Box::new(StreamOwned::new(conn, sock))))
+    }
+
+    /// TLS chose HTTP/2 by ALPN.
+    pub fn alpn_h2(&self) -> bool {
+        match self {
+            MirrorStream::Plain(_) => false,
+            MirrorStream::Tls(s) => s.conn.alpn_protocol() == Some(b"h2"),
+        }
     }
 
     pub fn socket(&self) -> &TcpStream {

@@ -1,5 +1,5 @@
 //! `idemwatch mirror` with real clients: curl over TLS (certificates made here with rcgen),
-//! mutual TLS, and hostile peers (garbage, a sender that never finishes its head); its
+//! HTTP/2 (by ALPN, and by its preface in cleartext), mutual TLS, and hostile peers (garbage, a sender that never finishes its head); its
 //! configuration file, SIGHUP, and what it tells systemd.
 
 use crate::daemon;
@@ -24,8 +24,11 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
         &["--cert", &d("server.pem"), "--key", &d("server.key")],
     );
     let url = format!("https://127.0.0.1:{port}/v1/charges");
+    // curl takes h2 by ALPN unless told otherwise: the key's first use over HTTP/1.1, its
+    // conflicting reuse over HTTP/2.
     let tls = ["--cacert", &d("ca.pem")];
-    assert_eq!(curl(&url, Some("m-1"), r#"{"amount":100}"#, &tls), 204);
+    let tls11 = ["--cacert", &d("ca.pem"), "--http1.1"];
+    assert_eq!(curl(&url, Some("m-1"), r#"{"amount":100}"#, &tls11), 204);
     assert_eq!(curl(&url, Some("m-1"), r#"{"amount":200}"#, &tls), 204);
     let tls10 = ["--cacert", &d("ca.pem"), "--http1.0"];
     assert_eq!(curl(&url, None, r#"{"amount":7}"#, &tls10), 204);
@@ -50,21 +53,117 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
         .find(|e| e["kind"] == "key_conflict")
         .expect("a conflict");
     assert_eq!(conflict["request"]["host"], "api.example.com");
-    // Mirrored requests go through the same HTTP/1 session: each with its own version.
-    assert_eq!(conflict["request"]["protocol"], "HTTP/1.1");
+    // Mirrored requests go through the same HTTP reading: each with its own version.
+    assert_eq!(conflict["request"]["protocol"], "HTTP/2");
     assert_eq!(conflict["original"]["protocol"], "HTTP/1.1");
     let dup = events
         .iter()
         .find(|e| e["kind"] == "keyless_duplicate")
         .expect("a keyless duplicate");
     assert_eq!(dup["original"]["protocol"], "HTTP/1.0", "{dup}");
-    assert_eq!(dup["request"]["protocol"], "HTTP/1.1", "{dup}");
+    assert_eq!(dup["request"]["protocol"], "HTTP/2", "{dup}");
     assert!(
         conflict["response"].is_null(),
         "the mirror never sees responses"
     );
     let text = std::fs::read_to_string(dir.path().join("out.json")).unwrap_or_default();
     assert!(!text.contains("sk_test_m"), "no credential in the output");
+}
+
+/// curl over one connection, each request's status and HTTP version (`204 2`); `reqs` are
+/// (key, body) pairs sent in order with `--next`.
+fn curl_one_connection(url: &str, opts: &[&str], reqs: &[(Option<&str>, &str)]) -> Vec<String> {
+    let mut c = Command::new("curl");
+    c.arg("-s");
+    for (i, (key, body)) in reqs.iter().enumerate() {
+        if i > 0 {
+            c.arg("--next");
+        }
+        c.args(opts)
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n"])
+            .args(["-H", "Host: api.example.com"])
+            .args(["-H", "Authorization: Bearer sk_test_m"])
+            .args(["-H", "Content-Type: application/json", "--data", body]);
+        if let Some(k) = key {
+            c.args(["-H", &format!("Idempotency-Key: {k}")]);
+        }
+        c.arg(url);
+    }
+    let out = c.output().expect("curl runs (install curl)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_http2_peer_is_read_and_answered_in_http2_by_alpn_and_by_its_preface() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_certs(dir.path());
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let (p, port) = start(
+        dir.path(),
+        &["--cert", &d("server.pem"), "--key", &d("server.key")],
+    );
+    let url = format!("https://127.0.0.1:{port}/v1/charges");
+    // A body past the 64 KiB initial window: the mirror must give the credit back.
+    let big = format!(r#"{{"amount":5,"note":"{}"}}"#, "x".repeat(300_000));
+    std::fs::write(dir.path().join("big.json"), big).expect("write body");
+    let big = format!("@{}", d("big.json"));
+    let answers = curl_one_connection(
+        &url,
+        &["--http2", "--cacert", &d("ca.pem")],
+        &[
+            (Some("h2-1"), r#"{"amount":100}"#),
+            (Some("h2-1"), r#"{"amount":200}"#),
+            (Some("h2-big"), &big),
+            (Some("h2-big"), &big),
+            (None, r#"{"amount":7}"#),
+        ],
+    );
+    assert_eq!(
+        answers,
+        vec!["204 2"; 5],
+        "answered over HTTP/2, one connection"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, err) = stop(p, dir.path());
+    assert_eq!(
+        alert_kinds(&events),
+        ["key_conflict", "missing_key"],
+        "{err}"
+    );
+    let conflict = &events[0];
+    assert_eq!(conflict["request"]["protocol"], "HTTP/2", "{conflict}");
+    assert_eq!(conflict["original"]["protocol"], "HTTP/2");
+    assert_eq!(conflict["request"]["host"], "api.example.com");
+
+    // In cleartext, by the client's preface; HTTP/1.1 on the same port still works.
+    let plain = tempfile::tempdir().expect("tempdir");
+    let (p, port) = start(plain.path(), &["--insecure-plaintext"]);
+    let url = format!("http://127.0.0.1:{port}/v1/charges");
+    // A keyed request first, so that the endpoint is known to take keys.
+    assert_eq!(curl(&url, Some("h1-1"), "{}", &[]), 204);
+    for _ in 0..2 {
+        let a = curl_one_connection(
+            &url,
+            &["--http2-prior-knowledge"],
+            &[(None, r#"{"amount":9}"#)],
+        );
+        assert_eq!(a, ["204 2"]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (events, err) = stop(p, plain.path());
+    assert_eq!(
+        alert_kinds(&events),
+        ["keyless_duplicate", "missing_key", "missing_key"],
+        "{err}"
+    );
+    let dup = events
+        .iter()
+        .find(|e| e["kind"] == "keyless_duplicate")
+        .expect("a keyless duplicate");
+    assert_eq!(dup["request"]["protocol"], "HTTP/2", "{dup}");
 }
 
 #[test]

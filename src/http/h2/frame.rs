@@ -114,8 +114,10 @@ pub enum Event<'a> {
         stream: u32,
         increment: u32,
     },
+    /// PING, with its opaque data (an endpoint answers with the same bytes).
     Ping {
         ack: bool,
+        data: [u8; 8],
     },
     Priority {
         stream: u32,
@@ -179,6 +181,8 @@ pub struct FrameCounts {
     pub unknown: u64,
     /// Bytes never framed: partial frames at the end, bytes after the direction was lost.
     pub bytes_dropped: u64,
+    /// DATA payloads, padding included: what flow control counts (RFC 9113 section 6.9.1).
+    pub data_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -442,6 +446,7 @@ impl FrameReader {
         match h.frame_type {
             frame_type::DATA => {
                 on_stream()?;
+                self.counts.data_bytes += payload.len() as u64;
                 on_event(Event::Data {
                     stream: h.stream,
                     payload: unpad(has(flags::PADDED), payload)?,
@@ -503,9 +508,10 @@ impl FrameReader {
             }
             frame_type::PING => {
                 on_connection()?;
-                fixed::<8>(payload)?;
+                let data = fixed::<8>(payload)?;
                 on_event(Event::Ping {
                     ack: has(flags::ACK),
+                    data,
                 });
             }
             frame_type::GOAWAY => {
@@ -1039,7 +1045,10 @@ mod tests {
         );
         assert_eq!(
             server(&frame(frame_type::PING, flags::ACK, 0, &[1; 8])),
-            vec![ev(Event::Ping { ack: true })]
+            vec![ev(Event::Ping {
+                ack: true,
+                data: [1; 8]
+            })]
         );
         assert_eq!(
             server(&frame(frame_type::PRIORITY, 0, 1, &[0; 5])),

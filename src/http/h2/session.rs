@@ -64,6 +64,20 @@ pub struct Upgraded {
     pub settings: Vec<u8>,
 }
 
+/// What an endpoint that answers the client (the mirror) owes it, gathered as the client's
+/// frames are read: set with [`Session::answering`], taken with [`Session::take_owed`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Owed {
+    /// SETTINGS frames to acknowledge.
+    pub settings_acks: u32,
+    /// PINGs to answer, with their data.
+    pub pings: Vec<[u8; 8]>,
+    /// Streams whose request ended (not reset by the client): each wants its response.
+    pub answer: Vec<u32>,
+    /// DATA bytes read so far, padding included: what the peer's flow control spent.
+    pub data_bytes: u64,
+}
+
 /// One stream of the client's.
 struct Stream {
     n: u64,
@@ -125,6 +139,8 @@ struct Streams {
     server_seen: bool,
     /// SETTINGS_MAX_FRAME_SIZE one side announced, for the other side's reader.
     frame_size: [Option<u32>; 2],
+    /// What an answering endpoint owes the client, when there is one.
+    owed: Option<Owed>,
 }
 
 /// HTTP/2 state of one connection.
@@ -165,6 +181,7 @@ impl Session {
                 ended: [false; 2],
                 server_seen: false,
                 frame_size: [None; 2],
+                owed: None,
                 cfg,
             },
         }
@@ -197,6 +214,24 @@ impl Session {
         );
         self.apply_frame_sizes();
         self
+    }
+
+    /// Something answers the client (the mirror): gather what it owes (see [`Owed`]).
+    pub fn answering(&mut self) {
+        self.st.owed.get_or_insert_with(Owed::default);
+    }
+
+    /// What the answering endpoint owes the client since the last call.
+    pub fn take_owed(&mut self) -> Owed {
+        let data_bytes = self.readers[C].counts().data_bytes;
+        match self.st.owed.as_mut() {
+            Some(o) => {
+                let mut taken = std::mem::take(o);
+                taken.data_bytes = data_bytes;
+                taken
+            }
+            None => Owed::default(),
+        }
     }
 
     fn dir(&self, side: Side) -> usize {
@@ -301,12 +336,22 @@ impl Streams {
             Event::Settings {
                 ack: false,
                 settings,
-            } => self.apply_settings(d, &settings),
+            } => {
+                self.apply_settings(d, &settings);
+                if let (C, Some(o)) = (d, self.owed.as_mut()) {
+                    o.settings_acks += 1;
+                }
+            }
             Event::Settings { ack: true, .. } => {}
             Event::RstStream { stream, error_code } => self.reset(d, stream, error_code, at, em),
             Event::GoAway { last_stream_id, .. } => {
                 if d == S {
                     self.go_away(last_stream_id, at, em);
+                }
+            }
+            Event::Ping { ack: false, data } => {
+                if let (C, Some(o)) = (d, self.owed.as_mut()) {
+                    o.pings.push(data);
                 }
             }
             Event::WindowUpdate { .. } | Event::Ping { .. } | Event::Priority { .. } => {}
@@ -667,6 +712,9 @@ impl Streams {
             reader.cut();
         } else {
             reader.end_of_stream();
+            if let Some(o) = self.owed.as_mut() {
+                o.answer.push(id);
+            }
         }
         let res = reader.finish();
         count_body(&res, em);
