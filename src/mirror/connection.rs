@@ -28,6 +28,9 @@ pub struct MirrorFed {
     pub reply: Vec<u8>,
     /// Not HTTP, or a head over the limits: the connection must be closed.
     pub bad: bool,
+    /// HTTP/2 with no request being received: frames between requests (PING, SETTINGS) do
+    /// not start one, so its timeout does not run.
+    pub idle: bool,
 }
 
 /// The `204` each mirrored HTTP/1.1 request gets.
@@ -161,8 +164,12 @@ impl MirrorConnection {
             .filter(|ev| matches!(ev, HttpEvent::Request { .. }))
             .count();
         let mut reply = Vec::new();
+        let mut idle = false;
         match self.session.h2() {
-            Some(h2) => self.h2.reply(h2.take_owed(), &mut reply),
+            Some(h2) => {
+                self.h2.reply(h2.take_owed(), &mut reply);
+                idle = h2.requests_in_progress() == 0;
+            }
             None => reply = ANSWER.repeat(answers),
         }
         let st = &self.em.stats;
@@ -178,6 +185,7 @@ impl MirrorConnection {
             answers,
             reply,
             bad,
+            idle,
         }
     }
 
@@ -262,7 +270,7 @@ mod tests {
         ));
         bytes.extend(frame(0x0, h2_out::END_STREAM, 1, b"amount=1"));
         let fed = c.feed(&bytes, Timestamp(1));
-        assert!(!fed.bad);
+        assert!(!fed.bad && fed.idle);
         assert_eq!(fed.answers, 1);
         assert_eq!(
             read(&fed.reply),
@@ -275,6 +283,12 @@ mod tests {
                 "WINDOW_UPDATE 0 8",
             ]
         );
+        // A request begun and not ended: its timeout runs.
+        let fed = c.feed(
+            &frame(h2_out::HEADERS, h2_out::END_HEADERS, 3, &[0x83, 0x87, 0x84]),
+            Timestamp(2),
+        );
+        assert!(!fed.idle && fed.reply.is_empty());
         // HTTP/1.1 on another connection is answered as before.
         let mut h1 = conn();
         let fed = h1.feed(

@@ -354,7 +354,7 @@ fn serve(
                 break;
             }
         }
-        if fed.answers > 0 {
+        if fed.answers > 0 || fed.idle {
             // The request is whole: a new one starts with the next byte.
             request_started = None;
             count(shared, |st| st.mirror_requests += fed.answers as u64);

@@ -234,6 +234,11 @@ impl Session {
         }
     }
 
+    /// Streams whose request is still being received.
+    pub fn requests_in_progress(&self) -> usize {
+        self.st.streams.values().filter(|s| !s.req_done).count()
+    }
+
     fn dir(&self, side: Side) -> usize {
         if side == self.client { C } else { S }
     }
