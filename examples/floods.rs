@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Names: keys, half-open, big-header, many-headers, endless-chunked, huge-length, byte-segments,
-//! ooo, ooo-tiny, fragments (default: all). `--small` divides every flood by 16 (a quick look).
+//! ooo, ooo-tiny, fragments, h2-continuation, h2-hpack-bomb, h2-rapid-reset, h2-open-streams
+//! (default: all). `--small` divides every flood by 16 (a quick look).
 //!
 //! The peak RSS comes from `getrusage(RUSAGE_CHILDREN)` in a fresh copy of this program that
 //! starts idemwatch, feeds it and waits for it: that copy has no other child, so the maximum is
@@ -291,7 +292,176 @@ const FLOODS: &[Flood] = &[
         counters: &["ipv4_fragments", "fragments_dropped", "ipv4_reassembled"],
         generate: fragments,
     },
+    Flood {
+        name: "h2-continuation",
+        what: "64 HTTP/2 connections, each a HEADERS then 1024 CONTINUATION frames of 1 KiB, no END_HEADERS",
+        limits: &["--max-head-bytes", "16384"],
+        counters: &[
+            "http2_continuation_floods",
+            "http2_directions_lost",
+            "http_requests",
+        ],
+        generate: h2_continuation,
+    },
+    Flood {
+        name: "h2-hpack-bomb",
+        what: "16 HTTP/2 connections: a 4000-byte field indexed once, then 1000 blocks of 8000 references to it (32 MB decoded each)",
+        limits: &["--max-head-bytes", "16384"],
+        counters: &[
+            "http2_hpack_errors",
+            "http2_headers_undecodable",
+            "http_head_too_large",
+            "http_requests",
+        ],
+        generate: h2_hpack_bomb,
+    },
+    Flood {
+        name: "h2-rapid-reset",
+        what: "one HTTP/2 connection, 1M streams each opened and reset by the client (CVE-2023-44487)",
+        // One worker: the memory of the state, without what a second worker's queues hold.
+        limits: &["--max-pending", "16", "--threads", "1"],
+        counters: &["http2_streams_reset", "http2_streams", "http_transactions"],
+        generate: h2_rapid_reset,
+    },
+    Flood {
+        name: "h2-open-streams",
+        what: "100 HTTP/2 connections, each opening 10k streams (keyless POSTs) never answered",
+        limits: &["--max-pending", "16", "--threads", "1"],
+        counters: &[
+            "http2_streams",
+            "http_pending_overflow",
+            "http_transactions",
+        ],
+        generate: h2_open_streams,
+    },
 ];
+
+/// An HTTP/2 frame (RFC 9113 section 4.1).
+fn h2_frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[ty, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK literal field, new name, without (0x00) or with (0x40) indexing; lengths below 127
+/// for the name, any for the value (RFC 7541 sections 5.1, 6.2).
+fn h2_literal(flag: u8, name: &str, value: &[u8]) -> Vec<u8> {
+    let mut b = vec![flag, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    let mut n = value.len();
+    if n < 127 {
+        b.push(n as u8);
+    } else {
+        b.push(127);
+        n -= 127;
+        while n >= 128 {
+            b.push((n % 128) as u8 | 0x80);
+            n /= 128;
+        }
+        b.push(n as u8);
+    }
+    b.extend_from_slice(value);
+    b
+}
+
+/// A POST to /v1/charges: :method POST, :scheme http, :path, :authority, then `extra`.
+fn h2_post(extra: &[u8]) -> Vec<u8> {
+    let mut b = vec![0x83, 0x86];
+    b.extend(h2_literal(0, ":path", b"/v1/charges"));
+    b.extend(h2_literal(0, ":authority", b"api.example.com"));
+    b.extend_from_slice(extra);
+    b
+}
+
+/// The client's preface and an empty SETTINGS.
+fn h2_preface() -> Vec<u8> {
+    let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    b.extend(h2_frame(0x4, 0, 0, &[]));
+    b
+}
+
+fn h2_continuation(p: &mut P<'_>, div: u64) -> io::Result<()> {
+    let mut conns: Vec<Conn> = (0..64).map(Conn::new).collect();
+    for k in &mut conns {
+        k.open(p)?;
+        k.client(p, &h2_preface(), MSS)?;
+        k.client(p, &h2_frame(0x1, 0, 1, &h2_post(&[])), MSS)?;
+    }
+    let cont = h2_frame(0x9, 0, 1, &[0u8; 1024]);
+    for _ in 0..1024 / div {
+        for k in &mut conns {
+            k.client(p, &cont, MSS)?;
+        }
+    }
+    for k in &mut conns {
+        k.close(p)?;
+    }
+    Ok(())
+}
+
+fn h2_hpack_bomb(p: &mut P<'_>, div: u64) -> io::Result<()> {
+    // Index 62 is the newest dynamic entry: 8000 references decode to 32 MB.
+    let bomb = h2_frame(0x1, 0x5, 3, &[0x80 | 62; 8000]);
+    for c in 0..16 {
+        let mut k = Conn::new(c);
+        k.open(p)?;
+        k.client(p, &h2_preface(), MSS)?;
+        let first = h2_post(&h2_literal(0x40, "x-bomb", &[b'b'; 4000]));
+        k.client(p, &h2_frame(0x1, 0x5, 1, &first), MSS)?;
+        for i in 0..1000 / div {
+            let mut f = bomb.clone();
+            let id = 3 + 2 * i as u32;
+            if let Some(s) = f.get_mut(5..9) {
+                s.copy_from_slice(&id.to_be_bytes());
+            }
+            k.client(p, &f, MSS)?;
+        }
+        k.close(p)?;
+    }
+    Ok(())
+}
+
+fn h2_rapid_reset(p: &mut P<'_>, div: u64) -> io::Result<()> {
+    let mut k = Conn::new(0);
+    k.open(p)?;
+    k.client(p, &h2_preface(), MSS)?;
+    let block = h2_post(&h2_literal(0, "idempotency-key", b"reset-me"));
+    let mut batch = Vec::new();
+    for i in 0..1_000_000 / div as u32 {
+        let id = 1 + 2 * i;
+        batch.extend(h2_frame(0x1, 0x5, id, &block));
+        batch.extend(h2_frame(0x3, 0, id, &0x8u32.to_be_bytes()));
+        if batch.len() > 60_000 {
+            k.client(p, &batch, MSS)?;
+            batch.clear();
+        }
+    }
+    k.client(p, &batch, MSS)?;
+    k.close(p)
+}
+
+fn h2_open_streams(p: &mut P<'_>, div: u64) -> io::Result<()> {
+    for c in 0..100 {
+        let mut k = Conn::new(c);
+        k.open(p)?;
+        k.client(p, &h2_preface(), MSS)?;
+        let mut batch = Vec::new();
+        let block = h2_post(&[]);
+        for i in 0..10_000 / div as u32 {
+            batch.extend(h2_frame(0x1, 0x5, 1 + 2 * i, &block));
+            if batch.len() > 60_000 {
+                k.client(p, &batch, MSS)?;
+                batch.clear();
+            }
+        }
+        k.client(p, &batch, MSS)?;
+        k.close(p)?;
+    }
+    Ok(())
+}
 
 type P<'a> = Pcap<&'a mut dyn Write>;
 
