@@ -1,7 +1,8 @@
 //! HTTP/2 recordings of real clients (`captures/h2/`, made by `captures/record_h2.sh`: curl,
 //! Go `net/http`, Python `httpx` and `h2`, Node's `http2`, against nginx or an `h2` server in
 //! front of `captures/server.py`): every stream tshark dissects is one transaction of
-//! idemwatch's, with the same method, path, key and status, connection by connection; and a
+//! idemwatch's, with the same method, path, key, status and HTTP version, connection by
+//! connection; and a
 //! connection picked up after its start invents nothing.
 
 use std::collections::BTreeMap;
@@ -34,8 +35,8 @@ fn read(pcap: &Path, keys: Option<&Path>) -> Vec<Value> {
         .collect()
 }
 
-/// One exchange as both sides can tell it: method, path, key, final status.
-type Exchange = (String, String, Option<String>, Option<u64>);
+/// One exchange as both sides can tell it: method, path, key, final status, HTTP version.
+type Exchange = (String, String, Option<String>, Option<u64>, String);
 
 fn text(v: &Value) -> Option<String> {
     v.as_str().map(str::to_string)
@@ -54,14 +55,22 @@ mod oracle {
                 .or_else(|| c["requests"].as_array())
                 .cloned()
                 .unwrap_or_default();
+            let h2 = matches!(c["protocol"].as_str(), Some("h2" | "h2c-upgrade"));
             let mut ex: Vec<Exchange> = list
                 .iter()
                 .map(|s| {
+                    // The upgrading request of h2c was sent as HTTP/1.1.
+                    let version = if h2 && s["upgraded_from_http1"] != true {
+                        "HTTP/2"
+                    } else {
+                        "HTTP/1.1"
+                    };
                     (
                         text(&s["method"]).expect("method"),
                         text(&s["path"]).expect("path"),
                         text(&s["idempotency_key"]),
                         s["status"].as_u64(),
+                        version.to_string(),
                     )
                 })
                 .collect();
@@ -83,6 +92,7 @@ mod oracle {
                     text(&r["path"]).expect("path"),
                     text(&r["idempotency_key"]),
                     e["response"]["status"].as_u64(),
+                    text(&r["protocol"]).expect("protocol"),
                 ));
         }
         for v in out.values_mut() {
