@@ -2,8 +2,7 @@
 //! Go `net/http`, Python `httpx` and `h2`, Node's `http2`, against nginx or an `h2` server in
 //! front of `captures/server.py`): every stream tshark dissects is one transaction of
 //! idemwatch's, with the same method, path, key, status and HTTP version, connection by
-//! connection; and a
-//! connection picked up after its start invents nothing.
+//! connection; and a connection picked up after its start invents nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
