@@ -520,6 +520,19 @@ impl BodyReader {
 }
 
 impl BodyResult {
+    /// Counts what went wrong with the body (incomplete, decoding cut short or failed).
+    pub fn count(&self, stats: &mut crate::stats::Stats) {
+        if !self.complete {
+            stats.http_incomplete_bodies += 1;
+        }
+        if self.decode_truncated {
+            stats.http_decode_truncated += 1;
+        }
+        if self.decode_failed {
+            stats.http_decode_errors += 1;
+        }
+    }
+
     /// A response's body as transactions carry it.
     pub fn response_body(&self) -> crate::http::Body {
         self.request_body_with(None)

@@ -925,15 +925,7 @@ impl Session {
 
     fn end_body_with(&mut self, owner: Owner, reader: BodyReader, ts: Timestamp, em: &mut Sink) {
         let res = reader.finish();
-        if !res.complete {
-            em.stats.http_incomplete_bodies += 1;
-        }
-        if res.decode_truncated {
-            em.stats.http_decode_truncated += 1;
-        }
-        if res.decode_failed {
-            em.stats.http_decode_errors += 1;
-        }
+        res.count(&mut em.stats);
         match owner {
             Owner::Request(id) => {
                 if let Some(ex) = self.pending.iter_mut().find(|e| e.id == id) {

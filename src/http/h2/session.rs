@@ -722,7 +722,7 @@ impl Streams {
             }
         }
         let res = reader.finish();
-        count_body(&res, em);
+        res.count(&mut em.stats);
         let fwd = s.forwarded;
         let n = s.n;
         let Some(r) = s.req.as_mut() else {
@@ -769,7 +769,7 @@ impl Streams {
         };
         reader.end_of_stream();
         let res = reader.finish();
-        count_body(&res, em);
+        res.count(&mut em.stats);
         if let Some(r) = s.resp.as_mut() {
             r.body = res.response_body();
             r.ts_end = r.ts_end.max(ts);
@@ -893,18 +893,6 @@ impl Streams {
 
     fn gateway_shift(&self, value: Option<&str>, arrival: Timestamp) -> i64 {
         self.cfg.gateway_shift(self.conn.client.ip, value, arrival)
-    }
-}
-
-fn count_body(res: &crate::http::body::BodyResult, em: &mut Sink) {
-    if !res.complete {
-        em.stats.http_incomplete_bodies += 1;
-    }
-    if res.decode_truncated {
-        em.stats.http_decode_truncated += 1;
-    }
-    if res.decode_failed {
-        em.stats.http_decode_errors += 1;
     }
 }
 
