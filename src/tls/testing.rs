@@ -130,6 +130,33 @@ pub fn exchange_hrr_key_update(suite: rustls::SupportedCipherSuite) -> Wire {
     w
 }
 
+impl Wire {
+    /// Moves what `from` has to send to `to` (which processes it), recording it as sent by
+    /// the client or not.
+    fn carry<A, B>(
+        &mut self,
+        from: &mut rustls::ConnectionCommon<A>,
+        to: &mut rustls::ConnectionCommon<B>,
+        from_client: bool,
+    ) {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).expect("writes");
+        }
+        if !buf.is_empty() {
+            let dir = if from_client {
+                &mut self.to_server
+            } else {
+                &mut self.to_client
+            };
+            dir.extend_from_slice(&buf);
+            self.transcript.push((from_client, buf.clone()));
+        }
+        to.read_tls(&mut &buf[..]).expect("reads");
+        to.process_new_packets().expect("processes");
+    }
+}
+
 /// Moves bytes both ways until the server has answered one [`REQUEST`] and nothing is left.
 fn pump(
     client: &mut rustls::ClientConnection,
@@ -138,16 +165,7 @@ fn pump(
 ) {
     let mut answered = false;
     for _ in 0..20 {
-        let mut buf = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut buf).expect("client writes");
-        }
-        if !buf.is_empty() {
-            w.to_server.extend_from_slice(&buf);
-            w.transcript.push((true, buf.clone()));
-        }
-        server.read_tls(&mut &buf[..]).expect("server reads");
-        server.process_new_packets().expect("server processes");
+        w.carry(client, server, true);
         let mut got = Vec::new();
         let _ = server.reader().read_to_end(&mut got);
         if !got.is_empty() {
@@ -155,16 +173,7 @@ fn pump(
             server.writer().write_all(RESPONSE).expect("response");
             answered = true;
         }
-        let mut buf = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut buf).expect("server writes");
-        }
-        if !buf.is_empty() {
-            w.to_client.extend_from_slice(&buf);
-            w.transcript.push((false, buf.clone()));
-        }
-        client.read_tls(&mut &buf[..]).expect("client reads");
-        client.process_new_packets().expect("client processes");
+        w.carry(server, client, false);
         let mut sink = Vec::new();
         let _ = client.reader().read_to_end(&mut sink);
         if answered && !client.wants_write() && !server.wants_write() {
@@ -242,21 +251,16 @@ fn connect(
     } else {
         client.writer().write_all(REQUEST).expect("request");
     }
-    let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
-    let mut transcript = Vec::new();
+    let mut w = Wire {
+        to_server: Vec::new(),
+        to_client: Vec::new(),
+        transcript: Vec::new(),
+        log,
+    };
     let mut answered = false;
     let mut resent = false;
     for _ in 0..20 {
-        let mut buf = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut buf).expect("client writes");
-        }
-        to_server.extend_from_slice(&buf);
-        if !buf.is_empty() {
-            transcript.push((true, buf.clone()));
-        }
-        server.read_tls(&mut &buf[..]).expect("server reads");
-        server.process_new_packets().expect("server processes");
+        w.carry(&mut client, &mut server, true);
         let mut got = Vec::new();
         if let Some(mut e) = server.early_data() {
             let _ = e.read_to_end(&mut got);
@@ -267,16 +271,7 @@ fn connect(
             server.writer().write_all(RESPONSE).expect("response");
             answered = true;
         }
-        let mut buf = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut buf).expect("server writes");
-        }
-        to_client.extend_from_slice(&buf);
-        if !buf.is_empty() {
-            transcript.push((false, buf.clone()));
-        }
-        client.read_tls(&mut &buf[..]).expect("client reads");
-        client.process_new_packets().expect("client processes");
+        w.carry(&mut server, &mut client, false);
         // Refused early data is sent again once the handshake is done.
         if sent_early && !resent && !client.is_handshaking() && !client.is_early_data_accepted() {
             client.writer().write_all(REQUEST).expect("request again");
@@ -287,12 +282,7 @@ fn connect(
         }
     }
     assert!(answered, "the exchange did not happen");
-    Wire {
-        to_server,
-        to_client,
-        transcript,
-        log,
-    }
+    w
 }
 
 /// The records of one direction: (type, version, fragment).
