@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, signal, start_api, wait_exit, wait_for};
+use daemon::{Proc, run_nginx, signal, start_api, wait_exit, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
 
@@ -143,6 +143,65 @@ fn live_capture_raises_alerts_and_writes_stats() {
         Some(0),
         "SIGTERM must end live with status 0 within 2 s"
     );
+}
+
+/// curl with HTTP/2 prior knowledge (one connection per request: curl 7.88 cannot reuse
+/// one), a JSON POST with `key` if any; returns the status and HTTP version (`201 2`).
+fn curl_h2(port: u16, key: Option<&str>, body: &str) -> String {
+    let mut c = Command::new("curl");
+    c.args(["-s", "--http2-prior-knowledge", "-o", "/dev/null"])
+        .args(["-w", "%{http_code} %{http_version}"])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-H", "Authorization: Bearer sk_test_live", "--data", body]);
+    if let Some(k) = key {
+        c.args(["-H", &format!("Idempotency-Key: {k}")]);
+    }
+    let out = c
+        .arg(format!("http://127.0.0.1:{port}/v1/charges"))
+        .output()
+        .expect("curl runs (install curl)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn live_reads_cleartext_http2_through_nginx() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    // nginx speaks HTTP/2 with prior knowledge to the clients, HTTP/1.1 to the API.
+    let nginx = run_nginx(
+        dir.path(),
+        "http2",
+        &format!(
+            "    location / {{\n      proxy_pass http://127.0.0.1:{};\n    }}\n",
+            api.port
+        ),
+    );
+    let mut live = start_live(dir.path(), nginx.port, &[]);
+    let answers = [
+        curl_h2(nginx.port, Some("live-h2"), r#"{"amount":100}"#),
+        curl_h2(nginx.port, Some("live-h2"), r#"{"amount":250}"#),
+        curl_h2(nginx.port, None, r#"{"amount":7}"#),
+        curl_h2(nginx.port, None, r#"{"amount":7}"#),
+    ];
+    assert!(answers.iter().all(|a| a.ends_with(" 2")), "{answers:?}");
+    let seen = wait_for(Duration::from_secs(10), || {
+        let evs = events(dir.path());
+        alerts_of(&evs, "key_conflict").len() == 1
+            && alerts_of(&evs, "keyless_duplicate").len() == 1
+    });
+    let evs = events(dir.path());
+    assert!(
+        seen,
+        "alerts missing: {evs:#?}\n{}",
+        stderr_text(dir.path())
+    );
+    let conflict = &alerts_of(&evs, "key_conflict")[0];
+    assert_eq!(conflict["request"]["protocol"], "HTTP/2");
+    assert_eq!(conflict["original"]["protocol"], "HTTP/2");
+    assert_eq!(conflict["response"]["status"], 400, "{conflict}");
+    assert_eq!(alerts_of(&evs, "missing_key").len(), 2);
+    signal(&live, "-TERM");
+    assert_eq!(wait_exit(&mut live, Duration::from_secs(2)), Some(0));
 }
 
 #[test]

@@ -797,6 +797,8 @@ impl Session {
             }
         };
         if status == 101 && self.pending.get(idx).is_some_and(|e| e.h2c.is_some()) {
+            // Not the exchange's response: that comes on stream 1, counted there.
+            em.stats.http_responses = em.stats.http_responses.saturating_sub(1);
             self.switch_to_h2c(idx, side);
             return;
         }

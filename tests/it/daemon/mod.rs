@@ -401,15 +401,9 @@ impl Drop for Nginx {
 }
 
 pub fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
-    let port = free_port();
     let d = |f: &str| dir.join(f).display().to_string();
-    let conf = format!(
-        "daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
-           fastcgi_temp_path {tmp}/fcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n\
-           server {{\n    listen 127.0.0.1:{port};\n\
-             location / {{\n      mirror /idemwatch-mirror;\n      mirror_request_body on;\n\
+    let server = format!(
+        "             location / {{\n      mirror /idemwatch-mirror;\n      mirror_request_body on;\n\
                proxy_pass http://127.0.0.1:{api};\n      proxy_set_header Host $host;\n    }}\n\
              location = /idemwatch-mirror {{\n      internal;\n\
                proxy_pass https://127.0.0.1:{mirror}$request_uri;\n\
@@ -420,13 +414,28 @@ pub fn start_nginx(dir: &Path, api: u16, mirror: u16) -> Nginx {
                proxy_ssl_name localhost;\n\
                proxy_ssl_certificate {cert};\n      proxy_ssl_certificate_key {key};\n\
                proxy_connect_timeout 200ms;\n      proxy_send_timeout 500ms;\n\
-               proxy_read_timeout 500ms;\n    }}\n  }}\n}}\n",
-        pid = d("nginx.pid"),
-        err = d("nginx.err"),
-        tmp = d("ngx"),
+               proxy_read_timeout 500ms;\n    }}\n",
         ca = d("ca.pem"),
         cert = d("client.pem"),
         key = d("client.key"),
+    );
+    run_nginx(dir, "", &server)
+}
+
+/// nginx on a free loopback port (`listen 127.0.0.1:PORT LISTEN;`) with `server` inside its
+/// server block, its files in `dir`.
+pub fn run_nginx(dir: &Path, listen: &str, server: &str) -> Nginx {
+    let port = free_port();
+    let d = |f: &str| dir.join(f).display().to_string();
+    let conf = format!(
+        "daemon off;\nuser root;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {tmp}/body;\n  proxy_temp_path {tmp}/proxy;\n\
+           fastcgi_temp_path {tmp}/fcgi;\n  uwsgi_temp_path {tmp}/uwsgi;\n  scgi_temp_path {tmp}/scgi;\n\
+           server {{\n    listen 127.0.0.1:{port} {listen};\n{server}  }}\n}}\n",
+        pid = d("nginx.pid"),
+        err = d("nginx.err"),
+        tmp = d("ngx"),
     );
     std::fs::create_dir_all(dir.join("ngx")).expect("temp dir");
     std::fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");

@@ -556,6 +556,11 @@ Upgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\nIdempotency-Key: k-up\r\nContent-Len
     );
     assert_eq!(w.requests(), 2);
     assert_eq!(w.em.stats.http2_upgrades, 1);
+    // The 101 is not a response of its own: two requests, two responses.
+    assert_eq!(
+        (w.em.stats.http_requests, w.em.stats.http_responses),
+        (2, 2)
+    );
 }
 
 #[test]
