@@ -81,10 +81,14 @@ start_backend() {
     wait_for "$WORK/$1.server.err" "listening on" 10
 }
 
-# start_nginx NAME tls|h2|h1: nginx on FPORT in front of server.py.
+# start_nginx NAME tls|h2|h1 [PAGE]: nginx on FPORT in front of server.py; with PAGE, it also
+# serves that HTML file at / itself.
 start_nginx() {
-    local listen
+    local listen page=""
     FPORT=$(free_port)
+    [ -n "${3:-}" ] && page="location = / { rewrite ^ /$(basename "$3") last; }
+        location = /$(basename "$3") { root $(dirname "$3"); }
+        location = /favicon.ico { return 204; }"
     case $2 in
         tls) listen="listen 127.0.0.1:$FPORT ssl http2;" ;;
         h2) listen="listen 127.0.0.1:$FPORT http2;" ;;
@@ -116,6 +120,7 @@ http {
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
+        $page
         location / {
             proxy_pass http://api;
             proxy_http_version 1.1;
@@ -287,8 +292,24 @@ rec_node_h2_tls() {
     stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2) -> server.py; clients/node-h2-tls.js BASE (node $(node --version) http2)"
 }
 
+rec_chromium() {
+    # Headless Chromium loads a page from nginx (ALPN h2) whose script POSTs with fetch(): a
+    # key, its retry, a conflicting reuse, two identical keyless POSTs, then two concurrent
+    # POSTs with one key (each held 400 ms by server.py: whichever comes second finds the key
+    # in flight and gets 409). The page's title gives the
+    # statuses.
+    local n=chromium-h2-tls
+    start_backend $n; start_nginx $n tls "$CLIENTS/chromium-h2.html"; start_capture $n
+    rm -f "$OUT/$n.keys"
+    run_client $n env SSLKEYLOGFILE="$OUT/$n.keys" timeout 60 chromium --headless=new --no-sandbox \
+        --disable-gpu --ignore-certificate-errors --virtual-time-budget=15000 \
+        --host-resolver-rules="MAP api.example.com 127.0.0.1" --dump-dom "https://api.example.com:$FPORT/"
+    grep -q "<title>done " "$WORK/$n.client.out" || { echo "record_h2.sh: the page did not finish" >&2; return 1; }
+    stop_all $n tls "tcpdump -i lo; nginx 1.22 (listen ssl http2, the page at /) -> server.py; headless $(chromium --version 2>/dev/null | tail -1) with SSLKEYLOGFILE, clients/chromium-h2.html"
+}
+
 ALL=(curl-h2-tls curl-h2-prior-knowledge httpx-story-h1 httpx-story-h2 httpx-story-h2-tls
-     h2c-upgrade refused-stream refused-stream-new-key goaway go-h2-tls node-h2-tls)
+     h2c-upgrade refused-stream refused-stream-new-key goaway go-h2-tls node-h2-tls chromium-h2-tls)
 [ $# -gt 0 ] && ALL=("$@")
 case " ${ALL[*]} " in
     *" refused-stream "* | *" goaway "* | *" go-h2-tls "*)
@@ -310,6 +331,7 @@ for name in "${ALL[@]}"; do
         goaway) rec_goaway ;;
         go-h2-tls) rec_go_h2_tls ;;
         node-h2-tls) rec_node_h2_tls ;;
+        chromium-h2-tls) rec_chromium ;;
         *) echo "record_h2.sh: unknown recording $name" >&2; exit 2 ;;
     esac
 done

@@ -7,7 +7,7 @@ decode: tls (-o tls.keylog_file:NAME.keys), h2 (cleartext prior knowledge:
 -d tcp.port==PORT,http2), auto (HTTP/1.1, or h2c upgrade, which tshark follows by itself).
 
 tshark -T pdml is read (not -T json, whose objects repeat keys when a frame has several
-headers).  The script checks that the requests answered on the wire (streams with a
+headers).  The script checks that the API requests answered on the wire (streams to /v1/ with a
 final :status, HTTP/1.1 responses) are as many as server.py logged, and that every
 TLS connection was decrypted; it exits 1 otherwise.  Entries of OUT.json not in the
 manifest are kept.
@@ -34,7 +34,7 @@ DOC = ("Written by record_h2.sh (h2/tshark_streams.py) from tshark 4.0 -T pdml: 
        "HTTP/1.1 and h2c-upgrade ones as tshark decodes them by itself (it follows the 101 Switching Protocols). "
        "Per capture: decode (tls|h2|auto), server_port, recorded_with, server_logged (requests server.py "
        "logged: the only requests processed; a refused stream, or a stream above a GOAWAY's last_stream_id, "
-       "is never forwarded), answered (streams/requests with a final status on the wire; checked equal to "
+       "is never forwarded), answered (streams/requests to /v1/ with a final status on the wire; checked equal to "
        "server_logged), connections in capture order. Per connection: client_port, protocol ('h2', "
        "'h2c-upgrade': HTTP/1.1 request with Upgrade: h2c then HTTP/2, 'http/1.1', null: nothing decoded, e.g. a "
        "spare TLS connection Go closed after its handshake), keys_in_log (TLS: the key log has its ClientHello "
@@ -136,12 +136,12 @@ def capture_entry(capdir, name, log, decode, port, how):
     for c in conns.values():
         if c["protocol"] in ("h2", "h2c-upgrade"):
             c["streams"] = list(c["streams"].values())
-            answered += sum(1 for s in c["streams"] if s["status"] is not None)
+            answered += sum(1 for s in c["streams"] if s["status"] is not None and api(s["path"]))
             del c["requests"]
         else:
             for r in c["requests"]:
                 del r["client_frames"], r["server_frames"], r["rst_streams"]
-            answered += sum(1 for r in c["requests"] if r["status"] is not None)
+            answered += sum(1 for r in c["requests"] if r["status"] is not None and api(r["path"]))
             del c["streams"], c["client_settings"], c["server_settings"], c["goaway"], c["frame_counts"]
         del c["pending_status"]
         out.append(c)
@@ -247,6 +247,11 @@ def http1(c, proto, from_client):
         code = int(first(proto, "http.response.code"))
         if code >= 200 and c["pending_status"]:
             c["pending_status"].pop(0)["status"] = code
+
+
+def api(path):
+    """server.py's paths: what the front serves itself (chromium's page) is not logged there."""
+    return (path or "").startswith("/v1/")
 
 
 def main():
