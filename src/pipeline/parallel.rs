@@ -33,6 +33,10 @@ const BATCH_SEGMENTS: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Every this many packets, idle workers are told how far the input went.
 const PROGRESS_EVERY: u64 = 4096;
+/// Batches a worker has emptied wait here to be filled again (per worker): their buffers keep
+/// their capacity, so the reading thread neither grows fresh vectors nor faults in fresh pages
+/// for every batch.
+const POOL_PER_WORKER: usize = 72;
 
 /// A segment whose payload lives in its batch's buffer.
 struct SegMeta {
@@ -90,15 +94,20 @@ pub(super) fn run(
     let mut front = Front::new(config, source, sessions.clone());
     let merged = std::thread::scope(|scope| {
         let (done_tx, done_rx) = bounded::<Done>(4 * workers);
+        let (pool_tx, pool_rx) = bounded::<Batch>(POOL_PER_WORKER * workers);
         let mut to_workers: Vec<Sender<Msg>> = Vec::with_capacity(workers);
         for i in 0..workers {
             let (tx, rx) = bounded::<Msg>(64);
             to_workers.push(tx);
             let done_tx = done_tx.clone();
             let sessions = sessions.clone();
-            scope.spawn(move || worker_loop(i, config, workers, rx, done_tx, sessions));
+            let pool = pool_tx.clone();
+            scope.spawn(move || worker_loop(i, config, workers, rx, done_tx, pool, sessions));
         }
         drop(done_tx);
+        drop(pool_tx);
+        // An emptied batch to fill, or a new one.
+        let refill = || pool_rx.try_recv().unwrap_or_default();
         let stop_ref = &stop;
         let merger =
             scope.spawn(move || merge_loop(workers, done_rx, judge, config, names, out, stop_ref));
@@ -113,7 +122,7 @@ pub(super) fn run(
         let flush = |batches: &mut Vec<Batch>| {
             for (w, b) in batches.iter_mut().enumerate() {
                 if !b.segs.is_empty() {
-                    send(w, Msg::Batch(std::mem::take(b)));
+                    send(w, Msg::Batch(std::mem::replace(b, refill())));
                 }
             }
         };
@@ -158,7 +167,7 @@ pub(super) fn run(
                         vlans: seg.vlans,
                     });
                     if b.segs.len() >= BATCH_SEGMENTS || b.data.len() >= BATCH_BYTES {
-                        send(w, Msg::Batch(std::mem::take(b)));
+                        send(w, Msg::Batch(std::mem::replace(b, refill())));
                     }
                 }
             }
@@ -205,12 +214,13 @@ fn worker_loop(
     shards: usize,
     rx: Receiver<Msg>,
     done: Sender<Done>,
+    pool: Sender<Batch>,
     sessions: Option<Arc<SessionCache>>,
 ) {
     let mut w = FlowWorker::new(config, shards).with_sessions(sessions);
     for msg in rx {
         let (watermark, last) = match msg {
-            Msg::Batch(b) => {
+            Msg::Batch(mut b) => {
                 let mut mark = 0;
                 for m in &b.segs {
                     let seg = Segment {
@@ -229,6 +239,10 @@ fn worker_loop(
                     w.segment(&seg, m.packet_no, m.file_index);
                     mark = m.packet_no;
                 }
+                // Back to the reading thread, emptied (dropped when the pool is full).
+                b.segs.clear();
+                b.data.clear();
+                let _ = pool.try_send(b);
                 // A sweep may still come at the last packet.
                 (mark, false)
             }
