@@ -338,11 +338,8 @@ const FLOODS: &[Flood] = &[
 
 /// An HTTP/2 frame (RFC 9113 section 4.1).
 fn h2_frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = len.to_be_bytes()[1..].to_vec();
-    f.extend_from_slice(&[ty, flags]);
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
+    let mut f = Vec::new();
+    idemwatch::http::h2::frame::write(&mut f, ty, flags, stream, payload);
     f
 }
 

@@ -83,6 +83,12 @@ use std::collections::{HashSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
 
+use idemwatch::http::h2::frame::flags::{ACK as SETTINGS_ACK, END_HEADERS, END_STREAM};
+use idemwatch::http::h2::frame::frame_type::{
+    CONTINUATION as H2_CONTINUATION, DATA as H2_DATA, HEADERS as H2_HEADERS,
+    SETTINGS as H2_SETTINGS, WINDOW_UPDATE as H2_WINDOW_UPDATE,
+};
+use idemwatch::http::h2::frame::write as h2_write;
 use pcapgen::PcapStream;
 use pcapgen::frame::{ACK, FIN, PSH, SYN, TcpFrame};
 use serde_json::{Value, json};
@@ -1705,14 +1711,6 @@ struct Shadow {
 /// The largest frame payload either side sends: SETTINGS_MAX_FRAME_SIZE's default and the
 /// server's stated value (RFC 9113 §6.5.2).
 pub const H2_MAX_FRAME: usize = 16_384;
-const H2_DATA: u8 = 0x0;
-const H2_HEADERS: u8 = 0x1;
-const H2_SETTINGS: u8 = 0x4;
-const H2_WINDOW_UPDATE: u8 = 0x8;
-const H2_CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const SETTINGS_ACK: u8 = 0x1;
 
 /// One connection's HTTP/2 state: an HPACK encoder per direction (each with its dynamic
 /// table, 4096 bytes, the default SETTINGS_HEADER_TABLE_SIZE) and the next client stream.
@@ -1746,17 +1744,6 @@ pub struct Framed {
     pub continuation: u64,
 }
 
-/// A frame: the 9-byte header (length, type, flags, stream) and its payload (at most
-/// `H2_MAX_FRAME` bytes, which the callers cut to).
-fn h2_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    let len = payload.len() as u32;
-    out.extend_from_slice(&len.to_be_bytes()[1..]);
-    out.push(kind);
-    out.push(flags);
-    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
 /// A header block on `stream`: one HEADERS frame, or HEADERS and CONTINUATION frames when
 /// it exceeds the frame size (RFC 9113 §6.10; END_STREAM belongs on the HEADERS frame).
 pub fn h2_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: bool) -> Framed {
@@ -1765,10 +1752,10 @@ pub fn h2_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: bool
     let n = block.len().div_ceil(H2_MAX_FRAME).max(1);
     let es = if end_stream { END_STREAM } else { 0 };
     let eh = if n == 1 { END_HEADERS } else { 0 };
-    h2_frame(out, H2_HEADERS, es | eh, stream, first);
+    h2_write(out, H2_HEADERS, es | eh, stream, first);
     for (k, part) in parts.enumerate() {
         let eh = if k + 2 == n { END_HEADERS } else { 0 };
-        h2_frame(out, H2_CONTINUATION, eh, stream, part);
+        h2_write(out, H2_CONTINUATION, eh, stream, part);
     }
     Framed {
         frames: n as u64,
@@ -1794,7 +1781,7 @@ pub fn h2_data(out: &mut Vec<u8>, stream: u32, body: &[u8], cuts: Option<&[usize
     let n = frames.len();
     for (k, f) in frames.into_iter().enumerate() {
         let es = if k + 1 == n { END_STREAM } else { 0 };
-        h2_frame(out, H2_DATA, es, stream, f);
+        h2_write(out, H2_DATA, es, stream, f);
     }
     Framed {
         frames: n as u64,
@@ -1845,8 +1832,8 @@ fn h2_preface() -> [(bool, Vec<u8>); 3] {
     let mut client = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     // MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 10 MiB, ENABLE_PUSH 0.
     let s = settings(&[(0x3, 100), (0x4, 10 << 20), (0x2, 0)]);
-    h2_frame(&mut client, H2_SETTINGS, 0, 0, &s);
-    h2_frame(
+    h2_write(&mut client, H2_SETTINGS, 0, 0, &s);
+    h2_write(
         &mut client,
         H2_WINDOW_UPDATE,
         0,
@@ -1856,17 +1843,17 @@ fn h2_preface() -> [(bool, Vec<u8>); 3] {
     let mut server = Vec::new();
     // MAX_CONCURRENT_STREAMS 128, INITIAL_WINDOW_SIZE 65536, MAX_FRAME_SIZE 16384.
     let s = settings(&[(0x3, 128), (0x4, 65_536), (0x5, H2_MAX_FRAME as u32)]);
-    h2_frame(&mut server, H2_SETTINGS, 0, 0, &s);
-    h2_frame(
+    h2_write(&mut server, H2_SETTINGS, 0, 0, &s);
+    h2_write(
         &mut server,
         H2_WINDOW_UPDATE,
         0,
         0,
         &2_147_418_112u32.to_be_bytes(),
     );
-    h2_frame(&mut server, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
+    h2_write(&mut server, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
     let mut ack = Vec::new();
-    h2_frame(&mut ack, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
+    h2_write(&mut ack, H2_SETTINGS, SETTINGS_ACK, 0, &[]);
     [(true, client), (false, server), (true, ack)]
 }
 

@@ -36,31 +36,13 @@ pub struct MirrorFed {
 /// The `204` each mirrored HTTP/1.1 request gets.
 const ANSWER: &[u8] = b"HTTP/1.1 204 No Content\r\nServer: idemwatch\r\n\r\n";
 
-/// HTTP/2 frames the mirror writes (RFC 9113 section 6).
-mod h2_out {
-    pub const HEADERS: u8 = 0x1;
-    pub const SETTINGS: u8 = 0x4;
-    pub const PING: u8 = 0x6;
-    pub const WINDOW_UPDATE: u8 = 0x8;
-    pub const END_STREAM: u8 = 0x1;
-    pub const ACK: u8 = 0x1;
-    pub const END_HEADERS: u8 = 0x4;
-    /// `:status: 204`, index 9 of HPACK's static table (RFC 7541 appendix A): a header block
-    /// that needs no dynamic table on either side.
-    pub const STATUS_204: &[u8] = &[0x80 | 9];
-    /// SETTINGS_INITIAL_WINDOW_SIZE (0x4) at its largest: no stream waits for credit.
-    pub const MAX_WINDOW: u32 = (1 << 31) - 1;
-    /// The connection's window before any WINDOW_UPDATE.
-    pub const DEFAULT_WINDOW: u32 = 65_535;
-
-    pub fn frame(out: &mut Vec<u8>, ty: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = payload.len() as u32;
-        out.extend_from_slice(&len.to_be_bytes()[1..]);
-        out.extend_from_slice(&[ty, flags]);
-        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-        out.extend_from_slice(payload);
-    }
-}
+/// `:status: 204`, index 9 of HPACK's static table (RFC 7541 appendix A): a header block
+/// that needs no dynamic table on either side.
+const STATUS_204: &[u8] = &[0x80 | 9];
+/// SETTINGS_INITIAL_WINDOW_SIZE (0x4) at its largest: no stream waits for credit.
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+/// The connection's window before any WINDOW_UPDATE.
+const DEFAULT_WINDOW: u32 = 65_535;
 
 /// What the mirror has told an HTTP/2 peer so far.
 #[derive(Default)]
@@ -73,7 +55,7 @@ struct H2Answer {
 impl H2Answer {
     /// The frames that pay what the session says is owed.
     fn reply(&mut self, owed: Owed, out: &mut Vec<u8>) {
-        use h2_out::*;
+        use crate::http::h2::frame::{flags::*, frame_type::*, write as frame};
         if !std::mem::replace(&mut self.started, true) {
             // The server's preface: its SETTINGS, then the connection's window opened wide.
             let mut settings = Vec::with_capacity(6);
@@ -213,12 +195,12 @@ const CLIENT: Side = Side(0);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::h2::frame::{Event, FrameReader, PREFACE, Side as Sender};
+    use crate::http::h2::frame::{Event, FrameReader, PREFACE, Side as Sender, flags, frame_type};
     use crate::http::{Limits, Settings};
 
     fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
-        h2_out::frame(&mut f, ty, flags, stream, payload);
+        crate::http::h2::frame::write(&mut f, ty, flags, stream, payload);
         f
     }
 
@@ -259,16 +241,16 @@ mod tests {
     fn an_http2_peer_gets_settings_acknowledgements_pings_credit_and_a_204_per_stream() {
         let mut c = conn();
         let mut bytes = PREFACE.to_vec();
-        bytes.extend(frame(h2_out::SETTINGS, 0, 0, &[]));
-        bytes.extend(frame(h2_out::PING, 0, 0, &[7; 8]));
+        bytes.extend(frame(frame_type::SETTINGS, 0, 0, &[]));
+        bytes.extend(frame(frame_type::PING, 0, 0, &[7; 8]));
         // HEADERS: :method POST, :scheme https, :path / (static indexes 3, 7, 4).
         bytes.extend(frame(
-            h2_out::HEADERS,
-            h2_out::END_HEADERS,
+            frame_type::HEADERS,
+            flags::END_HEADERS,
             1,
             &[0x83, 0x87, 0x84],
         ));
-        bytes.extend(frame(0x0, h2_out::END_STREAM, 1, b"amount=1"));
+        bytes.extend(frame(0x0, flags::END_STREAM, 1, b"amount=1"));
         let fed = c.feed(&bytes, Timestamp(1));
         assert!(!fed.bad && fed.idle);
         assert_eq!(fed.answers, 1);
@@ -285,7 +267,12 @@ mod tests {
         );
         // A request begun and not ended: its timeout runs.
         let fed = c.feed(
-            &frame(h2_out::HEADERS, h2_out::END_HEADERS, 3, &[0x83, 0x87, 0x84]),
+            &frame(
+                frame_type::HEADERS,
+                flags::END_HEADERS,
+                3,
+                &[0x83, 0x87, 0x84],
+            ),
             Timestamp(2),
         );
         assert!(!fed.idle && fed.reply.is_empty());

@@ -60,6 +60,18 @@ pub mod flags {
     pub const PRIORITY: u8 = 0x20;
 }
 
+/// Appends one frame to `out` (RFC 9113 section 4.1): for what writes HTTP/2 (the mirror's
+/// answers, tests, generators). The payload is at most [`MAX_MAX_FRAME_SIZE`] bytes (the caller
+/// keeps to its peer's maximum frame size); the stream id's reserved bit is written clear.
+pub fn write(out: &mut Vec<u8>, frame_type: u8, flags: u8, stream: u32, payload: &[u8]) {
+    debug_assert!(payload.len() <= MAX_MAX_FRAME_SIZE as usize);
+    let len = payload.len() as u32;
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[frame_type, flags]);
+    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
 /// Whether a connection's first bytes are, or could still become, the client preface: the
 /// whole preface at the start, or a non-empty prefix of it when fewer bytes came.
 pub fn is_preface_start(bytes: &[u8]) -> bool {
@@ -644,11 +656,8 @@ mod tests {
     const BLOCK_LIMIT: usize = 1024;
 
     fn frame(ty: u8, fl: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len() as u32;
-        let mut v = len.to_be_bytes()[1..].to_vec();
-        v.extend_from_slice(&[ty, fl]);
-        v.extend_from_slice(&stream.to_be_bytes());
-        v.extend_from_slice(payload);
+        let mut v = Vec::new();
+        write(&mut v, ty, fl, stream, payload);
         v
     }
 

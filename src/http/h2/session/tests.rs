@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::http::h2::frame::PREFACE;
+use crate::http::h2::frame::{PREFACE, flags, frame_type, write};
 use crate::http::settings::{Limits, Settings};
 use crate::http::{HttpConn, HttpEvent, Protocol, SessionSettings, Sink, Transaction};
 use crate::net::{Endpoint, Vlans};
@@ -14,20 +14,18 @@ use crate::ts::Timestamp;
 const C: Side = Side(0);
 const S: Side = Side(1);
 
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const GOAWAY: u8 = 0x7;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
+const DATA: u8 = frame_type::DATA;
+const HEADERS: u8 = frame_type::HEADERS;
+const RST_STREAM: u8 = frame_type::RST_STREAM;
+const SETTINGS: u8 = frame_type::SETTINGS;
+const GOAWAY: u8 = frame_type::GOAWAY;
+const CONTINUATION: u8 = frame_type::CONTINUATION;
+const END_STREAM: u8 = flags::END_STREAM;
+const END_HEADERS: u8 = flags::END_HEADERS;
 
 fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
+    let mut f = Vec::new();
+    write(&mut f, ty, flags, stream, payload);
     f
 }
 
