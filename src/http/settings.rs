@@ -124,6 +124,53 @@ pub trait ForwardedClient: std::fmt::Debug + Send + Sync {
 }
 
 impl SessionSettings {
+    /// Whether a request's body is measured (hashed, its response's too): every one when all
+    /// are logged, a keyed one, one of a method whose keyless requests are judged.
+    pub(crate) fn hashes(&self, method: &str, keyed: bool) -> bool {
+        self.hash_all
+            || keyed
+            || self
+                .hash_methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// How a request's body is read: `content_encoding` as sent, measured when `hashed`.
+    pub(crate) fn request_body(
+        &self,
+        content_encoding: Option<&str>,
+        hashed: bool,
+    ) -> crate::http::body::BodyOptions {
+        crate::http::body::BodyOptions {
+            coding: crate::http::body::Coding::from_header(content_encoding),
+            // Kept only for the canonical hash, which only a measured request carries.
+            keep: if hashed { self.max_canon_body } else { 0 },
+            decode_cap: self.max_decoded_body,
+            hash: hashed,
+        }
+    }
+
+    /// How a response's body is read: kept (up to its bound) only for `resource_id`, which
+    /// only a measured exchange with a JSON (or untyped) body prints.
+    pub(crate) fn response_body(
+        &self,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        hashed: bool,
+    ) -> crate::http::body::BodyOptions {
+        let json = content_type.is_none_or(|c| c.to_ascii_lowercase().contains("json"));
+        crate::http::body::BodyOptions {
+            coding: crate::http::body::Coding::from_header(content_encoding),
+            keep: if json && hashed {
+                self.max_response_keep
+            } else {
+                0
+            },
+            decode_cap: self.max_decoded_body,
+            hash: hashed,
+        }
+    }
+
     /// The client a trusted proxy's forwarding headers name, for a request from `peer`, if
     /// the settings ask for one.
     pub(crate) fn forwarded_client(&self, peer: IpAddr, values: &[(u8, String)]) -> Option<IpAddr> {

@@ -23,7 +23,7 @@ use super::heads::{
     json_id, parse_head, plausible_start, transfer_codings,
 };
 use super::hold::{Held, Holding};
-use crate::http::body::{BodyOptions, BodyReader, Coding, Fed, Framing, GapEffect};
+use crate::http::body::{BodyReader, Fed, Framing, GapEffect};
 use crate::http::h2::session::Upgraded;
 use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
@@ -547,7 +547,6 @@ impl Session {
             peer_ack: None,
             vlans: Vlans::default(),
         });
-        let coding = Coding::from_header(h.content_encoding.as_deref());
         let request = Request {
             ts: start.ts,
             ts_end: start.ts,
@@ -587,12 +586,8 @@ impl Session {
                 Err(()) => None,
             }
         };
-        let hashed = cfg.hash_all
-            || !request.keys.is_empty()
-            || cfg
-                .hash_methods
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(&request.method));
+        let hashed = cfg.hashes(&request.method, !request.keys.is_empty());
+        let opts = cfg.request_body(request.content_encoding.as_deref(), hashed);
         let forwarded_client = self.forwarded_client(&h.forwarded);
         let h2c = if h.upgrade_h2c {
             h.http2_settings.as_deref().and_then(decode_http2_settings)
@@ -634,13 +629,6 @@ impl Session {
                 self.emit_exchange(ex, em);
             }
         }
-        let opts = BodyOptions {
-            coding,
-            // Kept only for the canonical hash, which only a measured request carries.
-            keep: if hashed { cfg.max_canon_body } else { 0 },
-            decode_cap: cfg.max_decoded_body,
-            hash: hashed,
-        };
         match framing {
             Some(f) => {
                 let reader = BodyReader::new(f, opts);
@@ -823,22 +811,11 @@ impl Session {
             resource_id: h.location.clone(),
             replayed: h.replayed,
         });
-        let coding = Coding::from_header(h.content_encoding.as_deref());
-        let json = h.content_type.as_deref().is_none_or(|c| {
-            let c = c.to_ascii_lowercase();
-            c.contains("json")
-        });
-        let opts = BodyOptions {
-            coding,
-            // Kept only for `resource_id`, which only a measured exchange prints.
-            keep: if json && hashed {
-                cfg.max_response_keep
-            } else {
-                0
-            },
-            decode_cap: cfg.max_decoded_body,
-            hash: hashed,
-        };
+        let opts = cfg.response_body(
+            h.content_type.as_deref(),
+            h.content_encoding.as_deref(),
+            hashed,
+        );
         let tunnel = status == 101
             || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(&status));
         let framing =

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use super::frame::{Event, FrameError, FrameReader, Side as Sender};
 use super::hpack::{Decoder, HpackError};
-use crate::http::body::{BodyOptions, BodyReader, Coding, Framing};
+use crate::http::body::{BodyReader, Framing};
 use crate::http::h1::{Heads, credential_identity, json_id};
 use crate::http::settings::SessionSettings;
 use crate::http::sink::Sink;
@@ -490,13 +490,8 @@ impl Streams {
         let raw_path = f.path.unwrap_or_default();
         let forwarded = self.forwarded_client(&h.forwarded);
         let clock_shift = self.gateway_shift(h.request_start.as_deref(), at.ts);
-        let hashed = cfg.hash_all
-            || !h.keys.is_empty()
-            || cfg
-                .hash_methods
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(&method));
-        let coding = Coding::from_header(h.content_encoding.as_deref());
+        let hashed = cfg.hashes(&method, !h.keys.is_empty());
+        let opts = cfg.request_body(h.content_encoding.as_deref(), hashed);
         let request = Request {
             ts: at.ts.shifted(clock_shift),
             ts_end: at.ts.shifted(clock_shift),
@@ -517,12 +512,6 @@ impl Streams {
             answered_at_start: 0,
             lost_before: false,
             protocol: Protocol::Http2,
-        };
-        let opts = BodyOptions {
-            coding,
-            keep: if hashed { cfg.max_canon_body } else { 0 },
-            decode_cap: cfg.max_decoded_body,
-            hash: hashed,
         };
         // A stream opened after the server's GOAWAY and above its last id is ignored by the
         // server (section 6.8).
@@ -614,20 +603,11 @@ impl Streams {
         }
         em.stats.http_responses += 1;
         let h = f.heads;
-        let json = h
-            .content_type
-            .as_deref()
-            .is_none_or(|c| c.to_ascii_lowercase().contains("json"));
-        let opts = BodyOptions {
-            coding: Coding::from_header(h.content_encoding.as_deref()),
-            keep: if json && s.hashed {
-                self.cfg.max_response_keep
-            } else {
-                0
-            },
-            decode_cap: self.cfg.max_decoded_body,
-            hash: s.hashed,
-        };
+        let opts = self.cfg.response_body(
+            h.content_type.as_deref(),
+            h.content_encoding.as_deref(),
+            s.hashed,
+        );
         s.resp = Some(Response {
             ts: at.ts,
             ts_end: at.ts,
