@@ -83,8 +83,8 @@ impl Protocol {
     }
 }
 
-/// A request as seen.
-#[derive(Debug, Clone)]
+/// A request as seen. The default is an empty request at time 0 (a base for fixtures).
+#[derive(Debug, Clone, Default)]
 pub struct Request {
     /// Capture time of its first byte.
     pub ts: Timestamp,

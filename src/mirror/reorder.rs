@@ -114,8 +114,8 @@ impl GatewayOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Body, Conn, Request, TxId};
-    use crate::net::{Endpoint, Vlans};
+    use crate::http::{Conn, Request, TxId};
+    use crate::net::Endpoint;
     use std::sync::Arc;
 
     fn request(n: u64, at_ms: i64) -> HttpEvent {
@@ -144,21 +144,7 @@ mod tests {
                 ts_end: Timestamp(at_ms * 1_000_000),
                 method: "POST".into(),
                 path: "/".into(),
-                target_identity: [0; 32],
-                host: None,
-                keys: Vec::new(),
-                credential: None,
-                stripe_account: None,
-                stripe_context: None,
-                content_type: None,
-                content_encoding: None,
-                body: Body::default(),
-                vlans: Vlans::default(),
-                stream_start: 0,
-                peer_ack_at_start: None,
-                answered_at_start: 0,
-                lost_before: false,
-                protocol: Default::default(),
+                ..Request::default()
             }),
         }
     }

@@ -289,7 +289,7 @@ mod tests {
 
     use super::*;
     use crate::http::{Protocol, TxId};
-    use crate::net::{Endpoint, Vlans};
+    use crate::net::Endpoint;
     use crate::tracker::ReqRec;
 
     fn conn() -> Conn {
@@ -309,25 +309,10 @@ mod tests {
 
     fn request(protocol: Protocol) -> Request {
         Request {
-            ts: Timestamp(0),
-            ts_end: Timestamp(0),
             method: "POST".into(),
             path: "/v1/charges".into(),
-            target_identity: [0; 32],
-            host: None,
-            keys: Vec::new(),
-            credential: None,
-            stripe_account: None,
-            stripe_context: None,
-            content_type: None,
-            content_encoding: None,
-            body: Body::default(),
-            vlans: Vlans::default(),
-            stream_start: 0,
-            peer_ack_at_start: None,
-            answered_at_start: 0,
-            lost_before: false,
             protocol,
+            ..Request::default()
         }
     }
 
