@@ -14,8 +14,8 @@ use super::h2;
 use super::h2::frame::{PREFACE, is_preface_start};
 use super::settings::SessionSettings;
 use super::sink::Sink;
-use super::transaction::{Conn, TlsInfo};
-use crate::net::{Endpoint, Vlans};
+use super::transaction::TlsInfo;
+use crate::net::Vlans;
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::ts::Timestamp;
 
@@ -56,13 +56,7 @@ pub struct HttpConn {
     h1: Session,
     mode: Mode,
     cfg: Arc<SessionSettings>,
-    ends: [Endpoint; 2],
-    flow_id: u64,
-    community_id: Arc<str>,
-    file_index: usize,
-    serial: u64,
     client: Option<Side>,
-    tls: Option<Arc<TlsInfo>>,
     early: Vec<Early>,
     early_bytes: usize,
     /// The client's first bytes while they are still a strict prefix of the preface (a
@@ -78,13 +72,7 @@ impl HttpConn {
             h1: Session::new(cfg.clone(), info),
             mode: Mode::Undecided,
             cfg,
-            ends: info.ends,
-            flow_id: info.flow_id,
-            community_id: Arc::from(info.community_id.as_str()),
-            file_index: info.file_index,
-            serial: info.serial,
             client: None,
-            tls: None,
             early: Vec::new(),
             early_bytes: 0,
             first: None,
@@ -94,7 +82,6 @@ impl HttpConn {
 
     /// This connection's bytes are TLS's plaintext: its exchanges say so.
     pub fn set_tls(&mut self, info: TlsInfo) {
-        self.tls = Some(Arc::new(info.clone()));
         self.h1.set_tls(info);
     }
 
@@ -127,26 +114,29 @@ impl HttpConn {
         }
     }
 
-    fn conn(&self, client: Side) -> Arc<Conn> {
-        Arc::new(Conn {
-            client: self.ends[client.index()],
-            server: self.ends[client.other().index()],
-            flow_id: self.flow_id,
-            community_id: self.community_id.clone(),
-            file_index: self.file_index,
-            tls: self.tls.clone(),
-        })
+    /// The HTTP/2 session of this connection, its client on `client`, numbering its
+    /// transactions from `first_n`. The connection's description is the HTTP/1.1 session's,
+    /// told the client side first.
+    fn h2_session(&mut self, client: Side, first_n: u64, ctx: &mut Sink) -> h2::session::Session {
+        self.h1.on_client_side(client, ctx);
+        let mut s = h2::session::Session::new(
+            self.cfg.clone(),
+            self.h1.conn(),
+            self.h1.serial(),
+            client,
+            first_n,
+        );
+        if self.answering {
+            s.answering();
+        }
+        s
     }
 
     /// Switches to HTTP/2 from the start of the connection; server bytes held are read.
     fn start_h2(&mut self, ctx: &mut Sink) {
         let client = self.client.unwrap_or(Side(0));
         ctx.stats.http2_connections += 1;
-        let mut s =
-            h2::session::Session::new(self.cfg.clone(), self.conn(client), self.serial, client, 0);
-        if self.answering {
-            s.answering();
-        }
+        let s = self.h2_session(client, 0, ctx);
         self.mode = Mode::H2(Box::new(s));
         self.release_early(ctx);
     }
@@ -188,18 +178,8 @@ impl HttpConn {
         let client = self.client.unwrap_or(Side(0));
         ctx.stats.http2_connections += 1;
         ctx.stats.http2_upgrades += 1;
-        let s = h2::session::Session::new(
-            self.cfg.clone(),
-            self.conn(client),
-            self.serial,
-            client,
-            up.n,
-        )
-        .upgraded(up);
-        let mut s = Box::new(s);
-        if self.answering {
-            s.answering();
-        }
+        let first_n = up.n;
+        let mut s = Box::new(self.h2_session(client, first_n, ctx).upgraded(up));
         for (side, bytes) in rest {
             let chunk = Chunk {
                 offset: 0,

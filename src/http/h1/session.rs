@@ -219,7 +219,8 @@ impl Session {
         }
     }
 
-    fn conn(&mut self) -> Arc<Conn> {
+    /// The connection as events carry it, with its client side as known now.
+    pub(crate) fn conn(&mut self) -> Arc<Conn> {
         let c = self.client.unwrap_or(Side(0));
         if let Some((side, conn)) = &self.conn
             && *side == c
@@ -237,6 +238,11 @@ impl Session {
         });
         self.conn = Some((c, conn.clone()));
         conn
+    }
+
+    /// The flow's serial number (its first packet's place in the input).
+    pub(crate) fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// This connection's bytes are TLS's plaintext: its exchanges say so (`tls`).
