@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use daemon::{Proc, run_nginx, signal, start_api, wait_exit, wait_for};
+use daemon::{Proc, curl_on_one_connection, run_nginx, signal, start_api, wait_exit, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_idemwatch");
 
@@ -145,22 +145,11 @@ fn live_capture_raises_alerts_and_writes_stats() {
     );
 }
 
-/// curl with HTTP/2 prior knowledge (one connection per request: curl 7.88 cannot reuse
-/// one), a JSON POST with `key` if any; returns the status and HTTP version (`201 2`).
+/// curl with HTTP/2 prior knowledge, one connection per request (curl 7.88 cannot reuse
+/// one): the status and HTTP version (`201 2`).
 fn curl_h2(port: u16, key: Option<&str>, body: &str) -> String {
-    let mut c = Command::new("curl");
-    c.args(["-s", "--http2-prior-knowledge", "-o", "/dev/null"])
-        .args(["-w", "%{http_code} %{http_version}"])
-        .args(["-H", "Content-Type: application/json"])
-        .args(["-H", "Authorization: Bearer sk_test_live", "--data", body]);
-    if let Some(k) = key {
-        c.args(["-H", &format!("Idempotency-Key: {k}")]);
-    }
-    let out = c
-        .arg(format!("http://127.0.0.1:{port}/v1/charges"))
-        .output()
-        .expect("curl runs (install curl)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let url = format!("http://127.0.0.1:{port}/v1/charges");
+    curl_on_one_connection(&url, &["--http2-prior-knowledge"], &[(key, body)]).concat()
 }
 
 #[test]

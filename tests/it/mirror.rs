@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use daemon::{
-    alert_kinds, curl, make_certs, start_api, start_mirror as start, start_nginx,
-    stop_mirror as stop, via_nginx,
+    alert_kinds, curl, curl_on_one_connection, make_certs, start_api, start_mirror as start,
+    start_nginx, stop_mirror as stop, via_nginx,
 };
 
 #[test]
@@ -70,32 +70,6 @@ fn mirrored_requests_over_tls_raise_request_side_alerts() {
     assert!(!text.contains("sk_test_m"), "no credential in the output");
 }
 
-/// curl over one connection, each request's status and HTTP version (`204 2`); `reqs` are
-/// (key, body) pairs sent in order with `--next`.
-fn curl_one_connection(url: &str, opts: &[&str], reqs: &[(Option<&str>, &str)]) -> Vec<String> {
-    let mut c = Command::new("curl");
-    c.arg("-s");
-    for (i, (key, body)) in reqs.iter().enumerate() {
-        if i > 0 {
-            c.arg("--next");
-        }
-        c.args(opts)
-            .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n"])
-            .args(["-H", "Host: api.example.com"])
-            .args(["-H", "Authorization: Bearer sk_test_m"])
-            .args(["-H", "Content-Type: application/json", "--data", body]);
-        if let Some(k) = key {
-            c.args(["-H", &format!("Idempotency-Key: {k}")]);
-        }
-        c.arg(url);
-    }
-    let out = c.output().expect("curl runs (install curl)");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn an_http2_peer_is_read_and_answered_in_http2_by_alpn_and_by_its_preface() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -110,7 +84,7 @@ fn an_http2_peer_is_read_and_answered_in_http2_by_alpn_and_by_its_preface() {
     let big = format!(r#"{{"amount":5,"note":"{}"}}"#, "x".repeat(300_000));
     std::fs::write(dir.path().join("big.json"), big).expect("write body");
     let big = format!("@{}", d("big.json"));
-    let answers = curl_one_connection(
+    let answers = curl_on_one_connection(
         &url,
         &["--http2", "--cacert", &d("ca.pem")],
         &[
@@ -145,7 +119,7 @@ fn an_http2_peer_is_read_and_answered_in_http2_by_alpn_and_by_its_preface() {
     // A keyed request first, so that the endpoint is known to take keys.
     assert_eq!(curl(&url, Some("h1-1"), "{}", &[]), 204);
     for _ in 0..2 {
-        let a = curl_one_connection(
+        let a = curl_on_one_connection(
             &url,
             &["--http2-prior-knowledge"],
             &[(None, r#"{"amount":9}"#)],

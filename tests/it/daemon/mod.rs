@@ -213,6 +213,36 @@ pub fn curl(url: &str, key: Option<&str>, body: &str, tls: &[&str]) -> u16 {
         .unwrap_or(0)
 }
 
+/// curl, as the keyed JSON POSTs of [`curl`], over one connection (`--next`): each request's status and HTTP version (`204 2`); `reqs` are
+/// (key, body) pairs sent in order with `--next`.
+pub fn curl_on_one_connection(
+    url: &str,
+    opts: &[&str],
+    reqs: &[(Option<&str>, &str)],
+) -> Vec<String> {
+    let mut c = Command::new("curl");
+    c.arg("-s");
+    for (i, (key, body)) in reqs.iter().enumerate() {
+        if i > 0 {
+            c.arg("--next");
+        }
+        c.args(opts)
+            .args(["-o", "/dev/null", "-w", "%{http_code} %{http_version}\\n"])
+            .args(["-H", "Host: api.example.com"])
+            .args(["-H", "Authorization: Bearer sk_test_m"])
+            .args(["-H", "Content-Type: application/json", "--data", body]);
+        if let Some(k) = key {
+            c.args(["-H", &format!("Idempotency-Key: {k}")]);
+        }
+        c.arg(url);
+    }
+    let out = c.output().expect("curl runs (install curl)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
 pub fn make_certs(dir: &Path) {
     use rcgen::{
