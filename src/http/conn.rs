@@ -19,9 +19,8 @@ use crate::net::Vlans;
 use crate::reassembly::{Chunk, EndReason, FlowInfo, Side, StreamSink};
 use crate::ts::Timestamp;
 
-/// Server bytes held while the client has not spoken yet (an HTTP/2 server may send its
-/// SETTINGS first): past this, the connection is read as HTTP/1.1.
-const MAX_EARLY_SERVER_BYTES: usize = 64 * 1024;
+/// Bytes held before the version is decided; past this, the connection is read as HTTP/1.1.
+const MAX_HELD: usize = 64 * 1024;
 
 enum Mode {
     /// No client byte yet: the first ones tell.
@@ -30,8 +29,8 @@ enum Mode {
     H2(Box<h2::session::Session>),
 }
 
-/// Server bytes that came before the client's first.
-struct Early {
+/// A chunk held until the version is decided.
+struct Held {
     offset: u64,
     bytes: Vec<u8>,
     ts: Timestamp,
@@ -39,7 +38,17 @@ struct Early {
     vlans: Vlans,
 }
 
-impl Early {
+impl Held {
+    fn of(chunk: &Chunk<'_>) -> Held {
+        Held {
+            offset: chunk.offset,
+            bytes: chunk.bytes.to_vec(),
+            ts: chunk.ts,
+            peer_ack: chunk.peer_ack,
+            vlans: chunk.vlans,
+        }
+    }
+
     fn chunk(&self) -> Chunk<'_> {
         Chunk {
             offset: self.offset,
@@ -57,11 +66,11 @@ pub struct HttpConn {
     mode: Mode,
     cfg: Arc<SessionSettings>,
     client: Option<Side>,
-    early: Vec<Early>,
-    early_bytes: usize,
-    /// The client's first bytes while they are still a strict prefix of the preface (a
-    /// request line may start with the same letters): at most 23 bytes.
-    first: Option<Early>,
+    /// What came before the client's first bytes decided the version, in arrival order: the
+    /// server's bytes (an HTTP/2 server may send its SETTINGS first), and the client's while
+    /// they are a strict prefix of the preface (a request line may start with the same
+    /// letters). At most [`MAX_HELD`] bytes.
+    held: Vec<(Side, Held)>,
     /// Something answers the client (the mirror): HTTP/2 sessions gather what it owes.
     answering: bool,
 }
@@ -73,9 +82,7 @@ impl HttpConn {
             mode: Mode::Undecided,
             cfg,
             client: None,
-            early: Vec::new(),
-            early_bytes: 0,
-            first: None,
+            held: Vec::new(),
             answering: false,
         }
     }
@@ -94,10 +101,7 @@ impl HttpConn {
         }
         self.client.get_or_insert(client_side);
         self.start_h2(ctx);
-    }
-
-    pub fn is_h2(&self) -> bool {
-        matches!(self.mode, Mode::H2(_))
+        self.decided(ctx);
     }
 
     /// Something answers the client (the mirror): an HTTP/2 session gathers what it owes.
@@ -132,41 +136,29 @@ impl HttpConn {
         s
     }
 
-    /// Switches to HTTP/2 from the start of the connection; server bytes held are read.
+    /// Switches to HTTP/2 from the start of the connection.
     fn start_h2(&mut self, ctx: &mut Sink) {
         let client = self.client.unwrap_or(Side(0));
         ctx.stats.http2_connections += 1;
         let s = self.h2_session(client, 0, ctx);
         self.mode = Mode::H2(Box::new(s));
-        self.release_early(ctx);
     }
 
-    /// Decides HTTP/1.1: server bytes held go to it first.
-    fn start_h1(&mut self, ctx: &mut Sink) {
-        self.mode = Mode::H1;
-        self.release_early(ctx);
+    /// The version is decided: what was held is read, in the order it came.
+    fn decided(&mut self, ctx: &mut Sink) {
+        for (side, h) in std::mem::take(&mut self.held) {
+            self.data(side, h.chunk(), ctx);
+        }
     }
 
-    /// A gap or an end came before the client's first bytes decided: HTTP/1.1, with the
-    /// client's bytes held so far.
+    /// A gap, an end, or too many bytes held came before the client's first bytes decided:
+    /// HTTP/1.1.
     fn decide_h1(&mut self, ctx: &mut Sink) {
         if !matches!(self.mode, Mode::Undecided) {
             return;
         }
-        self.start_h1(ctx);
-        if let (Some(first), Some(client)) = (self.first.take(), self.client) {
-            self.data(client, first.chunk(), ctx);
-        }
-    }
-
-    fn release_early(&mut self, ctx: &mut Sink) {
-        let Some(server) = self.client.map(Side::other) else {
-            return;
-        };
-        self.early_bytes = 0;
-        for e in std::mem::take(&mut self.early) {
-            self.data(server, e.chunk(), ctx);
-        }
+        self.mode = Mode::H1;
+        self.decided(ctx);
     }
 
     /// After HTTP/1.1 read bytes: a 101 to `Upgrade: h2c` switches to HTTP/2, with the bytes
@@ -203,45 +195,33 @@ impl HttpConn {
             }
             Mode::Undecided => {
                 let from_client = self.client.is_none_or(|c| c == side);
+                self.held.push((side, Held::of(&chunk)));
+                let held: usize = self.held.iter().map(|(_, h)| h.bytes.len()).sum();
+                if held > MAX_HELD {
+                    self.decide_h1(ctx);
+                    return;
+                }
                 if !from_client {
-                    // The client has not spoken: hold the server's bytes (bounded).
-                    if self.early_bytes + chunk.bytes.len() <= MAX_EARLY_SERVER_BYTES {
-                        self.early_bytes += chunk.bytes.len();
-                        self.early.push(Early {
-                            offset: chunk.offset,
-                            bytes: chunk.bytes.to_vec(),
-                            ts: chunk.ts,
-                            peer_ack: chunk.peer_ack,
-                            vlans: chunk.vlans,
-                        });
+                    // The client has not spoken: the server's bytes wait for it.
+                    return;
+                }
+                // The client's bytes so far: only its side's, from the stream's start.
+                let mine = || self.held.iter().filter(|(s, _)| *s == side);
+                let at_start = mine().next().is_some_and(|(_, h)| h.offset == 0);
+                let so_far: Vec<u8> = mine().flat_map(|(_, h)| h.bytes.iter().copied()).collect();
+                let preface = at_start && is_preface_start(&so_far);
+                if preface {
+                    // A side whose first bytes start like the preface is the client: the
+                    // other side's bytes meanwhile are the server's, never appended to these.
+                    self.client = Some(side);
+                    if so_far.len() < PREFACE.len() {
                         return;
                     }
-                    self.start_h1(ctx);
-                    self.data(side, chunk, ctx);
-                    return;
-                }
-                // The client's bytes so far, with those held from before.
-                let mut so_far = self.first.take().unwrap_or(Early {
-                    offset: chunk.offset,
-                    bytes: Vec::new(),
-                    ts: chunk.ts,
-                    peer_ack: chunk.peer_ack,
-                    vlans: chunk.vlans,
-                });
-                let at_start = so_far.offset == 0;
-                so_far.bytes.extend_from_slice(chunk.bytes);
-                let preface = at_start && is_preface_start(&so_far.bytes);
-                if preface && so_far.bytes.len() < PREFACE.len() {
-                    self.first = Some(so_far);
-                    return;
-                }
-                if preface {
-                    self.client = Some(side);
                     self.start_h2(ctx);
                 } else {
-                    self.start_h1(ctx);
+                    self.mode = Mode::H1;
                 }
-                self.data(side, so_far.chunk(), ctx);
+                self.decided(ctx);
             }
         }
     }

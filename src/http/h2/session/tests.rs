@@ -79,6 +79,27 @@ impl Wire {
         Wire::with(Limits::default())
     }
 
+    /// A connection picked up without its handshake: which side is the client is unknown.
+    fn unknown_client() -> Wire {
+        let mut w = Wire::new();
+        let info = FlowInfo::new(
+            Endpoint {
+                ip: "10.0.0.1".parse().expect("ip"),
+                port: 40000,
+            },
+            Endpoint {
+                ip: "10.0.0.1".parse().expect("ip"),
+                port: 80,
+            },
+            Timestamp(0),
+            0,
+            0,
+        );
+        let cfg = SessionSettings::new(&Settings::default(), &Limits::default());
+        w.conn = HttpConn::new(cfg, &info);
+        w
+    }
+
     fn with(limits: Limits) -> Wire {
         let ep = |p| Endpoint {
             ip: "10.0.0.1".parse().expect("ip"),
@@ -605,4 +626,29 @@ fn server_settings_sent_before_the_clients_preface_are_read_once_it_comes() {
     let txs = w.txs();
     assert_eq!(txs.len(), 1);
     assert_eq!(txs[0].request.as_ref().map(|r| r.body.len), Some(30_000));
+}
+
+#[test]
+fn bytes_held_while_the_first_side_looks_like_a_preface_never_mix_with_the_other_sides() {
+    // Picked up without the handshake: the client side is unknown until its bytes tell.
+    let mut w = Wire::unknown_client();
+    let (head, rest) = PREFACE.split_at(10);
+    w.send(C, head);
+    // Meanwhile the server's SETTINGS, allowing larger frames: read in their place, as the
+    // server's, once the preface is whole.
+    w.send(S, &settings(&[(0x5, 65536)]));
+    let mut c = rest.to_vec();
+    c.extend(settings(&[]));
+    c.extend(frame(HEADERS, END_HEADERS, 1, &post(&[])));
+    c.extend(frame(DATA, END_STREAM, 1, &vec![b'y'; 30_000]));
+    w.send(C, &c);
+    w.send(
+        S,
+        &frame(HEADERS, END_HEADERS | END_STREAM, 1, &status("200")),
+    );
+    let txs = w.txs();
+    assert_eq!(txs.len(), 1);
+    assert_eq!(txs[0].request.as_ref().map(|r| r.body.len), Some(30_000));
+    assert_eq!(txs[0].response.as_ref().map(|r| r.status), Some(200));
+    assert_eq!(w.em.stats.http2_frame_errors, 0);
 }
