@@ -547,20 +547,13 @@ impl Streams {
                 return;
             };
             em.stats.http_pending_overflow += 1;
-            if let Some(s) = self.streams.get_mut(&oldest) {
-                if s.resp.is_none() {
-                    s.resp_lost = true;
-                }
-                s.resp_done = true;
-                if let Some(b) = s.resp_body.as_mut() {
-                    b.cut();
-                }
+            if let Some(s) = self.streams.get_mut(&oldest)
+                && s.resp.is_none()
+            {
+                s.resp_lost = true;
             }
-            self.end_response_body(oldest, ts, em);
-            if !self.streams.get(&oldest).is_some_and(|s| s.req_done) {
-                self.end_request(oldest, ts, true, em);
-            }
-            self.emit_if_done(oldest, em);
+            self.end_response(oldest, ts, true, em);
+            self.end_request(oldest, ts, true, em);
         }
     }
 
