@@ -21,8 +21,9 @@ use crate::mirror::{MirrorBounds, MirrorEndpoint};
 #[command(
     name = "idemwatch",
     version,
-    about = "idemwatch - find Idempotency-Key misuse in HTTP/1.1 traffic",
-    long_about = "idemwatch - find Idempotency-Key misuse in HTTP/1.1 traffic.\n\n\
+    about = "idemwatch - find Idempotency-Key misuse in HTTP traffic (HTTP/1.x and HTTP/2)",
+    long_about = "idemwatch - find Idempotency-Key misuse in HTTP traffic: HTTP/1.x and HTTP/2, \
+        in cleartext or decrypted from TLS with its key log.\n\n\
         Alerts: JSON lines on stdout. Logs: stderr. 'idemwatch <COMMAND> --help' shows options \
         and examples."
 )]

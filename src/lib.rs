@@ -1,4 +1,4 @@
-//! idemwatch: finds misuse of the `Idempotency-Key` header in HTTP/1.1 traffic.
+//! idemwatch: finds misuse of the `Idempotency-Key` header in HTTP traffic (HTTP/1.x and HTTP/2).
 //!
 //! Data flows `source -> decode -> reassembly -> http -> tracker -> output`; each stage is a
 //! module, wired by `pipeline`. A `tls` stage goes between reassembly and http as `src/tls/`,

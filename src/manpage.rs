@@ -12,7 +12,7 @@ use crate::tracker::AlertKind;
 /// options (defaults included), exit status, alert kinds, files.
 pub fn render(cmd: Command, w: &mut dyn Write) -> io::Result<()> {
     // NAME reads "idemwatch - <about>": the about without the name.
-    let mut cmd = cmd.about("find Idempotency-Key misuse in HTTP/1.1 traffic");
+    let mut cmd = cmd.about("find Idempotency-Key misuse in HTTP traffic (HTTP/1.x and HTTP/2)");
     cmd.build();
     let man = clap_mangen::Man::new(cmd.clone())
         .section("1")
