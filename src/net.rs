@@ -26,6 +26,12 @@ pub struct Vlans {
 }
 
 impl Vlans {
+    /// No tag.
+    pub const NONE: Vlans = Vlans {
+        ids: [0; 2],
+        len: 0,
+    };
+
     /// Adds a tag; a third and later tags are dropped (only two are reported).
     pub fn push(&mut self, id: u16) {
         if let Some(slot) = self.ids.get_mut(usize::from(self.len)) {

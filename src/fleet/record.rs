@@ -37,13 +37,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{Conn, Protocol};
 use crate::net::{Endpoint, Vlans, community_id};
 use crate::tracker::shared::SharedAttempt;
-use crate::tracker::{Identity, KeyId, Observer, Origin, ReqRec, RespRec};
+use crate::tracker::{
+    Identity, KeyId, Observer, Origin, ReqRare, ReqRec, RespRare, RespRec, Target,
+};
 use crate::ts::Timestamp;
 
 /// The first byte of every value filed.
@@ -220,9 +221,9 @@ fn first_record<'a>(f: &First<'a>) -> FirstRecord<'a> {
         identity: f.identity.0,
         decoded: Digest::of(f.decoded, rec.body_sha256),
         ts: rec.ts.0,
-        method: &rec.method,
-        path: &rec.path,
-        host: rec.host.as_deref(),
+        method: rec.method(),
+        path: rec.path(),
+        host: rec.host(),
         body_len: rec.body_len,
         body_sha256: rec.body_sha256,
         body_canon_sha256: Digest::of(rec.body_canon_sha256, rec.body_sha256),
@@ -231,7 +232,7 @@ fn first_record<'a>(f: &First<'a>) -> FirstRecord<'a> {
         server_ip: rec.conn.server.ip,
         server_port: rec.conn.server.port,
         flow_id: rec.conn.flow_id,
-        vlans: rec.vlans.as_slice().to_vec(),
+        vlans: rec.vlans().as_slice().to_vec(),
         protocol: rec.protocol.into(),
     }
 }
@@ -302,19 +303,15 @@ fn remote_first(w: FirstRecord<'_>) -> RemoteFirst {
         })),
         conn,
         ts: Timestamp(w.ts),
-        method: CompactString::new(w.method),
-        path: CompactString::new(w.path),
-        host: w.host.map(CompactString::new),
+        target: Target::intern(w.method, w.host, w.path),
         // The key is the one it is filed under: the reader fills it from its own request.
         key: None,
-        all_keys: None,
         body_len: w.body_len,
         body_sha256: w.body_sha256,
         body_canon_sha256: w.body_canon_sha256.get(w.body_sha256),
         body_complete: true,
-        body_missing: 0,
-        vlans,
         protocol: w.protocol.into(),
+        rare: ReqRare::of(None, 0, vlans),
     };
     RemoteFirst {
         rec,
@@ -328,11 +325,11 @@ fn response_record(r: &RespRec) -> ResponseRecord<'_> {
     ResponseRecord {
         ts: r.ts.0,
         status: r.status,
-        interim: r.interim.to_vec(),
+        interim: r.interim().to_vec(),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
         body_complete: r.body_complete,
-        body_missing: r.body_missing,
+        body_missing: r.body_missing(),
         resource_id: r.resource_id.as_deref(),
         replayed: r.replayed,
     }
@@ -342,11 +339,10 @@ fn resp_rec(w: ResponseRecord<'_>) -> Arc<RespRec> {
     Arc::new(RespRec {
         ts: Timestamp(w.ts),
         status: w.status,
-        interim: w.interim.into_boxed_slice(),
+        rare: RespRare::of(&w.interim, w.body_missing),
         body_len: w.body_len,
         body_sha256: w.body_sha256,
         body_complete: w.body_complete,
-        body_missing: w.body_missing,
         resource_id: w.resource_id.map(Into::into),
         replayed: w.replayed,
     })
@@ -437,18 +433,18 @@ mod tests {
                 tls: None,
             }),
             ts: Timestamp(1_795_852_800_000_000_123),
-            method: "POST".into(),
-            path: "/v1/charges?api_key=REDACTED".into(),
-            host: Some("api.example.com".into()),
+            target: Target::intern(
+                "POST",
+                Some("api.example.com"),
+                "/v1/charges?api_key=REDACTED",
+            ),
             key: Some("k1".into()),
-            all_keys: None,
             body_len: 31,
             body_sha256: Some([1; 32]),
             body_canon_sha256: canon,
             body_complete: true,
-            body_missing: 0,
-            vlans,
             protocol: Protocol::Http2,
+            rare: ReqRare::of(None, 0, vlans),
         }
     }
 
@@ -467,11 +463,10 @@ mod tests {
         RespRec {
             ts: Timestamp(5),
             status: 503,
-            interim: vec![100].into_boxed_slice(),
+            rare: RespRare::of(&[100], 3),
             body_len: 47,
             body_sha256: Some([4; 32]),
             body_complete: false,
-            body_missing: 3,
             resource_id: Some("ch_1".into()),
             replayed: true,
         }
@@ -498,8 +493,8 @@ mod tests {
             let b = &back.rec;
             assert_eq!(b.key, None, "no key value is filed");
             assert_eq!(
-                (b.ts, &b.method, &b.path, &b.host),
-                (r.ts, &r.method, &r.path, &r.host)
+                (b.ts, b.method(), b.path(), b.host()),
+                (r.ts, r.method(), r.path(), r.host())
             );
             assert_eq!(
                 (b.body_len, b.body_sha256, b.body_canon_sha256),
@@ -510,7 +505,7 @@ mod tests {
                 (b.conn.client, b.conn.server, b.conn.flow_id),
                 (r.conn.client, r.conn.server, 42)
             );
-            assert_eq!(b.vlans.as_slice(), &[100]);
+            assert_eq!(b.vlans().as_slice(), &[100]);
             assert_eq!(b.protocol, Protocol::Http2);
             assert_eq!(
                 b.origin.observer(),
@@ -535,12 +530,12 @@ mod tests {
         let r = response();
         let back = decode_response(&encode_response(&r)).expect("decodes");
         assert_eq!(
-            (back.ts, back.status, &back.interim, back.body_len),
-            (r.ts, r.status, &r.interim, r.body_len)
+            (back.ts, back.status, back.interim(), back.body_len),
+            (r.ts, r.status, r.interim(), r.body_len)
         );
         assert_eq!(
-            (back.body_sha256, back.body_complete, back.body_missing),
-            (r.body_sha256, r.body_complete, r.body_missing)
+            (back.body_sha256, back.body_complete, back.body_missing()),
+            (r.body_sha256, r.body_complete, r.body_missing())
         );
         assert_eq!(
             (&back.resource_id, back.replayed),
@@ -555,7 +550,7 @@ mod tests {
         let a = decode_attempt(&attempt(&r, Some("k1"), Some(&resp))).expect("decodes");
         assert_eq!((a.key, a.end), (KeyId::of("k1"), Timestamp(90)));
         assert_eq!(a.rec.key.as_deref(), Some("k1"));
-        assert_eq!(a.rec.path, r.path);
+        assert_eq!(a.rec.path(), r.path());
         assert_eq!(a.rec.protocol, Protocol::Http2);
         assert_eq!(a.rec.origin.observer().map(|o| &*o.instance), Some("gw2"));
         assert_eq!(a.response.map(|x| x.status), Some(503));
@@ -613,7 +608,7 @@ mod tests {
         let back = decode_first(f).expect("a version 1 first request is read");
         assert_eq!(back.rec.protocol, Protocol::Http11);
         assert_eq!(
-            (back.rec.path.as_str(), back.rec.body_len),
+            (back.rec.path(), back.rec.body_len),
             ("/v1/charges?api_key=REDACTED", 31)
         );
         let at = decode_attempt(a).expect("a version 1 attempt is read");

@@ -249,7 +249,6 @@ impl Tracker {
         let k = f.key.as_ref()?;
         self.keys
             .get(&(f.scope, f.key_id.unwrap_or_else(|| KeyId::of(k))))
-            .map(|e| &**e)
     }
 
     /// The server replayed a success for a conflicting request's key, but the only earlier
@@ -466,7 +465,7 @@ impl Tracker {
         original_response: Option<Arc<RespRec>>,
     ) -> Alert {
         let all_keys = (kind == AlertKind::InvalidKey)
-            .then(|| rec.all_keys.as_ref().map(|k| k.to_vec()))
+            .then(|| rec.all_keys().map(|k| k.to_vec()))
             .flatten();
         Alert {
             ts,

@@ -19,16 +19,17 @@ pub mod rules;
 pub mod scope;
 pub mod shared;
 pub mod store;
+mod target;
 
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use compact_str::CompactString;
 use thin_vec::ThinVec;
 
 pub use rules::{AlertKind, Severity};
 pub use scope::{Identity, Scope, ScopeParts};
+pub use target::Target;
 
 use crate::http::{Conn, HttpEvent, Protocol, Request, Response, Transaction, TxId};
 use crate::net::Vlans;
@@ -138,7 +139,8 @@ impl Origin {
 }
 
 /// A request as the tracker keeps it: what the `request` and `original` objects print, and
-/// nothing else (a key's first request is kept for a window or two, so it is kept small).
+/// nothing else (a key's first request is kept for a window or two, so it is kept small: the
+/// bytes are in docs/MEMORY.md).
 #[derive(Debug, Clone)]
 pub struct ReqRec {
     /// Which exchange it was, or where else it was seen.
@@ -146,51 +148,98 @@ pub struct ReqRec {
     /// Shared by every request of the connection.
     pub conn: Arc<Conn>,
     pub ts: Timestamp,
-    /// Inline up to 24 bytes: most methods, hosts and paths cost no allocation of their own.
-    pub method: CompactString,
-    pub path: CompactString,
-    pub host: Option<CompactString>,
+    /// Method, host and path, shared by the kept requests that have the same (interned).
+    pub target: Arc<Target>,
     /// The first key, unquoted.
     pub key: Option<Box<str>>,
-    /// Every key value, when several key header lines were sent.
-    pub all_keys: Option<Box<[String]>>,
     pub body_len: u64,
     pub body_sha256: Option<[u8; 32]>,
     pub body_canon_sha256: Option<[u8; 32]>,
     pub body_complete: bool,
+    pub protocol: Protocol,
+    /// What most requests lack, boxed: 8 bytes when absent.
+    pub rare: Option<Box<ReqRare>>,
+}
+
+/// A kept request's rarely set fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReqRare {
+    /// Every key value, when several key header lines were sent.
+    pub all_keys: Option<Box<[String]>>,
     pub body_missing: u64,
     pub vlans: Vlans,
-    /// One byte: it sits in the padding after the flags above.
-    pub protocol: Protocol,
+}
+
+impl ReqRare {
+    /// Boxed when any is set.
+    pub fn of(
+        all_keys: Option<Box<[String]>>,
+        body_missing: u64,
+        vlans: Vlans,
+    ) -> Option<Box<ReqRare>> {
+        let r = ReqRare {
+            all_keys,
+            body_missing,
+            vlans,
+        };
+        (r != ReqRare::default()).then(|| Box::new(r))
+    }
 }
 
 /// A response as the tracker keeps it (a key's stored result lives a window or two).
 #[derive(Debug)]
 pub struct RespRec {
     pub ts: Timestamp,
-    pub status: u16,
-    pub interim: Box<[u16]>,
     pub body_len: u64,
     pub body_sha256: Option<[u8; 32]>,
+    pub status: u16,
     pub body_complete: bool,
-    pub body_missing: u64,
-    pub resource_id: Option<Box<str>>,
     pub replayed: bool,
+    pub resource_id: Option<Box<str>>,
+    /// Interim statuses and missing body bytes, when any: 8 bytes when absent.
+    pub rare: Option<Box<RespRare>>,
+}
+
+/// A kept response's rarely set fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RespRare {
+    pub interim: Box<[u16]>,
+    pub body_missing: u64,
+}
+
+impl RespRare {
+    /// Boxed when any is set.
+    pub fn of(interim: &[u16], body_missing: u64) -> Option<Box<RespRare>> {
+        (!interim.is_empty() || body_missing != 0).then(|| {
+            Box::new(RespRare {
+                interim: interim.into(),
+                body_missing,
+            })
+        })
+    }
 }
 
 impl RespRec {
     pub fn new(r: &Response) -> RespRec {
         RespRec {
             ts: r.ts,
-            status: r.status,
-            interim: r.interim.as_slice().into(),
             body_len: r.body.len,
             body_sha256: r.body.sha256,
+            status: r.status,
             body_complete: r.body.complete,
-            body_missing: r.body.missing,
-            resource_id: r.resource_id.as_deref().map(Into::into),
             replayed: r.replayed,
+            resource_id: r.resource_id.as_deref().map(Into::into),
+            rare: RespRare::of(&r.interim, r.body.missing),
         }
+    }
+
+    /// The 1xx statuses before the final one.
+    pub fn interim(&self) -> &[u16] {
+        self.rare.as_deref().map_or(&[], |r| &r.interim)
+    }
+
+    pub fn body_missing(&self) -> u64 {
+        self.rare.as_deref().map_or(0, |r| r.body_missing)
     }
 }
 
@@ -200,19 +249,44 @@ impl ReqRec {
             origin: Origin::Local(id),
             conn: conn.clone(),
             ts: req.ts,
-            method: CompactString::new(&req.method),
-            path: CompactString::new(&req.path),
-            host: req.host.as_deref().map(CompactString::new),
+            target: Target::intern(&req.method, req.host.as_deref(), &req.path),
             key: req.idempotency_key().map(Into::into),
-            all_keys: (req.keys.len() > 1).then(|| req.keys.iter().map(|k| k.key()).collect()),
             body_len: req.body.len,
             body_sha256: req.body.sha256,
             body_canon_sha256: req.body.canon_sha256,
             body_complete: req.body.complete,
-            body_missing: req.body.missing,
-            vlans: req.vlans,
             protocol: req.protocol,
+            rare: ReqRare::of(
+                (req.keys.len() > 1).then(|| req.keys.iter().map(|k| k.key()).collect()),
+                req.body.missing,
+                req.vlans,
+            ),
         }
+    }
+
+    pub fn method(&self) -> &str {
+        &self.target.method
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.target.host.as_deref()
+    }
+
+    pub fn path(&self) -> &str {
+        &self.target.path
+    }
+
+    /// Every key value, when several key header lines were sent.
+    pub fn all_keys(&self) -> Option<&[String]> {
+        self.rare.as_deref().and_then(|r| r.all_keys.as_deref())
+    }
+
+    pub fn body_missing(&self) -> u64 {
+        self.rare.as_deref().map_or(0, |r| r.body_missing)
+    }
+
+    pub fn vlans(&self) -> &Vlans {
+        self.rare.as_deref().map_or(&Vlans::NONE, |r| &r.vlans)
     }
 }
 
@@ -356,8 +430,8 @@ struct Keyless {
 /// The tracker's state.
 pub struct Tracker {
     cfg: TrackerConfig,
-    /// Boxed: the table runs at half load after it grows, and a box keeps empty slots small.
-    keys: ExpiringMap<(Scope, KeyId), Box<KeyEntry>>,
+    /// Inline: the map's slots are dense (its hash table holds slot numbers only).
+    keys: ExpiringMap<(Scope, KeyId), KeyEntry>,
     attempts: ExpiringMap<(Scope, Identity), Attempt>,
     keyless: ExpiringMap<(Scope, Identity), Keyless>,
     /// Requests about to be judged that the fleet stage found concurrent with their key's

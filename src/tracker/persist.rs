@@ -57,13 +57,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use compact_str::CompactString;
 use foldhash::HashMap;
 use serde::{Deserialize, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use thin_vec::ThinVec;
 
-use super::{Identity, KeyEntry, KeyId, Keyless, Origin, ReqRec, RespRec, Scope, Tracker};
+use super::{
+    Identity, KeyEntry, KeyId, Keyless, Origin, ReqRare, ReqRec, RespRare, RespRec, Scope, Target,
+    Tracker,
+};
 use crate::http::{Conn, Protocol};
 use crate::net::{Endpoint, Vlans};
 use crate::ts::Timestamp;
@@ -427,21 +429,20 @@ fn req_saved<'a>(r: &'a ReqRec, conns: &ConnIndex<'_>, redact_keys: bool) -> Req
         flow_id,
         n,
         ts: r.ts.0,
-        method: &r.method,
-        path: &r.path,
-        host: r.host.as_deref(),
+        method: r.method(),
+        path: r.path(),
+        host: r.host(),
         key: r.key.as_deref().filter(|_| !redact_keys),
         all_keys: r
-            .all_keys
-            .as_ref()
+            .all_keys()
             .filter(|_| !redact_keys)
             .map(|v| v.iter().map(String::as_str).collect()),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
         body_canon_sha256: r.body_canon_sha256,
         body_complete: r.body_complete,
-        body_missing: r.body_missing,
-        vlans: Cow::Borrowed(r.vlans.as_slice()),
+        body_missing: r.body_missing(),
+        vlans: Cow::Borrowed(r.vlans().as_slice()),
         protocol: r.protocol.into(),
     }
 }
@@ -450,11 +451,11 @@ fn resp_saved(r: &RespRec) -> RespSaved<'_> {
     RespSaved {
         ts: r.ts.0,
         status: r.status,
-        interim: Cow::Borrowed(&r.interim),
+        interim: Cow::Borrowed(r.interim()),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
         body_complete: r.body_complete,
-        body_missing: r.body_missing,
+        body_missing: r.body_missing(),
         resource_id: r.resource_id.as_deref(),
         replayed: r.replayed,
     }
@@ -527,7 +528,7 @@ pub fn save(tracker: &Tracker, dir: &Path) -> Result<SaveReport, StateError> {
     let tmp = dir.join(TMP_FILE);
 
     let mut conns = ConnIndex::default();
-    let mut keys: Vec<KeyRow<'_>> = tracker.keys.iter().map(|(k, e, d)| (k, &**e, d)).collect();
+    let mut keys: Vec<KeyRow<'_>> = tracker.keys.iter().collect();
     keys.sort_unstable_by_key(|(_, e, d)| (*d, e.first_ts));
     let mut keyless: Vec<KeylessRow<'_>> = tracker.keyless.iter().collect();
     keyless.sort_unstable_by_key(|(_, _, d)| *d);
@@ -707,7 +708,7 @@ fn set_aside(path: &Path, dir: &Path, reason: String) -> Result<LoadOutcome, Sta
 
 /// A state file checked and turned into the tracker's types, not yet merged.
 struct Decoded {
-    keys: Vec<((Scope, KeyId), Box<KeyEntry>, Timestamp)>,
+    keys: Vec<((Scope, KeyId), KeyEntry, Timestamp)>,
     endpoints: Vec<(String, Timestamp, Timestamp)>,
     keyless: Vec<((Scope, Identity), Keyless, Timestamp)>,
     /// Saved entries left out past `max_keys`.
@@ -852,7 +853,7 @@ fn convert<P: SavedProtocol>(
             ),
             StoredSaved::Own(r) => Some(resp_rec(r)),
         };
-        let entry = Box::new(KeyEntry {
+        let entry = KeyEntry {
             first: Arc::new(req_rec(k.first, &conns)?),
             identity: k.identity.map(Identity),
             decoded: k.decoded,
@@ -861,7 +862,7 @@ fn convert<P: SavedProtocol>(
             stored,
             in_flight: ThinVec::new(),
             conflicts_waiting: ThinVec::new(),
-        });
+        };
         let deadline = if saved_window == window {
             Timestamp(k.deadline)
         } else {
@@ -936,20 +937,19 @@ fn req_rec<P: SavedProtocol>(r: ReqSaved<'_, P>, conns: &[Arc<Conn>]) -> Result<
         },
         conn,
         ts: Timestamp(r.ts),
-        method: CompactString::new(r.method),
-        path: CompactString::new(r.path),
-        host: r.host.map(CompactString::new),
+        target: Target::intern(r.method, r.host, r.path),
         key: r.key.map(Into::into),
-        all_keys: r
-            .all_keys
-            .map(|v| v.into_iter().map(str::to_string).collect()),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
         body_canon_sha256: r.body_canon_sha256,
         body_complete: r.body_complete,
-        body_missing: r.body_missing,
-        vlans,
         protocol: r.protocol.protocol(),
+        rare: ReqRare::of(
+            r.all_keys
+                .map(|v| v.into_iter().map(str::to_string).collect()),
+            r.body_missing,
+            vlans,
+        ),
     })
 }
 
@@ -957,11 +957,10 @@ fn resp_rec(r: RespSaved<'_>) -> Arc<RespRec> {
     Arc::new(RespRec {
         ts: Timestamp(r.ts),
         status: r.status,
-        interim: r.interim.into_owned().into_boxed_slice(),
+        rare: RespRare::of(&r.interim, r.body_missing),
         body_len: r.body_len,
         body_sha256: r.body_sha256,
         body_complete: r.body_complete,
-        body_missing: r.body_missing,
         resource_id: r.resource_id.map(Into::into),
         replayed: r.replayed,
     })
@@ -1219,7 +1218,7 @@ mod tests {
         assert_eq!(s.kinds()[0], AlertKind::KeyConflict);
         let a = &s.alerts[0];
         let orig = a.original.as_ref().unwrap();
-        assert_eq!(orig.path, "/v1/charges");
+        assert_eq!(orig.path(), "/v1/charges");
         assert_eq!(orig.body_sha256, Some(sha(br#"{"amount":100}"#)));
         assert_eq!(orig.key.as_deref(), Some("k1"));
         assert_eq!(orig.ts, Timestamp(0));
@@ -1280,7 +1279,7 @@ mod tests {
         assert_eq!(s.kinds()[..1], [AlertKind::KeyConflict]);
         let a = &s.alerts[0];
         let orig = a.original.as_ref().unwrap();
-        assert_eq!(orig.path, "/v1/charges");
+        assert_eq!(orig.path(), "/v1/charges");
         assert_eq!(orig.body_sha256, Some(sha(br#"{"amount":100}"#)));
         assert_eq!(orig.protocol, Protocol::Http11);
         assert_eq!(a.request.protocol, Protocol::Http10);

@@ -248,7 +248,7 @@ impl Tracker {
         }
         if start_new && identity.is_some() {
             u.role = Role::First;
-            let entry = Box::new(KeyEntry {
+            let entry = KeyEntry {
                 first: rec.clone(),
                 identity,
                 decoded: req.body.decoded_sha256,
@@ -257,7 +257,7 @@ impl Tracker {
                 stored: None,
                 in_flight: thin_vec![id],
                 conflicts_waiting: ThinVec::new(),
-            });
+            };
             let r = self.keys.insert(map_key, entry, now.add_nanos(2 * window));
             stats.tracker_keys_evicted += r.evicted;
         }

@@ -198,7 +198,7 @@ impl Tracker {
         let mut rec = shared.rec;
         rec.key = key.map(Into::into);
         let deadline = shared.first_ts.add_nanos(2 * nanos(self.cfg.window));
-        let entry = Box::new(KeyEntry {
+        let entry = KeyEntry {
             first: Arc::new(rec),
             identity: Some(shared.identity),
             decoded: shared.decoded,
@@ -207,7 +207,7 @@ impl Tracker {
             stored: shared.stored,
             in_flight: ThinVec::new(),
             conflicts_waiting: ThinVec::new(),
-        });
+        };
         self.keys.insert((scope, kid), entry, deadline);
         true
     }
