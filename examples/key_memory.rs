@@ -6,6 +6,10 @@
 
 use std::sync::Arc;
 
+// The binary's allocator: its size classes are what a kept key costs in `idemwatch`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use idemwatch::decode::Vlans;
 use idemwatch::http::{Body, Conn, HttpEvent, KeyHeader, Request, Response, Transaction, TxId};
 use idemwatch::reassembly::Endpoint;

@@ -402,13 +402,47 @@ struct Finished {
 struct KeyEntry {
     first: Arc<ReqRec>,
     identity: Option<Identity>,
-    decoded: Option<[u8; 32]>,
+    decoded: Decoded,
     first_ts: Timestamp,
     first_response: Option<Arc<RespRec>>,
     stored: Option<Arc<RespRec>>,
     in_flight: ThinVec<TxId>,
     /// Conflicting requests answered 2xx before a result was stored.
     conflicts_waiting: ThinVec<(Arc<ReqRec>, Arc<RespRec>)>,
+}
+
+impl KeyEntry {
+    /// The first request's decoded-body digest.
+    fn decoded(&self) -> Option<[u8; 32]> {
+        self.decoded.get(self.first.body_sha256)
+    }
+}
+
+/// A key's first request's decoded-body digest, which is its sent body's own unless a
+/// Content-Encoding was undone (nearly always): then only a tag is kept, not 32 more bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Decoded {
+    None,
+    AsSent,
+    Own(Box<[u8; 32]>),
+}
+
+impl Decoded {
+    fn of(decoded: Option<[u8; 32]>, sent: Option<[u8; 32]>) -> Decoded {
+        match decoded {
+            None => Decoded::None,
+            Some(d) if Some(d) == sent => Decoded::AsSent,
+            Some(d) => Decoded::Own(Box::new(d)),
+        }
+    }
+
+    fn get(&self, sent: Option<[u8; 32]>) -> Option<[u8; 32]> {
+        match self {
+            Decoded::None => None,
+            Decoded::AsSent => sent,
+            Decoded::Own(d) => Some(**d),
+        }
+    }
 }
 
 /// The last keyed attempt at a request (for `key_churn`).

@@ -367,7 +367,7 @@ impl Serialize for KeysOut<'_> {
                 deadline: deadline.0,
                 first: req_saved(&e.first, self.conns, self.redact_keys),
                 identity: e.identity.map(|i| i.0),
-                decoded: e.decoded,
+                decoded: e.decoded(),
                 first_ts: e.first_ts.0,
                 first_response,
                 stored,
@@ -853,10 +853,11 @@ fn convert<P: SavedProtocol>(
             ),
             StoredSaved::Own(r) => Some(resp_rec(r)),
         };
+        let first = Arc::new(req_rec(k.first, &conns)?);
         let entry = KeyEntry {
-            first: Arc::new(req_rec(k.first, &conns)?),
+            decoded: super::Decoded::of(k.decoded, first.body_sha256),
+            first,
             identity: k.identity.map(Identity),
-            decoded: k.decoded,
             first_ts: Timestamp(k.first_ts),
             first_response,
             stored,

@@ -13,8 +13,8 @@ use thin_vec::{ThinVec, thin_vec};
 
 use super::rules::{self, KeyProblem};
 use super::{
-    AlertKind, Attempt, Identity, InFlight, KeyEntry, KeyId, Keyless, MissingKeyMode, Pending,
-    ReqRec, RespRec, Role, Scope, Tracker, Waiter, nanos, scope, shared,
+    AlertKind, Attempt, Decoded, Identity, InFlight, KeyEntry, KeyId, Keyless, MissingKeyMode,
+    Pending, ReqRec, RespRec, Role, Scope, Tracker, Waiter, nanos, scope, shared,
 };
 use crate::http::{Conn, Request, TxId};
 use crate::stats::Stats;
@@ -220,7 +220,7 @@ impl Tracker {
                         start_new = false;
                         u.role = if !same {
                             Role::Conflict
-                        } else if req.body.decoded_sha256 != e.decoded {
+                        } else if req.body.decoded_sha256 != e.decoded() {
                             Role::Reencoded
                         } else {
                             Role::Retry
@@ -251,7 +251,7 @@ impl Tracker {
             let entry = KeyEntry {
                 first: rec.clone(),
                 identity,
-                decoded: req.body.decoded_sha256,
+                decoded: Decoded::of(req.body.decoded_sha256, rec.body_sha256),
                 first_ts: now,
                 first_response: None,
                 stored: None,

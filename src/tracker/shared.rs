@@ -199,9 +199,9 @@ impl Tracker {
         rec.key = key.map(Into::into);
         let deadline = shared.first_ts.add_nanos(2 * nanos(self.cfg.window));
         let entry = KeyEntry {
+            decoded: super::Decoded::of(shared.decoded, rec.body_sha256),
             first: Arc::new(rec),
             identity: Some(shared.identity),
-            decoded: shared.decoded,
             first_ts: shared.first_ts,
             first_response: shared.first_response,
             stored: shared.stored,
