@@ -2,7 +2,10 @@
 //! and its 200 answer, as the HTTP layer hands them on) to the tracker and reports the growth
 //! of the process's resident memory per key.
 //!
-//! Usage: key_memory [N]   (default 1000000)
+//! Usage: key_memory [N] [--own-connections]   (default 1000000, one shared connection)
+//!
+//! `--own-connections` gives every key's request a connection of its own (a client that does
+//! not keep connections alive): the connection a kept request holds is then part of its cost.
 
 use std::sync::Arc;
 
@@ -37,14 +40,18 @@ fn main() {
         ip: ip.parse().unwrap(),
         port,
     };
-    let conn = Arc::new(Conn {
-        client: ep("10.1.2.3", 40000),
-        server: ep("10.0.0.9", 80),
-        flow_id: 1,
-        community_id: Arc::from("1:abcdefghijklmnopqrstuvwxyz0="),
-        file_index: 0,
-        tls: None,
-    });
+    let own = std::env::args().any(|a| a == "--own-connections");
+    let conn_of = |i: u64| {
+        Arc::new(Conn {
+            client: ep("10.1.2.3", 1024 + (i % 60_000) as u16),
+            server: ep("10.0.0.9", 80),
+            flow_id: i,
+            community_id: Arc::from(format!("1:{i:026}=").as_str()),
+            file_index: 0,
+            tls: None,
+        })
+    };
+    let shared = conn_of(0);
     let mut t = Tracker::new(TrackerConfig {
         max_keys: n as usize + 1,
         ..TrackerConfig::default()
@@ -53,6 +60,7 @@ fn main() {
     let mut alerts = Vec::new();
     let before = rss_bytes();
     for i in 0..n {
+        let conn = if own { conn_of(i) } else { shared.clone() };
         let ts = Timestamp(1_700_000_000_000_000_000 + i as i64 * 1_000_000);
         let body = format!(r#"{{"amount":{i},"currency":"usd"}}"#);
         let h: [u8; 32] = Sha256::digest(body.as_bytes()).into();

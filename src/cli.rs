@@ -652,10 +652,17 @@ pub struct PolicyArgs {
     #[arg(long)]
     pub redact_keys: bool,
 
-    /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted).
+    /// Most keys tracked; the oldest are evicted past it (tracker_keys_evicted). Default
+    /// 1000000, about 0.5-0.7 GB (docs/MEMORY.md).
     #[arg(long, value_name = "N")]
     #[serde(deserialize_with = "from_file::some_parsed")]
     pub max_keys: Option<usize>,
+
+    /// Instead of --max-keys: as many keys as this much memory holds (suffixes K, M, G), at
+    /// 704 bytes a key, the most one costs (docs/MEMORY.md).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    #[serde(deserialize_with = "from_file::some_bytes")]
+    pub max_key_memory: Option<u64>,
 
     /// What keys are scoped by, comma-separated from host, credential, account (or none).
     #[arg(long, value_name = "PARTS", value_parser = parse_scope)]
@@ -731,6 +738,9 @@ impl PolicyArgs {
         t.redact_keys = self.redact_keys;
         if let Some(v) = self.max_keys {
             t.max_keys = v;
+        }
+        if let Some(m) = self.max_key_memory {
+            t.max_keys = crate::tracker::keys_for_memory(m);
         }
         if let Some(v) = self.scope {
             t.scope = v;
@@ -1058,6 +1068,7 @@ pub const RELATIONS: &[(&str, Relation)] = &[
     ("insecure_plaintext", Relation::ConflictsWith("key")),
     ("insecure_plaintext", Relation::ConflictsWith("client_ca")),
     ("interface", Relation::RequiredUnless("list_interfaces")),
+    ("max_key_memory", Relation::ConflictsWith("max_keys")),
     ("store_prefix", Relation::Requires("store")),
     ("store_instance", Relation::Requires("store")),
     ("store_timeout", Relation::Requires("store")),
@@ -1392,6 +1403,10 @@ mod from_file {
 
     pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         one(d, super::parse_bytes)
+    }
+
+    pub fn some_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        bytes(d).map(Some)
     }
 
     pub fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
@@ -1734,6 +1749,7 @@ mod tests {
         ("store-errors", "true"),
         ("redact-keys", "true"),
         ("max-keys", "5"),
+        ("max-key-memory", "\"64M\""),
         ("scope", "\"host\""),
         ("redact-param", "\"t\""),
         ("max-flows", "5"),
@@ -2060,6 +2076,70 @@ mod tests {
             Err(ParseFail::File(e)) => panic!("the file's error: {e}"),
             Ok(_) => panic!("{cli:?} {text:?} parsed"),
         }
+    }
+
+    #[test]
+    fn a_key_memory_budget_sets_the_key_limit_at_the_most_a_key_costs() {
+        let limit = |cli: &[&str], text: &str| {
+            let (_, a) = merged(cli, text);
+            let mut c = Config::default();
+            a.policy.apply(&mut c);
+            c.tracker.max_keys
+        };
+        let per_key = crate::tracker::BYTES_PER_KEY as usize;
+        assert_eq!(limit(&["idemwatch", "live", "-i", "lo"], ""), 1_000_000);
+        assert_eq!(
+            limit(
+                &["idemwatch", "live", "-i", "lo", "--max-key-memory", "1G"],
+                ""
+            ),
+            (1 << 30) / per_key
+        );
+        assert_eq!(
+            limit(
+                &["idemwatch", "live", "-i", "lo"],
+                "max-key-memory = \"64M\"\n"
+            ),
+            (64 << 20) / per_key
+        );
+        // A budget too small for one key still tracks one.
+        assert_eq!(
+            limit(
+                &["idemwatch", "live", "-i", "lo", "--max-key-memory", "10"],
+                ""
+            ),
+            1
+        );
+        // Both say how many keys: the command line's wins over the file's other one...
+        assert_eq!(
+            limit(
+                &["idemwatch", "live", "-i", "lo", "--max-key-memory", "1G"],
+                "max-keys = 5\n"
+            ),
+            (1 << 30) / per_key
+        );
+        assert_eq!(
+            limit(
+                &["idemwatch", "live", "-i", "lo", "--max-keys", "5"],
+                "max-key-memory = \"1G\"\n"
+            ),
+            5
+        );
+        // ...and both on the command line is clap's error.
+        let e = clap_error(
+            &[
+                "idemwatch",
+                "live",
+                "-i",
+                "lo",
+                "--max-key-memory",
+                "1G",
+                "--max-keys",
+                "5",
+            ],
+            "",
+        );
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 
     #[test]

@@ -93,6 +93,18 @@ impl Default for TrackerConfig {
     }
 }
 
+/// What one tracked key costs at most, in bytes of resident memory: its first request and
+/// response, the tables' share, and a connection of its own (`examples/key_memory.rs
+/// --own-connections`; docs/MEMORY.md has the layout). `--max-key-memory` divides by it.
+pub const BYTES_PER_KEY: u64 = 704;
+
+/// The most keys a memory budget holds (`--max-key-memory`), at least one.
+pub fn keys_for_memory(bytes: u64) -> usize {
+    usize::try_from(bytes / BYTES_PER_KEY)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
 /// Where a request seen by another instance was seen (fleet mode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observer {
