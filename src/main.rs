@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 // Many small allocations per request (strings, events): mimalloc halves their cost against
 // glibc's allocator on this workload.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
