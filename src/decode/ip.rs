@@ -118,7 +118,7 @@ impl Decoder {
                     src: IpAddr::V4(h.source_addr()),
                     dst: IpAddr::V4(h.destination_addr()),
                 };
-                if h.to_header().calc_header_checksum() != h.header_checksum() {
+                if !ipv4_checksum_matches(h.slice(), h.header_checksum()) {
                     stats.bad_checksums += 1;
                 }
                 let payload = v4.payload();
@@ -249,10 +249,60 @@ fn tcp_segment<'a>(
     })
 }
 
+/// Whether an IPv4 header's checksum is the one etherparse's `Ipv4Header::calc_header_checksum`
+/// gives, computed on the header bytes in place (building the owned header cost more than the
+/// sum). As there, the reserved flag bit is left out of the sum.
+fn ipv4_checksum_matches(header: &[u8], stored: u16) -> bool {
+    let mut sum = 0u32;
+    for (i, word) in header.chunks_exact(2).enumerate() {
+        let (hi, lo) = match word {
+            [hi, lo] => (*hi, *lo),
+            _ => continue,
+        };
+        let hi = match i {
+            // The checksum itself.
+            5 => continue,
+            // Flags and fragment offset: the reserved bit is not part of the header etherparse sums.
+            3 => hi & 0x7f,
+            _ => hi,
+        };
+        sum += u32::from(u16::from_be_bytes([hi, lo]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16) == stored
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The in-place IPv4 checksum check agrees with etherparse's owned header, with a
+        /// right or a wrong checksum, reserved flag bit and options included.
+        #[test]
+        fn ipv4_checksum_check_agrees_with_etherparse(
+            mut bytes in proptest::collection::vec(any::<u8>(), 60),
+            ihl in 5u8..16,
+            fix in any::<bool>(),
+        ) {
+            let len = usize::from(ihl) * 4;
+            bytes[0] = 0x40 | ihl;
+            bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            if fix {
+                let h = etherparse::Ipv4HeaderSlice::from_slice(&bytes).unwrap().to_header();
+                bytes[10..12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
+            }
+            let h = etherparse::Ipv4HeaderSlice::from_slice(&bytes).unwrap();
+            let theirs = h.to_header().calc_header_checksum() == h.header_checksum();
+            prop_assert_eq!(ipv4_checksum_matches(h.slice(), h.header_checksum()), theirs);
+            if fix {
+                prop_assert!(theirs);
+            }
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]

@@ -244,50 +244,55 @@ impl<S: StreamSink> FlowTable<S> {
             port: seg.dst_port,
         };
         let key = FlowKey::new(src, dst);
-        if let Some(flow) = self.flows.get_mut(&key)
-            && seg.flags.syn
-            && !seg.flags.ack
-            && is_new_connection(flow, src, seg.seq)
-        {
+        let max_ooo = self.max_ooo;
+        // Nearly every segment belongs to a known flow: one lookup then.
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if !(seg.flags.syn && !seg.flags.ack && is_new_connection(flow, src, seg.seq)) {
+                Self::segment_into(flow, src, seg, max_ooo, ctx);
+                return;
+            }
             if flow.closed_at.is_none() {
                 flow.finish(EndReason::Reused, seg.ts, ctx);
                 ctx.stats().flows_closed += 1;
             }
             self.flows.remove(&key);
         }
-        if !self.flows.contains_key(&key) {
-            if seg.payload.is_empty() && !seg.flags.syn {
-                ctx.stats().tcp_segments_no_flow += 1;
-                return;
-            }
-            if self.flows.len() >= self.max_flows {
-                self.evict(seg.ts, ctx);
-            }
-            // The first packet's index orders flows the same whatever the number of workers.
-            let info = FlowInfo::new(src, dst, seg.ts, packet_no, file_index);
-            let app = new_app(&info);
-            ctx.stats().flows_created += 1;
-            self.flows.insert(
-                key,
-                Flow {
-                    info,
-                    streams: [HalfStream::default(), HalfStream::default()],
-                    app,
-                    last_ts: seg.ts,
-                    closed_at: None,
-                    reset_at: None,
-                    opener: None,
-                },
-            );
+        if seg.payload.is_empty() && !seg.flags.syn {
+            ctx.stats().tcp_segments_no_flow += 1;
+            return;
         }
-        let max_ooo = self.max_ooo;
-        if let Some(flow) = self.flows.get_mut(&key) {
-            let side = flow.side_of(src);
-            let was_closed = flow.closed_at.is_some();
-            flow.on_segment(side, seg, max_ooo, ctx);
-            if !was_closed && flow.closed_at.is_some() {
-                ctx.stats().flows_closed += 1;
-            }
+        if self.flows.len() >= self.max_flows {
+            self.evict(seg.ts, ctx);
+        }
+        // The first packet's index orders flows the same whatever the number of workers.
+        let info = FlowInfo::new(src, dst, seg.ts, packet_no, file_index);
+        let app = new_app(&info);
+        ctx.stats().flows_created += 1;
+        let flow = self.flows.entry(key).insert_entry(Flow {
+            info,
+            streams: [HalfStream::default(), HalfStream::default()],
+            app,
+            last_ts: seg.ts,
+            closed_at: None,
+            reset_at: None,
+            opener: None,
+        });
+        Self::segment_into(flow.into_mut(), src, seg, max_ooo, ctx);
+    }
+
+    /// Hands a segment to its flow, counting the flow closed if this segment closed it.
+    fn segment_into(
+        flow: &mut Flow<S>,
+        src: Endpoint,
+        seg: &Segment<'_>,
+        max_ooo: usize,
+        ctx: &mut S::Ctx,
+    ) {
+        let side = flow.side_of(src);
+        let was_closed = flow.closed_at.is_some();
+        flow.on_segment(side, seg, max_ooo, ctx);
+        if !was_closed && flow.closed_at.is_some() {
+            ctx.stats().flows_closed += 1;
         }
     }
 
