@@ -2559,6 +2559,7 @@ mod tests {
             ("user", "\"nobody\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("threads", "3"),
             ("tls-keylog", "[\"/run/app/sslkeys.log\", \"/k2\"]"),
             ("mirror-listen", "\"127.0.0.1:1\""),
             ("mirror-cert", "\"/c\""),

@@ -598,7 +598,8 @@ impl<'scope> Flows<'scope> {
         }
     }
 
-    /// The counters of decoding, reassembly and HTTP (the workers' as of their last sweep or progress).
+    /// The counters of decoding, reassembly and HTTP (the workers' as of their last sweep or
+    /// progress).
     fn stats(&self) -> Stats {
         match self {
             Flows::Inline(w) => w.sink.stats.clone(),
