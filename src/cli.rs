@@ -393,9 +393,9 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Flow workers (reassembly and HTTP run on this many threads, capture and the tracker on
-    /// another; the alerts are the same whatever the number; 1 runs everything on the capture
-    /// thread) [default: the cores available].
+    /// Flow workers (reassembly and HTTP run on this many threads; capture, decoding and the
+    /// tracker stay on the capture thread; the alerts are the same whatever the number; 1 runs
+    /// everything on the capture thread) [default: the cores available].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     #[serde(deserialize_with = "from_file::some_threads")]
     pub threads: Option<u16>,
