@@ -227,7 +227,10 @@ pub fn run_live(
             // Requests held for the shared store are written as soon as its answer comes: look
             // again within a millisecond while any is held.
             let held = judge.fleet.as_ref().is_some_and(|f| !f.is_empty());
-            let now = match cap.read_within(if held { 1 } else { READ_TIMEOUT_MS })? {
+            // Likewise while the workers may be handing back what the link's last packets
+            // finished.
+            let soon = held || flows.returning();
+            let now = match cap.read_within(if soon { 1 } else { READ_TIMEOUT_MS })? {
                 LiveRead::Frame(frame) => {
                     last_ts = last_ts.max(frame.ts);
                     flows.set_packet(packet_no, frame.ts);
@@ -461,8 +464,11 @@ pub(super) fn on_hup(
 }
 
 /// How long events may wait in a worker's batch or behind an idle worker's watermark while
-/// packets keep coming: alerts come out about this soon after their exchange ends.
-const PROGRESS_WAIT: Duration = Duration::from_millis(50);
+/// packets keep coming (when they stop, the workers are told at once).
+const PROGRESS_WAIT: Duration = Duration::from_millis(20);
+/// How long after telling the workers to move on the capture thread looks for their events
+/// every millisecond rather than every read timeout.
+const RETURN_WAIT: Duration = Duration::from_millis(50);
 
 /// The flow stages of the daemon: one worker on the capture thread (`--threads 1`, as before
 /// there were several), or flow-sharded workers whose events the merger hands back here.
@@ -567,12 +573,17 @@ impl<'scope> Flows<'scope> {
             last_progress,
             ..
         } = self
+            && let Some(p) = shards.untold()
         {
-            if let Some(p) = shards.untold() {
-                shards.progress(p);
-            }
+            shards.progress(p);
             *last_progress = Instant::now();
         }
+    }
+
+    /// Workers were told to move on a moment ago: their events may be on their way back.
+    fn returning(&self) -> bool {
+        matches!(self, Flows::Sharded { last_progress, .. }
+            if last_progress.elapsed() < RETURN_WAIT)
     }
 
     /// On a busy link, batches and watermarks move on at least every [`PROGRESS_WAIT`].
