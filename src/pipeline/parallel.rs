@@ -501,3 +501,105 @@ fn merge_loop<S: Ordered>(
         sink,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    /// Hands the merged events to the test thread, as `live` does.
+    struct ToTest(Sender<Vec<HttpOut>>);
+
+    impl Ordered for ToTest {
+        fn take(&mut self, events: Vec<HttpOut>) -> Result<bool, RunError> {
+            Ok(self.0.send(events).is_err())
+        }
+    }
+
+    fn seg<'a>(
+        ms: i64,
+        to_server: bool,
+        seq: u32,
+        ack: u32,
+        syn: bool,
+        data: &'a [u8],
+    ) -> Segment<'a> {
+        let (c, s) = (
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        );
+        let (src, dst, src_port, dst_port) = if to_server {
+            (c, s, 40000, 80)
+        } else {
+            (s, c, 80, 40000)
+        };
+        Segment {
+            ts: Timestamp::from_parts(1_700_000_000, ms * 1_000_000),
+            src,
+            dst,
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags: TcpFlags {
+                syn,
+                ack: !(syn && to_server),
+                fin: false,
+                rst: false,
+            },
+            payload: data,
+            missing_tail: 0,
+            vlans: Vlans::default(),
+        }
+    }
+
+    #[test]
+    fn progress_hands_on_what_the_workers_finished_before_the_end() {
+        let config = Config::default();
+        let req: &[u8] = b"POST /v1/charges HTTP/1.1\r\nHost: api\r\nIdempotency-Key: k1\r\n\
+                           Content-Length: 2\r\n\r\n{}";
+        let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+        let req_end = 101 + req.len() as u32;
+        let segs = [
+            seg(0, true, 100, 0, true, b""),
+            seg(1, false, 500, 101, true, b""),
+            seg(2, true, 101, 501, false, b""),
+            seg(3, true, 101, 501, false, req),
+            seg(4, false, 501, req_end, false, resp),
+        ];
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::scope(|scope| {
+            // Two workers: the flow's, and one that sees nothing and holds the merger back.
+            let mut shards = Shards::start(scope, &config, 2, None, ToTest(tx));
+            for (n, s) in segs.iter().enumerate() {
+                shards.segment(s, n as u64, 0);
+            }
+            assert!(
+                rx.recv_timeout(Duration::from_millis(200)).is_err(),
+                "nothing may pass before the workers are told how far the input went"
+            );
+            assert_eq!(shards.untold(), Some(4));
+            shards.progress(4);
+            assert_eq!(shards.untold(), None);
+            // The request when it ended, then its exchange: both before the end.
+            let mut events = Vec::new();
+            while events.len() < 2 {
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(mut evs) => events.append(&mut evs),
+                    Err(_) => break,
+                }
+            }
+            assert!(
+                matches!(
+                    events.as_slice(),
+                    [HttpOut::Request { .. }, HttpOut::Transaction(_)]
+                ),
+                "{events:?}"
+            );
+            let merged = shards.finish(None).expect("the merger ends");
+            assert_eq!(merged.stats.tcp_segments, 5);
+            assert!(!merged.closed);
+        });
+    }
+}
