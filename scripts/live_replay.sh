@@ -4,13 +4,17 @@
 # idemwatch's last stats line. Needs root, iproute2 and tcpreplay.
 #
 #   sudo bash scripts/live_replay.sh CAPTURE [BUFFER_SIZE]     # e.g. target/bench/workload-1G.pcap 256M
-# KEEP=FILE keeps the events written.
+# KEEP=FILE keeps the events written. THREADS=N passes --threads N (default: idemwatch's own,
+# the cores available). The binary is $CARGO_TARGET_DIR/release/idemwatch (default target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAP=${1:?usage: live_replay.sh CAPTURE [BUFFER_SIZE]}
 BUF=${2:-64M}
 command -v tcpreplay >/dev/null || { echo "install tcpreplay (apt-get install tcpreplay)" >&2; exit 2; }
 cargo build --release --quiet --bin idemwatch
+BIN=${CARGO_TARGET_DIR:-target}/release/idemwatch
+THREAD_ARGS=()
+[ -n "${THREADS:-}" ] && THREAD_ARGS=(--threads "$THREADS")
 WORK=$(mktemp -d)
 A=iwrep0 B=iwrep1
 cleanup() {
@@ -24,10 +28,11 @@ ip link add "$A" type veth peer name "$B"
 # Jumbo MTU: the replayed frames may exceed 1500 bytes where the capture had offloads.
 ip link set "$A" mtu 9000 up
 ip link set "$B" mtu 9000 up
-target/release/idemwatch live -v -i "$B" --buffer-size "$BUF" --stats-interval 1s \
+"$BIN" live -v -i "$B" --buffer-size "$BUF" --stats-interval 1s "${THREAD_ARGS[@]}" \
     -o "$WORK/out.json" 2>"$WORK/err" &
 PID=$!
 for _ in $(seq 100); do grep -q capturing "$WORK/err" && break; sleep 0.1; done
+echo "threads ${THREADS:-default}, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 tcpreplay ${REPLAY_RATE:---topspeed} -i "$A" "$CAP" 2>&1 | grep -E 'Actual|Rated|Failed' || true
 sleep 2
 kill -TERM "$PID"

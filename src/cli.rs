@@ -393,6 +393,13 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// Flow workers (reassembly and HTTP run on this many threads; capture, decoding and the
+    /// tracker stay on the capture thread; the alerts are the same whatever the number; 1 runs
+    /// everything on the capture thread) [default: the cores available].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[serde(deserialize_with = "from_file::some_threads")]
+    pub threads: Option<u16>,
+
     /// A TLS key log (NSS format, as SSLKEYLOGFILE writes) to follow as the application
     /// appends to it (repeatable): TLS connections whose secrets it holds are decrypted, also
     /// when a secret is written after the connection's first records. A missing file is
@@ -493,7 +500,7 @@ impl LiveArgs {
         let mut c = Config {
             log_requests: self.log_requests,
             stats_event: false,
-            threads: 1,
+            threads: self.threads.map_or(0, usize::from),
             ..Config::default()
         };
         self.limits.apply(&mut c.limits);
@@ -1407,6 +1414,15 @@ mod from_file {
 
     pub fn some_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         bytes(d).map(Some)
+    }
+
+    /// `threads`: 1 to 256, as on the command line.
+    pub fn some_threads<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+        one(d, |s: &str| match s.trim().parse::<u16>() {
+            Ok(n @ 1..=256) => Ok(n),
+            _ => Err("write a number of threads from 1 to 256"),
+        })
+        .map(Some)
     }
 
     pub fn snaplen<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
@@ -2543,6 +2559,7 @@ mod tests {
             ("user", "\"nobody\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("threads", "3"),
             ("tls-keylog", "[\"/run/app/sslkeys.log\", \"/k2\"]"),
             ("mirror-listen", "\"127.0.0.1:1\""),
             ("mirror-cert", "\"/c\""),

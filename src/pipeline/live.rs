@@ -1,16 +1,25 @@
-//! The daemon: live capture -> decode -> reassembly -> http -> tracker -> output, one worker,
-//! until SIGTERM or SIGINT. Capture time comes from the packets; when none arrive the wall
-//! clock moves it on, so idle flows end and their alerts are written on a quiet link too.
+//! The daemon: live capture -> decode -> reassembly -> http -> tracker -> output, until
+//! SIGTERM or SIGINT. Capture time comes from the packets; when none arrive the wall clock
+//! moves it on, so idle flows end and their alerts are written on a quiet link too.
+//!
+//! With one worker (`--threads 1`) everything runs on the capture thread. With more, the flow
+//! stages run on flow-sharded workers ([`Shards`], as `read` does) and their events come back
+//! here in capture order, to be judged with the mirror's: the tracker, the output, stats,
+//! SIGHUP and the saved state stay on this thread either way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use super::parallel::{Ordered, PROGRESS_EVERY, Shards};
 use super::signals::Signals;
 use super::{FlowWorker, Judge, RunError, SWEEP_INTERVAL_NS};
 use crate::config::Config;
-use crate::decode::{Decoded, Decoder};
+use crate::decode::{Decoded, Decoder, Segment};
+use crate::http::HttpEvent as HttpOut;
 use crate::output::{Output, StatsEvent, WriteOutcome};
 use crate::source::live::READ_TIMEOUT_MS;
 use crate::source::{KernelStats, LiveCapture, LiveError, LiveOptions, LiveRead};
@@ -181,7 +190,6 @@ pub fn run_live(
         .keys
         .is_some()
         .then(|| Arc::new(crate::tls::sessions::SessionCache::default()));
-    let mut worker = FlowWorker::new(config, 1).with_sessions(sessions.clone());
     let mut judge = Judge::new(
         config,
         Tracker::with_key_headers(config.tracker.clone(), &config.http.key_headers),
@@ -199,171 +207,184 @@ pub fn run_live(
     let mut watchdog_usec = 0u64;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec)
         .then(|| Duration::from_micros(watchdog_usec / 2));
+    let workers = super::worker_count(config.threads);
+    tracing::info!(workers, "flow workers");
 
-    let mut packet_no = 0u64;
-    let mut last_ts = Timestamp::default();
-    let mut next_sweep: Option<Timestamp> = None;
-    let mut last_ping = Instant::now();
-    let mut last_stats = Instant::now();
-    let mut last_save = Instant::now();
-    let mut last_kernel = KernelStats::default();
-    let mut closed = false;
-    let mut dirty = false;
+    // Scoped: the workers borrow the configuration, and are joined before it is dropped.
+    std::thread::scope(|scope| {
+        let mut flows = Flows::start(scope, config, workers, sessions.clone());
+        let mut packet_no = 0u64;
+        let mut last_ts = Timestamp::default();
+        let mut next_sweep: Option<Timestamp> = None;
+        let mut last_ping = Instant::now();
+        let mut last_stats = Instant::now();
+        let mut last_save = Instant::now();
+        let mut last_kernel = KernelStats::default();
+        let mut closed = false;
+        let mut dirty = false;
 
-    while !signals.stop.load(Ordering::Relaxed) && !closed {
-        // Requests held for the shared store are written as soon as its answer comes: look
-        // again within a millisecond while any is held.
-        let held = judge.fleet.as_ref().is_some_and(|f| !f.is_empty());
-        let now = match cap.read_within(if held { 1 } else { READ_TIMEOUT_MS })? {
-            LiveRead::Frame(frame) => {
-                last_ts = last_ts.max(frame.ts);
-                worker.set_packet(packet_no, frame.ts);
-                if let Decoded::Segment(seg) = decoder.decode(
-                    frame.ts,
-                    frame.link,
-                    frame.data,
-                    frame.wire_len,
-                    &mut worker.sink.stats,
-                ) {
-                    if let Some(cache) = &sessions {
-                        super::observe_hellos(cache, &seg);
+        while !signals.stop.load(Ordering::Relaxed) && !closed {
+            // Requests held for the shared store are written as soon as its answer comes: look
+            // again within a millisecond while any is held.
+            let held = judge.fleet.as_ref().is_some_and(|f| !f.is_empty());
+            // Likewise while the workers may be handing back what the link's last packets
+            // finished.
+            let soon = held || flows.returning();
+            let now = match cap.read_within(if soon { 1 } else { READ_TIMEOUT_MS })? {
+                LiveRead::Frame(frame) => {
+                    last_ts = last_ts.max(frame.ts);
+                    flows.set_packet(packet_no, frame.ts);
+                    if let Decoded::Segment(seg) = decoder.decode(
+                        frame.ts,
+                        frame.link,
+                        frame.data,
+                        frame.wire_len,
+                        flows.decode_stats(),
+                    ) {
+                        if let Some(cache) = &sessions {
+                            super::observe_hellos(cache, &seg);
+                        }
+                        flows.segment(&seg, packet_no);
                     }
-                    worker.segment(&seg, packet_no, 0);
+                    packet_no += 1;
+                    frame.ts
                 }
-                packet_no += 1;
-                frame.ts
+                // A quiet link: the wall clock moves capture time on.
+                LiveRead::Idle => {
+                    last_ts = last_ts.max(Timestamp::now());
+                    flows.quiet();
+                    last_ts
+                }
+            };
+            if next_sweep.is_none_or(|t| now >= t) {
+                next_sweep = Some(now.add_nanos(SWEEP_INTERVAL_NS));
+                flows.tick(packet_no, now);
+                decoder.expire(now, flows.decode_stats());
             }
-            // A quiet link: the wall clock moves capture time on.
-            LiveRead::Idle => {
-                last_ts = last_ts.max(Timestamp::now());
-                last_ts
+            flows.progress();
+            // A followed key log grew: connections that wait for their secrets try again now.
+            if let Some(k) = &config.tls.keys
+                && k.generation() != keys_seen
+            {
+                keys_seen = k.generation();
+                flows.wake(packet_no, now);
             }
-        };
-        if next_sweep.is_none_or(|t| now >= t) {
-            next_sweep = Some(now.add_nanos(SWEEP_INTERVAL_NS));
-            worker.tick(packet_no, now);
-            decoder.expire(now, &mut worker.sink.stats);
-        }
-        // A followed key log grew: connections that wait for their secrets try again now.
-        if let Some(k) = &config.tls.keys
-            && k.generation() != keys_seen
-        {
-            keys_seen = k.generation();
-            worker.wake(packet_no, now);
-        }
-        if worker.has_events() {
-            closed = judge.write(config, &names, worker.drain_events(), out)?;
-            dirty = true;
-        }
-        if let Some(m) = &mirror {
-            let evs = m.take(256);
-            if !evs.is_empty() && !closed {
-                closed = judge.write(config, &names, evs, out)?;
+            if let Some(events) = flows.events() {
+                closed = judge.write(config, &names, events, out)?;
                 dirty = true;
             }
-        }
-        // Fleet mode: requests whose answer from the shared store came since.
-        if judge.fleet.as_ref().is_some_and(|f| !f.is_empty()) && !closed {
-            closed = judge.pump(config, &names, out)?;
-            dirty = true;
-        }
-        // Alerts reach the file (and whoever tails it) at once, not when a buffer fills.
-        if dirty {
-            closed |= out.flush().map_err(RunError::Output)? == WriteOutcome::Closed;
-            dirty = false;
-        }
-        if let Some(every) = watchdog
-            && last_ping.elapsed() >= every
-        {
-            notify(&[sd_notify::NotifyState::Watchdog]);
-            last_ping = Instant::now();
-        }
-        if let Some(m) = &metrics
-            && last_metrics.elapsed() >= METRICS_EVERY
-        {
-            last_metrics = Instant::now();
-            let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
-            if let Some(mx) = &mirror {
-                st.merge(&mx.stats());
-            }
-            m.update(&st);
-        }
-        if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval {
-            last_stats = Instant::now();
-            let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
             if let Some(m) = &mirror {
-                st.merge(&m.stats());
+                let evs = m.take(256);
+                if !evs.is_empty() && !closed {
+                    closed = judge.write(config, &names, evs, out)?;
+                    dirty = true;
+                }
             }
-            warn_drops(&st, &mut last_kernel, settings.drop_warn_ratio);
+            // Fleet mode: requests whose answer from the shared store came since.
+            if judge.fleet.as_ref().is_some_and(|f| !f.is_empty()) && !closed {
+                closed = judge.pump(config, &names, out)?;
+                dirty = true;
+            }
+            // Alerts reach the file (and whoever tails it) at once, not when a buffer fills.
+            if dirty {
+                closed |= out.flush().map_err(RunError::Output)? == WriteOutcome::Closed;
+                dirty = false;
+            }
+            if let Some(every) = watchdog
+                && last_ping.elapsed() >= every
+            {
+                notify(&[sd_notify::NotifyState::Watchdog]);
+                last_ping = Instant::now();
+            }
+            if let Some(m) = &metrics
+                && last_metrics.elapsed() >= METRICS_EVERY
+            {
+                last_metrics = Instant::now();
+                let mut st = snapshot(config, sessions.as_deref(), &mut cap, flows.stats(), &judge);
+                if let Some(mx) = &mirror {
+                    st.merge(&mx.stats());
+                }
+                m.update(&st);
+            }
+            if !settings.stats_interval.is_zero() && last_stats.elapsed() >= settings.stats_interval
+            {
+                last_stats = Instant::now();
+                let mut st = snapshot(config, sessions.as_deref(), &mut cap, flows.stats(), &judge);
+                if let Some(m) = &mirror {
+                    st.merge(&m.stats());
+                }
+                warn_drops(&st, &mut last_kernel, settings.drop_warn_ratio);
+                let ev = StatsEvent {
+                    timestamp: last_ts,
+                    event_type: "stats",
+                    stats: &st,
+                };
+                closed |= out.write(&ev).map_err(RunError::Output)? == WriteOutcome::Closed;
+                dirty = true;
+            }
+            if let Some(dir) = &settings.state_dir
+                && last_save.elapsed() >= settings.state_interval
+            {
+                last_save = Instant::now();
+                save_state(&judge.tracker, dir, &mut judge.stats);
+            }
+            if signals.hup.swap(false, Ordering::Relaxed) {
+                on_hup(config, out, &mut judge.tracker, reload);
+                if let Some(m) = &mirror {
+                    crate::mirror::reload_tls(m, tls_reload);
+                }
+            }
+        }
+        notify(&[sd_notify::NotifyState::Stopping]);
+        tracing::info!(packets = packet_no, "stopping");
+        // What is complete is written; a last sweep hands on exchanges held for pairing.
+        let now = last_ts.max(Timestamp::now());
+        flows.tick(packet_no, now);
+        let (events, flow_stats) = flows.finish()?;
+        if !closed && !events.is_empty() {
+            closed = judge.write(config, &names, events, out)?;
+        }
+        let mut mirror_stats = Stats::default();
+        if let Some(m) = &mut mirror {
+            let rest = m.shutdown();
+            if !closed {
+                closed = judge.write(config, &names, rest, out)?;
+            }
+            mirror_stats = m.stats();
+        }
+        if !closed {
+            closed = judge.finish(config, &names, out)?;
+        }
+        if let Some(dir) = &settings.state_dir {
+            save_state(&judge.tracker, dir, &mut judge.stats);
+        }
+        let mut st = snapshot(config, sessions.as_deref(), &mut cap, flow_stats, &judge);
+        st.merge(&mirror_stats);
+        if !closed && !settings.stats_interval.is_zero() {
             let ev = StatsEvent {
-                timestamp: last_ts,
+                timestamp: now,
                 event_type: "stats",
                 stats: &st,
             };
-            closed |= out.write(&ev).map_err(RunError::Output)? == WriteOutcome::Closed;
-            dirty = true;
+            out.write(&ev).map_err(RunError::Output)?;
         }
-        if let Some(dir) = &settings.state_dir
-            && last_save.elapsed() >= settings.state_interval
-        {
-            last_save = Instant::now();
-            save_state(&judge.tracker, dir, &mut judge.stats);
-        }
-        if signals.hup.swap(false, Ordering::Relaxed) {
-            on_hup(config, out, &mut judge.tracker, reload);
-            if let Some(m) = &mirror {
-                crate::mirror::reload_tls(m, tls_reload);
-            }
-        }
-    }
-    notify(&[sd_notify::NotifyState::Stopping]);
-    tracing::info!(packets = packet_no, "stopping");
-    // What is complete is written; a last sweep hands on exchanges held for pairing.
-    let now = last_ts.max(Timestamp::now());
-    worker.tick(packet_no, now);
-    if !closed && worker.has_events() {
-        closed = judge.write(config, &names, worker.drain_events(), out)?;
-    }
-    let mut mirror_stats = Stats::default();
-    if let Some(m) = &mut mirror {
-        let rest = m.shutdown();
-        if !closed {
-            closed = judge.write(config, &names, rest, out)?;
-        }
-        mirror_stats = m.stats();
-    }
-    if !closed {
-        closed = judge.finish(config, &names, out)?;
-    }
-    if let Some(dir) = &settings.state_dir {
-        save_state(&judge.tracker, dir, &mut judge.stats);
-    }
-    let mut st = snapshot(config, sessions.as_deref(), &mut cap, &worker, &judge);
-    st.merge(&mirror_stats);
-    if !closed && !settings.stats_interval.is_zero() {
-        let ev = StatsEvent {
-            timestamp: now,
-            event_type: "stats",
-            stats: &st,
-        };
-        out.write(&ev).map_err(RunError::Output)?;
-    }
-    out.flush().map_err(RunError::Output)?;
-    Ok(st)
+        out.flush().map_err(RunError::Output)?;
+        Ok(st)
+    })
 }
 
 /// How often `/metrics` gets a fresh snapshot.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 
-/// Every counter now: the worker's, the tracker's and libpcap's.
+/// Every counter now: the flow workers' (`flows`), the tracker's and libpcap's.
 fn snapshot(
     config: &Config,
     sessions: Option<&crate::tls::sessions::SessionCache>,
     cap: &mut LiveCapture,
-    worker: &FlowWorker,
+    flows: Stats,
     judge: &Judge,
 ) -> Stats {
-    let mut st = worker.sink.stats.clone();
+    let mut st = flows;
     st.merge(&judge.counters());
     config.tls.add_counters(&mut st);
     if let Some(c) = sessions {
@@ -426,6 +447,9 @@ pub(super) fn on_hup(
             if new.log_requests != running.log_requests {
                 restart.push("log-requests");
             }
+            if new.threads != running.threads {
+                restart.push("threads");
+            }
             if restart.is_empty() {
                 tracing::info!("SIGHUP: policy options reloaded");
             } else {
@@ -436,5 +460,187 @@ pub(super) fn on_hup(
             }
         }
         Err(e) => tracing::error!("SIGHUP: configuration not reloaded: {e}"),
+    }
+}
+
+/// How long events may wait in a worker's batch or behind an idle worker's watermark while
+/// packets keep coming (when they stop, the workers are told at once).
+const PROGRESS_WAIT: Duration = Duration::from_millis(20);
+/// How long after telling the workers to move on the capture thread looks for their events
+/// every millisecond rather than every read timeout.
+const RETURN_WAIT: Duration = Duration::from_millis(50);
+
+/// The flow stages of the daemon: one worker on the capture thread (`--threads 1`, as before
+/// there were several), or flow-sharded workers whose events the merger hands back here.
+enum Flows<'scope> {
+    Inline(FlowWorker),
+    Sharded {
+        shards: Shards<'scope, Returned>,
+        events: Receiver<Vec<HttpOut>>,
+        /// Decoding counters (this thread's).
+        front: Stats,
+        last_progress: Instant,
+    },
+}
+
+/// The merger's end in `live`: events, in capture order, back to the capture thread.
+struct Returned(Sender<Vec<HttpOut>>);
+
+impl Ordered for Returned {
+    fn take(&mut self, events: Vec<HttpOut>) -> Result<bool, RunError> {
+        // Unbounded: the capture thread both feeds the workers and drains this, so a bound
+        // here could block it on itself. What waits is no more than the packets it sent.
+        Ok(self.0.send(events).is_err())
+    }
+}
+
+impl<'scope> Flows<'scope> {
+    fn start<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        config: &'scope Config,
+        workers: usize,
+        sessions: Option<Arc<crate::tls::sessions::SessionCache>>,
+    ) -> Flows<'scope> {
+        if workers <= 1 {
+            return Flows::Inline(FlowWorker::new(config, 1).with_sessions(sessions));
+        }
+        let (tx, rx) = unbounded();
+        Flows::Sharded {
+            shards: Shards::start(scope, config, workers, sessions, Returned(tx)),
+            events: rx,
+            front: Stats::default(),
+            last_progress: Instant::now(),
+        }
+    }
+
+    /// Where the decoder counts.
+    fn decode_stats(&mut self) -> &mut Stats {
+        match self {
+            Flows::Inline(w) => &mut w.sink.stats,
+            Flows::Sharded { front, .. } => front,
+        }
+    }
+
+    /// The frame being decoded (one worker: its clock).
+    fn set_packet(&mut self, packet_no: u64, ts: Timestamp) {
+        if let Flows::Inline(w) = self {
+            w.set_packet(packet_no, ts);
+        }
+    }
+
+    fn segment(&mut self, seg: &Segment<'_>, packet_no: u64) {
+        match self {
+            Flows::Inline(w) => w.segment(seg, packet_no, 0),
+            Flows::Sharded { shards, .. } => {
+                shards.segment(seg, packet_no, 0);
+                if (packet_no + 1).is_multiple_of(PROGRESS_EVERY) {
+                    shards.progress(packet_no);
+                }
+            }
+        }
+    }
+
+    /// A sweep at `now`, `packets` frames read. Workers sweep after the last frame read, as
+    /// `read`'s do, so the merger can pass everything up to it.
+    fn tick(&mut self, packets: u64, now: Timestamp) {
+        match self {
+            Flows::Inline(w) => w.tick(packets, now),
+            Flows::Sharded { shards, .. } => {
+                // Before the first frame there are no flows to sweep.
+                if let Some(last) = packets.checked_sub(1) {
+                    shards.tick(last, now);
+                }
+            }
+        }
+    }
+
+    fn wake(&mut self, packets: u64, now: Timestamp) {
+        match self {
+            Flows::Inline(w) => w.wake(packets, now),
+            Flows::Sharded { shards, .. } => {
+                if let Some(last) = packets.checked_sub(1) {
+                    shards.wake(last, now);
+                }
+            }
+        }
+    }
+
+    /// The link went quiet: what the workers hold is theirs to finish now, and idle workers
+    /// must not hold the others' events back.
+    fn quiet(&mut self) {
+        if let Flows::Sharded {
+            shards,
+            last_progress,
+            ..
+        } = self
+            && let Some(p) = shards.untold()
+        {
+            shards.progress(p);
+            *last_progress = Instant::now();
+        }
+    }
+
+    /// Workers were told to move on a moment ago: their events may be on their way back.
+    fn returning(&self) -> bool {
+        matches!(self, Flows::Sharded { last_progress, .. }
+            if last_progress.elapsed() < RETURN_WAIT)
+    }
+
+    /// On a busy link, batches and watermarks move on at least every [`PROGRESS_WAIT`].
+    fn progress(&mut self) {
+        let due = matches!(self, Flows::Sharded { last_progress, .. }
+            if last_progress.elapsed() >= PROGRESS_WAIT);
+        if due {
+            self.quiet();
+        }
+    }
+
+    /// The events finished so far, in capture order, if any.
+    fn events(&mut self) -> Option<Vec<HttpOut>> {
+        match self {
+            Flows::Inline(w) => w.has_events().then(|| w.drain_events().collect()),
+            Flows::Sharded { events, .. } => {
+                let mut all: Vec<HttpOut> = Vec::new();
+                for mut evs in events.try_iter() {
+                    all.append(&mut evs);
+                }
+                (!all.is_empty()).then_some(all)
+            }
+        }
+    }
+
+    /// The counters of decoding, reassembly and HTTP (the workers' as of their last sweep or
+    /// progress).
+    fn stats(&self) -> Stats {
+        match self {
+            Flows::Inline(w) => w.sink.stats.clone(),
+            Flows::Sharded { shards, front, .. } => {
+                let mut st = front.clone();
+                st.merge(&shards.worker_stats());
+                st
+            }
+        }
+    }
+
+    /// Stops the workers (flows are left as the last sweep left them, as with one worker) and
+    /// gives the events not yet taken and the final counters.
+    fn finish(self) -> Result<(Vec<HttpOut>, Stats), RunError> {
+        match self {
+            Flows::Inline(mut w) => {
+                let evs = w.drain_events().collect();
+                Ok((evs, w.sink.stats))
+            }
+            Flows::Sharded {
+                shards,
+                events,
+                mut front,
+                ..
+            } => {
+                let merged = shards.finish(None)?;
+                front.merge(&merged.stats);
+                let evs = events.try_iter().flatten().collect();
+                Ok((evs, front))
+            }
+        }
     }
 }

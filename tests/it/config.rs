@@ -185,9 +185,9 @@ fn the_messages_about_the_file_are_exactly_these() {
         // The command line's own mistakes are clap's, as without a file, and come first.
         (
             "interface = \"lo\"\n\nmax_keys = \"lots\"\n",
-            &["--threads", "x"],
-            "error: unexpected argument '--threads' found\n\n  \
-             tip: to pass '--threads' as a value, use '-- --threads'\n\n\
+            &["--frobnicate", "x"],
+            "error: unexpected argument '--frobnicate' found\n\n  \
+             tip: to pass '--frobnicate' as a value, use '-- --frobnicate'\n\n\
              Usage: idemwatch check-config --config <FILE> [-- <FILTER>...]\n\n\
              For more information, try '--help'.\n",
         ),

@@ -787,3 +787,221 @@ fn live_decrypts_tls_with_a_key_log_written_after_the_records() {
     }
     assert_eq!(checked, 10, "five TLS 1.3 secrets per connection");
 }
+
+/// Alert lines of an output file, in order, without the one field that names the input
+/// (`read` gives each request its capture file, `pcap_filename`; `live` has none), and with
+/// their times taken out: each libpcap handle stamps its own copy of a packet, so two captures
+/// of the same traffic (two `live`s, or `live` and tcpdump) differ by a few microseconds; and
+/// `flow_id`, a hash of the connection's first time, with them.
+fn alert_lines(text: &str) -> (Vec<Value>, Vec<f64>) {
+    let mut times = Vec::new();
+    let alerts = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event_type"] == "alert")
+        .map(|mut e| {
+            take_times(&mut e, &mut times);
+            e
+        })
+        .collect();
+    (alerts, times)
+}
+
+/// Removes `pcap_filename` and `flow_id`; replaces each `ts` and `timestamp` by null, its seconds into the
+/// day onto `times`.
+fn take_times(v: &mut Value, times: &mut Vec<f64>) {
+    match v {
+        Value::Object(m) => {
+            m.remove("pcap_filename");
+            m.remove("flow_id");
+            for (k, x) in m.iter_mut() {
+                if k == "ts" || k == "timestamp" {
+                    let t = x.as_str().unwrap_or_default();
+                    let secs = t
+                        .split_once('T')
+                        .map(|(_, hms)| hms.trim_end_matches('Z'))
+                        .map(|hms| {
+                            hms.split(':')
+                                .filter_map(|p| p.parse::<f64>().ok())
+                                .fold(0.0, |acc, p| acc * 60.0 + p)
+                        });
+                    times.push(secs.unwrap_or(f64::NAN));
+                    *x = Value::Null;
+                } else {
+                    take_times(x, times);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| take_times(x, times)),
+        _ => {}
+    }
+}
+
+/// The same alerts, in the same order, at the same times give or take a millisecond.
+fn assert_same_alerts(a: &(Vec<Value>, Vec<f64>), b: &(Vec<Value>, Vec<f64>), what: &str) {
+    assert_eq!(a.0.len(), b.0.len(), "{what}: {:#?}\n{:#?}", a.0, b.0);
+    for (n, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
+        assert_eq!(x.to_string(), y.to_string(), "{what}: alert {n}");
+    }
+    assert_eq!(a.1.len(), b.1.len(), "{what}");
+    for (x, y) in a.1.iter().zip(&b.1) {
+        assert!((x - y).abs() < 0.001, "{what}: times {x} and {y}");
+    }
+}
+
+/// Several workers in `live` write the alerts one would, and the alerts `read` writes on the
+/// same packets (saved by tcpdump alongside): flows from concurrent connections land on
+/// different workers, and a key reused on another connection is judged across them.
+#[test]
+fn live_with_two_workers_writes_what_one_worker_and_read_write() {
+    let dir = tempdir();
+    let api = start_api(dir.path());
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir(&one).expect("dir");
+    std::fs::create_dir(&two).expect("dir");
+    let pcap = dir.path().join("saved.pcap");
+    let port = api.port.to_string();
+    let tcpdump_err = dir.path().join("tcpdump.err");
+    let mut tcpdump = Proc(
+        Command::new("tcpdump")
+            .args([
+                "-i",
+                "lo",
+                "--immediate-mode",
+                "-B",
+                "65536",
+                "-U",
+                "-s",
+                "0",
+                "-w",
+            ])
+            .arg(&pcap)
+            .args(["tcp", "port", &port])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&tcpdump_err).expect("stderr file"))
+            .spawn()
+            .expect("tcpdump starts (install tcpdump)"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&tcpdump_err)
+                .unwrap_or_default()
+                .contains("listening on")
+        }),
+        "tcpdump did not start"
+    );
+    let mut live1 = start_live(&one, api.port, &["--threads", "1"]);
+    let mut live2 = start_live(&two, api.port, &["--threads", "2"]);
+    // Eight clients at once, each on its own connections: keyed POSTs with a plain retry and
+    // keyless duplicates; then (all first uses done) each reuses another client's key with
+    // another body on a new connection.
+    client(
+        api.port,
+        "import threading\n\
+         b = threading.Barrier(8)\n\
+         def run(i):\n\
+         \x20   c = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         \x20   post(c, '/v1/charges', {'amount': 100 + i}, key='par-%d' % i)\n\
+         \x20   post(c, '/v1/charges', {'amount': 100 + i}, key='par-%d' % i)\n\
+         \x20   post(c, '/v1/charges', {'amount': 7, 'ref': i})\n\
+         \x20   post(c, '/v1/charges', {'amount': 7, 'ref': i})\n\
+         \x20   c.close()\n\
+         \x20   b.wait()\n\
+         \x20   d = http.client.HTTPConnection('127.0.0.1', PORT)\n\
+         \x20   post(d, '/v1/charges', {'amount': 900 + i}, key='par-%d' % ((i + 1) % 8))\n\
+         \x20   d.close()\n\
+         ts = [threading.Thread(target=run, args=(i,)) for i in range(8)]\n\
+         [t.start() for t in ts]\n\
+         [t.join() for t in ts]\n",
+    );
+    // Every alert comes out while the link is quiet, not only at shutdown.
+    let conflicts = |d: &Path| alerts_of(&events(d), "key_conflict").len();
+    let dupes = |d: &Path| alerts_of(&events(d), "keyless_duplicate").len();
+    let seen = wait_for(Duration::from_secs(10), || {
+        conflicts(&one) == 8 && conflicts(&two) == 8 && dupes(&one) == 8 && dupes(&two) == 8
+    });
+    assert!(
+        seen,
+        "alerts missing: one worker {:#?}\ntwo workers {:#?}\n{}",
+        events(&one),
+        events(&two),
+        stderr_text(&two)
+    );
+    signal(&live1, "-TERM");
+    signal(&live2, "-TERM");
+    assert_eq!(wait_exit(&mut live1, Duration::from_secs(2)), Some(0));
+    assert_eq!(wait_exit(&mut live2, Duration::from_secs(2)), Some(0));
+    signal(&tcpdump, "-INT");
+    assert!(
+        wait_exit(&mut tcpdump, Duration::from_secs(5)).is_some(),
+        "tcpdump did not stop"
+    );
+
+    let text = |d: &Path| std::fs::read_to_string(d.join("out.json")).unwrap_or_default();
+    let (live_one, live_two) = (alert_lines(&text(&one)), alert_lines(&text(&two)));
+    let read = Command::new(BIN)
+        .args(["read", "--threads", "1"])
+        .arg(&pcap)
+        .output()
+        .expect("idemwatch read runs");
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let read_alerts = alert_lines(&String::from_utf8_lossy(&read.stdout));
+    let why = || {
+        format!(
+            "read: {}\ntcpdump: {}",
+            String::from_utf8_lossy(&read.stderr),
+            std::fs::read_to_string(&tcpdump_err).unwrap_or_default()
+        )
+    };
+    // A packet tcpdump missed would make the comparison say nothing about idemwatch.
+    assert!(
+        std::fs::read_to_string(&tcpdump_err)
+            .unwrap_or_default()
+            .contains("\n0 packets dropped by kernel"),
+        "{}",
+        why()
+    );
+    assert_eq!(
+        alerts_of(&read_alerts.0, "key_conflict").len(),
+        8,
+        "{}",
+        why()
+    );
+    assert_eq!(
+        alerts_of(&read_alerts.0, "keyless_duplicate").len(),
+        8,
+        "{}",
+        why()
+    );
+    assert_same_alerts(&live_two, &read_alerts, "live --threads 2 and read differ");
+    assert_same_alerts(&live_one, &read_alerts, "live --threads 1 and read differ");
+    assert_same_alerts(
+        &live_two,
+        &live_one,
+        "live --threads 2 and --threads 1 differ",
+    );
+    // Both counted the same traffic, summed over the workers.
+    let last_stats = |d: &Path| {
+        events(d)
+            .into_iter()
+            .rfind(|e| e["event_type"] == "stats")
+            .map(|e| e["stats"].clone())
+            .unwrap_or_default()
+    };
+    let (s1, s2) = (last_stats(&one), last_stats(&two));
+    assert_eq!(s1["capture_kernel_drops"], 0, "{s1}");
+    assert_eq!(s2["capture_kernel_drops"], 0, "{s2}");
+    for counter in [
+        "tcp_segments",
+        "flows_created",
+        "http_transactions",
+        "alerts",
+    ] {
+        assert!(s1[counter].as_u64().unwrap_or(0) > 0, "{counter}: {s1}");
+        assert_eq!(s1[counter], s2[counter], "{counter}");
+    }
+}
