@@ -5,14 +5,20 @@
 #
 #   sudo bash scripts/live_replay.sh CAPTURE [BUFFER_SIZE]     # e.g. target/bench/workload-1G.pcap 256M
 # KEEP=FILE keeps the events written. THREADS=N passes --threads N (default: idemwatch's own,
-# the cores available). The binary is $CARGO_TARGET_DIR/release/idemwatch (default target/).
+# the cores available). The binary is $CARGO_TARGET_DIR/release/idemwatch (default target/),
+# or $IDEMWATCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAP=${1:?usage: live_replay.sh CAPTURE [BUFFER_SIZE]}
 BUF=${2:-64M}
 command -v tcpreplay >/dev/null || { echo "install tcpreplay (apt-get install tcpreplay)" >&2; exit 2; }
-cargo build --release --quiet --bin idemwatch
-BIN=${CARGO_TARGET_DIR:-target}/release/idemwatch
+# IDEMWATCH=PATH runs that binary instead (to compare builds).
+if [ -n "${IDEMWATCH:-}" ]; then
+    BIN=$IDEMWATCH
+else
+    cargo build --release --quiet --bin idemwatch
+    BIN=${CARGO_TARGET_DIR:-target}/release/idemwatch
+fi
 THREAD_ARGS=()
 [ -n "${THREADS:-}" ] && THREAD_ARGS=(--threads "$THREADS")
 WORK=$(mktemp -d)
