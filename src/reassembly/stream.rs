@@ -421,7 +421,15 @@ impl HalfStream {
         debug_assert_eq!(off, self.next);
         self.next += bytes.len() as u64;
         if self.acked.is_none_or(|a| a < self.next) {
-            self.recent.extend_from_slice(bytes);
+            // Only the last RECENT_KEEP bytes of a large segment are ever kept: copying just
+            // those keeps the buffer under three times RECENT_KEEP, where appending it whole
+            // grew every direction's buffer to its largest segment (64 KiB with offloads).
+            let tail = bytes.len().saturating_sub(RECENT_KEEP);
+            if tail > 0 {
+                self.recent.clear();
+            }
+            self.recent
+                .extend_from_slice(bytes.get(tail..).unwrap_or_default());
             if self.recent.len() > 2 * RECENT_KEEP {
                 let cut = self.recent.len() - RECENT_KEEP;
                 self.recent.drain(..cut);
@@ -653,6 +661,44 @@ mod tests {
         // Offset 2 came first as 'x' (in "xyzw"), so 'x' stands against the later 'C'.
         assert_eq!(sink.bytes, b"ABxEFGH");
         assert_eq!(st.tcp_overlap_mismatch, 2);
+    }
+
+    #[test]
+    fn a_large_segment_keeps_only_its_last_bytes_for_overlap_checks() {
+        let (mut h, mut sink, mut st) =
+            (HalfStream::default(), Collect::default(), Stats::default());
+        h.set_syn(0);
+        let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        h.on_segment(Side(0), seg(1, &big), 1 << 20, &mut sink, &mut st);
+        assert!(
+            h.recent.capacity() < 3 * RECENT_KEEP,
+            "{}",
+            h.recent.capacity()
+        );
+        // A retransmission of the last bytes, the same: no mismatch.
+        let end = big.len();
+        let last = &big[end - 100..];
+        h.on_segment(
+            Side(0),
+            seg(1 + end as u32 - 100, last),
+            1 << 20,
+            &mut sink,
+            &mut st,
+        );
+        assert_eq!(st.tcp_overlap_mismatch, 0);
+        // The same range with other bytes: counted, the first copy stands.
+        h.on_segment(
+            Side(0),
+            seg(1 + end as u32 - 100, &[0xff; 100]),
+            1 << 20,
+            &mut sink,
+            &mut st,
+        );
+        assert_eq!(st.tcp_overlap_mismatch, 1);
+        assert_eq!(sink.bytes, big);
+        // Bytes before the kept tail are not compared (as before: only the tail is kept).
+        h.on_segment(Side(0), seg(1, &[0xff; 100]), 1 << 20, &mut sink, &mut st);
+        assert_eq!(st.tcp_overlap_mismatch, 1);
     }
 
     #[test]
