@@ -421,19 +421,21 @@ impl HalfStream {
         debug_assert_eq!(off, self.next);
         self.next += bytes.len() as u64;
         if self.acked.is_none_or(|a| a < self.next) {
-            // Only the last RECENT_KEEP bytes of a large segment are ever kept: copying just
-            // those keeps the buffer under three times RECENT_KEEP, where appending it whole
-            // grew every direction's buffer to its largest segment (64 KiB with offloads).
-            let tail = bytes.len().saturating_sub(RECENT_KEEP);
-            if tail > 0 {
-                self.recent.clear();
-            }
-            self.recent
-                .extend_from_slice(bytes.get(tail..).unwrap_or_default());
-            if self.recent.len() > 2 * RECENT_KEEP {
-                let cut = self.recent.len() - RECENT_KEEP;
+            // At most 2 * RECENT_KEEP bytes, in a buffer of exactly that capacity: the oldest
+            // go before new ones come, and of a large segment only its last RECENT_KEEP bytes
+            // are copied. (Appending whole segments grew each direction's buffer by doubling,
+            // to its largest segment: 64 KiB with offloads, 37 MB over 48k connections.)
+            let add = bytes
+                .get(bytes.len().saturating_sub(RECENT_KEEP)..)
+                .unwrap_or_default();
+            if self.recent.len() + add.len() > 2 * RECENT_KEEP {
+                let cut = (self.recent.len() + add.len() - RECENT_KEEP).min(self.recent.len());
                 self.recent.drain(..cut);
             }
+            if self.recent.capacity() == 0 {
+                self.recent.reserve_exact(2 * RECENT_KEEP);
+            }
+            self.recent.extend_from_slice(add);
         }
         sink.on_data(
             side,

@@ -146,7 +146,9 @@ pub struct Session {
     /// The TLS its bytes were decrypted from (`tls::stage`).
     tls: Option<Arc<crate::http::transaction::TlsInfo>>,
     halves: [Half; 2],
-    pending: VecDeque<Exchange>,
+    /// Boxed: an exchange holds its request and response (several hundred bytes), and a
+    /// queue grows to four slots at its first push, most of them never used.
+    pending: VecDeque<Box<Exchange>>,
     next_id: u64,
     /// Bytes were lost since the last response was paired: pair by ACK evidence.
     desync: bool,
@@ -606,7 +608,7 @@ impl Session {
         request.ts_end = request.ts_end.shifted(clock_shift);
         let id = self.next_id;
         self.next_id += 1;
-        self.pending.push_back(Exchange {
+        self.pending.push_back(Box::new(Exchange {
             id,
             req: Some(request),
             req_done: false,
@@ -620,7 +622,7 @@ impl Session {
             hashed,
             interim: Vec::new(),
             h2c,
-        });
+        }));
         if self.pending.len() > cfg.max_pending {
             em.stats.http_pending_overflow += 1;
             if let Some(mut ex) = self.pending.pop_front() {
@@ -771,7 +773,7 @@ impl Session {
                     .unwrap_or(self.pending.len());
                 self.pending.insert(
                     at,
-                    Exchange {
+                    Box::new(Exchange {
                         id,
                         req: None,
                         req_done: true,
@@ -785,7 +787,7 @@ impl Session {
                         hashed: cfg.hash_all,
                         interim: Vec::new(),
                         h2c: None,
-                    },
+                    }),
                 );
                 at
             }
@@ -870,6 +872,7 @@ impl Session {
         let Some(ex) = self.pending.remove(idx) else {
             return;
         };
+        let ex = *ex;
         let (Some(request), Some(settings)) = (ex.req, ex.h2c) else {
             return;
         };
@@ -986,7 +989,8 @@ impl Session {
         em.push(self.serial, ev);
     }
 
-    fn emit_exchange(&mut self, ex: Exchange, em: &mut Sink) {
+    fn emit_exchange(&mut self, ex: Box<Exchange>, em: &mut Sink) {
+        let ex = *ex;
         let ts_done = ex
             .resp
             .as_ref()
