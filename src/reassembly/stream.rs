@@ -204,8 +204,9 @@ impl HalfStream {
             }
             if off >= self.next && !self.recent.is_empty() {
                 // The receiver has it all: retransmissions of it are discarded there too. The
-                // buffer keeps its capacity (bounded) so that every packet does not allocate.
-                self.recent.clear();
+                // buffer goes: most directions then wait for the other side (a request for its
+                // response), and thousands of idle buffers outweigh one allocation per burst.
+                self.recent = Vec::new();
             }
             self.settle(side, ts, sink, ctx);
         }
@@ -421,21 +422,24 @@ impl HalfStream {
         debug_assert_eq!(off, self.next);
         self.next += bytes.len() as u64;
         if self.acked.is_none_or(|a| a < self.next) {
-            // At most 2 * RECENT_KEEP bytes, in a buffer of exactly that capacity: the oldest
+            // At most 2 * RECENT_KEEP bytes, in a buffer that grows to at most that: the oldest
             // go before new ones come, and of a large segment only its last RECENT_KEEP bytes
             // are copied. (Appending whole segments grew each direction's buffer by doubling,
             // to its largest segment: 64 KiB with offloads, 37 MB over 48k connections.)
             let add = bytes
                 .get(bytes.len().saturating_sub(RECENT_KEEP)..)
                 .unwrap_or_default();
-            if self.recent.len() + add.len() > 2 * RECENT_KEEP {
-                let cut = (self.recent.len() + add.len() - RECENT_KEEP).min(self.recent.len());
-                self.recent.drain(..cut);
+            let r = &mut self.recent;
+            if r.len() + add.len() > 2 * RECENT_KEEP {
+                let cut = (r.len() + add.len() - RECENT_KEEP).min(r.len());
+                r.drain(..cut);
             }
-            if self.recent.capacity() == 0 {
-                self.recent.reserve_exact(2 * RECENT_KEEP);
+            let need = r.len() + add.len();
+            if need > r.capacity() {
+                let cap = (2 * r.capacity()).max(need).min(2 * RECENT_KEEP);
+                r.reserve_exact(cap - r.len());
             }
-            self.recent.extend_from_slice(add);
+            r.extend_from_slice(add);
         }
         sink.on_data(
             side,
