@@ -27,6 +27,8 @@ command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v editcap >/dev/null 2>&1 || need+=(wireshark-common)
 # The workload test checks the generated HTTP/2 capture with tshark, an independent reader.
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+# The report test renders the page in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -62,6 +62,10 @@ pub enum Command {
     /// over TLS, answer each 204 at once, print alerts until stopped.
     #[command(after_long_help = MIRROR_EXAMPLES)]
     Mirror(MirrorArgs),
+    /// Write a self-contained HTML incident report (counts, timeline, top endpoints, each
+    /// alert beside the request it is compared with) from alert JSON lines.
+    #[command(after_long_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
     /// Write the manual page or a shell completion script to stdout (made from these very
     /// definitions, so they match --help).
     #[command(subcommand)]
@@ -554,6 +558,33 @@ Examples:
   idemwatch read --log-requests gw1.pcap | jq 'select(.event_type==\"http\")'
   tcpdump -i eth0 -w - 'tcp port 80' | idemwatch read -
   idemwatch read day1.pcap day2.pcapng -- 'tcp port 8080'";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  idemwatch read gw1.pcap | idemwatch report -o report.html
+  idemwatch report day1.jsonl day2.jsonl -o incident.html
+  idemwatch report --max-listed 200 alerts.jsonl > report.html
+
+Lines that are not alerts (stats, http events) are skipped and counted; lines that are not JSON
+are counted and named on stderr with their line number. The page holds only what the alerts
+hold (no bodies, no credentials), needs no network and runs no script but its own.";
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Alert JSON lines, as read, live and mirror write them; - or none reads stdin. Other
+    /// event types are skipped.
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Write the page to FILE (replaced) [default: stdout].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// List at most N alerts in detail (the first in time order); the counts, timeline and
+    /// top lists always take every alert.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_listed: usize,
+}
 
 #[derive(Debug, Args)]
 #[command(mut_args = with_relations)]
@@ -1705,7 +1736,7 @@ fn merge(
     match &mut command {
         Command::Live(a) | Command::CheckConfig(a) => a.update_from_arg_matches(&sub_m),
         Command::Mirror(a) => a.update_from_arg_matches(&sub_m),
-        Command::Read(_) | Command::Generate(_) => Ok(()),
+        Command::Read(_) | Command::Report(_) | Command::Generate(_) => Ok(()),
     }
     .map_err(ParseFail::Clap)?;
     Ok(Parsed {

@@ -22,6 +22,7 @@ pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;
+pub mod report;
 pub mod source;
 pub mod stats;
 pub mod tls;

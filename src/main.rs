@@ -37,6 +37,7 @@ fn main() -> ExitCode {
     init_logging(parsed.cli.global.verbose);
     match &parsed.cli.command {
         Command::Read(args) => read(args, parsed.cli.global.quiet),
+        Command::Report(args) => report(args, parsed.cli.global.quiet),
         Command::Generate(what) => generate(what),
         Command::CheckConfig(args) => {
             print!("{}", idemwatch::cli::check_config_text(args, &parsed));
@@ -87,6 +88,70 @@ fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
             ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1))
         }
     }
+}
+
+/// `report`: alert lines from the files (or stdin) to one HTML page. Exit 1 when an input
+/// cannot be read or the page cannot be written; malformed lines are named on stderr, not
+/// fatal.
+fn report(args: &idemwatch::cli::ReportArgs, quiet: bool) -> ExitCode {
+    use idemwatch::report::{Input, html};
+    use std::io::{BufReader, Write};
+    let mut input = Input::default();
+    let stdin = [std::path::PathBuf::from("-")];
+    let files = if args.files.is_empty() {
+        &stdin[..]
+    } else {
+        &args.files[..]
+    };
+    for f in files {
+        let name = f.display().to_string();
+        let read = if name == "-" {
+            input.read_events("stdin", std::io::stdin().lock())
+        } else {
+            std::fs::File::open(f).and_then(|file| input.read_events(&name, BufReader::new(file)))
+        };
+        if let Err(e) = read {
+            eprintln!("idemwatch: cannot read {name}: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    for (source, line, why) in &input.malformed_lines {
+        eprintln!("idemwatch: {source}:{line}: not a JSON event, skipped: {why}");
+    }
+    let unnamed = input.malformed - input.malformed_lines.len() as u64;
+    if unnamed > 0 {
+        eprintln!("idemwatch: {unnamed} more malformed lines skipped");
+    }
+    let meta = html::Meta {
+        sources: files.iter().map(|f| f.display().to_string()).collect(),
+        max_listed: args.max_listed,
+    };
+    let page = html::render(&input, &meta);
+    let written = match &args.output {
+        Some(p) => std::fs::write(p, page.as_bytes()).map_err(|e| (p.display().to_string(), e)),
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(page.as_bytes()).and_then(|()| out.flush()) {
+                // A closed stdout (`| head`) ends quietly.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(|e| ("stdout".to_string(), e)),
+            }
+        }
+    };
+    if let Err((what, e)) = written {
+        eprintln!("idemwatch: cannot write {what}: {e}");
+        return ExitCode::from(1);
+    }
+    if !quiet {
+        eprintln!(
+            "idemwatch: report: {} alerts ({} listed), {} other events skipped, {} malformed lines",
+            input.alerts.len(),
+            input.alerts.len().min(args.max_listed),
+            input.skipped_events,
+            input.malformed
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// `generate`: the manual page or a completion script on stdout.
