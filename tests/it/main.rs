@@ -26,6 +26,7 @@ mod live;
 mod manual;
 mod mirror;
 mod reassembly;
+mod report;
 mod secrets;
 mod segmentation_props;
 mod shipping;

@@ -490,6 +490,46 @@ fn read_prints_no_secret_at_any_verbosity() {
     }
 }
 
+/// `report` on what `read` wrote (alerts, http events and stats of the secret capture): the
+/// page, its stdout and stderr hold no secret, nor the key once `read --redact-keys` hashed it.
+#[test]
+fn report_prints_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (packets, _) = secret_capture();
+    let file = dir.path().join("secrets.pcap");
+    std::fs::write(
+        &file,
+        capture_bytes(Format::PCAP, LINKTYPE_ETHERNET, &packets),
+    )
+    .expect("write capture");
+    let f = file.to_str().expect("UTF-8 path");
+    for (redact, canaries) in [(false, canaries(false)), (true, canaries(true))] {
+        let events = dir.path().join(format!("events-{redact}.json"));
+        let e = events.to_str().expect("UTF-8 path");
+        let mut args = vec!["read", "--log-requests", "--stats", "-o", e];
+        if redact {
+            args.push("--redact-keys");
+        }
+        args.extend([REDACT_PARAM[0], REDACT_PARAM[1], f]);
+        let (code, _, alerts) = read_run(&args, None, Some(&events));
+        assert_eq!(code, Some(0));
+        let page = dir.path().join(format!("report-{redact}.html"));
+        let p = page.to_str().expect("UTF-8 path");
+        let (code, mut streams, _) = read_run(&["-vvv", "report", "-o", p, e], None, None);
+        let run = format!("report (redact keys: {redact})");
+        assert_eq!(code, Some(0), "{run}");
+        let html = std::fs::read(&page).expect("the page is written");
+        // Not vacuous: the page lists the alerts read found.
+        let listed = String::from_utf8_lossy(&html)
+            .matches("class=\"alert sev-")
+            .count();
+        assert_eq!(listed, alert_kinds(&alerts).len(), "{run}");
+        assert!(listed >= 3, "{run}");
+        streams.push(stream(p, html));
+        assert_no_leaks(&run, &canaries, &streams);
+    }
+}
+
 #[test]
 fn read_error_paths_print_no_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
