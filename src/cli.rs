@@ -158,6 +158,13 @@ pub struct MirrorArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[serde(deserialize_with = "from_file::some_value_enum")]
+    pub format: Option<crate::output::Format>,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub policy: PolicyArgs,
@@ -250,6 +257,7 @@ impl MirrorArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: false,
             threads: 1,
             ..Config::default()
@@ -393,6 +401,13 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[serde(deserialize_with = "from_file::some_value_enum")]
+    pub format: Option<crate::output::Format>,
+
     /// Flow workers (reassembly and HTTP run on this many threads; capture, decoding and the
     /// tracker stay on the capture thread; the alerts are the same whatever the number; 1 runs
     /// everything on the capture thread) [default: the cores available].
@@ -499,6 +514,7 @@ impl LiveArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: false,
             threads: self.threads.map_or(0, usize::from),
             ..Config::default()
@@ -578,6 +594,12 @@ pub struct ReadArgs {
     /// Write events to FILE (appended) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::output::Format>,
 
     /// Flow workers (reassembly and HTTP run on this many threads; the output is the same
     /// whatever the number) [default: the cores available].
@@ -1021,6 +1043,7 @@ impl ReadArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: self.stats,
             threads: self.threads.map_or(0, usize::from),
             ..Config::default()

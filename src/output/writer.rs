@@ -1,11 +1,23 @@
-//! Where JSON lines go: stdout or a file, buffered. A closed stdout (`| head`) ends the run
-//! quietly instead of failing.
+//! Where events go: stdout or a file, buffered, as JSON lines or (`--format text`, or by
+//! default on a terminal) as the text view of `text.rs`. A closed stdout (`| head`) ends the
+//! run quietly instead of failing.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::Path;
 
 use serde::Serialize;
+
+use super::text::{Style, TextForm};
+
+/// `--format`: how events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// JSON lines (the alert contract).
+    Json,
+    /// Lines for a person (docs/EVENTS.md, "Text view").
+    Text,
+}
 
 /// What writing a line did.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,12 +27,15 @@ pub enum WriteOutcome {
     Closed,
 }
 
-/// A JSON-lines sink.
+/// An event sink.
 pub struct Output {
     inner: BufWriter<Box<dyn Write + Send>>,
     line: Vec<u8>,
     /// The file written, to reopen after log rotation.
     path: Option<std::path::PathBuf>,
+    /// `Some`: the text view, drawn so.
+    text: Option<Style>,
+    text_line: String,
 }
 
 impl Output {
@@ -51,11 +66,45 @@ impl Output {
             inner: BufWriter::with_capacity(1 << 16, w),
             line: Vec::with_capacity(1024),
             path: None,
+            text: None,
+            text_line: String::new(),
         }
     }
 
-    /// Writes one event as one line.
-    pub fn write<T: Serialize>(&mut self, event: &T) -> io::Result<WriteOutcome> {
+    /// Chooses the format: the one asked for, else text when this is stdout on a terminal, so
+    /// that every pipe and file gets JSON lines. Colour only on a terminal, and there unless
+    /// `NO_COLOR` is set or `TERM=dumb`.
+    pub fn with_format(mut self, asked: Option<Format>) -> Output {
+        let terminal = self.path.is_none() && io::stdout().is_terminal();
+        let text = match asked {
+            Some(Format::Json) => false,
+            Some(Format::Text) => true,
+            None => terminal,
+        };
+        self.text = text.then(|| {
+            let env = Style::from_env(
+                std::env::var_os("NO_COLOR").as_deref(),
+                std::env::var_os("TERM").as_deref(),
+            );
+            Style {
+                color: terminal && env.color,
+            }
+        });
+        self
+    }
+
+    /// Whether events are written as text.
+    pub fn is_text(&self) -> bool {
+        self.text.is_some()
+    }
+
+    /// Writes one event: one JSON line, or its text lines.
+    pub fn write<T: Serialize + TextForm>(&mut self, event: &T) -> io::Result<WriteOutcome> {
+        if let Some(style) = self.text {
+            self.text_line.clear();
+            event.text(style, &mut self.text_line);
+            return closed_is_ok(self.inner.write_all(self.text_line.as_bytes()));
+        }
         self.line.clear();
         serde_json::to_writer(&mut self.line, event).map_err(io::Error::other)?;
         self.line.push(b'\n');
