@@ -24,8 +24,8 @@ use crate::mirror::{MirrorBounds, MirrorEndpoint};
     about = "idemwatch - find Idempotency-Key misuse in HTTP traffic (HTTP/1.x and HTTP/2)",
     long_about = "idemwatch - find Idempotency-Key misuse in HTTP traffic: HTTP/1.x and HTTP/2, \
         in cleartext or decrypted from TLS with its key log.\n\n\
-        Alerts: JSON lines on stdout (a text view on a terminal; --format). Logs: stderr. 'idemwatch <COMMAND> --help' shows options \
-        and examples."
+        Alerts: JSON lines on stdout (a text view on a terminal; --format). Logs: stderr. \
+        'idemwatch <COMMAND> --help' shows options and examples."
 )]
 pub struct Cli {
     #[command(flatten)]
