@@ -73,6 +73,8 @@ fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
         Ok(o) => o,
         Err(code) => return code,
     };
+    // A progress bar where a person watches stderr and did not ask for quiet.
+    config.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter = args.filter();
     match run_read(&config, &args.files, filter.as_deref(), &mut out) {
         Ok(summary) => {

@@ -36,6 +36,8 @@ pub struct Output {
     /// `Some`: the text view, drawn so.
     text: Option<Style>,
     text_line: String,
+    /// A progress bar on the terminal this writes to: lines are written around it.
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Output {
@@ -68,6 +70,7 @@ impl Output {
             path: None,
             text: None,
             text_line: String::new(),
+            bar: None,
         }
     }
 
@@ -93,6 +96,12 @@ impl Output {
         self
     }
 
+    /// A progress bar drawn on stderr: when this is stdout on the same kind of terminal, each
+    /// event is written and flushed with the bar taken off, so the two never share a line.
+    pub fn draw_around(&mut self, bar: Option<indicatif::ProgressBar>) {
+        self.bar = bar.filter(|_| self.path.is_none() && io::stdout().is_terminal());
+    }
+
     /// Whether events are written as text.
     pub fn is_text(&self) -> bool {
         self.text.is_some()
@@ -100,15 +109,22 @@ impl Output {
 
     /// Writes one event: one JSON line, or its text lines.
     pub fn write<T: Serialize + TextForm>(&mut self, event: &T) -> io::Result<WriteOutcome> {
+        self.line.clear();
         if let Some(style) = self.text {
             self.text_line.clear();
             event.text(style, &mut self.text_line);
-            return closed_is_ok(self.inner.write_all(self.text_line.as_bytes()));
+            self.line.extend_from_slice(self.text_line.as_bytes());
+        } else {
+            serde_json::to_writer(&mut self.line, event).map_err(io::Error::other)?;
+            self.line.push(b'\n');
         }
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, event).map_err(io::Error::other)?;
-        self.line.push(b'\n');
-        closed_is_ok(self.inner.write_all(&self.line))
+        match &self.bar {
+            Some(bar) => {
+                let (inner, line) = (&mut self.inner, &self.line);
+                closed_is_ok(bar.suspend(|| inner.write_all(line).and_then(|()| inner.flush())))
+            }
+            None => closed_is_ok(self.inner.write_all(&self.line)),
+        }
     }
 
     pub fn flush(&mut self) -> io::Result<WriteOutcome> {

@@ -126,3 +126,72 @@ fn a_pipe_gets_json_byte_identical_to_format_json() {
     );
     assert!(!text.contains('\x1b'));
 }
+
+fn bulk() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("captures/bulk.pcap")
+        .display()
+        .to_string()
+}
+
+/// Runs a shell line under a pseudo-terminal (stdin, stdout and stderr on it unless the line
+/// redirects them); returns what the terminal showed.
+fn shell_on_terminal(line: &str) -> String {
+    let o = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .env_remove("RUST_LOG")
+        .env("TERM", "xterm")
+        .output()
+        .expect("run script(1) (util-linux)");
+    assert!(o.status.success(), "{o:?}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_progress_bar_stays_on_stderr() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out.json");
+    let (bin, b, o) = (
+        quoted(BIN),
+        quoted(&bulk()),
+        quoted(out.to_str().expect("UTF-8")),
+    );
+    let want = piped(&["-q", "read", &bulk()]).stdout;
+    assert!(!want.is_empty());
+
+    // A file: the total, the rate, the time left and the alerts, on the terminal (stderr).
+    let shown = shell_on_terminal(&format!("{bin} read {b} > {o}"));
+    assert!(shown.contains("/4.50 MiB"), "{shown:?}");
+    assert!(
+        shown.contains("ETA") && shown.contains("alerts: "),
+        "{shown:?}"
+    );
+    assert!(
+        std::fs::read(&out).expect("stdout file") == want,
+        "stdout: JSON only"
+    );
+
+    // Stdin: bytes and rate, no total.
+    let want = Command::new(BIN)
+        .args(["-q", "read", "-"])
+        .stdin(std::fs::File::open(bulk()).expect("bulk.pcap"))
+        .output()
+        .expect("run idemwatch")
+        .stdout;
+    let shown = shell_on_terminal(&format!("{bin} read - < {b} > {o}"));
+    assert!(shown.contains("/s"), "{shown:?}");
+    assert!(!shown.contains("ETA"), "{shown:?}");
+    assert!(
+        std::fs::read(&out).expect("stdout file") == want,
+        "stdout: JSON only"
+    );
+
+    // -q: no bar; stdout on the terminal too, and stderr a pipe: no bar either.
+    let shown = shell_on_terminal(&format!("{bin} -q read {b} > {o}"));
+    assert_eq!(shown, "", "{shown:?}");
+    let shown = shell_on_terminal(&format!("{bin} read --format json {b} 2>/dev/null"));
+    for l in shown.lines() {
+        let _: serde_json::Value =
+            serde_json::from_str(l.trim_end_matches('\r')).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+    }
+}
