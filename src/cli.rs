@@ -43,7 +43,7 @@ pub struct GlobalArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     #[serde(deserialize_with = "from_file::count")]
     pub verbose: u8,
-    /// No end-of-run summary on stderr.
+    /// No end-of-run summary on stderr (nor read's progress bar).
     #[arg(short, long, global = true)]
     pub quiet: bool,
 }
