@@ -2582,6 +2582,7 @@ mod tests {
             ("user", "\"nobody\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("format", "\"text\""),
             ("threads", "3"),
             ("tls-keylog", "[\"/run/app/sslkeys.log\", \"/k2\"]"),
             ("mirror-listen", "\"127.0.0.1:1\""),
@@ -2654,6 +2655,7 @@ mod tests {
             ("metrics-listen", "\"127.0.0.1:9465\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("format", "\"text\""),
         ];
         let samples: Vec<(&str, &str)> = samples.iter().chain(SHARED_SAMPLES).copied().collect();
         let mut root = Cli::command();
