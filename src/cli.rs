@@ -24,8 +24,8 @@ use crate::mirror::{MirrorBounds, MirrorEndpoint};
     about = "idemwatch - find Idempotency-Key misuse in HTTP traffic (HTTP/1.x and HTTP/2)",
     long_about = "idemwatch - find Idempotency-Key misuse in HTTP traffic: HTTP/1.x and HTTP/2, \
         in cleartext or decrypted from TLS with its key log.\n\n\
-        Alerts: JSON lines on stdout. Logs: stderr. 'idemwatch <COMMAND> --help' shows options \
-        and examples."
+        Alerts: JSON lines on stdout (a text view on a terminal; --format). Logs: stderr. \
+        'idemwatch <COMMAND> --help' shows options and examples."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -43,7 +43,7 @@ pub struct GlobalArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     #[serde(deserialize_with = "from_file::count")]
     pub verbose: u8,
-    /// No end-of-run summary on stderr.
+    /// No end-of-run summary on stderr (nor read's progress bar).
     #[arg(short, long, global = true)]
     pub quiet: bool,
 }
@@ -162,6 +162,13 @@ pub struct MirrorArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[serde(deserialize_with = "from_file::some_value_enum")]
+    pub format: Option<crate::output::Format>,
+
     #[command(flatten)]
     #[serde(flatten)]
     pub policy: PolicyArgs,
@@ -254,6 +261,7 @@ impl MirrorArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: false,
             threads: 1,
             ..Config::default()
@@ -397,6 +405,13 @@ pub struct LiveArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[serde(deserialize_with = "from_file::some_value_enum")]
+    pub format: Option<crate::output::Format>,
+
     /// Flow workers (reassembly and HTTP run on this many threads; capture, decoding and the
     /// tracker stay on the capture thread; the alerts are the same whatever the number; 1 runs
     /// everything on the capture thread) [default: the cores available].
@@ -503,6 +518,7 @@ impl LiveArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: false,
             threads: self.threads.map_or(0, usize::from),
             ..Config::default()
@@ -609,6 +625,12 @@ pub struct ReadArgs {
     /// Write events to FILE (appended) instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// How events are written: json (JSON lines, the alert contract) or text (lines for a
+    /// person, times in UTC) [default: text when stdout is a terminal and no --output, else
+    /// json].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<crate::output::Format>,
 
     /// Flow workers (reassembly and HTTP run on this many threads; the output is the same
     /// whatever the number) [default: the cores available].
@@ -1052,6 +1074,7 @@ impl ReadArgs {
     pub fn config(&self) -> Config {
         let mut c = Config {
             log_requests: self.log_requests,
+            format: self.format,
             stats_event: self.stats,
             threads: self.threads.map_or(0, usize::from),
             ..Config::default()
@@ -2590,6 +2613,7 @@ mod tests {
             ("user", "\"nobody\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("format", "\"text\""),
             ("threads", "3"),
             ("tls-keylog", "[\"/run/app/sslkeys.log\", \"/k2\"]"),
             ("mirror-listen", "\"127.0.0.1:1\""),
@@ -2662,6 +2686,7 @@ mod tests {
             ("metrics-listen", "\"127.0.0.1:9465\""),
             ("log-requests", "true"),
             ("output", "\"/o\""),
+            ("format", "\"text\""),
         ];
         let samples: Vec<(&str, &str)> = samples.iter().chain(SHARED_SAMPLES).copied().collect();
         let mut root = Cli::command();

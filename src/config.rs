@@ -25,6 +25,10 @@ pub struct Config {
     pub http: crate::http::Settings,
     /// Write one `http` event per transaction.
     pub log_requests: bool,
+    /// `--format`: JSON lines or text (`None`: text on a terminal).
+    pub format: Option<crate::output::Format>,
+    /// `read`: a progress bar on stderr (set where stderr is a terminal and not `-q`).
+    pub progress: bool,
     /// Write a final `stats` event.
     pub stats_event: bool,
     /// Worker threads for flow processing (0: the cores available).

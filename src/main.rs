@@ -70,10 +70,12 @@ fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let mut out = match open_output(args.output.as_deref()) {
+    let mut out = match open_output(args.output.as_deref(), args.format) {
         Ok(o) => o,
         Err(code) => return code,
     };
+    // A progress bar where a person watches stderr and did not ask for quiet.
+    config.progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter = args.filter();
     match run_read(&config, &args.files, filter.as_deref(), &mut out) {
         Ok(summary) => {
@@ -234,7 +236,7 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
             idemwatch::tls::keylog::KeyLog::new(idemwatch::tls::MAX_RANDOMS),
         )));
     }
-    let mut out = match open_output(args.output.as_deref()) {
+    let mut out = match open_output(args.output.as_deref(), args.format) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -299,8 +301,11 @@ fn live(argv: &[OsString], args: &LiveArgs, parsed: &Parsed) -> ExitCode {
     }
 }
 
-fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {
-    match path {
+fn open_output(
+    path: Option<&Path>,
+    format: Option<idemwatch::output::Format>,
+) -> Result<Output, ExitCode> {
+    let out = match path {
         Some(p) => Output::file(p).map_err(|e| {
             eprintln!(
                 "idemwatch: cannot open {} for writing: {e}; check the directory exists and is writable",
@@ -309,7 +314,8 @@ fn open_output(path: Option<&Path>) -> Result<Output, ExitCode> {
             ExitCode::from(1)
         }),
         None => Ok(Output::stdout()),
-    }
+    };
+    out.map(|o| o.with_format(format))
 }
 
 /// A daemon idles between bursts, and mimalloc returns freed memory to the kernel after 10 ms

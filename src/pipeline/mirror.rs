@@ -75,7 +75,8 @@ pub fn run_mirror(
             source,
         })?,
         None => Output::stdout(),
-    };
+    }
+    .with_format(config.format);
     let listener = crate::mirror::bind(endpoint.listen)?;
     let signals = Signals::register().map_err(MirrorError::Signals)?;
     tracing::info!(listen = %endpoint.listen, tls = tls.is_some(), "mirror listening");

@@ -10,6 +10,7 @@ mod live;
 mod mirror;
 mod order;
 mod parallel;
+pub mod progress;
 mod signals;
 
 pub use live::{LiveRunError, LiveSettings, Reload, run_live};
@@ -236,10 +237,19 @@ pub fn run_read(
     out: &mut Output,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let source = CaptureSet::open(files, filter)?;
+    let mut source = CaptureSet::open(files, filter)?;
     let names = source.names();
     // A file can wait for the shared store: nothing is lost while it answers.
-    let judge = Judge::new(config, Tracker::new(config.tracker.clone()), true)?;
+    let mut judge = Judge::new(config, Tracker::new(config.tracker.clone()), true)?;
+    // The bar hooks onto the reader and the judge, the same on one worker or many.
+    let progress = config.progress.then(|| {
+        let p = progress::ReadProgress::new(source.total_bytes(files));
+        let seen = Arc::clone(&p);
+        source.on_read(Box::new(move |bytes| seen.read(bytes)));
+        judge.progress = Some(Arc::clone(&p));
+        out.draw_around(Some(p.bar().clone()));
+        p
+    });
     let workers = worker_count(config.threads);
     // Filled by the reading thread, in capture order, so the same whatever `workers` is.
     let sessions = config
@@ -260,6 +270,10 @@ pub fn run_read(
             sessions.clone(),
         )?
     };
+    if let Some(p) = progress {
+        p.clear();
+        out.draw_around(None);
+    }
     tracing::info!(packets = run.packets, "end of input");
     let mut stats = run.stats;
     config.tls.add_counters(&mut stats);
@@ -438,6 +452,8 @@ struct Judge {
     stats: Stats,
     alerts: Vec<Alert>,
     fleet: Option<crate::fleet::stage::Fleet>,
+    /// `read` on a terminal: counts the alerts for the progress bar.
+    progress: Option<Arc<progress::ReadProgress>>,
 }
 
 impl Judge {
@@ -449,6 +465,7 @@ impl Judge {
             stats: Stats::default(),
             alerts: Vec::new(),
             fleet: None,
+            progress: None,
         };
         if let Some(sc) = &config.store {
             j.fleet = Some(
@@ -576,6 +593,9 @@ impl Judge {
         self.tracker
             .on_event(ev, now, &mut self.stats, &mut self.alerts);
         crate::tracker::count_alerts(&mut self.stats, &self.alerts);
+        if let Some(p) = &self.progress {
+            p.alerted(&self.alerts);
+        }
         if let HttpOut::Transaction(tx) = ev
             && config.log_requests
         {

@@ -82,7 +82,16 @@ pub struct CaptureSet {
     inputs: Vec<Input>,
     /// Index of the input whose head frame was handed out last (refilled on the next call).
     taken: Option<usize>,
+    /// Bytes read: each record's 16-byte header and captured bytes (a pcapng's other blocks
+    /// are not counted), and records read.
+    bytes: u64,
+    records: u64,
+    /// Told the bytes read every [`PROGRESS_EVERY`] records (a progress bar).
+    on_read: Option<Box<dyn FnMut(u64) + Send>>,
 }
+
+/// Records between two calls of the progress hook: rare enough to cost nothing.
+const PROGRESS_EVERY: u64 = 256;
 
 fn display_name(path: &Path) -> String {
     if path.as_os_str() == "-" {
@@ -131,7 +140,26 @@ impl CaptureSet {
         Ok(CaptureSet {
             inputs,
             taken: None,
+            bytes: 0,
+            records: 0,
+            on_read: None,
         })
+    }
+
+    /// The size of every file together; `None` when one is stdin (or cannot be measured).
+    pub fn total_bytes(&self, paths: &[PathBuf]) -> Option<u64> {
+        paths.iter().try_fold(0u64, |sum, p| {
+            if p.as_os_str() == "-" {
+                return None;
+            }
+            let m = std::fs::metadata(p).ok()?;
+            m.is_file().then(|| sum.saturating_add(m.len()))
+        })
+    }
+
+    /// Calls `hook` with the bytes read so far as reading goes on (record headers and captured bytes).
+    pub fn on_read(&mut self, hook: Box<dyn FnMut(u64) + Send>) {
+        self.on_read = Some(hook);
     }
 
     /// File names as given, by index (for `pcap_filename`).
@@ -152,6 +180,13 @@ impl CaptureSet {
             return match input.cap.next_packet() {
                 Ok(p) => {
                     input.packets += 1;
+                    self.bytes = self.bytes.saturating_add(16 + p.data.len() as u64);
+                    self.records += 1;
+                    if self.records.is_multiple_of(PROGRESS_EVERY)
+                        && let Some(hook) = self.on_read.as_mut()
+                    {
+                        hook(self.bytes);
+                    }
                     Ok(Some(Frame {
                         ts: ts_of(p.header),
                         link,
@@ -185,6 +220,13 @@ impl CaptureSet {
                 match input.cap.next_packet() {
                     Ok(p) => {
                         input.packets += 1;
+                        self.bytes = self.bytes.saturating_add(16 + p.data.len() as u64);
+                        self.records += 1;
+                        if self.records.is_multiple_of(PROGRESS_EVERY)
+                            && let Some(hook) = self.on_read.as_mut()
+                        {
+                            hook(self.bytes);
+                        }
                         input.head = Some(OwnedFrame {
                             ts: ts_of(p.header),
                             data: p.data.to_vec(),

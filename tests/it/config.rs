@@ -186,9 +186,11 @@ fn the_messages_about_the_file_are_exactly_these() {
         (
             "interface = \"lo\"\n\nmax_keys = \"lots\"\n",
             &["--frobnicate", "x"],
+            // (clap suggests --format, and names it in the usage line.)
             "error: unexpected argument '--frobnicate' found\n\n  \
+             tip: a similar argument exists: '--format'\n  \
              tip: to pass '--frobnicate' as a value, use '-- --frobnicate'\n\n\
-             Usage: idemwatch check-config --config <FILE> [-- <FILTER>...]\n\n\
+             Usage: idemwatch check-config --config <FILE> --format <FORMAT> [-- <FILTER>...]\n\n\
              For more information, try '--help'.\n",
         ),
         (

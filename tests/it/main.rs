@@ -31,6 +31,7 @@ mod secrets;
 mod segmentation_props;
 mod shipping;
 mod systemd;
+mod textview;
 mod threads;
 mod tls;
 mod tls_story;

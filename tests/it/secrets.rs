@@ -530,6 +530,59 @@ fn report_prints_no_secret() {
     }
 }
 
+/// The text view (`--format text`) shows what the JSON holds and nothing more: no secret, and
+/// with --redact-keys not the key either, only its hash.
+#[test]
+fn the_text_view_prints_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (packets, _) = secret_capture();
+    let bytes = capture_bytes(Format::PCAP, LINKTYPE_ETHERNET, &packets);
+    let file = dir.path().join("secrets.pcap");
+    std::fs::write(&file, &bytes).expect("write capture");
+    let f = file.to_str().expect("UTF-8 path");
+    for (redact, threads) in [(false, "1"), (true, "4")] {
+        let mut args = vec![
+            "-vvv",
+            "read",
+            "--format",
+            "text",
+            "--log-requests",
+            "--stats",
+            "--threads",
+            threads,
+            REDACT_PARAM[0],
+            REDACT_PARAM[1],
+            f,
+        ];
+        if redact {
+            args.insert(2, "--redact-keys");
+        }
+        let (code, streams, events) = read_run(&args, None, None);
+        let run = format!("read --format text --threads {threads} (redact keys: {redact})");
+        assert_eq!(code, Some(0), "{run}");
+        assert!(events.is_empty(), "{run}: text, not JSON");
+        let stdout = String::from_utf8_lossy(&streams[0].bytes).into_owned();
+        for kind in ["key_conflict", "keyless_duplicate", "missing_key"] {
+            assert!(
+                stdout.contains(&format!(" {kind} ")),
+                "{run}: {kind}\n{stdout}"
+            );
+        }
+        assert!(stdout.contains(" http "), "{run}: http lines\n{stdout}");
+        assert!(
+            stdout.contains(" stats "),
+            "{run}: the stats line\n{stdout}"
+        );
+        let hash = support::sha256_hex(KEY.value.as_bytes());
+        assert_eq!(
+            stdout.contains(&format!("key_sha256 {hash}")),
+            redact,
+            "{run}: the key's hash exactly where the JSON has it\n{stdout}"
+        );
+        assert_no_leaks(&run, &canaries(redact), &streams);
+    }
+}
+
 #[test]
 fn read_error_paths_print_no_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
