@@ -98,7 +98,7 @@ fn read(args: &idemwatch::cli::ReadArgs, quiet: bool) -> ExitCode {
 fn report(args: &idemwatch::cli::ReportArgs, quiet: bool) -> ExitCode {
     use idemwatch::report::{Input, html};
     use std::io::{BufReader, Write};
-    let mut input = Input::default();
+    let mut input = Input::new(args.max_listed);
     let stdin = [std::path::PathBuf::from("-")];
     let files = if args.files.is_empty() {
         &stdin[..]
@@ -147,8 +147,8 @@ fn report(args: &idemwatch::cli::ReportArgs, quiet: bool) -> ExitCode {
     if !quiet {
         eprintln!(
             "idemwatch: report: {} alerts ({} listed), {} other events skipped, {} malformed lines",
+            input.tally.summary().total,
             input.alerts.len(),
-            input.alerts.len().min(args.max_listed),
             input.skipped_events,
             input.malformed
         );

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::Value;
 use sha2::Digest as _;
 
-use super::{Input, SEVERITIES, Summary, field, format_minute, listed, summarize};
+use super::{Input, SEVERITIES, Summary, field, format_minute, listed};
 
 /// What the page says about where its alerts came from.
 #[derive(Debug, Clone, Default)]
@@ -90,7 +90,7 @@ fn colour(kind: &str, i: usize) -> &'static str {
 
 /// The whole page for `input`.
 pub fn render(input: &Input, meta: &Meta) -> String {
-    let summary = summarize(&input.alerts);
+    let summary = input.tally.summary();
     let listed = listed(&input.alerts, meta.max_listed);
     let script_hash =
         base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT.as_bytes()));
@@ -423,10 +423,7 @@ mod tests {
     use serde_json::json;
 
     fn input(alerts: Vec<Value>) -> Input {
-        Input {
-            alerts,
-            ..Input::default()
-        }
+        Input::from_alerts(alerts)
     }
 
     fn meta(max: usize) -> Meta {

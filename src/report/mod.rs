@@ -13,28 +13,104 @@ use serde_json::Value;
 
 /// How many malformed lines are kept with their line number and error (the rest are counted).
 pub const MAX_MALFORMED_KEPT: usize = 20;
+/// The longest line read (an alert is a few KB): a longer one is counted malformed, skipped.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// Distinct values each top list ranks; a value first seen when it is full is not ranked (its
+/// alerts still count everywhere else).
+pub const MAX_DISTINCT: usize = 100_000;
+/// Distinct time buckets kept while reading; past it every bucket widens (minute, hour, day,
+/// week), so a span of years stays bounded.
+pub const MAX_TIME_KEYS: usize = 100_000;
+const GRANULARITIES: [i64; 4] = [1, 60, 1440, 10_080];
 
-/// What [`read_events`] found in the input.
-#[derive(Debug, Default)]
+/// What [`Input::read_events`] found in the input. Memory stays bounded whatever its size:
+/// every alert is counted in `tally`, and only the first `keep` in time order are kept whole.
+#[derive(Debug)]
 pub struct Input {
-    /// The alert objects, in input order.
+    /// The alerts to list in detail: after each source is read, the first `keep` in time order
+    /// (undated last, input order among equals).
     pub alerts: Vec<Value>,
+    /// The counts over every alert read.
+    pub tally: Tally,
     /// JSON objects that are not alerts (`stats`, `http` from --log-requests).
     pub skipped_events: u64,
-    /// Lines that are not JSON objects.
+    /// Lines that are not JSON objects (or longer than [`MAX_LINE_BYTES`]).
     pub malformed: u64,
     /// The first [`MAX_MALFORMED_KEPT`] malformed lines: (source name, line number, why).
     pub malformed_lines: Vec<(String, u64, String)>,
+    keep: usize,
+}
+
+impl Default for Input {
+    /// Keeps every alert (for tests and small inputs).
+    fn default() -> Self {
+        Input::new(usize::MAX)
+    }
 }
 
 impl Input {
+    /// An input that keeps whole the first `keep` alerts in time order.
+    pub fn new(keep: usize) -> Input {
+        Input {
+            alerts: Vec::new(),
+            tally: Tally::default(),
+            skipped_events: 0,
+            malformed: 0,
+            malformed_lines: Vec::new(),
+            keep,
+        }
+    }
+
+    /// An input holding these alerts, counted (tests and callers that parsed them already).
+    pub fn from_alerts(alerts: Vec<Value>) -> Input {
+        let mut input = Input::default();
+        for a in &alerts {
+            input.tally.add(a);
+        }
+        input.alerts = alerts;
+        input.trim();
+        input
+    }
+
     /// Reads JSON lines from `reader` (named `source` in messages). Blank lines are ignored; a
     /// line that is not a JSON object is counted, never fatal. An I/O error ends the reading of
     /// this source and is returned.
-    pub fn read_events(&mut self, source: &str, reader: impl BufRead) -> std::io::Result<()> {
-        for (n, line) in reader.split(b'\n').enumerate() {
-            let line = line?;
-            let number = u64::try_from(n).unwrap_or(u64::MAX).saturating_add(1);
+    pub fn read_events(&mut self, source: &str, mut reader: impl BufRead) -> std::io::Result<()> {
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            let n = std::io::Read::take(&mut reader, MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)?;
+            if n == 0 {
+                break;
+            }
+            number = number.saturating_add(1);
+            if line.len() > MAX_LINE_BYTES && line.last() != Some(&b'\n') {
+                // The rest of the line is skipped unread, a bounded chunk at a time.
+                loop {
+                    let buf = reader.fill_buf()?;
+                    if buf.is_empty() {
+                        break;
+                    }
+                    match buf.iter().position(|&b| b == b'\n') {
+                        Some(i) => {
+                            reader.consume(i + 1);
+                            break;
+                        }
+                        None => {
+                            let len = buf.len();
+                            reader.consume(len);
+                        }
+                    }
+                }
+                self.malformed(
+                    source,
+                    number,
+                    format!("longer than {MAX_LINE_BYTES} bytes"),
+                );
+                continue;
+            }
             let text = String::from_utf8_lossy(&line);
             let text = text.trim();
             if text.is_empty() {
@@ -43,7 +119,11 @@ impl Input {
             match serde_json::from_str::<Value>(text) {
                 Ok(v) if v.is_object() => {
                     if v.get("event_type").and_then(Value::as_str) == Some("alert") {
+                        self.tally.add(&v);
                         self.alerts.push(v);
+                        if self.alerts.len() >= self.keep.saturating_mul(2).max(2) {
+                            self.trim();
+                        }
                     } else {
                         self.skipped_events += 1;
                     }
@@ -52,7 +132,14 @@ impl Input {
                 Err(e) => self.malformed(source, number, e.to_string()),
             }
         }
+        self.trim();
         Ok(())
+    }
+
+    /// Keeps the first `keep` alerts in time order.
+    fn trim(&mut self) {
+        sort_by_time(&mut self.alerts);
+        self.alerts.truncate(self.keep);
     }
 
     fn malformed(&mut self, source: &str, line: u64, why: String) {
@@ -118,71 +205,137 @@ pub fn endpoint(v: &Value) -> String {
     format!("{method} {host} {path}")
 }
 
-/// Counts everything: kinds, severities, the timeline, the top lists.
-pub fn summarize(alerts: &[Value]) -> Summary {
-    let mut s = Summary {
-        total: u64::try_from(alerts.len()).unwrap_or(u64::MAX),
-        ..Summary::default()
-    };
-    let mut endpoints: HashMap<String, u64> = HashMap::new();
-    let mut clients: HashMap<String, u64> = HashMap::new();
-    let mut scopes: HashMap<String, u64> = HashMap::new();
-    let mut dated: Vec<(i64, String)> = Vec::with_capacity(alerts.len());
-    for a in alerts {
-        let kind = field(a, &["kind"]).unwrap_or("unknown").to_string();
-        *s.by_kind.entry(kind.clone()).or_default() += 1;
-        let sev = field(a, &["severity"]).unwrap_or("unknown").to_string();
-        *s.by_severity.entry(sev).or_default() += 1;
-        *endpoints.entry(endpoint(a)).or_default() += 1;
+/// Counts taken one alert at a time, in bounded memory (see [`MAX_DISTINCT`],
+/// [`MAX_TIME_KEYS`]).
+#[derive(Debug, Default)]
+pub struct Tally {
+    total: u64,
+    by_kind: BTreeMap<String, u64>,
+    by_severity: BTreeMap<String, u64>,
+    endpoints: HashMap<String, u64>,
+    clients: HashMap<String, u64>,
+    scopes: HashMap<String, u64>,
+    /// Alerts per time bucket (start, in minutes since the epoch) and kind.
+    times: BTreeMap<i64, BTreeMap<String, u64>>,
+    /// Index in [`GRANULARITIES`] of the bucket width of `times`.
+    granularity: usize,
+    undated: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, a: &Value) {
+        self.total += 1;
+        let kind = field(a, &["kind"]).unwrap_or("unknown");
+        *self.by_kind.entry(kind.to_string()).or_default() += 1;
+        let sev = field(a, &["severity"]).unwrap_or("unknown");
+        *self.by_severity.entry(sev.to_string()).or_default() += 1;
+        count_bounded(&mut self.endpoints, endpoint(a));
         if let Some(ip) = field(a, &["request", "src_ip"]) {
-            *clients.entry(ip.to_string()).or_default() += 1;
+            count_bounded(&mut self.clients, ip.to_string());
         }
         if let Some(scope) = field(a, &["scope"]) {
-            *scopes.entry(scope.to_string()).or_default() += 1;
+            count_bounded(&mut self.scopes, scope.to_string());
         }
         match alert_time(a).and_then(minute_of) {
-            Some(m) => dated.push((m, kind)),
-            None => s.timeline.undated += 1,
+            Some(m) => {
+                let w = GRANULARITIES[self.granularity];
+                let slot = m - m.rem_euclid(w);
+                *self
+                    .times
+                    .entry(slot)
+                    .or_default()
+                    .entry(kind.to_string())
+                    .or_default() += 1;
+                if self.times.len() > MAX_TIME_KEYS && self.granularity + 1 < GRANULARITIES.len() {
+                    self.widen();
+                }
+            }
+            None => self.undated += 1,
         }
     }
-    s.top_endpoints = top(endpoints);
-    s.top_clients = top(clients);
-    s.top_scopes = top(scopes);
-    let undated = s.timeline.undated;
-    s.timeline = timeline(&dated);
-    s.timeline.undated = undated;
-    s
+
+    /// Every time bucket becomes one of the next width.
+    fn widen(&mut self) {
+        self.granularity += 1;
+        let w = GRANULARITIES[self.granularity];
+        let old = std::mem::take(&mut self.times);
+        for (m, kinds) in old {
+            let b = self.times.entry(m - m.rem_euclid(w)).or_default();
+            for (k, c) in kinds {
+                *b.entry(k).or_default() += c;
+            }
+        }
+    }
+
+    /// The counts as the page shows them.
+    pub fn summary(&self) -> Summary {
+        let mut timeline = timeline(&self.times, GRANULARITIES[self.granularity]);
+        timeline.undated = self.undated;
+        Summary {
+            total: self.total,
+            by_kind: self.by_kind.clone(),
+            by_severity: self.by_severity.clone(),
+            timeline,
+            top_endpoints: top(&self.endpoints),
+            top_clients: top(&self.clients),
+            top_scopes: top(&self.scopes),
+        }
+    }
+}
+
+fn count_bounded(counts: &mut HashMap<String, u64>, key: String) {
+    if let Some(c) = counts.get_mut(&key) {
+        *c += 1;
+    } else if counts.len() < MAX_DISTINCT {
+        counts.insert(key, 1);
+    }
+}
+
+/// Counts everything: kinds, severities, the timeline, the top lists.
+pub fn summarize(alerts: &[Value]) -> Summary {
+    let mut t = Tally::default();
+    for a in alerts {
+        t.add(a);
+    }
+    t.summary()
 }
 
 /// The `TOP_N` largest counts, ties by name so that the page is the same on every run.
-fn top(counts: HashMap<String, u64>) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    v.truncate(TOP_N);
-    v
+fn top(counts: &HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut v: Vec<(&String, &u64)> = counts.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    v.into_iter()
+        .take(TOP_N)
+        .map(|(k, c)| (k.clone(), *c))
+        .collect()
 }
 
-fn timeline(dated: &[(i64, String)]) -> Timeline {
-    let (Some(first), Some(last)) = (
-        dated.iter().map(|d| d.0).min(),
-        dated.iter().map(|d| d.0).max(),
-    ) else {
+/// The buckets to draw from counts kept at `granularity` minutes.
+fn timeline(times: &BTreeMap<i64, BTreeMap<String, u64>>, granularity: i64) -> Timeline {
+    let (Some(first), Some(last)) = (times.keys().next().copied(), times.keys().last().copied())
+    else {
         return Timeline::default();
     };
     // At least 1, and far from overflow: minutes since the epoch of a 4-digit year.
-    let span = last.saturating_sub(first).saturating_add(1);
+    let span = last.saturating_sub(first).saturating_add(granularity);
     let bucket_minutes = [1, 5, 15, 30, 60, 180, 360, 720, 1440, 10080]
         .into_iter()
+        .filter(|w| w % granularity == 0)
         .find(|w| (span + w - 1) / w <= MAX_BUCKETS)
-        // Beyond a week per bucket: whatever width keeps the count bounded.
-        .unwrap_or_else(|| ((span + MAX_BUCKETS - 1) / MAX_BUCKETS).max(1));
+        // Beyond a week per bucket: whatever multiple of the kept width bounds the count.
+        .unwrap_or_else(|| {
+            let w = ((span + MAX_BUCKETS - 1) / MAX_BUCKETS).max(1);
+            (w + granularity - 1) / granularity * granularity
+        });
     let start = first - first.rem_euclid(bucket_minutes);
     let n = usize::try_from((last - start) / bucket_minutes + 1).unwrap_or(1);
     let mut counts = vec![BTreeMap::new(); n];
-    for (m, kind) in dated {
+    for (m, kinds) in times {
         let i = usize::try_from((m - start) / bucket_minutes).unwrap_or(0);
         if let Some(b) = counts.get_mut(i) {
-            *b.entry(kind.clone()).or_default() += 1;
+            for (k, c) in kinds {
+                *b.entry(k.clone()).or_default() += c;
+            }
         }
     }
     Timeline {
@@ -249,11 +402,21 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
+/// Sorts alerts in time order, undated last, input order kept among equals (stable). Alerts
+/// write RFC 3339 UTC with a fixed width, so text order is time order.
+fn sort_by_time(v: &mut [Value]) {
+    v.sort_by(|a, b| match (alert_time(a), alert_time(b)) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+}
+
 /// The alerts to list in detail: the first `max` in time order (undated ones last, input order
 /// kept among equals).
 pub fn listed(alerts: &[Value], max: usize) -> Vec<&Value> {
     let mut v: Vec<&Value> = alerts.iter().collect();
-    // Alerts write RFC 3339 UTC with a fixed width, so text order is time order.
     v.sort_by(|a, b| match (alert_time(a), alert_time(b)) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => std::cmp::Ordering::Less,
@@ -386,6 +549,85 @@ mod tests {
         ] {
             assert_eq!(minute_of(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn reading_keeps_the_first_alerts_in_time_order_and_counts_them_all() {
+        let mut input = Input::new(3);
+        let mut text = String::new();
+        // 50 alerts, latest first: the three kept must be the earliest.
+        for i in (0..50).rev() {
+            let ts = format!("2026-11-28T09:{:02}:00.000000Z", i % 60);
+            text.push_str(&alert("key_conflict", "high", &ts, "10.0.0.1", "/v1/x").to_string());
+            text.push('\n');
+        }
+        input.read_events("a", text.as_bytes()).unwrap();
+        assert_eq!(input.tally.summary().total, 50);
+        let times: Vec<&str> = input.alerts.iter().filter_map(alert_time).collect();
+        assert_eq!(
+            times,
+            [
+                "2026-11-28T09:00:00.000000Z",
+                "2026-11-28T09:01:00.000000Z",
+                "2026-11-28T09:02:00.000000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_too_long_is_skipped_and_the_next_one_read() {
+        let mut input = Input::default();
+        let mut text = vec![b'x'; MAX_LINE_BYTES + 10];
+        text.push(b'\n');
+        text.extend_from_slice(
+            alert(
+                "missing_key",
+                "low",
+                "2026-11-28T09:29:46.5Z",
+                "10.0.0.1",
+                "/v1/x",
+            )
+            .to_string()
+            .as_bytes(),
+        );
+        text.push(b'\n');
+        input.read_events("a", &text[..]).unwrap();
+        assert_eq!((input.malformed, input.alerts.len()), (1, 1));
+        assert_eq!(input.malformed_lines[0].1, 1);
+    }
+
+    #[test]
+    fn top_lists_and_time_buckets_stay_bounded() {
+        let mut t = Tally::default();
+        // More distinct paths than ranked, over more minutes than kept one by one.
+        for i in 0..(MAX_TIME_KEYS as i64 + 10) {
+            let (d, m) = (i / 1440, i % 1440);
+            let ts = format!(
+                "{}T{:02}:{:02}:00Z",
+                format_minute(days_from_civil(2026, 1, 1) * 1440 + d * 1440)
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default(),
+                m / 60,
+                m % 60
+            );
+            t.add(&alert(
+                "key_conflict",
+                "high",
+                &ts,
+                "10.0.0.1",
+                &format!("/p/{i}"),
+            ));
+        }
+        assert!(t.endpoints.len() <= MAX_DISTINCT);
+        assert!(t.times.len() <= MAX_TIME_KEYS);
+        assert_eq!(t.granularity, 1, "widened to hours");
+        let s = t.summary();
+        assert_eq!(s.total, MAX_TIME_KEYS as u64 + 10);
+        let drawn: u64 = s.timeline.counts.iter().flat_map(|b| b.values()).sum();
+        assert_eq!(drawn, s.total, "every dated alert is in a bucket");
+        assert!(s.timeline.counts.len() as i64 <= MAX_BUCKETS);
+        assert_eq!(s.timeline.bucket_minutes % 60, 0);
     }
 
     #[test]
