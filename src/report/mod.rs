@@ -364,65 +364,48 @@ pub fn minute_of(ts: &str) -> Option<i64> {
         return None;
     }
     let (y, mo, d, h, mi) = (num(0, 4)?, num(5, 2)?, num(8, 2)?, num(11, 2)?, num(14, 2)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
+    if h > 23 || mi > 59 {
         return None;
     }
-    Some(days_from_civil(y, mo, d) * 1440 + h * 60 + mi)
+    let month = time::Month::try_from(u8::try_from(mo).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    let days =
+        i64::from(date.to_julian_day() - time::OffsetDateTime::UNIX_EPOCH.date().to_julian_day());
+    Some(days * 1440 + h * 60 + mi)
 }
 
 /// "YYYY-MM-DD HH:MM" of minutes since the epoch (the inverse of [`minute_of`]).
 pub fn format_minute(m: i64) -> String {
-    let days = m.div_euclid(1440);
-    let rest = m.rem_euclid(1440);
-    let (y, mo, d) = civil_from_days(days);
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}", rest / 60, rest % 60)
-}
-
-// Howard Hinnant's days_from_civil / civil_from_days (proleptic Gregorian calendar).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    const MINUTE: &[time::format_description::BorrowedFormatItem<'static>] =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(m.saturating_mul(60))
+        .ok()
+        .and_then(|t| t.format(MINUTE).ok())
+        .unwrap_or_else(|| format!("minute {m}"))
 }
 
 /// Sorts alerts in time order, undated last, input order kept among equals (stable). Alerts
 /// write RFC 3339 UTC with a fixed width, so text order is time order.
 fn sort_by_time(v: &mut [Value]) {
-    v.sort_by(|a, b| match (alert_time(a), alert_time(b)) {
+    v.sort_by(by_time);
+}
+
+/// Time order, undated last.
+fn by_time(a: &Value, b: &Value) -> std::cmp::Ordering {
+    match (alert_time(a), alert_time(b)) {
         (Some(x), Some(y)) => x.cmp(y),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,
-    });
+    }
 }
 
 /// The alerts to list in detail: the first `max` in time order (undated ones last, input order
 /// kept among equals).
 pub fn listed(alerts: &[Value], max: usize) -> Vec<&Value> {
     let mut v: Vec<&Value> = alerts.iter().collect();
-    v.sort_by(|a, b| match (alert_time(a), alert_time(b)) {
-        (Some(x), Some(y)) => x.cmp(y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
+    v.sort_by(|a, b| by_time(a, b));
     v.truncate(max);
     v
 }
@@ -545,6 +528,7 @@ mod tests {
             "2026-11-28",
             "2026-13-01T00:00",
             "2026-11-28T24:00",
+            "2026-02-30T00:00",
             "２０２６-11-28T08:00",
         ] {
             assert_eq!(minute_of(bad), None, "{bad}");
@@ -601,16 +585,8 @@ mod tests {
         let mut t = Tally::default();
         // More distinct paths than ranked, over more minutes than kept one by one.
         for i in 0..(MAX_TIME_KEYS as i64 + 10) {
-            let (d, m) = (i / 1440, i % 1440);
-            let ts = format!(
-                "{}T{:02}:{:02}:00Z",
-                format_minute(days_from_civil(2026, 1, 1) * 1440 + d * 1440)
-                    .split(' ')
-                    .next()
-                    .unwrap_or_default(),
-                m / 60,
-                m % 60
-            );
+            let start = minute_of("2026-01-01T00:00Z").unwrap_or_default();
+            let ts = format_minute(start + i).replacen(' ', "T", 1) + ":00Z";
             t.add(&alert(
                 "key_conflict",
                 "high",
